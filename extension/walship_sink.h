@@ -1,0 +1,88 @@
+/*
+ * walship_sink.h: the C boundary of the Kafka sink (extension/sink.cpp, librdkafka).
+ *
+ * Same rules as plugin/walship_core.h: no PostgreSQL header on the C++ side, no
+ * exception crosses, no ereport inside; a status plus a message in the caller's
+ * buffer (WS_ERRMSG_SIZE bytes). Secrets (any property whose name contains
+ * "password", "secret" or "key" other than key.serializer-like non-secrets, e.g.
+ * sasl.password, ssl.key.password, ssl.keystore.password, sasl.oauthbearer.client.secret)
+ * never appear in a message this API writes.
+ *
+ * All calls come from the one stream-worker thread; librdkafka's own callbacks only
+ * record outcomes, which ws_sink_poll applies.
+ */
+#ifndef WALSHIP_SINK_H
+#define WALSHIP_SINK_H
+
+#include "walship_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ws_sink ws_sink;
+
+typedef struct ws_sink_config {
+    const char *bootstrap_servers;
+    const char *const *prop_names; /* librdkafka properties passed through */
+    const char *const *prop_values;
+    int nprops;
+    int topic_partitions;         /* for topics walship creates; -1 = broker default */
+    int topic_replication_factor; /* -1 = broker default */
+} ws_sink_config;
+
+typedef enum ws_produce_result {
+    WS_PRODUCE_OK = 0,
+    WS_PRODUCE_QUEUE_FULL = 1, /* poll, check interrupts, and try the same call again */
+    WS_PRODUCE_FAILED = 2,     /* errmsg says why; the stream restarts from its slot */
+} ws_produce_result;
+
+typedef struct ws_sink_stats {
+    uint64_t events_produced; /* handed to librdkafka */
+    uint64_t bytes_produced;
+    uint64_t events_acked; /* delivery reports with success */
+    uint64_t in_flight;    /* produced, not yet reported */
+    int64_t last_ack_time_us; /* Unix epoch micros of the last successful ack; 0 = never */
+} ws_sink_stats;
+
+/* Validates one librdkafka property with librdkafka's own parser (no handle created). */
+WS_API ws_status ws_sink_check_property(const char *name, const char *value, char *errmsg);
+/* True for properties whose values must never be shown. */
+WS_API bool ws_sink_property_is_secret(const char *name);
+
+/* Creates an idempotent producer (acks=all, murmur2_random partitioner). */
+WS_API ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg);
+/* Destroys without waiting; call ws_sink_flush first for a graceful stop. */
+WS_API void ws_sink_destroy(ws_sink *sink);
+
+/* Transactions bracket events so the watermark knows what "all earlier" means. */
+WS_API void ws_sink_begin_txn(ws_sink *sink, uint64_t commit_lsn);
+/* Hands one event to librdkafka (copied). Headers walship.lsn / walship.xid are added. */
+WS_API ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic, const uint8_t *key,
+                                         size_t keylen, const uint8_t *value, size_t valuelen,
+                                         uint64_t commit_lsn, uint32_t xid, char *errmsg);
+/* Every event of the transaction has been produced (zero events is fine). */
+WS_API void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn);
+
+/* Serves delivery reports and errors for up to timeout_ms. WS_ERROR when a delivery failed
+ * or the producer hit a fatal error: errmsg says why and the stream must restart. */
+WS_API ws_status ws_sink_poll(ws_sink *sink, int timeout_ms, char *errmsg);
+/* Waits up to timeout_ms for everything in flight; WS_ERROR if some is still in flight. */
+WS_API ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, char *errmsg);
+
+/* Highest commit LSN whose transaction and every earlier one Kafka acknowledged; 0 = none. */
+WS_API uint64_t ws_sink_watermark(const ws_sink *sink);
+/* True when no transaction is open or waiting for acknowledgements. */
+WS_API bool ws_sink_idle(const ws_sink *sink);
+WS_API void ws_sink_get_stats(const ws_sink *sink, ws_sink_stats *out);
+/* The latest broker-level error librdkafka reported (e.g. all brokers down), with secrets
+ * scrubbed; false when there has been none since the last successful delivery. */
+WS_API bool ws_sink_last_error(const ws_sink *sink, char *errmsg);
+/* librdkafka log lines, queued by its threads and taken here on the worker's thread. */
+WS_API bool ws_sink_next_log(ws_sink *sink, int *level, char *line, size_t linelen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WALSHIP_SINK_H */

@@ -1,0 +1,34 @@
+/*
+ * walship_plugin.h: what the output plugin offers the stream worker in the same library.
+ *
+ * Used from C only (PostgreSQL types). When a stream worker decodes in-process, it
+ * creates a decoding context with the walship plugin and then attaches hooks: from
+ * then on the plugin hands every event (with its topic and Kafka key) to the hooks
+ * instead of writing it to ctx->out, and reports every transaction boundary, even
+ * when include-transaction is off and even when the transaction produced no event,
+ * so that the worker can track its LSN watermark.
+ */
+#ifndef WALSHIP_PLUGIN_H
+#define WALSHIP_PLUGIN_H
+
+#include "postgres.h"
+#include "access/xlogdefs.h"
+#include "replication/logical.h"
+
+typedef struct WalshipStreamHooks {
+    void *arg;
+    /* a transaction whose commit record ends at commit_lsn starts */
+    void (*begin)(void *arg, TransactionId xid, XLogRecPtr commit_lsn);
+    /* one event: topic, key (keylen 0 when none), value; buffers valid during the call only */
+    void (*event)(void *arg, const char *topic, const uint8_t *key, size_t keylen,
+                  const uint8_t *value, size_t valuelen, TransactionId xid, XLogRecPtr commit_lsn,
+                  TimestampTz commit_time);
+    /* the transaction ended; nevents events were handed to event() for it */
+    void (*commit)(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents);
+} WalshipStreamHooks;
+
+/* Attach hooks to a context created with the walship plugin (after CreateDecodingContext). */
+extern void walship_plugin_attach_hooks(LogicalDecodingContext *ctx,
+                                        const WalshipStreamHooks *hooks);
+
+#endif /* WALSHIP_PLUGIN_H */
