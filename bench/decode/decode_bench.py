@@ -1,0 +1,650 @@
+#!/usr/bin/env python3
+"""walship decode benchmark: walship (protobuf, json) against pgoutput, test_decoding,
+wal2json and decoderbufs, on one throwaway PostgreSQL cluster and one workload.
+
+Usage: see bench/decode/run.sh (python3 decode_bench.py --help).
+
+Every plugin gets its own logical slot, created BEFORE the workload, so every slot
+decodes exactly the same WAL. Each slot is then read with
+    SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(...)
+(peek: nothing is consumed, so every measurement decodes the same changes again):
+one warm-up pass over all slots, then ROUNDS rounds over all slots (round-robin, so
+drift on the machine hits every plugin alike). Reported: median and min.
+
+Standard library only; talks to the server through psql.
+"""
+import argparse
+import datetime
+import os
+import platform
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# --------------------------------------------------------------------------------------
+# plugins under test: (label, slot name, output plugin, peek options)
+PLUGINS = [
+    ("walship (protobuf)", "bench_walship_pb", "walship", [("format", "protobuf")]),
+    ("walship (json)", "bench_walship_json", "walship", [("format", "json")]),
+    ("pgoutput", "bench_pgoutput", "pgoutput",
+     [("proto_version", "1"), ("publication_names", "bench_pub")]),
+    ("test_decoding", "bench_test_decoding", "test_decoding", []),
+    ("wal2json", "bench_wal2json", "wal2json", [("format-version", "2")]),
+    ("decoderbufs", "bench_decoderbufs", "decoderbufs", []),
+]
+ALLOW_LIST = "pgoutput, test_decoding, walship, wal2json, decoderbufs"
+
+SCHEMA_SQL = r"""
+CREATE TABLE bench_t (
+    id         bigint PRIMARY KEY,
+    qty        integer NOT NULL,
+    label      text NOT NULL,
+    price      numeric(14,4) NOT NULL,
+    updated_at timestamptz NOT NULL,
+    active     boolean NOT NULL
+);
+CREATE PUBLICATION bench_pub FOR ALL TABLES;
+
+-- ntx transactions of tx_size changes each: 60% INSERT, 30% UPDATE, 10% DELETE.
+-- Transaction k inserts ids k*ni+1 .. (k+1)*ni, updates ids (k+1)*nd+1 .. (k+1)*nd+nu
+-- (all live: inserted already, not yet deleted) and deletes ids k*nd+1 .. (k+1)*nd,
+-- so every statement touches exactly the intended number of rows.
+CREATE PROCEDURE bench_workload(ntx int, tx_size int) LANGUAGE plpgsql AS $$
+DECLARE
+    ni bigint := tx_size * 6 / 10;
+    nu bigint := tx_size * 3 / 10;
+    nd bigint := tx_size - tx_size * 6 / 10 - tx_size * 3 / 10;
+    n bigint;
+BEGIN
+    FOR k IN 0 .. ntx - 1 LOOP
+        INSERT INTO bench_t
+        SELECT g, (g % 100000)::int, 'item-' || md5(g::text),
+               (g * 1.2345)::numeric(14,4),
+               timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+               g % 2 = 0
+        FROM generate_series(k * ni + 1, (k + 1) * ni) AS g;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> ni THEN RAISE EXCEPTION 'insert touched % rows, wanted %', n, ni; END IF;
+
+        UPDATE bench_t
+        SET qty = qty + 1, label = 'upd-' || md5((id + k)::text), price = price + 1,
+            updated_at = updated_at + interval '1 hour', active = NOT active
+        WHERE id BETWEEN (k + 1) * nd + 1 AND (k + 1) * nd + nu;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> nu THEN RAISE EXCEPTION 'update touched % rows, wanted %', n, nu; END IF;
+
+        DELETE FROM bench_t WHERE id BETWEEN k * nd + 1 AND (k + 1) * nd;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> nd THEN RAISE EXCEPTION 'delete touched % rows, wanted %', n, nd; END IF;
+
+        COMMIT;
+    END LOOP;
+END $$;
+"""
+
+
+def log(msg):
+    print(f"[decode-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sql_literal(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+class Cluster:
+    """A throwaway cluster under a temp dir, run as the postgres OS user when we are root."""
+
+    def __init__(self, bindir, workdir, port):
+        self.bindir = bindir
+        self.workdir = workdir
+        self.datadir = os.path.join(workdir, "data")
+        self.logfile = os.path.join(workdir, "server.log")
+        self.port = port
+        self.started = False
+        self.as_user = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            pw = pwd.getpwnam("postgres")
+            os.chown(workdir, pw.pw_uid, pw.pw_gid)
+        self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(port), PGUSER="postgres",
+                        PGDATABASE="postgres", PGAPPNAME="walship-decode-bench", LC_ALL="C")
+        for k in ("PGSERVICE", "PGOPTIONS", "PGPASSWORD"):
+            self.env.pop(k, None)
+
+    def bin(self, name):
+        return os.path.join(self.bindir, name)
+
+    def run_as(self, argv, **kw):
+        return subprocess.run(self.as_user + argv, env=self.env, check=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+    def initdb(self):
+        self.run_as([self.bin("initdb"), "-D", self.datadir, "-U", "postgres", "--auth=trust",
+                     "--encoding=UTF8", "--locale=C", "--no-sync"])
+
+    def describe_config(self):
+        out = subprocess.run(self.as_user + [self.bin("postgres"), "--describe-config"],
+                             env=self.env, check=True, stdout=subprocess.PIPE, text=True,
+                             cwd=self.workdir).stdout
+        return {line.split("\t", 1)[0] for line in out.splitlines() if line}
+
+    def configure(self, settings):
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write("\n# walship decode benchmark\n")
+            for k, v in settings:
+                f.write(f"{k} = {v}\n")
+
+    def start(self):
+        self.run_as([self.bin("pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-w",
+                     "-t", "60", "start"])
+        self.started = True
+
+    def stop(self):
+        if not self.started:
+            return
+        try:
+            subprocess.run(self.as_user + [self.bin("pg_ctl"), "-D", self.datadir, "-m", "immediate",
+                                           "-w", "-t", "60", "stop"],
+                           env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=90)
+        except Exception as e:  # noqa: BLE001 -- cleanup must go on
+            log(f"pg_ctl stop failed: {e}")
+        self.started = False
+
+    def psql(self, sql, timing=False, check=True):
+        """Run sql (a string, or a list of commands) in one session; returns (stdout, stderr, returncode)."""
+        argv = [self.bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+        if timing:
+            argv += ["-c", "\\timing on"]
+        for c in ([sql] if isinstance(sql, str) else sql):
+            argv += ["-c", c]
+        p = subprocess.run(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"psql failed ({p.returncode}): {p.stderr.strip()}\nSQL: {sql[:500]}")
+        return p.stdout, p.stderr, p.returncode
+
+    def scalar(self, sql):
+        return self.psql(sql)[0].strip()
+
+
+def peek_sql(slot, options):
+    args = [sql_literal(slot), "NULL", "NULL"]
+    for k, v in options:
+        args += [sql_literal(k), sql_literal(v)]
+    return ("SELECT count(*), coalesce(sum(length(data)), 0) "
+            f"FROM pg_logical_slot_peek_binary_changes({', '.join(args)})")
+
+
+SCHEDSTAT = "SELECT 'cpu_ns:' || split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)"
+
+
+def parse_timed(out):
+    """psql -At with \\timing, commands SCHEDSTAT; peek; SCHEDSTAT.
+
+    Returns rows, bytes, wall seconds of the peek (psql \\timing) and CPU seconds the
+    backend spent in it (from its /proc/self/schedstat; robust against other load on
+    the machine as long as the backend is not descheduled mid-cache)."""
+    rows, bytes_, times, cpu = None, None, [], []
+    for line in out.splitlines():
+        if line.startswith("Time: "):
+            times.append(float(line.split()[1]) / 1000.0)
+        elif line.startswith("cpu_ns:"):
+            cpu.append(int(line[len("cpu_ns:"):]))
+        elif "|" in line:
+            a, b = line.split("|", 1)
+            rows, bytes_ = int(a), int(b)
+    if rows is None or len(times) != 3 or len(cpu) != 2:
+        raise RuntimeError(f"could not parse psql output: {out!r}")
+    return rows, bytes_, times[1], (cpu[1] - cpu[0]) / 1e9
+
+
+def cpu_busy(interval=2.0):
+    """Share of all CPUs busy (any process) over interval seconds, from /proc/stat."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = snap()
+    time.sleep(interval)
+    t1, i1 = snap()
+    return 0.0 if t1 == t0 else 1.0 - (i1 - i0) / (t1 - t0)
+
+
+def machine_info(cluster):
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "loadavg": open("/proc/loadavg").read().split(" ")[:3] if os.path.exists("/proc/loadavg") else "?",
+        "postgres": cluster.scalar("SELECT version()"),
+    }
+
+
+def plugin_file(bindir, name):
+    pkglib = subprocess.run([os.path.join(bindir, "pg_config"), "--pkglibdir"],
+                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    if not pkglib:
+        pkglib = os.path.join(os.path.dirname(bindir), "lib")
+    return os.path.join(pkglib, name + ".so")
+
+
+def fmt_ratio(x):
+    return "—" if x is None else f"{x:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("n", nargs="?", type=int, default=1_000_000, help="number of changes (default 1000000)")
+    ap.add_argument("--tx-size", type=int, default=1000, help="changes per transaction (default 1000)")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds per plugin (default 3)")
+    ap.add_argument("--bindir", default="/usr/lib/postgresql/15/bin")
+    ap.add_argument("--results-dir", default=None, help="where decode-<date>.md goes (default bench/results)")
+    ap.add_argument("--no-results", action="store_true", help="do not write a result file")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated plugin labels/slots to run (default: all); e.g. walship,pgoutput")
+    ap.add_argument("--profile", default=None, metavar="SLOT",
+                    help="after timing, run one more peek of SLOT (e.g. bench_walship_pb) under "
+                         "`perf record` attached to its backend")
+    ap.add_argument("--perf-args", default="-g", help="extra perf record args (default: -g)")
+    ap.add_argument("--perf-out", default=None, help="perf.data path (default: /tmp/walship-perf-<slot>.data)")
+    ap.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
+                    help="before measuring, wait up to SECONDS for the machine to be < 15%% busy")
+    ap.add_argument("--workdir", default=None, help="temp dir to use (created by run.sh); removed at the end")
+    ap.add_argument("--command", default=None, help="command line to record in the result file")
+    args = ap.parse_args()
+
+    if args.n < 1 or args.tx_size < 10:
+        ap.error("n must be >= 1 and tx-size >= 10")
+    tx_size = min(args.tx_size, args.n)
+    ntx = args.n // tx_size
+    nchanges = ntx * tx_size
+    if nchanges != args.n:
+        log(f"N={args.n} is not a multiple of tx-size {tx_size}: running {nchanges} changes")
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.abspath(os.path.join(here, "..", ".."))
+    results_dir = args.results_dir or os.path.join(repo, "bench", "results")
+
+    plugins = PLUGINS
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        plugins = [p for p in PLUGINS if any(w == p[1] or w == p[2] or w == p[0] for w in wanted)]
+        if not plugins:
+            ap.error(f"--only {args.only}: matches no plugin")
+
+    own_workdir = args.workdir is None
+    workdir = args.workdir or tempfile.mkdtemp(prefix="walship-decode-bench-")
+    port = free_port()
+    cluster = Cluster(args.bindir, workdir, port)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    failed = {}
+    try:
+        # ---------------------------------------------------------------- cluster
+        log(f"initdb in {workdir}, port {port}")
+        cluster.initdb()
+        known = cluster.describe_config()
+        settings = [
+            ("listen_addresses", "'127.0.0.1'"),
+            ("port", str(port)),
+            ("unix_socket_directories", sql_literal(workdir)),
+            ("wal_level", "logical"),
+            ("max_replication_slots", "16"),
+            ("max_wal_senders", "8"),
+            ("shared_buffers", "'1GB'"),
+            ("max_wal_size", "'16GB'"),
+            ("checkpoint_timeout", "'1h'"),
+            # setup speed only: no fsync and no commit flush while loading the workload;
+            # decoding reads WAL that is already written, so this does not change it.
+            ("fsync", "off"),
+            ("synchronous_commit", "off"),
+            ("autovacuum", "off"),
+            # logical_decoding_work_mem stays at its default (64MB): no spill at 1000 changes/tx
+        ]
+        has_allow_list = "output_plugin_libraries" in known
+        if has_allow_list:
+            settings.append(("output_plugin_libraries", sql_literal(ALLOW_LIST)))
+        cluster.configure(settings)
+        cluster.start()
+        info = machine_info(cluster)
+        log(f"server: {info['postgres']}")
+        decoding_mem = cluster.scalar("SHOW logical_decoding_work_mem")
+        work_mem = cluster.scalar("SHOW work_mem")
+
+        cluster.psql(SCHEMA_SQL)
+
+        # ---------------------------------------------------------------- slots (before the workload)
+        active = []
+        for label, slot, plugin, opts in plugins:
+            out, err, rc = cluster.psql(
+                f"SELECT lsn FROM pg_create_logical_replication_slot({sql_literal(slot)}, {sql_literal(plugin)})",
+                check=False)
+            if rc != 0:
+                failed[slot] = f"create slot: {err.strip()}"
+                log(f"FAILED {label}: {failed[slot]}")
+                hint = plugin_file(args.bindir, plugin)
+                if not os.path.exists(hint):
+                    log(f"  ({hint} does not exist)")
+            else:
+                active.append((label, slot, plugin, opts))
+                log(f"slot {slot} ({plugin}) at {out.strip()}")
+
+        # ---------------------------------------------------------------- workload
+        log(f"workload: {ntx} transactions x {tx_size} changes "
+            f"(60% INSERT / 30% UPDATE / 10% DELETE) = {nchanges} changes")
+        lsn0 = cluster.scalar("SELECT pg_current_wal_lsn()")
+        t0 = time.monotonic()
+        cluster.psql(f"CALL bench_workload({ntx}, {tx_size})")
+        load_s = time.monotonic() - t0
+        lsn1 = cluster.scalar("SELECT pg_current_wal_lsn()")
+        wal_bytes = int(cluster.scalar(f"SELECT pg_wal_lsn_diff('{lsn1}', '{lsn0}')"))
+        live = int(cluster.scalar("SELECT count(*) FROM bench_t"))
+        ni, nu = tx_size * 6 // 10, tx_size * 3 // 10
+        nd = tx_size - ni - nu
+        if live != ntx * (ni - nd):
+            raise RuntimeError(f"workload left {live} rows, expected {ntx * (ni - nd)}")
+        cluster.psql("CHECKPOINT")
+        log(f"workload done in {load_s:.1f} s, {wal_bytes / 1e6:.1f} MB of WAL; "
+            f"{ntx * ni} INSERT, {ntx * nu} UPDATE, {ntx * nd} DELETE")
+
+        # ---------------------------------------------------------------- measure
+        busy = cpu_busy()
+        deadline = time.monotonic() + args.wait_quiet
+        while busy > 0.15 and time.monotonic() < deadline:
+            log(f"machine {busy:.0%} busy; waiting for quiet (--wait-quiet)")
+            time.sleep(8)
+            busy = cpu_busy()
+        info["busy_before"] = f"{busy:.0%}"
+        log(f"machine {busy:.0%} busy before measuring")
+        times = {slot: [] for _, slot, _, _ in active}
+        cputimes = {slot: [] for _, slot, _, _ in active}
+        rows = {}
+        outbytes = {}
+
+        def peek(label, slot, opts, what):
+            out, err, rc = cluster.psql([SCHEDSTAT, peek_sql(slot, opts), SCHEDSTAT], timing=True, check=False)
+            if rc != 0:
+                failed[slot] = f"{what}: {err.strip()}"
+                log(f"FAILED {label}: {failed[slot]}")
+                return None
+            r, b, s, c = parse_timed(out)
+            if slot in rows and (rows[slot], outbytes[slot]) != (r, b):
+                log(f"WARNING {label}: run gave {r} rows/{b} bytes, earlier {rows[slot]}/{outbytes[slot]}")
+            rows[slot], outbytes[slot] = r, b
+            return s, c
+
+        for label, slot, _, opts in active:
+            r = peek(label, slot, opts, "warm-up peek")
+            if r is not None:
+                log(f"warm-up {label:20s} {r[0]:8.3f} s (cpu {r[1]:.3f} s)  {rows[slot]} rows  "
+                    f"{outbytes[slot] / 1e6:.1f} MB")
+        for rnd in range(args.rounds):
+            for label, slot, _, opts in active:
+                if slot in failed:
+                    continue
+                r = peek(label, slot, opts, f"peek round {rnd + 1}")
+                if r is not None:
+                    times[slot].append(r[0])
+                    cputimes[slot].append(r[1])
+                    log(f"round {rnd + 1} {label:20s} {r[0]:8.3f} s (cpu {r[1]:.3f} s)")
+
+        # sanity: test_decoding emits one row per change plus BEGIN and COMMIT per transaction
+        if "bench_test_decoding" in rows and rows["bench_test_decoding"] != nchanges + 2 * ntx:
+            log(f"WARNING test_decoding returned {rows['bench_test_decoding']} rows, "
+                f"expected {nchanges + 2 * ntx}")
+
+        # ---------------------------------------------------------------- profile (optional)
+        perf_report = None
+        if args.profile:
+            perf_report = profile_peek(cluster, args, active, failed, repo)
+
+        # ---------------------------------------------------------------- report
+        med = {s: statistics.median(t) for s, t in times.items() if t and s not in failed}
+        mins = {s: min(t) for s, t in times.items() if t and s not in failed}
+        cpumed = {s: statistics.median(t) for s, t in cputimes.items() if t and s not in failed}
+        ref_pg = med.get("bench_pgoutput")
+        ref_w2j = med.get("bench_wal2json")
+        header = ["plugin", "changes", "rows out", "median s", "min s", "cpu s", "changes/s",
+                  "output MB", "vs pgoutput", "vs wal2json"]
+        table = []
+        for label, slot, _, _ in plugins:
+            if slot in failed or slot not in med:
+                table.append([label, str(nchanges), "—", "FAILED", "—", "—", "—", "—", "—", "—"])
+                continue
+            m = med[slot]
+            table.append([
+                label, str(nchanges), str(rows[slot]), f"{m:.3f}", f"{mins[slot]:.3f}", f"{cpumed[slot]:.3f}",
+                f"{nchanges / m:,.0f}", f"{outbytes[slot] / 1e6:.1f}",
+                fmt_ratio(ref_pg / m if ref_pg else None),
+                fmt_ratio(ref_w2j / m if ref_w2j else None),
+            ])
+        text_table = render_text(header, table)
+        print()
+        print(text_table)
+        print()
+        notes = []
+        pb = med.get("bench_walship_pb")
+        if pb is not None:
+            if ref_pg:
+                notes.append(f"target walship protobuf >= pgoutput speed: "
+                             f"{'MET' if pb <= ref_pg else 'NOT MET'} ({ref_pg / pb:.2f}x)")
+            if ref_w2j:
+                notes.append(f"target walship protobuf >= 2x wal2json speed: "
+                             f"{'MET' if ref_w2j / pb >= 2 else 'NOT MET'} ({ref_w2j / pb:.2f}x)")
+        for n in notes:
+            print(n)
+        for slot, err in failed.items():
+            print(f"FAILED {slot}: {err}")
+
+        if not args.no_results:
+            path = write_results(results_dir, args, info, nchanges, ntx, tx_size, wal_bytes, load_s,
+                                 decoding_mem, work_mem, has_allow_list, header, table, times, cputimes,
+                                 plugins, failed, notes, perf_report)
+            print(f"\nresults: {path}")
+    except KeyboardInterrupt as e:
+        log(f"interrupted: {e}")
+        failed["<run>"] = "interrupted"
+    except Exception as e:  # noqa: BLE001
+        log(f"ERROR: {e}")
+        try:
+            with open(cluster.logfile) as f:
+                tail = f.readlines()[-30:]
+            log("server log tail:\n" + "".join(tail))
+        except OSError:
+            pass
+        failed["<run>"] = str(e)
+    finally:
+        cluster.stop()
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def profile_peek(cluster, args, active, failed, repo):
+    """One more peek of args.profile under perf record attached to its backend."""
+    match = [a for a in active if a[1] == args.profile and a[1] not in failed]
+    if not match:
+        log(f"--profile {args.profile}: no working slot of that name")
+        return None
+    label, slot, _, opts = match[0]
+    perf = shutil.which("perf")
+    if not perf:
+        log("--profile: perf not found (apt-get install linux-perf)")
+        return None
+    out_path = args.perf_out or os.path.join(tempfile.gettempdir(), f"walship-perf-{slot}.data")
+    appname = f"walship-profile-{os.getpid()}"
+    env = dict(cluster.env, PGAPPNAME=appname)
+    # the session sleeps first so perf can attach before decoding starts
+    sql = f"SELECT pg_sleep(1.5); {peek_sql(slot, opts)}"
+    p = subprocess.Popen([cluster.bin("psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = None
+    for _ in range(100):
+        v = cluster.scalar(f"SELECT pid FROM pg_stat_activity WHERE application_name = {sql_literal(appname)}")
+        if v:
+            pid = int(v)
+            break
+        time.sleep(0.02)
+    if pid is None:
+        p.wait()
+        log("--profile: could not find the backend")
+        return None
+    perf_cmd = [perf, "record", "-o", out_path, *shlex.split(args.perf_args), "-p", str(pid)]
+    log(f"profiling backend {pid}: {' '.join(perf_cmd)}")
+    rec = subprocess.Popen(perf_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, perr = p.communicate()
+    if p.returncode != 0:
+        log(f"--profile: peek failed: {perr.strip()}")
+    # the backend exits when psql disconnects; perf record follows it out
+    try:
+        rec.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        rec.send_signal(signal.SIGINT)
+        rec.wait()
+    rep = subprocess.run([perf, "report", "-i", out_path, "--no-children", "--stdio",
+                          "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    lines = [re.sub(r"(\s+-)+\s*$", "", l) for l in rep.splitlines() if l.strip() and not l.startswith("#")]
+    report = "\n".join(lines[:40])
+    print(f"\nperf (self time, {label}); full data: {out_path}\n{report}\n")
+    return (label, out_path, report)
+
+
+def render_text(header, table):
+    widths = [max(len(header[i]), *(len(r[i]) for r in table)) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in table:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def write_results(results_dir, args, info, nchanges, ntx, tx_size, wal_bytes, load_s, decoding_mem,
+                  work_mem, has_allow_list, header, table, times, cputimes, plugins, failed, notes, perf_report):
+    os.makedirs(results_dir, exist_ok=True)
+    now = datetime.datetime.now()
+    path = os.path.join(results_dir, f"decode-{now:%Y-%m-%d}.md")
+    if os.path.exists(path):
+        path = os.path.join(results_dir, f"decode-{now:%Y-%m-%d-%H%M%S}.md")
+    cmd = args.command or " ".join(shlex.quote(a) for a in sys.argv)
+    walship_so = plugin_file(args.bindir, "walship")
+    so_info = "not installed"
+    if os.path.exists(walship_so):
+        st = os.stat(walship_so)
+        so_info = f"{walship_so}, {st.st_size} bytes, built {datetime.datetime.fromtimestamp(st.st_mtime):%Y-%m-%d %H:%M:%S}"
+    commit = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip() or "unknown"
+    L = []
+    L.append(f"# Decode benchmark, {now:%Y-%m-%d %H:%M}")
+    L.append("")
+    L.append(f"Command: `{cmd}`")
+    L.append("")
+    L.append("## Machine")
+    L.append("")
+    L.append(f"- nproc: {info['nproc']}")
+    L.append(f"- CPU: {info['cpu']}")
+    L.append(f"- memory: {info['memory']}")
+    L.append(f"- kernel: {info['kernel']}")
+    L.append(f"- CPU busy (all processes) just before measuring: {info.get('busy_before', '?')}")
+    L.append(f"- load average at start: {' '.join(info['loadavg'])}; at end: "
+             f"{' '.join(open('/proc/loadavg').read().split(' ')[:3])} (other work on the machine skews results)")
+    L.append(f"- PostgreSQL: {info['postgres']}")
+    L.append(f"- date: {now:%Y-%m-%d %H:%M:%S %Z}".rstrip())
+    L.append(f"- walship: commit {commit}; {so_info}")
+    L.append("")
+    L.append("## Setup")
+    L.append("")
+    L.append(f"- throwaway cluster (initdb in /tmp, loopback port), wal_level=logical, shared_buffers=1GB, "
+             f"logical_decoding_work_mem={decoding_mem} (default), work_mem={work_mem} (default)"
+             + (", output_plugin_libraries set" if has_allow_list else ""))
+    L.append("- **fsync=off, synchronous_commit=off, autovacuum=off** (setup speed only; decoding reads "
+             "WAL already written)")
+    L.append(f"- table: 6 columns (id bigint pk, integer, text ~37 chars, numeric(14,4), timestamptz, boolean)")
+    L.append(f"- workload: {ntx} transactions x {tx_size} changes = {nchanges} changes, 60% INSERT / "
+             f"30% UPDATE / 10% DELETE; {wal_bytes / 1e6:.1f} MB of WAL; loaded in {load_s:.1f} s")
+    L.append("- one slot per plugin, all created before the workload; each timed as "
+             "`SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(slot, NULL, NULL, opts)` "
+             f"(psql \\timing), one warm-up pass, then {args.rounds} round-robin rounds; median and min")
+    L.append("- options: " + "; ".join(
+        f"{label}: " + (", ".join(f"'{k}' '{v}'" for k, v in opts) or "none") for label, _, _, opts in plugins))
+    L.append("- rows out = rows returned by the peek (includes BEGIN/COMMIT messages where the plugin "
+             "emits them); output MB = sum(length(data)) / 10^6; changes/s = changes / median; "
+             "cpu s = median CPU time of the backend during the peek (/proc/self/schedstat); "
+             "vs X = X's median wall time / this plugin's (>1 = faster than X)")
+    L.append("")
+    L.append("## Results")
+    L.append("")
+    L.append("| " + " | ".join(header) + " |")
+    L.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    for r in table:
+        L.append("| " + " | ".join(r) + " |")
+    L.append("")
+    for n in notes:
+        L.append(f"- {n}")
+    if failed:
+        L.append("")
+        L.append("Failures:")
+        L.append("")
+        for slot, err in failed.items():
+            L.append(f"- `{slot}`: {err}")
+    L.append("")
+    L.append("Individual runs (s):")
+    L.append("")
+    for label, slot, _, _ in plugins:
+        if times.get(slot):
+            L.append(f"- {label}: wall " + ", ".join(f"{t:.3f}" for t in times[slot])
+                     + "; backend cpu " + ", ".join(f"{t:.3f}" for t in cputimes[slot]))
+    if perf_report:
+        label, out_path, report = perf_report
+        L.append("")
+        L.append(f"## perf profile of one peek, {label} (self time; `perf report -i {out_path}`)")
+        L.append("")
+        L.append("```")
+        L.append(report)
+        L.append("```")
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1167 @@
+/*
+ * sink.cpp: the Kafka sink behind walship_sink.h; the one place that talks to librdkafka.
+ *
+ * It owns the idempotent producer of one stream, the topics it has created, the LSN
+ * watermark (watermark.hpp) and everything librdkafka reports back. librdkafka's
+ * callbacks (delivery reports, errors, logs) are all served on the stream worker's
+ * thread by rd_kafka_poll / rd_kafka_flush, and they only record: a failed delivery, a
+ * fatal error, the latest broker error, a log line. The worker reads those records
+ * through the API after polling and acts on them (ereport, restart); nothing here calls
+ * back into PostgreSQL.
+ *
+ * Delivery: the producer is idempotent (acks=all, at most 5 requests in flight, retries
+ * without end) and messages never time out (message.timeout.ms=0), so during a Kafka
+ * outage events wait, librdkafka's bounded queue fills, ws_sink_produce answers
+ * QUEUE_FULL and the worker stops decoding until Kafka is back; then everything is
+ * delivered once, in order. A delivery that fails anyway (authorization, message too
+ * large, a topic that does not exist and is not created) stops the watermark in front of
+ * its transaction for good and ws_sink_poll returns WS_ERROR: the stream restarts from
+ * the slot and sends that transaction again. Nothing is confirmed that Kafka lacks.
+ */
+#include "walship_sink.h"
+#include "sink_internal.hpp"
+#include "watermark.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/* CreateTopics: how long the broker may take to create a topic before answering, and
+ * how long we wait for the answer. The worker is not blocked meanwhile (produce says
+ * QUEUE_FULL), so these only bound how long one attempt takes. */
+constexpr int kTopicCreateOperationTimeoutMs = 5000;
+constexpr int kTopicCreateRequestTimeoutMs = 10000;
+/* Retriable creation failures (broker down, controller moving) back off to this. */
+constexpr int kTopicCreateFirstBackoffMs = 500;
+constexpr int kTopicCreateMaxBackoffMs = 10000;
+/* Kafka's own limit on topic names. */
+constexpr size_t kTopicNameMaxLength = 249;
+/* Log lines waiting for ws_sink_next_log; beyond this the oldest are dropped (and
+ * counted) rather than growing without bound when the worker does not read them. */
+constexpr size_t kMaxQueuedLogLines = 1000;
+/* Syslog levels, as librdkafka uses them. */
+constexpr int kLogWarning = 4;
+constexpr int kLogInfo = 6;
+
+/*
+ * Producer settings walship starts from. Every one can be overridden by the stream's
+ * properties, except those the property policy below refuses.
+ */
+struct DefaultProperty {
+    const char *name;
+    const char *value;
+};
+constexpr DefaultProperty kDefaultProperties[] = {
+    {"client.id", "walship"},
+    /* Idempotence implies acks=all, max.in.flight<=5 and retries without end. */
+    {"enable.idempotence", "true"},
+    /* Java clients' partitioner: the same key lands in the same partition whichever
+     * client wrote it; events without a key spread at random. */
+    {"partitioner", "murmur2_random"},
+    /* Infinite: a Kafka outage never fails an event; the worker waits (backpressure)
+     * and catches up. A bounded value is allowed: failed events restart the stream. */
+    {"message.timeout.ms", "0"},
+    /* Throughput: small batching delay, large batches, no compression by default. */
+    {"linger.ms", "5"},
+    {"batch.num.messages", "10000"},
+    {"batch.size", "1000000"},
+    {"compression.type", "none"},
+    /* Bounded queue (librdkafka's default is 1 GiB): a full queue is backpressure on the
+     * worker, not memory growth in a PostgreSQL process. */
+    {"queue.buffering.max.messages", "100000"},
+    {"queue.buffering.max.kbytes", "65536"},
+};
+
+/* ------------------------------------------------------------------------- */
+/* Messages                                                                    */
+
+void write_errmsg(char *errmsg, const char *text)
+{
+    if (errmsg == nullptr)
+        return;
+    std::snprintf(errmsg, WS_ERRMSG_SIZE, "%s", text);
+}
+
+void write_errmsg(char *errmsg, const std::string &text)
+{
+    write_errmsg(errmsg, text.c_str());
+}
+
+std::string quoted(const std::string &text)
+{
+    return "\"" + text + "\"";
+}
+
+bool contains_ignoring_case(const std::string &text, const char *part)
+{
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return lower.find(part) != std::string::npos;
+}
+
+bool equals_ignoring_case(const char *a, const char *b)
+{
+    for (; *a != '\0' && *b != '\0'; ++a, ++b) {
+        if (std::tolower(static_cast<unsigned char>(*a)) !=
+            std::tolower(static_cast<unsigned char>(*b)))
+            return false;
+    }
+    return *a == *b;
+}
+
+bool is_secret_property(const std::string &name)
+{
+    /* Java-style key.serializer / key.deserializer name a class, not a key. */
+    if (contains_ignoring_case(name.substr(0, 4), "key."))
+        return false;
+    static const char *const kSecretParts[] = {
+        "password", "secret", "key", "token", "credential", "sasl.oauthbearer.config",
+    };
+    for (const char *part : kSecretParts) {
+        if (contains_ignoring_case(name, part))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Replaces every secret value the sink was given with "***" in text librdkafka produced
+ * (errors, logs): librdkafka quotes values in some messages, and a message that reaches
+ * the server log or a status view must never carry a password.
+ */
+class SecretScrubber
+{
+  public:
+    void add(const char *value)
+    {
+        if (value != nullptr && value[0] != '\0')
+            secrets_.emplace_back(value);
+    }
+
+    std::string scrub(std::string text) const
+    {
+        for (const std::string &secret : secrets_) {
+            size_t at = 0;
+            while ((at = text.find(secret, at)) != std::string::npos) {
+                text.replace(at, secret.size(), "***");
+                at += 3;
+            }
+        }
+        return text;
+    }
+
+  private:
+    std::vector<std::string> secrets_;
+};
+
+/* ------------------------------------------------------------------------- */
+/* Which properties a stream may set                                           */
+
+/* librdkafka's spelling of a boolean false. */
+bool is_false(const char *value)
+{
+    return equals_ignoring_case(value, "false") || equals_ignoring_case(value, "f") ||
+           std::strcmp(value, "0") == 0;
+}
+
+bool parse_int(const char *value, long *out)
+{
+    char *end = nullptr;
+    long parsed = std::strtol(value, &end, 0);
+    if (end == value)
+        return false;
+    while (*end == ' ')
+        ++end;
+    if (*end != '\0')
+        return false;
+    *out = parsed;
+    return true;
+}
+
+/*
+ * Refuses what would break walship's guarantees, or the server it runs in. Everything
+ * else goes to librdkafka, which validates names and values itself.
+ */
+bool property_allowed(const std::string &name, const char *value, std::string &why)
+{
+    const std::string prop = quoted(name);
+    if (name == "enable.idempotence" && is_false(value)) {
+        why = "Kafka property " + prop +
+              " cannot be false: walship relies on the idempotent producer to deliver "
+              "every event once and in order";
+        return false;
+    }
+    if (name == "acks" || name == "request.required.acks") {
+        long acks = 0;
+        bool all = equals_ignoring_case(value, "all") || (parse_int(value, &acks) && acks == -1);
+        if (!all) {
+            why = "Kafka property " + prop + " must be \"all\" (or -1), not " + quoted(value) +
+                  ": walship confirms a transaction to PostgreSQL only once every in-sync "
+                  "replica holds it";
+            return false;
+        }
+        return true;
+    }
+    if (name == "partitioner") {
+        if (std::strcmp(value, "murmur2_random") != 0 && std::strcmp(value, "murmur2") != 0) {
+            why = "Kafka property " + prop + " must be \"murmur2_random\" or \"murmur2\", not " +
+                  quoted(value) +
+                  ": walship partitions like Java clients do, so that all changes of a row "
+                  "land in one partition whoever else writes the topic";
+            return false;
+        }
+        return true;
+    }
+    if (name == "max.in.flight" || name == "max.in.flight.requests.per.connection") {
+        long in_flight = 0;
+        if (parse_int(value, &in_flight) && in_flight > 5) {
+            why = "Kafka property " + prop +
+                  " must be at most 5: the idempotent producer keeps order only up to 5 "
+                  "requests in flight";
+            return false;
+        }
+        return true;
+    }
+    if (name == "retries" || name == "message.send.max.retries") {
+        long retries = 0;
+        if (parse_int(value, &retries) && retries < 1) {
+            why = "Kafka property " + prop +
+                  " must be at least 1: the idempotent producer needs retries";
+            return false;
+        }
+        return true;
+    }
+    if (name == "queuing.strategy" && std::strcmp(value, "fifo") != 0) {
+        why = "Kafka property " + prop + " must be \"fifo\": events must keep their order";
+        return false;
+    }
+    if (name == "delivery.report.only.error" && !is_false(value)) {
+        why = "Kafka property " + prop +
+              " cannot be true: the LSN watermark needs a delivery report for every event";
+        return false;
+    }
+    if (name == "enabled_events" || name == "log.queue") {
+        why = "Kafka property " + prop +
+              " is managed by walship: delivery reports and logs must reach the stream worker";
+        return false;
+    }
+    if (name == "transactional.id" || name == "transaction.timeout.ms") {
+        why = "Kafka property " + prop +
+              " cannot be set: walship does not use Kafka transactions yet";
+        return false;
+    }
+    if (name == "plugin.library.paths" || name == "ssl.engine.location" ||
+        name == "sasl.kerberos.kinit.cmd" || name == "internal.termination.signal") {
+        why = "Kafka property " + prop +
+              " cannot be set through walship: it would load code, run a command or send "
+              "signals inside the PostgreSQL server";
+        return false;
+    }
+    if (name == "ssl.providers" && std::strchr(value, '/') != nullptr) {
+        why = "Kafka property " + prop +
+              " must name OpenSSL providers, not paths: loading a file would run code "
+              "inside the PostgreSQL server";
+        return false;
+    }
+    if (name.compare(0, 5, "test.") == 0) {
+        why = "Kafka property " + prop + " is for librdkafka's own tests";
+        return false;
+    }
+    return true;
+}
+
+/* Sets one property on conf, with a message that names it and never shows a secret. */
+bool set_property(rd_kafka_conf_t *conf, const SecretScrubber &scrubber, const std::string &name,
+                  const char *value, std::string &why)
+{
+    char errstr[512];
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name.c_str(), value, errstr, sizeof(errstr));
+    if (res == RD_KAFKA_CONF_OK)
+        return true;
+    if (res == RD_KAFKA_CONF_UNKNOWN) {
+        why = "unknown Kafka property " + quoted(name) +
+              ": see librdkafka's CONFIGURATION.md for the properties a producer accepts";
+    } else if (is_secret_property(name)) {
+        why = "invalid value for Kafka property " + quoted(name) +
+              " (the value is not shown: the property holds a secret)";
+    } else {
+        why = "invalid value for Kafka property " + quoted(name) + ": " + scrubber.scrub(errstr);
+    }
+    return false;
+}
+
+bool check_property(const char *name, const char *value, const SecretScrubber &scrubber,
+                    rd_kafka_conf_t *conf, std::string &why)
+{
+    if (name == nullptr || name[0] == '\0') {
+        why = "Kafka property without a name";
+        return false;
+    }
+    if (value == nullptr) {
+        why = "Kafka property " + quoted(name) + " has no value";
+        return false;
+    }
+    return property_allowed(name, value, why) && set_property(conf, scrubber, name, value, why);
+}
+
+struct ConfDeleter {
+    void operator()(rd_kafka_conf_t *conf) const
+    {
+        rd_kafka_conf_destroy(conf);
+    }
+};
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+/* ------------------------------------------------------------------------- */
+/* Topics                                                                      */
+
+enum class TopicState {
+    Unchecked, /* seen for the first time: create it */
+    Creating,  /* CreateTopics sent, no answer yet */
+    Retrying,  /* creation failed for a reason that passes (broker down): try again later */
+    Ready,     /* exists, or we did what we could: produce */
+    Refused,   /* cannot be produced to: the stream must be fixed (name, partitions, ...) */
+};
+
+struct SinkTopic {
+    rd_kafka_topic_t *handle = nullptr;
+    TopicState state = TopicState::Unchecked;
+    int attempts = 0;
+    Clock::time_point retry_at;
+    std::string refusal;
+};
+
+bool is_valid_topic_name(const std::string &name)
+{
+    if (name.empty() || name.size() > kTopicNameMaxLength || name == "." || name == "..")
+        return false;
+    return std::all_of(name.begin(), name.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+    });
+}
+
+enum class CreationOutcome { Created, Retry, Refuse, ProduceAnyway };
+
+/*
+ * What a CreateTopics error means for the stream. Transient trouble is retried (while
+ * it lasts, produce answers QUEUE_FULL: the same backpressure a full queue gives).
+ * Mistakes only the user can fix refuse the topic. Anything else (no permission to
+ * create topics, an old broker, a creation policy) means topics are managed elsewhere:
+ * produce, and let Kafka say whether the topic exists.
+ */
+CreationOutcome classify_creation(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+    case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
+        return CreationOutcome::Created;
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_CONTROLLER:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_THROTTLING_QUOTA_EXCEEDED:
+        return CreationOutcome::Retry;
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICA_ASSIGNMENT:
+    case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUEST:
+        return CreationOutcome::Refuse;
+    default:
+        return CreationOutcome::ProduceAnyway;
+    }
+}
+
+struct NewTopicDeleter {
+    void operator()(rd_kafka_NewTopic_t *topic) const
+    {
+        rd_kafka_NewTopic_destroy(topic);
+    }
+};
+struct AdminOptionsDeleter {
+    void operator()(rd_kafka_AdminOptions_t *options) const
+    {
+        rd_kafka_AdminOptions_destroy(options);
+    }
+};
+struct EventDeleter {
+    void operator()(rd_kafka_event_t *event) const
+    {
+        rd_kafka_event_destroy(event);
+    }
+};
+
+struct LogLine {
+    int level;
+    std::string text;
+};
+
+int64_t unix_micros_now()
+{
+    using namespace std::chrono;
+    return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
+
+/* ------------------------------------------------------------------------- */
+/* The sink                                                                    */
+
+struct ws_sink {
+    rd_kafka_t *kafka = nullptr;
+    /* CreateTopics results; polled by ws_sink_poll while a creation is under way. */
+    rd_kafka_queue_t *admin_results = nullptr;
+    walship::DeliveryWatermark watermark;
+    /* Never erased before the sink dies: CreateTopics carries a pointer to an entry. */
+    std::unordered_map<std::string, SinkTopic> topics;
+    int topics_creating = 0;
+    int topic_partitions = -1;
+    int topic_replication_factor = -1;
+    SecretScrubber scrubber;
+
+    /* What the callbacks recorded. Fixed buffers: recording must not allocate. */
+    ws_status failure_status = WS_OK; /* the first failure wins; it never clears */
+    char failure[WS_ERRMSG_SIZE] = "";
+    bool fatal = false;
+    bool has_last_error = false;
+    char last_error[WS_ERRMSG_SIZE] = "";
+    std::deque<LogLine> logs;
+    uint64_t logs_dropped = 0;
+    ws_sink_stats stats{};
+
+    ws_sink() = default;
+    ws_sink(const ws_sink &) = delete;
+    ws_sink &operator=(const ws_sink &) = delete;
+
+    ~ws_sink()
+    {
+        for (auto &entry : topics) {
+            if (entry.second.handle != nullptr)
+                rd_kafka_topic_destroy(entry.second.handle);
+        }
+        if (admin_results != nullptr)
+            rd_kafka_queue_destroy(admin_results);
+        if (kafka != nullptr) {
+            /* "Without waiting": what is still queued or in flight is dropped; the slot
+             * has not been confirmed past it, so the next run sends it again. */
+            rd_kafka_purge(kafka, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_destroy(kafka);
+        }
+    }
+
+    void record_failure(ws_status status, const char *text)
+    {
+        if (failure_status != WS_OK)
+            return;
+        failure_status = status;
+        std::snprintf(failure, sizeof(failure), "%s", text);
+    }
+
+    void record_failure(const std::string &text)
+    {
+        record_failure(WS_ERROR, text.c_str());
+    }
+
+    void record_out_of_memory()
+    {
+        record_failure(WS_OUT_OF_MEMORY, "out of memory in the Kafka sink");
+    }
+
+    void record_last_error(const char *text)
+    {
+        std::snprintf(last_error, sizeof(last_error), "%s", text);
+        has_last_error = true;
+    }
+
+    void add_log(int level, std::string text)
+    {
+        if (logs.size() >= kMaxQueuedLogLines) {
+            logs.pop_front();
+            ++logs_dropped;
+        }
+        logs.push_back(LogLine{level, scrubber.scrub(std::move(text))});
+    }
+
+    void check_fatal()
+    {
+        if (fatal)
+            return;
+        char reason[512];
+        rd_kafka_resp_err_t err = rd_kafka_fatal_error(kafka, reason, sizeof(reason));
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        fatal = true;
+        watermark.halt();
+        std::string text = "fatal Kafka producer error: " + scrubber.scrub(reason) + " (" +
+                           rd_kafka_err2name(err) + ")";
+        record_failure(text);
+        record_last_error(text.c_str());
+    }
+
+    void start_topic_creation(std::pair<const std::string, SinkTopic> &entry);
+    void serve_admin_results(int timeout_ms);
+    void finish_topic_creation(std::pair<const std::string, SinkTopic> &entry,
+                               rd_kafka_resp_err_t err, const char *reason);
+    void serve(int timeout_ms);
+};
+
+namespace {
+
+/* ------------------------------------------------------------------------- */
+/* librdkafka callbacks: served on the worker's thread; they only record.       */
+
+void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
+{
+    ws_sink *sink = static_cast<ws_sink *>(opaque);
+    auto txn = static_cast<walship::DeliveryWatermark::TransactionId>(
+        reinterpret_cast<uintptr_t>(message->_private));
+    try {
+        if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (!sink->watermark.event_acked(txn)) {
+                sink->record_failure("delivery report for an event of no pending transaction "
+                                     "(a walship bug)");
+                return;
+            }
+            ++sink->stats.events_acked;
+            sink->stats.last_ack_time_us = unix_micros_now();
+            sink->has_last_error = false;
+            return;
+        }
+        sink->watermark.event_failed(txn);
+        std::string text = "could not deliver an event to Kafka topic " +
+                           quoted(rd_kafka_topic_name(message->rkt)) + ": " +
+                           rd_kafka_err2str(message->err) + " (" +
+                           rd_kafka_err2name(message->err) + ")";
+        sink->record_failure(sink->scrubber.scrub(text));
+    } catch (...) {
+        /* The event's fate is unknown now: never confirm past it. */
+        sink->watermark.event_failed(txn);
+        sink->record_out_of_memory();
+    }
+}
+
+void on_error(rd_kafka_t *, int err, const char *reason, void *opaque)
+{
+    ws_sink *sink = static_cast<ws_sink *>(opaque);
+    try {
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+            sink->check_fatal();
+            return;
+        }
+        std::string text = sink->scrubber.scrub(reason != nullptr ? reason : "") + " (" +
+                           rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)) + ")";
+        sink->record_last_error(text.c_str());
+    } catch (...) {
+        sink->record_last_error("Kafka error (out of memory while recording it)");
+    }
+}
+
+void on_log(const rd_kafka_t *kafka, int level, const char *facility, const char *line)
+{
+    ws_sink *sink = static_cast<ws_sink *>(rd_kafka_opaque(kafka));
+    if (sink == nullptr)
+        return;
+    try {
+        sink->add_log(level, std::string(facility) + ": " + line);
+    } catch (...) {
+        ++sink->logs_dropped;
+    }
+}
+
+} // namespace
+
+/* ------------------------------------------------------------------------- */
+/* Topic creation                                                              */
+
+void ws_sink::start_topic_creation(std::pair<const std::string, SinkTopic> &entry)
+{
+    const std::string &name = entry.first;
+    SinkTopic &topic = entry.second;
+    char errstr[512];
+    std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter> new_topic(rd_kafka_NewTopic_new(
+        name.c_str(), topic_partitions, topic_replication_factor, errstr, sizeof(errstr)));
+    if (!new_topic) {
+        topic.state = TopicState::Refused;
+        topic.refusal = "could not create Kafka topic " + quoted(name) + ": " + errstr;
+        return;
+    }
+    std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
+        rd_kafka_AdminOptions_new(kafka, RD_KAFKA_ADMIN_OP_CREATETOPICS));
+    if (!options ||
+        rd_kafka_AdminOptions_set_operation_timeout(options.get(), kTopicCreateOperationTimeoutMs,
+                                                    errstr, sizeof(errstr)) ||
+        rd_kafka_AdminOptions_set_request_timeout(options.get(), kTopicCreateRequestTimeoutMs,
+                                                  errstr, sizeof(errstr))) {
+        topic.state = TopicState::Refused;
+        topic.refusal = "could not prepare the creation of Kafka topic " + quoted(name);
+        return;
+    }
+    rd_kafka_AdminOptions_set_opaque(options.get(), &entry);
+    rd_kafka_NewTopic_t *request[] = {new_topic.get()};
+    rd_kafka_CreateTopics(kafka, request, 1, options.get(), admin_results);
+    topic.state = TopicState::Creating;
+    ++topic.attempts;
+    ++topics_creating;
+}
+
+void ws_sink::finish_topic_creation(std::pair<const std::string, SinkTopic> &entry,
+                                    rd_kafka_resp_err_t err, const char *reason)
+{
+    const std::string &name = entry.first;
+    SinkTopic &topic = entry.second;
+    --topics_creating;
+    std::string why = scrubber.scrub(reason != nullptr && reason[0] != '\0'
+                                         ? reason
+                                         : rd_kafka_err2str(err)) +
+                      " (" + rd_kafka_err2name(err) + ")";
+    switch (classify_creation(err)) {
+    case CreationOutcome::Created:
+        topic.state = TopicState::Ready;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            add_log(kLogInfo, "created Kafka topic " + quoted(name) + " with " +
+                                  (topic_partitions < 0 ? std::string("the broker's default")
+                                                        : std::to_string(topic_partitions)) +
+                                  " partitions and " +
+                                  (topic_replication_factor < 0
+                                       ? std::string("the broker's default")
+                                       : std::to_string(topic_replication_factor)) +
+                                  " replication factor");
+        }
+        return;
+    case CreationOutcome::Retry: {
+        int backoff = kTopicCreateFirstBackoffMs;
+        for (int i = 1; i < topic.attempts && backoff < kTopicCreateMaxBackoffMs; ++i)
+            backoff *= 2;
+        backoff = std::min(backoff, kTopicCreateMaxBackoffMs);
+        topic.state = TopicState::Retrying;
+        topic.retry_at = Clock::now() + std::chrono::milliseconds(backoff);
+        add_log(kLogWarning, "could not create Kafka topic " + quoted(name) + " (attempt " +
+                                 std::to_string(topic.attempts) + "): " + why +
+                                 "; trying again in " + std::to_string(backoff) + " ms");
+        return;
+    }
+    case CreationOutcome::Refuse:
+        topic.state = TopicState::Refused;
+        topic.refusal = "could not create Kafka topic " + quoted(name) + ": " + why;
+        return;
+    case CreationOutcome::ProduceAnyway:
+        topic.state = TopicState::Ready;
+        add_log(kLogWarning, "could not create Kafka topic " + quoted(name) + ": " + why +
+                                 "; producing to it anyway, it must exist already or be "
+                                 "created by the broker");
+        return;
+    }
+}
+
+void ws_sink::serve_admin_results(int timeout_ms)
+{
+    while (topics_creating > 0) {
+        std::unique_ptr<rd_kafka_event_t, EventDeleter> event(
+            rd_kafka_queue_poll(admin_results, timeout_ms));
+        if (!event)
+            return;
+        timeout_ms = 0;
+        if (rd_kafka_event_type(event.get()) != RD_KAFKA_EVENT_CREATETOPICS_RESULT)
+            continue;
+        auto *entry =
+            static_cast<std::pair<const std::string, SinkTopic> *>(rd_kafka_event_opaque(event.get()));
+        if (entry == nullptr || entry->second.state != TopicState::Creating)
+            continue;
+        const rd_kafka_CreateTopics_result_t *result =
+            rd_kafka_event_CreateTopics_result(event.get());
+        size_t count = 0;
+        const rd_kafka_topic_result_t **results =
+            result != nullptr ? rd_kafka_CreateTopics_result_topics(result, &count) : nullptr;
+        if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR || count == 0) {
+            /* The request as a whole failed (timeout, no controller, not supported). */
+            finish_topic_creation(*entry, rd_kafka_event_error(event.get()),
+                                  rd_kafka_event_error_string(event.get()));
+        } else {
+            finish_topic_creation(*entry, rd_kafka_topic_result_error(results[0]),
+                                  rd_kafka_topic_result_error_string(results[0]));
+        }
+    }
+}
+
+/*
+ * rd_kafka_poll for up to timeout_ms, returning early once something was served, like
+ * rd_kafka_poll itself. While a topic is being created, its answer arrives on another
+ * queue: wait in short slices on both so that the caller retries its produce promptly.
+ */
+void ws_sink::serve(int timeout_ms)
+{
+    if (timeout_ms < 0 || failure_status != WS_OK)
+        timeout_ms = 0;
+    const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        if (topics_creating == 0) {
+            auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - Clock::now());
+            rd_kafka_poll(kafka, static_cast<int>(std::max<int64_t>(remaining.count(), 0)));
+            return;
+        }
+        int creating = topics_creating;
+        auto remaining =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        int slice = static_cast<int>(std::min<int64_t>(std::max<int64_t>(remaining.count(), 0), 10));
+        int served = rd_kafka_poll(kafka, slice);
+        serve_admin_results(0);
+        if (served > 0 || topics_creating < creating || Clock::now() >= deadline)
+            return;
+    }
+}
+
+rd_kafka_t *walship::sink_kafka_handle(ws_sink *sink)
+{
+    return sink->kafka;
+}
+
+/* ------------------------------------------------------------------------- */
+/* The C boundary                                                              */
+
+extern "C" {
+
+bool ws_sink_property_is_secret(const char *name)
+{
+    if (name == nullptr)
+        return false;
+    try {
+        return is_secret_property(name);
+    } catch (...) {
+        return true; /* when in doubt, hide */
+    }
+}
+
+ws_status ws_sink_check_property(const char *name, const char *value, char *errmsg)
+{
+    try {
+        ConfPtr conf(rd_kafka_conf_new());
+        SecretScrubber scrubber;
+        if (name != nullptr && is_secret_property(name))
+            scrubber.add(value);
+        std::string why;
+        if (!check_property(name, value, scrubber, conf.get(), why)) {
+            write_errmsg(errmsg, why);
+            return WS_ERROR;
+        }
+        return WS_OK;
+    } catch (const std::bad_alloc &) {
+        write_errmsg(errmsg, "out of memory");
+        return WS_OUT_OF_MEMORY;
+    } catch (...) {
+        write_errmsg(errmsg, "unexpected error while checking a Kafka property");
+        return WS_ERROR;
+    }
+}
+
+ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
+{
+    try {
+        if (config == nullptr) {
+            write_errmsg(errmsg, "no Kafka sink configuration");
+            return nullptr;
+        }
+        if (config->nprops < 0 ||
+            (config->nprops > 0 && (config->prop_names == nullptr || config->prop_values == nullptr))) {
+            write_errmsg(errmsg, "invalid list of Kafka properties");
+            return nullptr;
+        }
+        if (config->topic_partitions == 0 || config->topic_partitions < -1) {
+            write_errmsg(errmsg, "topic partitions must be at least 1, or -1 for the broker's "
+                                 "default, not " +
+                                     std::to_string(config->topic_partitions));
+            return nullptr;
+        }
+        if (config->topic_replication_factor == 0 || config->topic_replication_factor < -1 ||
+            config->topic_replication_factor > INT16_MAX) {
+            write_errmsg(errmsg, "topic replication factor must be at least 1, or -1 for the "
+                                 "broker's default, not " +
+                                     std::to_string(config->topic_replication_factor));
+            return nullptr;
+        }
+
+        std::unique_ptr<ws_sink> sink(new ws_sink());
+        sink->topic_partitions = config->topic_partitions;
+        sink->topic_replication_factor = config->topic_replication_factor;
+        for (int i = 0; i < config->nprops; ++i) {
+            if (config->prop_names[i] != nullptr && is_secret_property(config->prop_names[i]))
+                sink->scrubber.add(config->prop_values[i]);
+        }
+
+        ConfPtr conf(rd_kafka_conf_new());
+        std::string why;
+        bool has_bootstrap = config->bootstrap_servers != nullptr &&
+                             config->bootstrap_servers[0] != '\0';
+        if (has_bootstrap && !set_property(conf.get(), sink->scrubber, "bootstrap.servers",
+                                           config->bootstrap_servers, why)) {
+            write_errmsg(errmsg, why);
+            return nullptr;
+        }
+        for (const DefaultProperty &property : kDefaultProperties) {
+            if (!set_property(conf.get(), sink->scrubber, property.name, property.value, why)) {
+                write_errmsg(errmsg, "walship's default for " + why);
+                return nullptr;
+            }
+        }
+        for (int i = 0; i < config->nprops; ++i) {
+            const char *name = config->prop_names[i];
+            if (name != nullptr &&
+                (std::strcmp(name, "bootstrap.servers") == 0 ||
+                 std::strcmp(name, "metadata.broker.list") == 0)) {
+                if (has_bootstrap) {
+                    write_errmsg(errmsg, "conflicting or redundant options: bootstrap servers "
+                                         "given both as the stream's servers and as Kafka "
+                                         "property " +
+                                             quoted(name));
+                    return nullptr;
+                }
+                has_bootstrap = true;
+            }
+            if (!check_property(name, config->prop_values[i], sink->scrubber, conf.get(), why)) {
+                write_errmsg(errmsg, why);
+                return nullptr;
+            }
+        }
+        if (!has_bootstrap) {
+            write_errmsg(errmsg, "no Kafka bootstrap servers given");
+            return nullptr;
+        }
+        /* After the stream's properties: these make the sink work, they are not tunable. */
+        if (!set_property(conf.get(), sink->scrubber, "log.queue", "true", why)) {
+            write_errmsg(errmsg, why);
+            return nullptr;
+        }
+        rd_kafka_conf_set_opaque(conf.get(), sink.get());
+        rd_kafka_conf_set_dr_msg_cb(conf.get(), on_delivery);
+        rd_kafka_conf_set_error_cb(conf.get(), on_error);
+        rd_kafka_conf_set_log_cb(conf.get(), on_log);
+
+        char errstr[512];
+        sink->kafka = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof(errstr));
+        if (sink->kafka == nullptr) {
+            write_errmsg(errmsg, "could not create the Kafka producer: " +
+                                     sink->scrubber.scrub(errstr));
+            return nullptr;
+        }
+        conf.release(); /* rd_kafka_new took it */
+
+        /* Logs are queued by librdkafka's threads and served by rd_kafka_poll on ours. */
+        rd_kafka_resp_err_t err = rd_kafka_set_log_queue(sink->kafka, nullptr);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            write_errmsg(errmsg, std::string("could not route librdkafka's logs to the stream "
+                                             "worker: ") +
+                                     rd_kafka_err2str(err));
+            return nullptr;
+        }
+        sink->admin_results = rd_kafka_queue_new(sink->kafka);
+        if (sink->admin_results == nullptr) {
+            write_errmsg(errmsg, "could not create the queue for topic creation results");
+            return nullptr;
+        }
+        return sink.release();
+    } catch (const std::bad_alloc &) {
+        write_errmsg(errmsg, "out of memory while creating the Kafka sink");
+        return nullptr;
+    } catch (...) {
+        write_errmsg(errmsg, "unexpected error while creating the Kafka sink");
+        return nullptr;
+    }
+}
+
+void ws_sink_destroy(ws_sink *sink)
+{
+    try {
+        delete sink;
+    } catch (...) {
+        /* A destructor that throws would terminate anyway; nothing to report to. */
+    }
+}
+
+void ws_sink_begin_txn(ws_sink *sink, uint64_t commit_lsn)
+{
+    if (sink == nullptr)
+        return;
+    try {
+        std::string why;
+        if (!sink->watermark.begin(commit_lsn, why))
+            sink->record_failure("walship bug: " + why);
+    } catch (...) {
+        sink->record_out_of_memory();
+    }
+}
+
+void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn)
+{
+    if (sink == nullptr)
+        return;
+    try {
+        std::string why;
+        if (!sink->watermark.end(commit_lsn, why))
+            sink->record_failure("walship bug: " + why);
+    } catch (...) {
+        sink->record_out_of_memory();
+    }
+}
+
+ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const uint8_t *key,
+                                  size_t keylen, const uint8_t *value, size_t valuelen,
+                                  uint64_t commit_lsn, uint32_t xid, char *errmsg)
+{
+    if (sink == nullptr) {
+        write_errmsg(errmsg, "no Kafka sink");
+        return WS_PRODUCE_FAILED;
+    }
+    try {
+        if (sink->failure_status != WS_OK) {
+            write_errmsg(errmsg, sink->failure);
+            return WS_PRODUCE_FAILED;
+        }
+        if (!sink->watermark.has_open_transaction() ||
+            sink->watermark.open_commit_lsn() != commit_lsn) {
+            std::string why = "walship bug: event with commit LSN " +
+                              walship::format_lsn(commit_lsn) + " produced " +
+                              (sink->watermark.has_open_transaction()
+                                   ? "inside the transaction with commit LSN " +
+                                         walship::format_lsn(sink->watermark.open_commit_lsn())
+                                   : std::string("outside a transaction"));
+            sink->watermark.fail_open_transaction();
+            sink->record_failure(why);
+            write_errmsg(errmsg, why);
+            return WS_PRODUCE_FAILED;
+        }
+        if (topic_name == nullptr) {
+            write_errmsg(errmsg, "event without a Kafka topic");
+            sink->watermark.fail_open_transaction();
+            sink->record_failure(WS_ERROR, errmsg != nullptr ? errmsg : "event without a topic");
+            return WS_PRODUCE_FAILED;
+        }
+
+        auto &entry = *sink->topics.try_emplace(topic_name).first;
+        SinkTopic &topic = entry.second;
+        if (topic.state == TopicState::Unchecked) {
+            if (!is_valid_topic_name(entry.first)) {
+                topic.state = TopicState::Refused;
+                topic.refusal = "invalid Kafka topic name " + quoted(entry.first) +
+                                ": Kafka allows only ASCII letters, digits, '.', '_' and '-', "
+                                "at most 249 of them";
+            } else {
+                topic.handle = rd_kafka_topic_new(sink->kafka, topic_name, nullptr);
+                if (topic.handle == nullptr) {
+                    topic.state = TopicState::Refused;
+                    topic.refusal = "could not use Kafka topic " + quoted(entry.first) + ": " +
+                                    rd_kafka_err2str(rd_kafka_last_error());
+                } else {
+                    sink->start_topic_creation(entry);
+                }
+            }
+        }
+        if (topic.state == TopicState::Creating)
+            sink->serve_admin_results(0);
+        if (topic.state == TopicState::Retrying && Clock::now() >= topic.retry_at)
+            sink->start_topic_creation(entry);
+        switch (topic.state) {
+        case TopicState::Creating:
+        case TopicState::Retrying:
+            write_errmsg(errmsg, "waiting for Kafka topic " + quoted(entry.first) +
+                                     " to be created");
+            return WS_PRODUCE_QUEUE_FULL;
+        case TopicState::Refused:
+            sink->watermark.fail_open_transaction();
+            sink->record_failure(topic.refusal);
+            write_errmsg(errmsg, topic.refusal);
+            return WS_PRODUCE_FAILED;
+        case TopicState::Unchecked:
+        case TopicState::Ready:
+            break;
+        }
+
+        /* A NULL value is a tombstone; a NULL key is no key. */
+        const size_t key_size = key != nullptr ? keylen : 0;
+        const size_t value_size = value != nullptr ? valuelen : 0;
+        const std::string lsn_text = walship::format_lsn(commit_lsn);
+        const std::string xid_text = std::to_string(xid);
+        const walship::DeliveryWatermark::TransactionId txn = sink->watermark.open_transaction();
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            sink->kafka, RD_KAFKA_V_RKT(topic.handle), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, key_size),
+            RD_KAFKA_V_VALUE(const_cast<uint8_t *>(value), value_size),
+            RD_KAFKA_V_HEADER("walship.lsn", lsn_text.c_str(),
+                              static_cast<ssize_t>(lsn_text.size())),
+            RD_KAFKA_V_HEADER("walship.xid", xid_text.c_str(),
+                              static_cast<ssize_t>(xid_text.size())),
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void *>(static_cast<uintptr_t>(txn))),
+            RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            write_errmsg(errmsg, "Kafka producer queue is full (" +
+                                     std::to_string(sink->watermark.in_flight()) +
+                                     " events in flight)");
+            return WS_PRODUCE_QUEUE_FULL;
+        }
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            sink->check_fatal();
+            std::string why = "could not produce an event to Kafka topic " +
+                              quoted(entry.first) + ": " + rd_kafka_err2str(err) + " (" +
+                              rd_kafka_err2name(err) + ")";
+            if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                why += "; raise the Kafka property \"message.max.bytes\" (and the topic's "
+                       "max.message.bytes) or stop streaming this table";
+            sink->watermark.fail_open_transaction();
+            sink->record_failure(why);
+            write_errmsg(errmsg, sink->failure);
+            return WS_PRODUCE_FAILED;
+        }
+        sink->watermark.event_produced();
+        ++sink->stats.events_produced;
+        sink->stats.bytes_produced += key_size + value_size;
+        return WS_PRODUCE_OK;
+    } catch (const std::bad_alloc &) {
+        sink->watermark.fail_open_transaction();
+        sink->record_out_of_memory();
+        write_errmsg(errmsg, "out of memory while producing to Kafka");
+        return WS_PRODUCE_FAILED;
+    } catch (...) {
+        sink->watermark.fail_open_transaction();
+        sink->record_failure(WS_ERROR, "unexpected error while producing to Kafka");
+        write_errmsg(errmsg, "unexpected error while producing to Kafka");
+        return WS_PRODUCE_FAILED;
+    }
+}
+
+ws_status ws_sink_poll(ws_sink *sink, int timeout_ms, char *errmsg)
+{
+    if (sink == nullptr) {
+        write_errmsg(errmsg, "no Kafka sink");
+        return WS_ERROR;
+    }
+    try {
+        sink->serve(timeout_ms);
+        sink->check_fatal();
+        if (sink->failure_status != WS_OK) {
+            write_errmsg(errmsg, sink->failure);
+            return sink->failure_status;
+        }
+        return WS_OK;
+    } catch (const std::bad_alloc &) {
+        sink->record_out_of_memory();
+        write_errmsg(errmsg, "out of memory while serving Kafka");
+        return WS_OUT_OF_MEMORY;
+    } catch (...) {
+        sink->record_failure(WS_ERROR, "unexpected error while serving Kafka");
+        write_errmsg(errmsg, sink->failure);
+        return WS_ERROR;
+    }
+}
+
+ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, char *errmsg)
+{
+    if (sink == nullptr) {
+        write_errmsg(errmsg, "no Kafka sink");
+        return WS_ERROR;
+    }
+    try {
+        rd_kafka_flush(sink->kafka, std::max(timeout_ms, 0));
+        sink->serve_admin_results(0);
+        sink->check_fatal();
+        if (sink->failure_status != WS_OK) {
+            write_errmsg(errmsg, sink->failure);
+            return sink->failure_status;
+        }
+        if (sink->watermark.in_flight() > 0) {
+            write_errmsg(errmsg, std::to_string(sink->watermark.in_flight()) +
+                                     " events still in flight to Kafka after " +
+                                     std::to_string(std::max(timeout_ms, 0)) + " ms");
+            return WS_ERROR;
+        }
+        return WS_OK;
+    } catch (const std::bad_alloc &) {
+        sink->record_out_of_memory();
+        write_errmsg(errmsg, "out of memory while flushing Kafka");
+        return WS_OUT_OF_MEMORY;
+    } catch (...) {
+        write_errmsg(errmsg, "unexpected error while flushing Kafka");
+        return WS_ERROR;
+    }
+}
+
+uint64_t ws_sink_watermark(const ws_sink *sink)
+{
+    return sink != nullptr ? sink->watermark.watermark() : 0;
+}
+
+bool ws_sink_idle(const ws_sink *sink)
+{
+    return sink == nullptr || sink->watermark.idle();
+}
+
+void ws_sink_get_stats(const ws_sink *sink, ws_sink_stats *out)
+{
+    if (out == nullptr)
+        return;
+    if (sink == nullptr) {
+        *out = ws_sink_stats{};
+        return;
+    }
+    *out = sink->stats;
+    out->in_flight = sink->watermark.in_flight();
+}
+
+bool ws_sink_last_error(const ws_sink *sink, char *errmsg)
+{
+    if (sink == nullptr || !sink->has_last_error)
+        return false;
+    write_errmsg(errmsg, sink->last_error);
+    return true;
+}
+
+bool ws_sink_next_log(ws_sink *sink, int *level, char *line, size_t linelen)
+{
+    if (sink == nullptr)
+        return false;
+    try {
+        if (sink->logs_dropped > 0) {
+            uint64_t dropped = sink->logs_dropped;
+            sink->logs_dropped = 0;
+            sink->logs.push_front(LogLine{kLogWarning, std::to_string(dropped) +
+                                                           " Kafka log lines were dropped: "
+                                                           "the stream worker read too few"});
+        }
+        if (sink->logs.empty())
+            return false;
+        const LogLine &next = sink->logs.front();
+        if (level != nullptr)
+            *level = next.level;
+        if (line != nullptr && linelen > 0)
+            std::snprintf(line, linelen, "%s", next.text.c_str());
+        sink->logs.pop_front();
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+} /* extern "C" */

@@ -1,0 +1,20 @@
+/*
+ * sink_internal.hpp: what the sink's unit tests may reach beyond walship_sink.h.
+ *
+ * Only tests include this. The stream worker goes through walship_sink.h alone.
+ */
+#ifndef WALSHIP_SINK_INTERNAL_HPP
+#define WALSHIP_SINK_INTERNAL_HPP
+
+#include "walship_sink.h"
+
+#include <librdkafka/rdkafka.h>
+
+namespace walship {
+
+/* The sink's producer handle, e.g. for rd_kafka_test_fatal_error(). */
+rd_kafka_t *sink_kafka_handle(ws_sink *sink);
+
+} // namespace walship
+
+#endif /* WALSHIP_SINK_INTERNAL_HPP */

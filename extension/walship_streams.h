@@ -1,0 +1,147 @@
+/*
+ * walship_streams.h: what the stream side of the extension shares between its files.
+ *
+ *   launcher.c       _PG_init, GUCs, shared memory, the launcher background worker
+ *   stream_shmem.c   the shared stream table: claiming entries, worker reports, status SRF
+ *   stream_config.c  a stream's configuration: from create_stream's arguments or the
+ *                    catalog row to validated plugin options and sink settings
+ *   stream_sql.c     create_stream, start_stream, stop_stream, drop_stream
+ *   stream_worker.c  the stream worker: decode in-process, produce to Kafka, confirm
+ *
+ * Used from C only.
+ */
+#ifndef WALSHIP_STREAMS_H
+#define WALSHIP_STREAMS_H
+
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "utils/jsonb.h"
+
+#include "walship_core.h"
+#include "worker_compat.h"
+
+/* The slot of stream <name> is walship_<name>; both must fit in a NameData. */
+#define STREAM_SLOT_PREFIX "walship_"
+#define STREAM_NAME_MAXLEN (NAMEDATALEN - 1 - (int)(sizeof(STREAM_SLOT_PREFIX) - 1))
+#define STREAM_ERROR_MAXLEN 512
+
+/* GUCs (launcher.c) */
+extern char *walship_database;
+extern int walship_max_streams;
+extern int walship_naptime;
+extern int walship_stop_timeout;
+
+/* True in a process whose postmaster loaded walship through shared_preload_libraries. */
+extern bool walship_preloaded;
+
+/*
+ * What a stream worker last said about itself. The status view shows it as is, except
+ * that a stream the catalog has disabled is "stopped" (or "stopping" while its worker
+ * still runs) and a running worker whose Kafka client reports an error is "error".
+ */
+typedef enum StreamState {
+    STREAM_STATE_NONE = 0, /* no worker has run for this entry yet */
+    STREAM_STATE_STARTING, /* registered, not yet decoding */
+    STREAM_STATE_RUNNING,
+    STREAM_STATE_ERROR,   /* the worker failed; the launcher restarts it after a backoff */
+    STREAM_STATE_STOPPED, /* the worker exited after a stop request */
+} StreamState;
+
+/*
+ * One stream in shared memory. Entries are claimed by name (by the launcher when it
+ * sees the catalog row, or by a SQL function that must reach the worker first) and
+ * freed by the launcher once the row is gone and no worker runs. Everything here is
+ * protected by WalshipShmem->lock; nothing takes it for long or ereports holding it.
+ */
+typedef struct StreamShared {
+    bool in_use;
+    char name[NAMEDATALEN];
+    /* bumped whenever the entry is claimed: a worker checks it is still its entry */
+    uint32 generation;
+    /*
+     * Set by stop_stream/drop_stream before their transaction commits: the worker is
+     * asked to exit now, and the launcher, which still sees the row enabled, must not
+     * start it again. Cleared when that transaction aborts, by start_stream, and by
+     * the launcher once the catalog itself says disabled.
+     */
+    bool stop_requested;
+    /* start_stream asks the launcher to forget the restart backoff */
+    bool restart_now;
+
+    /* reported by the worker */
+    pid_t pid; /* 0 when no worker runs */
+    StreamState state;
+    bool kafka_error; /* the sink reports a broker-level error right now */
+    XLogRecPtr confirmed_lsn;
+    uint64 events_produced;
+    uint64 bytes_produced;
+    uint64 events_acked;
+    uint64 in_flight;
+    TimestampTz started_at;
+    TimestampTz last_commit_time;
+    TimestampTz last_ack_time;
+    TimestampTz last_error_time;
+    char last_error[STREAM_ERROR_MAXLEN];
+} StreamShared;
+
+typedef struct WalshipShmem {
+    LWLock *lock;
+    pid_t launcher_pid;
+    Latch *launcher_latch; /* the launcher's procLatch; NULL when no launcher runs */
+    int max_streams;
+    StreamShared streams[FLEXIBLE_ARRAY_MEMBER];
+} WalshipShmem;
+
+/* NULL unless preloaded */
+extern WalshipShmem *walship_shmem;
+
+/* stream_shmem.c */
+extern Size stream_shmem_size(void);
+extern void stream_shmem_init(void);
+extern void stream_require_preloaded(void);
+/* Caller holds the lock exclusively. NULL when the table is full (claim) or no such entry. */
+extern StreamShared *stream_shmem_find(const char *name);
+extern StreamShared *stream_shmem_claim(const char *name);
+extern void stream_wake_launcher(void);
+extern void stream_record_error(StreamShared *entry, uint32 generation, const char *message);
+
+/* stream_config.c */
+typedef struct StreamConfig {
+    char *name;
+    char *slot_name;
+    char *bootstrap_servers;
+    /* canonical "schema.table" names from create_stream's tables; NIL = every table */
+    List *tables;
+    /* plugin options in the plugin's spelling: DefElem with a String value each */
+    List *plugin_options;
+    /* librdkafka properties passed through */
+    int nkafka;
+    char **kafka_names;
+    char **kafka_values;
+    int partitions;         /* -1 = broker default */
+    int replication_factor; /* -1 = broker default */
+} StreamConfig;
+
+extern bool stream_name_is_valid(const char *name);
+extern char *stream_slot_name(const char *name);
+/* Builds and validates a stream's configuration; ERRORs naming whatever is wrong. */
+extern StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers,
+                                         List *tables, Jsonb *options);
+/* Resolves create_stream's table names to canonical names, checking each table. */
+extern List *stream_resolve_tables(const char *stream_name, List *names);
+/* Reads the catalog row (caller is in a transaction); NULL when there is none. */
+extern StreamConfig *stream_config_load(const char *name);
+extern void stream_check_server_settings(void);
+
+/* stream_worker.c */
+extern PGDLLEXPORT void walship_stream_main(Datum main_arg);
+
+/* launcher.c */
+extern PGDLLEXPORT void walship_launcher_main(Datum main_arg);
+
+#endif /* WALSHIP_STREAMS_H */

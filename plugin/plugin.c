@@ -1,0 +1,622 @@
+/*
+ * plugin.c: the walship logical decoding output plugin.
+ *
+ * Owns the output plugin callbacks, the decoding session (options, encoder,
+ * per-transaction state) and the hand-off of encoded events: to the client
+ * through ctx->out (pg_recvlogical, pg_logical_slot_*_changes), or to the hooks
+ * an in-process stream worker attached (walship_plugin.h). Rows are built by
+ * rowview.c, per-relation state lives in relation_cache.c, and every byte of an
+ * event is produced by the C++ core behind walship_core.h.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "commands/dbcommands.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+
+#include "compat.h"
+#include "relation_cache.h"
+#include "rowview.h"
+#include "walship_core.h"
+#include "walship_plugin.h"
+
+WS_MODULE_MAGIC;
+
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+/* Microseconds from the Unix epoch to PostgreSQL's, for commit times. */
+#define WS_EPOCH_OFFSET_US ((int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+/*
+ * What the plugin knows about the transaction being decoded. Without streaming,
+ * the server replays one committed transaction at a time, from begin to commit,
+ * so one of these per session is enough. A non-transactional logical message,
+ * delivered outside any replay, gets one of its own on the stack.
+ */
+typedef struct WalshipTxn {
+    TransactionId xid;
+    XLogRecPtr first_lsn;  /* first WAL record of the transaction */
+    XLogRecPtr commit_lsn; /* end of its commit record: what a consumer confirms */
+    TimestampTz commit_time;
+    const char *origin; /* replication origin name, NULL when local */
+    bool begin_sent;    /* include-transaction: BEGIN event already sent */
+    uint64 nevents;     /* events handed on, BEGIN and COMMIT included (for the hooks) */
+    uint64 ndata;       /* row, truncate and message events (COMMIT's event_count) */
+} WalshipTxn;
+
+/*
+ * One decoding session: from the startup callback to shutdown (or to the end of
+ * ctx->context, which an ERROR can cause without shutdown being called: the C++
+ * objects are freed by a reset callback on the session context for that reason).
+ */
+typedef struct WalshipSession {
+    MemoryContext context;        /* session lifetime */
+    MemoryContext change_context; /* reset after every change */
+    MemoryContext txn_context;    /* reset after every transaction */
+    MemoryContextCallback free_core;
+
+    ws_options *options;
+    ws_encoder *encoder;
+    ws_plugin_settings settings;
+
+    const char *database;
+    const char *topic_prefix;      /* topic-prefix, else the database name */
+    const char *message_topic;     /* <topic-prefix>.message */
+    const char *transaction_topic; /* <topic-prefix>.transaction */
+
+    bool hooked; /* a stream worker attached hooks: events go there, not to ctx->out */
+    WalshipStreamHooks hooks;
+
+    WalshipTxn txn;
+} WalshipSession;
+
+static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init);
+static void walship_shutdown(LogicalDecodingContext *ctx);
+static void walship_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn);
+static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation,
+                           ReorderBufferChange *change);
+static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
+                             Relation relations[], ReorderBufferChange *change);
+static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+                           XLogRecPtr commit_lsn);
+static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+                            XLogRecPtr message_lsn, bool transactional, const char *prefix,
+                            Size message_size, const char *message);
+static bool walship_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id);
+
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+    cb->startup_cb = walship_startup;
+    cb->shutdown_cb = walship_shutdown;
+    cb->begin_cb = walship_begin;
+    cb->change_cb = walship_change;
+    cb->truncate_cb = walship_truncate;
+    cb->commit_cb = walship_commit;
+    cb->message_cb = walship_message;
+    cb->filter_by_origin_cb = walship_filter_by_origin;
+
+    /*
+     * No two-phase and no streaming of in-progress transactions: both would put
+     * changes on Kafka before the transaction commits (and keep them there if it
+     * then aborts). Without these callbacks the server decodes a prepared
+     * transaction at COMMIT PREPARED, and spills a large transaction to disk
+     * (logical_decoding_work_mem) instead of streaming it.
+     */
+    cb->filter_prepare_cb = NULL;
+    cb->begin_prepare_cb = NULL;
+    cb->prepare_cb = NULL;
+    cb->commit_prepared_cb = NULL;
+    cb->rollback_prepared_cb = NULL;
+    cb->stream_start_cb = NULL;
+    cb->stream_stop_cb = NULL;
+    cb->stream_abort_cb = NULL;
+    cb->stream_prepare_cb = NULL;
+    cb->stream_commit_cb = NULL;
+    cb->stream_change_cb = NULL;
+    cb->stream_message_cb = NULL;
+    cb->stream_truncate_cb = NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Errors from the C++ core                                                    */
+
+static void report_core_error(ws_status status, const char *what, const char *core_msg)
+    pg_attribute_noreturn();
+
+static void
+report_core_error(ws_status status, const char *what, const char *core_msg)
+{
+    if (status == WS_OUT_OF_MEMORY)
+        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+                        errdetail("walship ran out of memory while %s.", what)));
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("walship could not %s: %s", what,
+                                                            core_msg)));
+}
+
+/* ------------------------------------------------------------------------- */
+/* Session                                                                     */
+
+static void
+free_core_objects(void *arg)
+{
+    WalshipSession *s = arg;
+
+    if (s->encoder != NULL)
+        ws_encoder_destroy(s->encoder);
+    if (s->options != NULL)
+        ws_options_destroy(s->options);
+    s->encoder = NULL;
+    s->options = NULL;
+}
+
+/*
+ * One parser for the plugin's options: every option goes to the C++ core as
+ * name/value strings, exactly as pg_recvlogical -o or the SQL functions gave it
+ * (an option without a value reaches the core as NULL). The core knows the
+ * names, the accepted values and the "conflicting or redundant" rule.
+ */
+static void
+parse_output_parameters(WalshipSession *s, List *options)
+{
+    char core_msg[WS_ERRMSG_SIZE];
+    ListCell *lc;
+
+    s->options = ws_options_create(core_msg);
+    if (s->options == NULL)
+        report_core_error(WS_OUT_OF_MEMORY, "parse options", core_msg);
+
+    foreach (lc, options) {
+        DefElem *elem = lfirst(lc);
+        const char *value;
+        ws_status status;
+
+        Assert(elem->arg == NULL || IsA(elem->arg, String));
+        value = elem->arg != NULL ? strVal(elem->arg) : NULL;
+
+        status = ws_options_set(s->options, elem->defname, value, core_msg);
+        if (status == WS_OUT_OF_MEMORY)
+            report_core_error(status, "parse options", core_msg);
+        if (status != WS_OK)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", core_msg),
+                     errhint("Options of the walship output plugin are given as name=value "
+                             "(pg_recvlogical -o, or the options of "
+                             "pg_logical_slot_get_binary_changes).")));
+
+        /* the core validated it; the shim names topics with it */
+        if (strcmp(elem->defname, "topic-prefix") == 0 && value != NULL)
+            s->topic_prefix = pstrdup(value);
+    }
+    ws_options_settings(s->options, &s->settings);
+}
+
+/*
+ * The database name, for events and the default topic prefix. Startup runs
+ * inside a transaction for the SQL decoding functions, but not in a walsender or
+ * a stream worker: there a short transaction of our own reads it, before any
+ * decoding starts, leaving the caller's memory context and resource owner as
+ * they were.
+ */
+static const char *
+lookup_database_name(MemoryContext target)
+{
+    MemoryContext oldcxt = CurrentMemoryContext;
+    ResourceOwner oldowner = CurrentResourceOwner;
+    char *name;
+    bool own_transaction = !IsTransactionState();
+
+    if (own_transaction)
+        StartTransactionCommand();
+    name = get_database_name(MyDatabaseId);
+    if (name == NULL)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_DATABASE),
+                        errmsg("database with OID %u does not exist", MyDatabaseId)));
+    name = MemoryContextStrdup(target, name);
+    if (own_transaction) {
+        CommitTransactionCommand();
+        CurrentResourceOwner = oldowner;
+    }
+    MemoryContextSwitchTo(oldcxt);
+    return name;
+}
+
+static void
+walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+    MemoryContext context;
+    MemoryContext oldcxt;
+    WalshipSession *s;
+    char core_msg[WS_ERRMSG_SIZE];
+
+    context = AllocSetContextCreate(ctx->context, "walship session", ALLOCSET_DEFAULT_SIZES);
+    s = MemoryContextAllocZero(context, sizeof(WalshipSession));
+    s->context = context;
+    s->change_context = AllocSetContextCreate(context, "walship change", ALLOCSET_DEFAULT_SIZES);
+    s->txn_context = AllocSetContextCreate(context, "walship transaction", ALLOCSET_SMALL_SIZES);
+    s->free_core.func = free_core_objects;
+    s->free_core.arg = s;
+    MemoryContextRegisterResetCallback(context, &s->free_core);
+    ctx->output_plugin_private = s;
+
+    opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
+    opt->receive_rewrites = false;
+
+    /* see _PG_output_plugin_init: neither is supported, so never offer them */
+    ctx->streaming = false;
+    ctx->twophase = false;
+
+    /* creating a slot passes no options and decodes nothing */
+    if (is_init)
+        return;
+
+    oldcxt = MemoryContextSwitchTo(context);
+    parse_output_parameters(s, ctx->output_plugin_options);
+    if (s->settings.format == WS_FORMAT_JSON)
+        opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+
+    s->database = lookup_database_name(context);
+    if (s->topic_prefix == NULL)
+        s->topic_prefix = s->database;
+    s->message_topic = psprintf("%s.message", s->topic_prefix);
+    s->transaction_topic = psprintf("%s.transaction", s->topic_prefix);
+
+    s->encoder = ws_encoder_create(s->options, core_msg);
+    if (s->encoder == NULL)
+        report_core_error(WS_ERROR, "create its encoder", core_msg);
+
+    relation_cache_create(context, s->options, s->settings.partition_root, s->topic_prefix);
+    MemoryContextSwitchTo(oldcxt);
+}
+
+static void
+walship_shutdown(LogicalDecodingContext *ctx)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+
+    /* frees the relation cache and, through free_core_objects, the C++ objects */
+    MemoryContextDelete(s->context);
+    ctx->output_plugin_private = NULL;
+}
+
+void
+walship_plugin_attach_hooks(LogicalDecodingContext *ctx, const WalshipStreamHooks *hooks)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+
+    if (ctx->callbacks.startup_cb != walship_startup || s == NULL)
+        elog(ERROR, "decoding context does not use the walship output plugin");
+    if (hooks == NULL) {
+        s->hooked = false;
+        return;
+    }
+    if (hooks->begin == NULL || hooks->event == NULL || hooks->commit == NULL)
+        elog(ERROR, "walship stream hooks must set begin, event and commit");
+    s->hooks = *hooks;
+    s->hooked = true;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Sending events                                                              */
+
+static void
+fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecPtr change_lsn,
+            ws_source *source)
+{
+    memset(source, 0, sizeof(*source));
+    source->database = s->database;
+    source->origin = txn->origin;
+    source->xid = txn->xid;
+    source->commit_lsn = txn->commit_lsn;
+    source->change_lsn = change_lsn;
+    source->commit_time_us = txn->commit_time != 0 ? txn->commit_time + WS_EPOCH_OFFSET_US : 0;
+}
+
+/*
+ * Encodes one event and hands it on: to the hooks when a stream worker attached
+ * them, else to the client. `write_location` is the LSN the client sees with the
+ * event: for everything inside a transaction, the end of its commit record.
+ */
+static void
+send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
+           const ws_change *change, const char *topic, XLogRecPtr write_location)
+{
+    char core_msg[WS_ERRMSG_SIZE];
+    const uint8_t *value;
+    size_t valuelen;
+    ws_status status;
+
+    if (s->hooked) {
+        const uint8_t *key;
+        size_t keylen;
+        uint8_t *keycopy = NULL;
+
+        /* the encoder reuses one buffer: keep the key before encoding the value */
+        status = ws_encode_key(s->encoder, change, &key, &keylen, core_msg);
+        if (status != WS_OK)
+            report_core_error(status, "encode an event key", core_msg);
+        if (keylen > 0) {
+            keycopy = palloc(keylen);
+            memcpy(keycopy, key, keylen);
+        }
+        status = ws_encode_event(s->encoder, change, &value, &valuelen, core_msg);
+        if (status != WS_OK)
+            report_core_error(status, "encode an event", core_msg);
+
+        s->hooks.event(s->hooks.arg, topic, keycopy, keylen, value, valuelen, txn->xid,
+                       txn->commit_lsn, txn->commit_time);
+        if (keycopy != NULL)
+            pfree(keycopy);
+    } else {
+        status = ws_encode_event(s->encoder, change, &value, &valuelen, core_msg);
+        if (status != WS_OK)
+            report_core_error(status, "encode an event", core_msg);
+
+        ctx->write_location = write_location;
+        OutputPluginPrepareWrite(ctx, true);
+        appendBinaryStringInfo(ctx->out, (const char *)value, valuelen);
+        OutputPluginWrite(ctx, true);
+    }
+    txn->nevents++;
+}
+
+/*
+ * include-transaction: BEGIN goes out with the transaction's first event, so a
+ * transaction that produces none (other tables, DDL only) leaves no trace.
+ */
+static void
+send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
+{
+    WalshipTxn *txn = &s->txn;
+    ws_change change;
+
+    if (!s->settings.include_transaction || txn->begin_sent)
+        return;
+
+    memset(&change, 0, sizeof(change));
+    change.op = WS_OP_BEGIN;
+    fill_source(s, txn, txn->first_lsn, &change.source);
+    send_event(ctx, s, txn, &change, s->transaction_topic, txn->commit_lsn);
+    txn->begin_sent = true;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Callbacks                                                                   */
+
+static void
+walship_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+    WalshipTxn *txn = &s->txn;
+
+    MemoryContextReset(s->txn_context);
+    memset(txn, 0, sizeof(*txn));
+    txn->xid = rbtxn->xid;
+    txn->first_lsn = rbtxn->first_lsn;
+    txn->commit_lsn = rbtxn->end_lsn;
+    txn->commit_time = rbtxn->xact_time.commit_time;
+    if (rbtxn->origin_id != InvalidRepOriginId) {
+        MemoryContext oldcxt = MemoryContextSwitchTo(s->txn_context);
+        char *origin = NULL;
+
+        if (replorigin_by_oid(rbtxn->origin_id, true, &origin))
+            txn->origin = origin;
+        MemoryContextSwitchTo(oldcxt);
+    }
+
+    if (s->hooked)
+        s->hooks.begin(s->hooks.arg, txn->xid, txn->commit_lsn);
+}
+
+static void
+walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr commit_lsn)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+    WalshipTxn *txn = &s->txn;
+
+    if (txn->begin_sent) {
+        MemoryContext oldcxt = MemoryContextSwitchTo(s->change_context);
+        ws_change change;
+
+        memset(&change, 0, sizeof(change));
+        change.op = WS_OP_COMMIT;
+        fill_source(s, txn, commit_lsn, &change.source);
+        change.event_count = txn->ndata;
+        send_event(ctx, s, txn, &change, s->transaction_topic, txn->commit_lsn);
+
+        MemoryContextSwitchTo(oldcxt);
+        MemoryContextReset(s->change_context);
+    }
+
+    if (s->hooked)
+        s->hooks.commit(s->hooks.arg, txn->xid, txn->commit_lsn, txn->nevents);
+    MemoryContextReset(s->txn_context);
+}
+
+static void
+walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, Relation relation,
+               ReorderBufferChange *change)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+    RelationCacheEntry *entry;
+    TupleDesc desc = RelationGetDescr(relation);
+    HeapTuple oldtuple;
+    HeapTuple newtuple;
+    MemoryContext oldcxt;
+    ws_change event;
+
+    entry = relation_cache_get(relation);
+    if (!entry->included)
+        return;
+
+    oldcxt = MemoryContextSwitchTo(s->change_context);
+    memset(&event, 0, sizeof(event));
+    oldtuple = WS_CHANGE_OLDTUPLE(change);
+    newtuple = WS_CHANGE_NEWTUPLE(change);
+
+    switch (change->action) {
+    case REORDER_BUFFER_CHANGE_INSERT:
+        event.op = WS_OP_INSERT;
+        break;
+    case REORDER_BUFFER_CHANGE_UPDATE:
+        event.op = WS_OP_UPDATE;
+        break;
+    case REORDER_BUFFER_CHANGE_DELETE:
+        event.op = WS_OP_DELETE;
+        break;
+    default:
+        /* the server hands only these three to change_cb */
+        elog(ERROR, "unexpected logical decoding change action %d", (int)change->action);
+    }
+
+    if (newtuple != NULL && event.op != WS_OP_DELETE)
+        event.after = rowview_fill_new(&entry->view, desc, newtuple);
+
+    /*
+     * The old row as logged. With include-before=off an UPDATE carries none, and a
+     * DELETE keeps only what identifies the row; key columns come from here.
+     */
+    if (oldtuple != NULL && (s->settings.include_before || event.op == WS_OP_DELETE))
+        event.before = rowview_fill_old(&entry->view, desc, oldtuple);
+
+    fill_source(s, &s->txn, change->lsn, &event.source);
+    event.source.schema = entry->schema;
+    event.source.table = entry->table;
+    event.source.relation_oid = entry->published_relid;
+
+    send_begin_if_needed(ctx, s);
+    send_event(ctx, s, &s->txn, &event, entry->topic, s->txn.commit_lsn);
+    s->txn.ndata++;
+
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextReset(s->change_context);
+}
+
+static void
+walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, int nrelations,
+                 Relation relations[], ReorderBufferChange *change)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+    RelationCacheEntry **entries;
+    const char **names;
+    int ntruncated = 0;
+    MemoryContext oldcxt;
+
+    if (!s->settings.truncate)
+        return;
+
+    oldcxt = MemoryContextSwitchTo(s->change_context);
+    entries = palloc(sizeof(RelationCacheEntry *) * nrelations);
+    names = palloc(sizeof(char *) * nrelations);
+
+    /*
+     * One TRUNCATE event per streamed table, each naming every table truncated
+     * together. With partition-root=on the partitions of one root (and the root
+     * itself, which the server lists too) make one event for the root.
+     */
+    for (int i = 0; i < nrelations; i++) {
+        RelationCacheEntry *entry = relation_cache_get(relations[i]);
+        bool seen = false;
+
+        if (!entry->included)
+            continue;
+        for (int j = 0; j < ntruncated && !seen; j++)
+            seen = entries[j]->published_relid == entry->published_relid;
+        if (seen)
+            continue;
+        entries[ntruncated] = entry;
+        names[ntruncated] = psprintf("%s.%s", entry->schema, entry->table);
+        ntruncated++;
+    }
+
+    if (ntruncated > 0)
+        send_begin_if_needed(ctx, s);
+
+    for (int i = 0; i < ntruncated; i++) {
+        ws_change event;
+
+        memset(&event, 0, sizeof(event));
+        event.op = WS_OP_TRUNCATE;
+        fill_source(s, &s->txn, change->lsn, &event.source);
+        event.source.schema = entries[i]->schema;
+        event.source.table = entries[i]->table;
+        event.source.relation_oid = entries[i]->published_relid;
+        event.truncated_tables = names;
+        event.ntruncated = ntruncated;
+        event.truncate_cascade = change->data.truncate.cascade;
+        event.truncate_restart_identity = change->data.truncate.restart_seqs;
+        send_event(ctx, s, &s->txn, &event, entries[i]->topic, s->txn.commit_lsn);
+        s->txn.ndata++;
+    }
+
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextReset(s->change_context);
+}
+
+static void
+walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr message_lsn,
+                bool transactional, const char *prefix, Size message_size, const char *message)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+    MemoryContext oldcxt;
+    ws_change event;
+
+    if (!s->settings.messages || !ws_options_message_included(s->options, prefix))
+        return;
+
+    oldcxt = MemoryContextSwitchTo(s->change_context);
+    memset(&event, 0, sizeof(event));
+    event.op = WS_OP_MESSAGE;
+    event.message_prefix = prefix;
+    event.message_content = message;
+    event.message_len = message_size;
+    event.message_transactional = transactional;
+
+    if (transactional) {
+        fill_source(s, &s->txn, message_lsn, &event.source);
+        send_begin_if_needed(ctx, s);
+        send_event(ctx, s, &s->txn, &event, s->message_topic, s->txn.commit_lsn);
+        s->txn.ndata++;
+    } else {
+        /*
+         * Delivered when decoding reaches it, outside any transaction's replay:
+         * it is a transaction of its own for the hooks, "committed" at the end of
+         * its WAL record, so that confirming it never decodes it again. It has no
+         * commit time.
+         */
+        WalshipTxn own;
+
+        memset(&own, 0, sizeof(own));
+        own.xid = rbtxn != NULL ? rbtxn->xid : InvalidTransactionId;
+        own.first_lsn = message_lsn;
+        own.commit_lsn = ctx->reader->EndRecPtr;
+        fill_source(s, &own, message_lsn, &event.source);
+
+        if (s->hooked)
+            s->hooks.begin(s->hooks.arg, own.xid, own.commit_lsn);
+        send_event(ctx, s, &own, &event, s->message_topic, message_lsn);
+        if (s->hooked)
+            s->hooks.commit(s->hooks.arg, own.xid, own.commit_lsn, own.nevents);
+    }
+
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextReset(s->change_context);
+}
+
+static bool
+walship_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+
+    return s->settings.origin == WS_ORIGIN_NONE && origin_id != InvalidRepOriginId;
+}

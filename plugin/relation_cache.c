@@ -1,0 +1,199 @@
+/*
+ * relation_cache.c: per-relation state of the output plugin, kept across changes.
+ *
+ * Shaped like pgoutput's RelationSyncCache: a hash by relation OID, entries
+ * rebuilt lazily, invalidation callbacks that only mark entries invalid (they may
+ * run at any catalog access, where building anything would be unsafe).
+ *
+ * Invalidation callbacks cannot be unregistered, so they are registered once per
+ * backend and act on whatever cache is active; the active cache is forgotten
+ * when its memory context goes away, including on an ERROR that never reaches the
+ * plugin's shutdown callback.
+ */
+#include "postgres.h"
+
+#include "catalog/partition.h"
+#include "nodes/pg_list.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "relation_cache.h"
+
+typedef struct RelationCache {
+    MemoryContext context;
+    HTAB *entries;
+    const ws_options *options;
+    bool partition_root;
+    const char *topic_prefix;
+    MemoryContextCallback forget;
+} RelationCache;
+
+static RelationCache *active_cache = NULL;
+static bool callbacks_registered = false;
+
+/*
+ * Bumped by every invalidation, so that an entry whose build raced with one
+ * (catalog access while building can process invalidations) stays invalid.
+ */
+static uint64 invalidation_count = 0;
+
+static void
+invalidate_all(void)
+{
+    HASH_SEQ_STATUS status;
+    RelationCacheEntry *entry;
+
+    invalidation_count++;
+    if (active_cache == NULL)
+        return;
+    hash_seq_init(&status, active_cache->entries);
+    while ((entry = hash_seq_search(&status)) != NULL)
+        entry->valid = false;
+}
+
+static void
+relcache_invalidated(Datum arg, Oid relid)
+{
+    HASH_SEQ_STATUS status;
+    RelationCacheEntry *entry;
+
+    if (!OidIsValid(relid)) {
+        invalidate_all();
+        return;
+    }
+
+    invalidation_count++;
+    if (active_cache == NULL)
+        return;
+
+    entry = hash_search(active_cache->entries, &relid, HASH_FIND, NULL);
+    if (entry != NULL)
+        entry->valid = false;
+
+    /* a renamed or altered root changes what its partitions publish */
+    if (active_cache->partition_root) {
+        hash_seq_init(&status, active_cache->entries);
+        while ((entry = hash_seq_search(&status)) != NULL) {
+            if (entry->published_relid == relid)
+                entry->valid = false;
+        }
+    }
+}
+
+/* Type and schema renames change the names entries hold. */
+static void
+syscache_invalidated(Datum arg, int cacheid, uint32 hashvalue)
+{
+    invalidate_all();
+}
+
+static void
+forget_cache(void *arg)
+{
+    if (active_cache == arg)
+        active_cache = NULL;
+}
+
+void
+relation_cache_create(MemoryContext parent, const ws_options *opts, bool partition_root,
+                      const char *topic_prefix)
+{
+    MemoryContext context;
+    RelationCache *cache;
+    HASHCTL ctl;
+
+    context = AllocSetContextCreate(parent, "walship relation cache", ALLOCSET_DEFAULT_SIZES);
+    cache = MemoryContextAllocZero(context, sizeof(RelationCache));
+    cache->context = context;
+    cache->options = opts;
+    cache->partition_root = partition_root;
+    cache->topic_prefix = topic_prefix;
+
+    ctl.keysize = sizeof(Oid);
+    ctl.entrysize = sizeof(RelationCacheEntry);
+    ctl.hcxt = context;
+    cache->entries =
+        hash_create("walship relation cache", 128, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+    cache->forget.func = forget_cache;
+    cache->forget.arg = cache;
+    MemoryContextRegisterResetCallback(context, &cache->forget);
+
+    if (!callbacks_registered) {
+        CacheRegisterRelcacheCallback(relcache_invalidated, (Datum)0);
+        CacheRegisterSyscacheCallback(TYPEOID, syscache_invalidated, (Datum)0);
+        CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_invalidated, (Datum)0);
+        callbacks_registered = true;
+    }
+    active_cache = cache;
+}
+
+static void
+build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
+{
+    Relation published = relation;
+    MemoryContext oldcxt;
+
+    MemoryContextReset(entry->context);
+    oldcxt = MemoryContextSwitchTo(entry->context);
+
+    entry->published_relid = RelationGetRelid(relation);
+    if (cache->partition_root && relation->rd_rel->relispartition) {
+        List *ancestors = get_partition_ancestors(RelationGetRelid(relation));
+
+        entry->published_relid = llast_oid(ancestors);
+        published = RelationIdGetRelation(entry->published_relid);
+        if (!RelationIsValid(published))
+            elog(ERROR, "could not open relation with OID %u", entry->published_relid);
+    }
+
+    entry->schema = get_namespace_name(RelationGetNamespace(published));
+    entry->table = pstrdup(RelationGetRelationName(published));
+    entry->included = ws_options_table_included(cache->options, entry->schema, entry->table);
+    entry->topic = NULL;
+    if (entry->included) {
+        entry->topic = psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table);
+        rowview_init(&entry->view, relation, published);
+    }
+
+    if (published != relation)
+        RelationClose(published);
+    MemoryContextSwitchTo(oldcxt);
+}
+
+RelationCacheEntry *
+relation_cache_get(Relation relation)
+{
+    RelationCache *cache = active_cache;
+    Oid relid = RelationGetRelid(relation);
+    RelationCacheEntry *entry;
+    bool found;
+
+    if (cache == NULL)
+        elog(ERROR, "walship relation cache is not initialized");
+
+    entry = hash_search(cache->entries, &relid, HASH_ENTER, &found);
+    if (!found) {
+        entry->valid = false;
+        entry->context = AllocSetContextCreate(cache->context, "walship relation",
+                                               ALLOCSET_SMALL_SIZES);
+        entry->published_relid = InvalidOid;
+        entry->included = false;
+    }
+
+    if (entry->valid && entry->included &&
+        entry->view.source_natts != RelationGetDescr(relation)->natts)
+        entry->valid = false;
+
+    if (!entry->valid) {
+        uint64 seen = invalidation_count;
+
+        build_entry(cache, entry, relation);
+        entry->valid = (seen == invalidation_count);
+    }
+    return entry;
+}

@@ -1,0 +1,56 @@
+/*
+ * relation_cache.h: what the output plugin remembers per relation.
+ *
+ * Decoding one row must not look anything up in the catalogs: whether the table
+ * is streamed, under which name and topic, and how its tuples become rows are
+ * worked out once per relation and kept here until an invalidation says the
+ * relation (or a type or schema it depends on) changed.
+ */
+#ifndef WALSHIP_RELATION_CACHE_H
+#define WALSHIP_RELATION_CACHE_H
+
+#include "postgres.h"
+
+#include "utils/relcache.h"
+
+#include "rowview.h"
+#include "walship_core.h"
+
+typedef struct RelationCacheEntry {
+    Oid relid; /* hash key: the relation changes arrive for (a leaf, for partitions) */
+
+    /*
+     * Invalidation callbacks only clear this flag; the entry is rebuilt the next
+     * time a change needs it, inside a transaction with a historic snapshot,
+     * where catalog access is allowed.
+     */
+    bool valid;
+    MemoryContext context; /* holds everything below; reset on rebuild */
+
+    /*
+     * The relation events name: the topmost partitioned ancestor with
+     * partition-root=on, else the relation itself.
+     */
+    Oid published_relid;
+    char *schema;
+    char *table;
+    bool included; /* tables / exclude-tables let it through */
+
+    /* Only built for included relations. */
+    char *topic; /* <topic-prefix>.<schema>.<table> */
+    RowView view;
+} RelationCacheEntry;
+
+/*
+ * Creates the session's cache in a child of `parent`; it goes away with that
+ * context. The cache keeps pointers to opts and topic_prefix, which must live as
+ * long. Only one cache is active per backend (a backend decodes one slot at a
+ * time); invalidation callbacks act on it.
+ */
+extern void relation_cache_create(MemoryContext parent, const ws_options *opts,
+                                  bool partition_root, const char *topic_prefix);
+
+/* The up-to-date entry for a relation a change arrived for. */
+extern RelationCacheEntry *relation_cache_get(Relation relation);
+
+#endif /* WALSHIP_RELATION_CACHE_H */

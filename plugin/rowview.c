@@ -1,0 +1,428 @@
+/*
+ * rowview.c: the one place that turns a heap tuple into a ws_row.
+ *
+ * It owns the type table (which PostgreSQL type travels as which ws_value_kind),
+ * the replica identity rules (which columns are key columns, which columns an old
+ * tuple really carries) and the value conversions (epochs, infinities, TOAST).
+ * Everything it hands out is borrowed: the encoders read it during the callback
+ * and never keep it.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "datatype/timestamp.h"
+#include "nodes/bitmapset.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "compat.h"
+#include "rowview.h"
+
+/* Microseconds and days from the Unix epoch (1970-01-01) to PostgreSQL's (2000-01-01). */
+#define WS_EPOCH_OFFSET_DAYS (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
+#define WS_EPOCH_OFFSET_US ((int64)WS_EPOCH_OFFSET_DAYS * USECS_PER_DAY)
+
+/*
+ * The type table. Built-in types with a native representation in the event
+ * schema get their own kind; every other type, domains included (the public
+ * contract sends a domain as its text form), travels as the text its output
+ * function produces.
+ */
+static ws_value_kind
+kind_for_type(Oid typid)
+{
+    switch (typid) {
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case OIDOID:
+        return WS_VALUE_INT64;
+    case FLOAT4OID:
+    case FLOAT8OID:
+        return WS_VALUE_DOUBLE;
+    case BOOLOID:
+        return WS_VALUE_BOOL;
+    case TEXTOID:
+    case VARCHAROID:
+    case BPCHAROID:
+    case NAMEOID:
+        return WS_VALUE_TEXT;
+    case BYTEAOID:
+        return WS_VALUE_BYTES;
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID:
+        return WS_VALUE_TIMESTAMP;
+    case DATEOID:
+        return WS_VALUE_DATE;
+    case UUIDOID:
+        return WS_VALUE_UUID;
+    case NUMERICOID:
+        return WS_VALUE_NUMERIC;
+    case JSONOID:
+    case JSONBOID:
+        return WS_VALUE_JSON;
+    case TIMEOID:
+        return WS_VALUE_TIME;
+    case TIMETZOID:
+        return WS_VALUE_TIMETZ;
+    case INTERVALOID:
+        return WS_VALUE_INTERVAL;
+    default:
+        return WS_VALUE_OTHER;
+    }
+}
+
+/*
+ * Key columns of an index (its INCLUDE columns are not part of the key). Replica
+ * identity indexes and primary keys cannot have expression columns, so every
+ * indkey entry is a real attribute number.
+ */
+static Bitmapset *
+index_key_attnums(Oid indexoid)
+{
+    Bitmapset *attnums = NULL;
+    Relation index;
+
+    if (!OidIsValid(indexoid))
+        return NULL;
+
+    index = RelationIdGetRelation(indexoid);
+    if (!RelationIsValid(index))
+        elog(ERROR, "could not open index with OID %u", indexoid);
+
+    for (int i = 0; i < index->rd_index->indnkeyatts; i++) {
+        AttrNumber attno = index->rd_index->indkey.values[i];
+
+        if (attno > 0)
+            attnums = bms_add_member(attnums, attno);
+    }
+    RelationClose(index);
+    return attnums;
+}
+
+/*
+ * Arrays name their element type; for a domain over an array, the domain's base
+ * array decides, and an element that is itself a domain is named by its base type.
+ */
+static Oid
+element_type_of(Oid typid)
+{
+    Oid elem = get_element_type(getBaseType(typid));
+
+    return OidIsValid(elem) ? getBaseType(elem) : InvalidOid;
+}
+
+void
+rowview_init(RowView *view, Relation source, Relation published)
+{
+    TupleDesc source_desc = RelationGetDescr(source);
+    TupleDesc desc = RelationGetDescr(published);
+    AttrMap *map = NULL;
+    Bitmapset *identity = NULL; /* columns the old tuple carries, unless FULL */
+    Bitmapset *key = NULL;      /* columns that form the key */
+    char replident = source->rd_rel->relreplident;
+    int ncolumns = 0;
+
+    /*
+     * What the server logs is decided by the relation the change happened in
+     * (the leaf partition), so the identity comes from there; columns are
+     * matched to the published relation by name, like pgoutput does with
+     * publish_via_partition_root.
+     */
+    if (RelationGetRelid(source) != RelationGetRelid(published))
+        map = ws_build_attrmap_by_name(source_desc, desc);
+
+    switch (replident) {
+    case REPLICA_IDENTITY_DEFAULT:
+    case REPLICA_IDENTITY_INDEX:
+        identity = index_key_attnums(RelationGetReplicaIndex(source));
+        key = identity;
+        break;
+    case REPLICA_IDENTITY_FULL:
+        /* the old tuple is the whole row; the primary key, if any, is the key */
+        key = index_key_attnums(RelationGetPrimaryKeyIndex(source));
+        break;
+    default:
+        /* REPLICA IDENTITY NOTHING: no old tuple, no key */
+        break;
+    }
+
+    for (int i = 0; i < desc->natts; i++) {
+        if (!TupleDescAttr(desc, i)->attisdropped)
+            ncolumns++;
+    }
+
+    memset(view, 0, sizeof(*view));
+    view->ncolumns = ncolumns;
+    view->columns = palloc0(sizeof(RowViewColumn) * Max(ncolumns, 1));
+    view->after_columns = palloc0(sizeof(ws_column) * Max(ncolumns, 1));
+    view->before_columns = palloc0(sizeof(ws_column) * Max(ncolumns, 1));
+    view->before_index = palloc0(sizeof(int) * Max(ncolumns, 1));
+    view->source_natts = source_desc->natts;
+    view->values = palloc0(sizeof(Datum) * Max(source_desc->natts, 1));
+    view->isnull = palloc0(sizeof(bool) * Max(source_desc->natts, 1));
+
+    for (int i = 0, c = 0; i < desc->natts; i++) {
+        Form_pg_attribute attr = TupleDescAttr(desc, i);
+        RowViewColumn *col;
+        ws_column *meta;
+        Oid outfunc;
+        bool isvarlena;
+        bool in_old_tuple;
+
+        if (attr->attisdropped)
+            continue;
+
+        col = &view->columns[c];
+        meta = &view->after_columns[c];
+
+        col->source_attno = map != NULL ? map->attnums[i] : attr->attnum;
+        if (col->source_attno <= 0 || col->source_attno > source_desc->natts)
+            elog(ERROR, "column \"%s\" of relation \"%s\" has no counterpart in relation \"%s\"",
+                 NameStr(attr->attname), RelationGetRelationName(published),
+                 RelationGetRelationName(source));
+        col->type_oid = attr->atttypid;
+        col->typlen = attr->attlen;
+        col->kind = kind_for_type(attr->atttypid);
+        getTypeOutputInfo(attr->atttypid, &outfunc, &isvarlena);
+        fmgr_info(outfunc, &col->output);
+
+        meta->name = pstrdup(NameStr(attr->attname));
+        meta->type_name = format_type_with_typemod(attr->atttypid, attr->atttypmod);
+        meta->type_oid = attr->atttypid;
+        meta->typmod = attr->atttypmod;
+        meta->elem_type_oid = element_type_of(attr->atttypid);
+        meta->is_key = bms_is_member(col->source_attno, key);
+        meta->not_null = attr->attnotnull;
+        meta->value.kind = WS_VALUE_NULL;
+        view->has_key |= meta->is_key;
+
+        if (replident == REPLICA_IDENTITY_FULL)
+            in_old_tuple = true;
+        else
+            in_old_tuple = bms_is_member(col->source_attno, identity);
+        if (in_old_tuple) {
+            view->before_index[view->nbefore] = c;
+            view->before_columns[view->nbefore] = *meta;
+            view->nbefore++;
+        }
+        c++;
+    }
+
+    view->after.columns = view->after_columns;
+    view->after.ncolumns = ncolumns;
+    view->before.columns = view->before_columns;
+    view->before.ncolumns = view->nbefore;
+
+    if (map != NULL)
+        free_attrmap(map);
+    bms_free(identity);
+    if (key != identity)
+        bms_free(key);
+}
+
+/* The type's text form, for the kinds that carry one. */
+static void
+set_output_text(const RowViewColumn *col, Datum datum, ws_value *value)
+{
+    char *text = OutputFunctionCall((FmgrInfo *)&col->output, datum);
+
+    value->data = text;
+    value->len = strlen(text);
+}
+
+/* Points value->data at a varlena's payload, detoasting (but not copying) when needed. */
+static void
+set_varlena_payload(Datum datum, ws_value *value)
+{
+    struct varlena *v = pg_detoast_datum_packed((struct varlena *)DatumGetPointer(datum));
+
+    value->data = VARDATA_ANY(v);
+    value->len = VARSIZE_ANY_EXHDR(v);
+}
+
+static void
+fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
+{
+    value->data = NULL;
+    value->len = 0;
+
+    if (isnull) {
+        value->kind = WS_VALUE_NULL;
+        return;
+    }
+
+    /*
+     * A TOAST pointer to on-disk data in a decoded tuple is a value the UPDATE
+     * did not change: the WAL record does not carry it, and reading it from the
+     * TOAST table now would read the present, not the past. It is neither NULL
+     * nor a value, and the encoders say so.
+     */
+    if (col->typlen == -1 && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(datum))) {
+        value->kind = WS_VALUE_UNCHANGED_TOAST;
+        return;
+    }
+
+    value->kind = col->kind;
+    switch (col->kind) {
+    case WS_VALUE_INT64:
+        switch (col->type_oid) {
+        case INT2OID:
+            value->v.i64 = DatumGetInt16(datum);
+            break;
+        case INT4OID:
+            value->v.i64 = DatumGetInt32(datum);
+            break;
+        case OIDOID:
+            value->v.i64 = DatumGetObjectId(datum);
+            break;
+        default:
+            value->v.i64 = DatumGetInt64(datum);
+            break;
+        }
+        break;
+    case WS_VALUE_DOUBLE:
+        if (col->type_oid == FLOAT4OID)
+            value->v.f64 = DatumGetFloat4(datum);
+        else
+            value->v.f64 = DatumGetFloat8(datum);
+        break;
+    case WS_VALUE_BOOL:
+        value->v.b = DatumGetBool(datum);
+        break;
+    case WS_VALUE_TEXT:
+        if (col->type_oid == NAMEOID) {
+            value->data = NameStr(*DatumGetName(datum));
+            value->len = strlen(value->data);
+        } else
+            set_varlena_payload(datum, value);
+        break;
+    case WS_VALUE_BYTES:
+        set_varlena_payload(datum, value);
+        break;
+    case WS_VALUE_TIMESTAMP: {
+        Timestamp ts = DatumGetTimestamp(datum);
+        int64 us;
+
+        if (TIMESTAMP_IS_NOBEGIN(ts))
+            value->v.i64 = WS_TIMESTAMP_NEG_INFINITY;
+        else if (TIMESTAMP_IS_NOEND(ts))
+            value->v.i64 = WS_TIMESTAMP_POS_INFINITY;
+        else if (!pg_add_s64_overflow(ts, WS_EPOCH_OFFSET_US, &us) &&
+                 us != WS_TIMESTAMP_POS_INFINITY)
+            value->v.i64 = us;
+        else {
+            /*
+             * The last ~30 years PostgreSQL accepts (after 294246 AD) do not fit
+             * Unix-epoch microseconds in an int64: send the text form rather
+             * than a wrong number or the infinity marker.
+             */
+            value->kind = WS_VALUE_OTHER;
+            set_output_text(col, datum, value);
+        }
+        break;
+    }
+    case WS_VALUE_DATE: {
+        DateADT d = DatumGetDateADT(datum);
+
+        if (DATE_IS_NOBEGIN(d))
+            value->v.i32 = WS_DATE_NEG_INFINITY;
+        else if (DATE_IS_NOEND(d))
+            value->v.i32 = WS_DATE_POS_INFINITY;
+        else /* finite dates end in 5874897 AD: no overflow */
+            value->v.i32 = d + WS_EPOCH_OFFSET_DAYS;
+        break;
+    }
+    case WS_VALUE_UUID:
+        memcpy(value->v.uuid, DatumGetUUIDP(datum)->data, UUID_LEN);
+        break;
+    case WS_VALUE_JSON:
+        if (col->type_oid == JSONBOID) {
+            Jsonb *jb = DatumGetJsonbP(datum);
+
+            value->data = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+            value->len = strlen(value->data);
+        } else
+            set_varlena_payload(datum, value);
+        break;
+    case WS_VALUE_TIME:
+        value->v.i64 = DatumGetTimeADT(datum);
+        set_output_text(col, datum, value);
+        break;
+    case WS_VALUE_TIMETZ: {
+        TimeTzADT *t = DatumGetTimeTzADTP(datum);
+
+        value->v.timetz.time_us = t->time;
+        value->v.timetz.zone_s = t->zone;
+        set_output_text(col, datum, value);
+        break;
+    }
+    case WS_VALUE_INTERVAL: {
+        Interval *iv = DatumGetIntervalP(datum);
+
+        value->v.interval.time_us = iv->time;
+        value->v.interval.days = iv->day;
+        value->v.interval.months = iv->month;
+        set_output_text(col, datum, value);
+        break;
+    }
+    case WS_VALUE_NUMERIC:
+    case WS_VALUE_OTHER:
+        set_output_text(col, datum, value);
+        break;
+    case WS_VALUE_NULL:
+    case WS_VALUE_UNCHANGED_TOAST:
+        /* never chosen by the type table */
+        Assert(false);
+        value->kind = WS_VALUE_NULL;
+        break;
+    }
+}
+
+static void
+deform(RowView *view, TupleDesc source_desc, HeapTuple tuple)
+{
+    /* the relation cache rebuilds the view whenever the relation changes */
+    if (source_desc->natts != view->source_natts)
+        elog(ERROR, "walship row view is stale: relation has %d columns, view expects %d",
+             source_desc->natts, view->source_natts);
+    heap_deform_tuple(tuple, source_desc, view->values, view->isnull);
+}
+
+const ws_row *
+rowview_fill_new(RowView *view, TupleDesc source_desc, HeapTuple tuple)
+{
+    deform(view, source_desc, tuple);
+    for (int c = 0; c < view->ncolumns; c++) {
+        const RowViewColumn *col = &view->columns[c];
+        int i = col->source_attno - 1;
+
+        fill_value(col, view->values[i], view->isnull[i], &view->after_columns[c].value);
+    }
+    return &view->after;
+}
+
+const ws_row *
+rowview_fill_old(RowView *view, TupleDesc source_desc, HeapTuple tuple)
+{
+    if (view->nbefore == 0)
+        return NULL;
+
+    deform(view, source_desc, tuple);
+    for (int b = 0; b < view->nbefore; b++) {
+        const RowViewColumn *col = &view->columns[view->before_index[b]];
+        int i = col->source_attno - 1;
+
+        fill_value(col, view->values[i], view->isnull[i], &view->before_columns[b].value);
+    }
+    return &view->before;
+}

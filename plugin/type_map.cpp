@@ -1,0 +1,305 @@
+/*
+ * type_map.cpp: PostgreSQL builtin types to Debezium JSON representations and their
+ * Kafka Connect schemas (see type_map.hpp).
+ */
+#include "core_error.hpp"
+#include "type_map.hpp"
+#include "json_out.hpp"
+
+namespace walship {
+
+namespace {
+
+/* What a PostgreSQL type is, as far as Debezium's mapping cares. */
+enum class TypeFamily : uint8_t {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Text,
+    Bytea,
+    Uuid,
+    Json,
+    Xml,
+    Date,
+    Time,
+    TimeTz,
+    Timestamp,
+    TimestampTz,
+    Interval,
+    Numeric,
+};
+
+struct BuiltinType {
+    uint32_t oid; /* pg_type.oid, fixed for builtin types since PostgreSQL 7 */
+    const char *name;
+    TypeFamily family;
+};
+
+/*
+ * THE type mapping table. Every type not listed (enums, domains, composites,
+ * ranges, inet, money, bit, geometric types, extension types) is written as its
+ * output text, a JSON string.
+ */
+constexpr BuiltinType kBuiltinTypes[] = {
+    {16, "boolean", TypeFamily::Bool},
+    {17, "bytea", TypeFamily::Bytea},
+    {18, "\"char\"", TypeFamily::Text},
+    {19, "name", TypeFamily::Text},
+    {20, "bigint", TypeFamily::Int8},
+    {21, "smallint", TypeFamily::Int2},
+    {23, "integer", TypeFamily::Int4},
+    {25, "text", TypeFamily::Text},
+    {26, "oid", TypeFamily::Int8}, /* unsigned 32-bit: needs int64 */
+    {114, "json", TypeFamily::Json},
+    {142, "xml", TypeFamily::Xml},
+    {700, "real", TypeFamily::Float4},
+    {701, "double precision", TypeFamily::Float8},
+    {1042, "character", TypeFamily::Text},
+    {1043, "character varying", TypeFamily::Text},
+    {1082, "date", TypeFamily::Date},
+    {1083, "time without time zone", TypeFamily::Time},
+    {1114, "timestamp without time zone", TypeFamily::Timestamp},
+    {1184, "timestamp with time zone", TypeFamily::TimestampTz},
+    {1186, "interval", TypeFamily::Interval},
+    {1266, "time with time zone", TypeFamily::TimeTz},
+    {1700, "numeric", TypeFamily::Numeric},
+    {2950, "uuid", TypeFamily::Uuid},
+    {3802, "jsonb", TypeFamily::Json},
+};
+
+constexpr uint32_t kBoxOid = 603; /* the one builtin type whose array delimiter is ';' */
+
+TypeFamily family_of(uint32_t oid)
+{
+    for (const BuiltinType &type : kBuiltinTypes)
+        if (type.oid == oid)
+            return type.family;
+    return TypeFamily::Text;
+}
+
+/*
+ * Array elements arrive as text inside the array's text form, so only element
+ * types whose JSON value can be read back from that text keep their own
+ * representation; temporal elements stay strings.
+ */
+bool array_element_supported(TypeFamily family)
+{
+    switch (family) {
+    case TypeFamily::Bool:
+    case TypeFamily::Int2:
+    case TypeFamily::Int4:
+    case TypeFamily::Int8:
+    case TypeFamily::Float4:
+    case TypeFamily::Float8:
+    case TypeFamily::Text:
+    case TypeFamily::Bytea:
+    case TypeFamily::Uuid:
+    case TypeFamily::Json:
+    case TypeFamily::Xml:
+    case TypeFamily::Numeric:
+        return true;
+    default:
+        return false;
+    }
+}
+
+struct ReprSchema {
+    const char *type;
+    const char *name; /* Kafka Connect logical name, or null */
+};
+
+ReprSchema repr_schema(JsonRepr repr)
+{
+    switch (repr) {
+    case JsonRepr::Int16:
+        return {"int16", nullptr};
+    case JsonRepr::Int32:
+        return {"int32", nullptr};
+    case JsonRepr::Int64:
+        return {"int64", nullptr};
+    case JsonRepr::Float32:
+        return {"float", nullptr};
+    case JsonRepr::Float64:
+        return {"double", nullptr};
+    case JsonRepr::Boolean:
+        return {"boolean", nullptr};
+    case JsonRepr::String:
+        return {"string", nullptr};
+    case JsonRepr::Bytes:
+        return {"bytes", nullptr};
+    case JsonRepr::Uuid:
+        return {"string", "io.debezium.data.Uuid"};
+    case JsonRepr::Json:
+        return {"string", "io.debezium.data.Json"};
+    case JsonRepr::Xml:
+        return {"string", "io.debezium.data.Xml"};
+    case JsonRepr::Date:
+        return {"int32", "io.debezium.time.Date"};
+    case JsonRepr::TimeMillis:
+        return {"int32", "io.debezium.time.Time"};
+    case JsonRepr::TimeMicros:
+        return {"int64", "io.debezium.time.MicroTime"};
+    case JsonRepr::ZonedTime:
+        return {"string", "io.debezium.time.ZonedTime"};
+    case JsonRepr::TimestampMillis:
+        return {"int64", "io.debezium.time.Timestamp"};
+    case JsonRepr::TimestampMicros:
+        return {"int64", "io.debezium.time.MicroTimestamp"};
+    case JsonRepr::ZonedTimestamp:
+        return {"string", "io.debezium.time.ZonedTimestamp"};
+    case JsonRepr::IntervalMicros:
+        return {"int64", "io.debezium.time.MicroDuration"};
+    case JsonRepr::IntervalString:
+        return {"string", "io.debezium.time.Interval"};
+    case JsonRepr::NumericString:
+        return {"string", nullptr};
+    case JsonRepr::NumericDouble:
+        return {"double", nullptr};
+    case JsonRepr::NumericDecimal:
+        return {"bytes", "org.apache.kafka.connect.data.Decimal"};
+    case JsonRepr::NumericVariable:
+        return {"struct", "io.debezium.data.VariableScaleDecimal"};
+    }
+    return {"string", nullptr};
+}
+
+void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool optional)
+{
+    ReprSchema schema = repr_schema(repr.repr);
+    out += "{\"type\":\"";
+    out += schema.type;
+    out += '"';
+    if (repr.repr == JsonRepr::NumericVariable)
+        out += ",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":\"scale\"},"
+               "{\"type\":\"bytes\",\"optional\":false,\"field\":\"value\"}]";
+    out += optional ? ",\"optional\":true" : ",\"optional\":false";
+    if (schema.name != nullptr) {
+        out += ",\"name\":\"";
+        out += schema.name;
+        out += "\",\"version\":1";
+    }
+    if (repr.repr == JsonRepr::NumericVariable)
+        out += ",\"doc\":\"Variable scaled decimal\"";
+    if (repr.repr == JsonRepr::NumericDecimal) {
+        out += ",\"parameters\":{\"scale\":\"";
+        json::append_int(out, repr.scale);
+        out += "\",\"connect.decimal.precision\":\"";
+        json::append_int(out, repr.precision);
+        out += "\"}";
+    }
+}
+
+} // namespace
+
+ColumnRepr json_repr_for(const ws_column &column, const Options &options)
+{
+    ColumnRepr out;
+    uint32_t oid = column.type_oid;
+    if (column.elem_type_oid != 0) {
+        out.is_array = true;
+        oid = column.elem_type_oid;
+        if (oid == kBoxOid)
+            out.array_delimiter = ';';
+    }
+    TypeFamily family = family_of(oid);
+    if (out.is_array && !array_element_supported(family))
+        family = TypeFamily::Text;
+    int32_t typmod = column.typmod; /* for arrays, PostgreSQL keeps the element's typmod */
+
+    switch (family) {
+    case TypeFamily::Bool:
+        out.repr = JsonRepr::Boolean;
+        break;
+    case TypeFamily::Int2:
+        out.repr = JsonRepr::Int16;
+        break;
+    case TypeFamily::Int4:
+        out.repr = JsonRepr::Int32;
+        break;
+    case TypeFamily::Int8:
+        out.repr = JsonRepr::Int64;
+        break;
+    case TypeFamily::Float4:
+        out.repr = JsonRepr::Float32;
+        break;
+    case TypeFamily::Float8:
+        out.repr = JsonRepr::Float64;
+        break;
+    case TypeFamily::Text:
+        out.repr = JsonRepr::String;
+        break;
+    case TypeFamily::Bytea:
+        out.repr = JsonRepr::Bytes;
+        break;
+    case TypeFamily::Uuid:
+        out.repr = JsonRepr::Uuid;
+        break;
+    case TypeFamily::Json:
+        out.repr = JsonRepr::Json;
+        break;
+    case TypeFamily::Xml:
+        out.repr = JsonRepr::Xml;
+        break;
+    case TypeFamily::Date:
+        out.repr = JsonRepr::Date;
+        break;
+    case TypeFamily::Time: /* time.precision.mode=adaptive: time(0..3) in millis */
+        out.repr = typmod >= 0 && typmod <= 3 ? JsonRepr::TimeMillis : JsonRepr::TimeMicros;
+        break;
+    case TypeFamily::TimeTz:
+        out.repr = JsonRepr::ZonedTime;
+        break;
+    case TypeFamily::Timestamp:
+        out.repr =
+            typmod >= 0 && typmod <= 3 ? JsonRepr::TimestampMillis : JsonRepr::TimestampMicros;
+        break;
+    case TypeFamily::TimestampTz:
+        /* Debezium pads the fraction to the column's precision (6 without typmod);
+         * timestamptz(0) uses the plain ISO formatter, which drops a zero fraction. */
+        out.repr = JsonRepr::ZonedTimestamp;
+        out.fraction_digits = static_cast<int8_t>(typmod < 0 ? 6 : typmod == 0 ? -1 : typmod);
+        break;
+    case TypeFamily::Interval:
+        out.repr = options.interval_handling == IntervalHandling::String
+                       ? JsonRepr::IntervalString
+                       : JsonRepr::IntervalMicros;
+        break;
+    case TypeFamily::Numeric:
+        switch (options.decimal_handling) {
+        case DecimalHandling::String:
+            out.repr = JsonRepr::NumericString;
+            break;
+        case DecimalHandling::Double:
+            out.repr = JsonRepr::NumericDouble;
+            break;
+        case DecimalHandling::Precise:
+            if (typmod >= 4) { /* VARHDRSZ + (precision << 16 | scale), scale 11-bit signed */
+                out.repr = JsonRepr::NumericDecimal;
+                out.precision = ((typmod - 4) >> 16) & 0xFFFF;
+                out.scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
+            } else {
+                out.repr = JsonRepr::NumericVariable;
+            }
+            break;
+        }
+        break;
+    }
+    return out;
+}
+
+void append_field_schema_open(std::string &out, const ColumnRepr &repr, bool optional)
+{
+    if (!repr.is_array) {
+        append_scalar_schema_open(out, repr, optional);
+        return;
+    }
+    out += "{\"type\":\"array\",\"items\":";
+    append_scalar_schema_open(out, repr, true);
+    out += "},\"optional\":";
+    out += optional ? "true" : "false";
+}
+
+} // namespace walship

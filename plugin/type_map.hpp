@@ -1,0 +1,71 @@
+/*
+ * type_map.hpp: the one table that maps PostgreSQL types to Debezium's JSON
+ * representation.
+ *
+ * The C shim already chose each value's ws_value_kind (that is all the protobuf
+ * encoder needs). Debezium's JSON depends on more: the column's type OID and typmod
+ * decide between, say, io.debezium.time.Timestamp (millis) and MicroTimestamp
+ * (micros), and options decide how numeric and interval look. Builtin type OIDs are
+ * stable across PostgreSQL versions, so they are constants here rather than headers.
+ */
+#ifndef WALSHIP_TYPE_MAP_HPP
+#define WALSHIP_TYPE_MAP_HPP
+
+#include "core_error.hpp"
+#include "options.hpp"
+#include "walship_core.h"
+
+#include <cstdint>
+#include <string>
+
+namespace walship {
+
+/* How one value is written in Debezium's JSON, and which schema describes it. */
+enum class JsonRepr : uint8_t {
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    Boolean,
+    String,
+    Bytes,
+    Uuid,
+    Json,
+    Xml,
+    Date,            /* io.debezium.time.Date, days */
+    TimeMillis,      /* io.debezium.time.Time */
+    TimeMicros,      /* io.debezium.time.MicroTime */
+    ZonedTime,       /* io.debezium.time.ZonedTime, UTC string */
+    TimestampMillis, /* io.debezium.time.Timestamp */
+    TimestampMicros, /* io.debezium.time.MicroTimestamp */
+    ZonedTimestamp,  /* io.debezium.time.ZonedTimestamp, UTC string */
+    IntervalMicros,  /* io.debezium.time.MicroDuration */
+    IntervalString,  /* io.debezium.time.Interval */
+    NumericString,
+    NumericDouble,
+    NumericDecimal,  /* org.apache.kafka.connect.data.Decimal (numeric with typmod, precise) */
+    NumericVariable, /* io.debezium.data.VariableScaleDecimal (numeric without typmod, precise) */
+};
+
+struct ColumnRepr {
+    JsonRepr repr = JsonRepr::String; /* of the element, for arrays */
+    bool is_array = false;
+    char array_delimiter = ',';
+    int32_t precision = 0;      /* NumericDecimal */
+    int32_t scale = 0;          /* NumericDecimal */
+    int8_t fraction_digits = 6; /* ZonedTimestamp: fixed width, or -1 for as few as needed */
+};
+
+ColumnRepr json_repr_for(const ws_column &column, const Options &options);
+
+/*
+ * The Kafka Connect schema of one field, as JsonConverter writes it, without the
+ * closing brace so the caller can add "field". Field order follows JsonConverter:
+ * type, fields/items, optional, name, version, doc, parameters, default.
+ */
+void append_field_schema_open(std::string &out, const ColumnRepr &repr, bool optional);
+
+} // namespace walship
+
+#endif
