@@ -17,6 +17,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "nodes/makefuncs.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"

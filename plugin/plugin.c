@@ -70,7 +70,7 @@ typedef struct WalshipSession {
     ws_plugin_settings settings;
 
     const char *database;
-    const char *topic_prefix;      /* topic-prefix, else the database name */
+    const char *topic_prefix;      /* topic-prefix, else (or when empty) the database name */
     const char *message_topic;     /* <topic-prefix>.message */
     const char *transaction_topic; /* <topic-prefix>.transaction */
 
@@ -195,7 +195,7 @@ parse_output_parameters(WalshipSession *s, List *options)
                              "pg_logical_slot_get_binary_changes).")));
 
         /* the core validated it; the shim names topics with it */
-        if (strcmp(elem->defname, "topic-prefix") == 0 && value != NULL)
+        if (strcmp(elem->defname, "topic-prefix") == 0 && value != NULL && value[0] != '\0')
             s->topic_prefix = pstrdup(value);
     }
     ws_options_settings(s->options, &s->settings);
@@ -525,9 +525,19 @@ walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, int nrela
      * itself, which the server lists too) make one event for the root.
      */
     for (int i = 0; i < nrelations; i++) {
-        RelationCacheEntry *entry = relation_cache_get(relations[i]);
+        RelationCacheEntry *entry;
         bool seen = false;
 
+        /*
+         * The server lists a truncated partitioned table along with its
+         * partitions. It holds no rows of its own: without partition-root its
+         * partitions speak for it.
+         */
+        if (!s->settings.partition_root &&
+            relations[i]->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+            continue;
+
+        entry = relation_cache_get(relations[i]);
         if (!entry->included)
             continue;
         for (int j = 0; j < ntruncated && !seen; j++)
@@ -590,16 +600,16 @@ walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr
     } else {
         /*
          * Delivered when decoding reaches it, outside any transaction's replay:
-         * it is a transaction of its own for the hooks, "committed" at the end of
-         * its WAL record, so that confirming it never decodes it again. It has no
-         * commit time.
+         * it is a transaction of its own for the hooks, "committed" where its WAL
+         * record ends (the server passes that end as message_lsn), so confirming
+         * it never decodes it again. It has no commit time.
          */
         WalshipTxn own;
 
         memset(&own, 0, sizeof(own));
         own.xid = rbtxn != NULL ? rbtxn->xid : InvalidTransactionId;
         own.first_lsn = message_lsn;
-        own.commit_lsn = ctx->reader->EndRecPtr;
+        own.commit_lsn = message_lsn;
         fill_source(s, &own, message_lsn, &event.source);
 
         if (s->hooked)

@@ -1,7 +1,7 @@
 /*
  * walship_core.h: the one boundary between PostgreSQL-facing C and the C++ core.
  *
- * The C shim (plugin/*.c, extension/*.c) turns PostgreSQL's tuples into the flat,
+ * The C shim (the .c files in plugin/ and extension/) turns PostgreSQL's tuples into the flat,
  * read-only views below and calls the functions declared here. The C++ core behind
  * them never includes a PostgreSQL header, never throws across this boundary and
  * never ereports: every function returns a status, and on failure writes a message
@@ -193,7 +193,7 @@ typedef struct ws_encoder ws_encoder;
 WS_API ws_encoder *ws_encoder_create(const ws_options *opts, char *errmsg);
 WS_API void ws_encoder_destroy(ws_encoder *enc);
 /*
- * Encodes one change. On WS_OK *out/*outlen point into the encoder's own buffer,
+ * Encodes one change. On WS_OK *out and *outlen point into the encoder's own buffer,
  * valid until the next call on this encoder (with framing=varint, the length
  * prefix is included).
  */

@@ -18,3 +18,120 @@ COMMENT ON FUNCTION walship.decode_event(bytea) IS
 -- ===========================================================================
 -- End of output plugin support
 -- ===========================================================================
+
+-- ===========================================================================
+-- Streams (extension/launcher.c, stream_*.c): catalog, control, status
+-- Needs shared_preload_libraries = 'walship'; see walship.database.
+-- ===========================================================================
+
+-- One row per stream. The launcher keeps one worker running per enabled row.
+-- options may hold Kafka credentials (options->'kafka'): the table is for
+-- superusers only, and status, logs and errors never show secret values.
+CREATE TABLE walship.streams (
+    name text PRIMARY KEY CHECK (name ~ '^[a-z0-9_]{1,55}$'),
+    bootstrap_servers text NOT NULL,
+    tables text[],                       -- NULL: every table
+    options jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
+    enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE walship.streams IS
+'walship streams: one logical slot walship_<name> and one background worker each';
+SELECT pg_catalog.pg_extension_config_dump('walship.streams', '');
+REVOKE ALL ON walship.streams FROM PUBLIC;
+
+CREATE FUNCTION walship.create_stream(name text, bootstrap_servers text,
+                                      tables text[] DEFAULT NULL,
+                                      options jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_create_stream'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION walship.create_stream(text, text, text[], jsonb) IS
+'creates a stream: its slot walship_<name>, its catalog row, and starts its worker';
+
+CREATE FUNCTION walship.start_stream(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_start_stream'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION walship.start_stream(text) IS
+'enables a stream; its worker resumes from the slot';
+
+CREATE FUNCTION walship.stop_stream(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_stop_stream'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION walship.stop_stream(text) IS
+'disables a stream and waits for its worker to flush to Kafka and exit';
+
+CREATE FUNCTION walship.drop_stream(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_drop_stream'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION walship.drop_stream(text) IS
+'stops a stream, then drops its slot and its catalog row';
+
+-- The shared-memory side of every stream; stream_status() adds catalog and slot.
+CREATE FUNCTION walship._stream_runtime(
+    OUT name text, OUT state text, OUT worker_pid integer,
+    OUT events_produced bigint, OUT bytes_produced bigint, OUT events_acked bigint,
+    OUT in_flight bigint, OUT last_commit_time timestamptz, OUT last_ack_time timestamptz,
+    OUT last_error text, OUT last_error_time timestamptz, OUT worker_started_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'walship_stream_runtime'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION walship.stream_status(
+    OUT name text, OUT state text, OUT enabled boolean, OUT worker_pid integer,
+    OUT slot_name name, OUT confirmed_flush_lsn pg_lsn, OUT current_lsn pg_lsn,
+    OUT lag_bytes numeric, OUT events_produced bigint, OUT bytes_produced bigint,
+    OUT events_acked bigint, OUT in_flight bigint, OUT last_commit_time timestamptz,
+    OUT last_ack_time timestamptz, OUT last_error text, OUT last_error_time timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+    WITH now_lsn AS (
+        SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+                    ELSE pg_catalog.pg_current_wal_lsn() END AS lsn
+    )
+    SELECT s.name,
+           CASE WHEN NOT s.enabled THEN
+                    CASE WHEN r.worker_pid IS NOT NULL THEN 'stopping' ELSE 'stopped' END
+                WHEN r.state IS NULL OR r.state = 'stopped' THEN 'starting'
+                ELSE r.state END,
+           s.enabled,
+           r.worker_pid,
+           ('walship_' || s.name)::name,
+           ps.confirmed_flush_lsn,
+           n.lsn,
+           pg_catalog.pg_wal_lsn_diff(n.lsn, ps.confirmed_flush_lsn),
+           coalesce(r.events_produced, 0), coalesce(r.bytes_produced, 0),
+           coalesce(r.events_acked, 0), coalesce(r.in_flight, 0),
+           r.last_commit_time, r.last_ack_time, r.last_error, r.last_error_time
+      FROM walship.streams s
+      CROSS JOIN now_lsn n
+      LEFT JOIN walship._stream_runtime() r ON r.name = s.name
+      LEFT JOIN pg_catalog.pg_replication_slots ps ON ps.slot_name = 'walship_' || s.name
+     ORDER BY s.name
+$$;
+COMMENT ON FUNCTION walship.stream_status() IS
+'per-stream state, worker, slot position, lag, Kafka counters and last error';
+
+CREATE VIEW walship.stream_status AS SELECT * FROM walship.stream_status();
+
+REVOKE ALL ON FUNCTION walship.create_stream(text, text, text[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION walship.start_stream(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION walship.stop_stream(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION walship.drop_stream(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION walship._stream_runtime() FROM PUBLIC;
+REVOKE ALL ON FUNCTION walship.stream_status() FROM PUBLIC;
+REVOKE ALL ON walship.stream_status FROM PUBLIC;
+-- Monitoring roles see status (never options, which may hold secrets).
+GRANT USAGE ON SCHEMA walship TO pg_monitor;
+GRANT SELECT (name, enabled) ON walship.streams TO pg_monitor;
+GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION walship.stream_status() TO pg_monitor;
+GRANT SELECT ON walship.stream_status TO pg_monitor;
+
+-- ===========================================================================
+-- End of streams
+-- ===========================================================================

@@ -349,10 +349,13 @@ start() {
     local t0
     t0="$(date +%s.%N)"
     setup_dir "$dir"
+    local t1
+    t1="$(date +%s.%N)"
     PID=""
     launch "$dir"
     log "Kafka $KAFKA_VERSION ready on $(cat "$dir/bootstrap") (pid $PID) in" \
-        "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s; log $dir/kafka.log"
+        "$(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN{printf "%.1f s (format %.1f s, broker %.1f s)", c-a, b-a, c-b}');" \
+        "log $dir/kafka.log"
     cat "$dir/bootstrap"
 }
 

@@ -1,0 +1,501 @@
+/*
+ * stream_config.c: a stream's configuration, from create_stream's arguments or from its
+ * catalog row, turned into what the stream worker hands on: the output plugin's options
+ * (checked by the plugin's own parser, ws_options_set) and the Kafka sink's settings
+ * (each property checked by librdkafka's parser, ws_sink_check_property).
+ *
+ * create_stream and the worker go through the same code, so a row that was accepted
+ * once is read back the same way. The options object holds:
+ *   - the output plugin's options, spelled with '_' or '-' (topic_prefix, format, ...);
+ *     tables comes from create_stream's own argument, and without topic_prefix the
+ *     plugin uses the database name, as it does for pg_recvlogical;
+ *   - kafka: an object of librdkafka producer properties;
+ *   - partitions, replication_factor: for the topics walship creates.
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/xlog.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/varlena.h"
+
+#include "walship_sink.h"
+#include "walship_streams.h"
+
+#define OPTIONS_HINT                                                                               \
+    "Stream options are the walship output plugin's options (topic_prefix, format, "               \
+    "include_before, ...; '_' or '-'), plus kafka, partitions and replication_factor."
+
+bool
+stream_name_is_valid(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0 || len > STREAM_NAME_MAXLEN)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
+char *
+stream_slot_name(const char *name)
+{
+    return psprintf("%s%s", STREAM_SLOT_PREFIX, name);
+}
+
+/*
+ * Is the walship library allowed as an output plugin? Servers with the
+ * output_plugin_libraries setting refuse every plugin it does not name, in-process
+ * decoding included. Probed by name, so that servers without the setting need nothing.
+ */
+static bool
+output_plugin_allowed(const char **setting)
+{
+    const char *value = GetConfigOption("output_plugin_libraries", true, false);
+    char *copy;
+    List *names;
+    ListCell *lc;
+    bool allowed = false;
+
+    *setting = value;
+    if (value == NULL)
+        return true;
+    copy = pstrdup(value);
+    if (!SplitDirectoriesString(copy, ',', &names))
+        return false;
+    foreach (lc, names) {
+        const char *entry = lfirst(lc);
+        const char *base = strrchr(entry, '/');
+
+        base = base ? base + 1 : entry;
+        if (strcmp(entry, "*") == 0 || strcmp(base, "walship") == 0 ||
+            strcmp(base, "walship.so") == 0)
+            allowed = true;
+    }
+    return allowed;
+}
+
+void
+stream_check_server_settings(void)
+{
+    const char *setting;
+
+    if (wal_level < WAL_LEVEL_LOGICAL)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("walship streams need wal_level = logical"),
+                        errdetail("wal_level is \"%s\".", GetConfigOption("wal_level", false, false)),
+                        errhint("Set wal_level = logical and restart the server.")));
+    if (!output_plugin_allowed(&setting))
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("output plugin \"walship\" is not allowed by output_plugin_libraries"),
+                 errdetail("output_plugin_libraries is '%s'.", setting),
+                 errhint("Add walship to output_plugin_libraries (e.g. output_plugin_libraries "
+                         "= 'pgoutput, walship') and reload the server configuration.")));
+}
+
+/* ------------------------------------------------------------------------- */
+/* tables                                                                    */
+
+List *
+stream_resolve_tables(const char *stream_name, List *names)
+{
+    List *result = NIL;
+    ListCell *lc;
+
+    foreach (lc, names) {
+        const char *text = lfirst(lc);
+        RangeVar *rv;
+        Oid relid;
+        Relation rel;
+        char *canonical;
+
+        rv = makeRangeVarFromNameList(ws_string_to_qualified_name_list(text));
+        relid = RangeVarGetRelid(rv, AccessShareLock, true);
+        if (!OidIsValid(relid))
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_TABLE),
+                     errmsg("table \"%s\" of stream \"%s\" does not exist", text, stream_name),
+                     errhint("List existing tables, optionally schema-qualified, or pass NULL "
+                             "to stream every table.")));
+        rel = relation_open(relid, NoLock);
+        canonical = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+                                               RelationGetRelationName(rel));
+
+        if (rel->rd_rel->relkind != RELKIND_RELATION &&
+            rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+            ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                            errmsg("\"%s\" of stream \"%s\" is not a table", canonical,
+                                   stream_name),
+                            errhint("Streams carry the changes of tables; views, sequences and "
+                                    "foreign tables have none in the WAL.")));
+        if (IsCatalogRelation(rel))
+            ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                            errmsg("\"%s\" of stream \"%s\" is a system catalog", canonical,
+                                   stream_name),
+                            errhint("Logical decoding does not stream system catalogs.")));
+        if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+            ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                            errmsg("table \"%s\" of stream \"%s\" is %s", canonical, stream_name,
+                                   rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP
+                                       ? "temporary"
+                                       : "unlogged"),
+                            errhint("Only permanent, logged tables reach the WAL that logical "
+                                    "decoding reads.")));
+        if (rel->rd_rel->relreplident == REPLICA_IDENTITY_NOTHING ||
+            (rel->rd_rel->relreplident != REPLICA_IDENTITY_FULL &&
+             !OidIsValid(RelationGetReplicaIndex(rel))))
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                     errmsg("table \"%s\" of stream \"%s\" has no replica identity", canonical,
+                            stream_name),
+                     errdetail("Its updates and deletes would carry no key: no Kafka key, no "
+                               "\"before\" row."),
+                     errhint("Add a primary key, or ALTER TABLE %s REPLICA IDENTITY FULL (or "
+                             "USING INDEX).",
+                             canonical)));
+        relation_close(rel, NoLock);
+
+        if (!list_member(result, makeString(canonical)))
+            result = lappend(result, makeString(canonical));
+    }
+    return result;
+}
+
+/* The plugin's tables option: a comma-separated list of quoted-as-needed schema.table. */
+static char *
+tables_option_value(List *tables)
+{
+    StringInfoData buf;
+    ListCell *lc;
+
+    initStringInfo(&buf);
+    foreach (lc, tables) {
+        if (buf.len > 0)
+            appendStringInfoString(&buf, ",");
+        appendStringInfoString(&buf, strVal(lfirst(lc)));
+    }
+    return buf.data;
+}
+
+/* ------------------------------------------------------------------------- */
+/* options                                                                   */
+
+/* A JSON scalar as the text an option parser takes; NULL for null, objects, arrays. */
+static char *
+jsonb_scalar_text(const JsonbValue *v)
+{
+    switch (v->type) {
+    case jbvString:
+        return pnstrdup(v->val.string.val, v->val.string.len);
+    case jbvNumeric:
+        return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+    case jbvBool:
+        return pstrdup(v->val.boolean ? "true" : "false");
+    default:
+        return NULL;
+    }
+}
+
+static int
+positive_int_option(const char *stream_name, const char *key, const JsonbValue *v)
+{
+    char *text = jsonb_scalar_text(v);
+    char *end;
+    long value;
+
+    if (text != NULL && v->type != jbvBool) {
+        errno = 0;
+        value = strtol(text, &end, 10);
+        if (errno == 0 && *end == '\0' && end != text && value >= 1 && value <= INT_MAX)
+            return (int)value;
+    }
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("invalid value for option \"%s\" of stream \"%s\"", key, stream_name),
+                    errdetail("Expected a positive integer, got %s.", text ? text : "no number"),
+                    errhint("%s is used when walship creates a topic; leave it out for the "
+                            "broker's default.",
+                            key)));
+    return -1; /* not reached */
+}
+
+static void
+add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
+{
+    JsonbIterator *it;
+    JsonbIteratorToken tok;
+    JsonbValue v;
+    int capacity = 8;
+
+    if (kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("option \"kafka\" of stream \"%s\" must be a JSON object",
+                               config->name),
+                        errhint("Pass librdkafka producer properties, e.g. "
+                                "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
+    config->kafka_names = palloc(sizeof(char *) * capacity);
+    config->kafka_values = palloc(sizeof(char *) * capacity);
+
+    it = JsonbIteratorInit(kafka->val.binary.data);
+    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+        char *name;
+        char *value;
+        char why[WS_ERRMSG_SIZE];
+        ws_status status;
+
+        if (tok != WJB_KEY)
+            continue;
+        name = pnstrdup(v.val.string.val, v.val.string.len);
+        tok = JsonbIteratorNext(&it, &v, true);
+        Assert(tok == WJB_VALUE);
+        value = jsonb_scalar_text(&v);
+        if (value == NULL)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number or "
+                            "boolean",
+                            name, config->name)));
+        if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("Kafka property \"%s\" of stream \"%s\" conflicts with the "
+                            "bootstrap_servers argument",
+                            name, config->name),
+                     errhint("Give the brokers as create_stream's bootstrap_servers only.")));
+        status = ws_sink_check_property(name, value, why);
+        if (status != WS_OK) {
+            /* the sink never shows a secret; make sure of it */
+            if (ws_sink_property_is_secret(name) && value[0] != '\0' && strstr(why, value))
+                snprintf(why, sizeof(why),
+                         "invalid value for Kafka property \"%s\" (the value is not shown: "
+                         "the property holds a secret)",
+                         name);
+            ereport(ERROR, (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
+                                                               : ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("%s", why),
+                            errcontext("options of stream \"%s\"", config->name)));
+        }
+        if (config->nkafka == capacity) {
+            capacity *= 2;
+            config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * capacity);
+            config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * capacity);
+        }
+        config->kafka_names[config->nkafka] = name;
+        config->kafka_values[config->nkafka] = value;
+        config->nkafka++;
+    }
+}
+
+/* Sets one plugin option through the plugin's parser, reporting its message. */
+static void
+set_plugin_option(StreamConfig *config, ws_options *parser, const char *key, const char *name,
+                  const char *value)
+{
+    char why[WS_ERRMSG_SIZE];
+    ws_status status = ws_options_set(parser, name, value, why);
+
+    if (status == WS_OUT_OF_MEMORY)
+        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+                        errdetail("%s", why)));
+    if (status != WS_OK)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("invalid option \"%s\" for stream \"%s\"", key, config->name),
+                 errdetail("%s", why), errhint(OPTIONS_HINT)));
+    config->plugin_options = lappend(
+        config->plugin_options, makeDefElem(pstrdup(name), (Node *)makeString(pstrdup(value)), -1));
+}
+
+static void
+free_parser(ws_options **parser)
+{
+    if (*parser != NULL)
+        ws_options_destroy(*parser);
+    *parser = NULL;
+}
+
+StreamConfig *
+stream_config_build(const char *name, const char *bootstrap_servers, List *tables, Jsonb *options)
+{
+    StreamConfig *config = palloc0(sizeof(StreamConfig));
+    char why[WS_ERRMSG_SIZE];
+    ws_options *parser;
+
+    config->name = pstrdup(name);
+    config->slot_name = stream_slot_name(name);
+    config->tables = tables;
+    config->partitions = -1;
+    config->replication_factor = -1;
+
+    if (bootstrap_servers == NULL || bootstrap_servers[0] == '\0')
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("bootstrap_servers of stream \"%s\" must not be empty", name),
+                        errhint("Give the Kafka brokers as host:port[,host:port...].")));
+    if (ws_sink_check_property("bootstrap.servers", bootstrap_servers, why) != WS_OK)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid bootstrap_servers for stream \"%s\"", name),
+                        errdetail("%s", why),
+                        errhint("Give the Kafka brokers as host:port[,host:port...].")));
+    config->bootstrap_servers = pstrdup(bootstrap_servers);
+
+    if (options != NULL && !JB_ROOT_IS_OBJECT(options))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("options of stream \"%s\" must be a JSON object", name),
+                        errhint(OPTIONS_HINT)));
+
+    /*
+     * The parser is a C++ object outside palloc: free it on the error path too.
+     * PG_FINALLY would run it twice on success; one PG_TRY with a catch is enough.
+     */
+    parser = ws_options_create(why);
+    if (parser == NULL)
+        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+                        errmsg("could not create the option parser"), errdetail("%s", why)));
+    PG_TRY();
+    {
+        if (options != NULL) {
+            JsonbIterator *it = JsonbIteratorInit(&options->root);
+            JsonbIteratorToken tok;
+            JsonbValue v;
+
+            while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+                char *key;
+                char *plugin_name;
+                char *value;
+
+                if (tok != WJB_KEY)
+                    continue;
+                key = pnstrdup(v.val.string.val, v.val.string.len);
+                tok = JsonbIteratorNext(&it, &v, true);
+                Assert(tok == WJB_VALUE);
+
+                if (strcmp(key, "kafka") == 0) {
+                    add_kafka_properties(config, &v);
+                    continue;
+                }
+                if (strcmp(key, "partitions") == 0) {
+                    config->partitions = positive_int_option(name, key, &v);
+                    continue;
+                }
+                if (strcmp(key, "replication_factor") == 0 ||
+                    strcmp(key, "replication-factor") == 0) {
+                    config->replication_factor = positive_int_option(name, key, &v);
+                    continue;
+                }
+
+                /* an output plugin option, in the plugin's spelling */
+                plugin_name = pstrdup(key);
+                for (char *p = plugin_name; *p; p++)
+                    if (*p == '_')
+                        *p = '-';
+                if (strcmp(plugin_name, "tables") == 0)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("option \"%s\" of stream \"%s\" is given as create_stream's "
+                                    "tables argument",
+                                    key, name),
+                             errhint("Pass the tables as an array: create_stream(name, servers, "
+                                     "ARRAY['public.orders'], options).")));
+                if (strcmp(plugin_name, "framing") == 0)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("option \"%s\" cannot be set for stream \"%s\"", key, name),
+                             errdetail("Kafka frames every event as one message."),
+                             errhint(OPTIONS_HINT)));
+                value = jsonb_scalar_text(&v);
+                if (value == NULL)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("option \"%s\" of stream \"%s\" must be a string, number or "
+                                    "boolean",
+                                    key, name),
+                             errhint(OPTIONS_HINT)));
+                set_plugin_option(config, parser, key, plugin_name, value);
+            }
+        }
+
+        if (tables != NIL)
+            set_plugin_option(config, parser, "tables", "tables", tables_option_value(tables));
+    }
+    PG_CATCH();
+    {
+        free_parser(&parser);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    free_parser(&parser);
+    return config;
+}
+
+/* ------------------------------------------------------------------------- */
+/* the catalog row                                                           */
+
+StreamConfig *
+stream_config_load(const char *name)
+{
+    MemoryContext caller = CurrentMemoryContext;
+    Oid argtypes[1] = {TEXTOID};
+    Datum args[1];
+    int ret;
+    char *bootstrap = NULL;
+    List *tables = NIL;
+    Jsonb *options = NULL;
+    bool found = false;
+
+    args[0] = CStringGetTextDatum(name);
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    ret = SPI_execute_with_args(
+        "SELECT bootstrap_servers, tables, options FROM walship.streams WHERE name = $1", 1,
+        argtypes, args, NULL, true, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "could not read stream \"%s\" from walship.streams: SPI error %d", name, ret);
+    if (SPI_processed == 1) {
+        HeapTuple tup = SPI_tuptable->vals[0];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        bool isnull;
+        Datum d;
+        MemoryContext spi = MemoryContextSwitchTo(caller);
+
+        found = true;
+        d = SPI_getbinval(tup, desc, 1, &isnull);
+        bootstrap = isnull ? NULL : TextDatumGetCString(d);
+        d = SPI_getbinval(tup, desc, 2, &isnull);
+        if (!isnull) {
+            Datum *elems;
+            bool *nulls;
+            int n;
+
+            deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems,
+                              &nulls, &n);
+            for (int i = 0; i < n; i++)
+                if (!nulls[i])
+                    tables = lappend(tables, makeString(TextDatumGetCString(elems[i])));
+        }
+        d = SPI_getbinval(tup, desc, 3, &isnull);
+        options = isnull ? NULL : DatumGetJsonbPCopy(d);
+        MemoryContextSwitchTo(spi);
+    }
+    SPI_finish();
+    MemoryContextSwitchTo(caller);
+    if (!found)
+        return NULL;
+    return stream_config_build(name, bootstrap, tables, options);
+}

@@ -1,0 +1,602 @@
+/*
+ * stream_sql.c: walship.create_stream, start_stream, stop_stream, drop_stream.
+ *
+ * The catalog (walship.streams) is transactional; replication slots and running
+ * workers are not. Each function therefore does its non-transactional part in the one
+ * order that a failure can undo, and leaves the rest to the end of the transaction:
+ *
+ *   create_stream  validates everything, creates the slot first (logical slots can only
+ *                  be created before the transaction writes), then inserts the row; if
+ *                  the transaction aborts, the slot is dropped again.
+ *   stop_stream    marks the stream disabled, asks its worker to stop and waits for it;
+ *                  if the transaction aborts, the stop request is withdrawn and the
+ *                  launcher starts the worker again.
+ *   drop_stream    stops the worker the same way, deletes the row, and drops the slot just
+ *                  before the transaction commits (an error there still aborts it).
+ *   start_stream   marks the stream enabled and clears any restart backoff.
+ *
+ * All of them wake the launcher when their transaction commits.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "access/xlogutils.h"
+#include "storage/latch.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include <signal.h>
+
+#include "walship_streams.h"
+
+WS_SQL_FUNCTION(walship_create_stream);
+WS_SQL_FUNCTION(walship_start_stream);
+WS_SQL_FUNCTION(walship_stop_stream);
+WS_SQL_FUNCTION(walship_drop_stream);
+
+/* ------------------------------------------------------------------------- */
+/* What the end of the transaction has to do                                */
+
+typedef enum PendingKind {
+    PENDING_DROP_SLOT_ON_ABORT,   /* create_stream made a slot */
+    PENDING_DROP_SLOT_AT_COMMIT,  /* drop_stream removed the row */
+    PENDING_CLEAR_STOP_ON_ABORT,  /* stop_stream/drop_stream asked a worker to stop */
+    PENDING_WAKE_LAUNCHER,        /* at commit */
+} PendingKind;
+
+typedef struct PendingAction {
+    PendingKind kind;
+    char name[NAMEDATALEN]; /* the stream (slot name for the slot actions) */
+    SubTransactionId subid;
+} PendingAction;
+
+static List *pending_actions = NIL; /* in TopTransactionContext's parent: TopMemoryContext */
+static bool callbacks_registered = false;
+
+static void stream_xact_callback(XactEvent event, void *arg);
+static void stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+                                    SubTransactionId parentSubid, void *arg);
+
+static void
+add_pending(PendingKind kind, const char *name)
+{
+    PendingAction *action;
+
+    if (!callbacks_registered) {
+        RegisterXactCallback(stream_xact_callback, NULL);
+        RegisterSubXactCallback(stream_subxact_callback, NULL);
+        callbacks_registered = true;
+    }
+    action = MemoryContextAllocZero(TopMemoryContext, sizeof(PendingAction));
+    action->kind = kind;
+    strlcpy(action->name, name, NAMEDATALEN);
+    action->subid = GetCurrentSubTransactionId();
+    pending_actions = lappend(pending_actions, action);
+}
+
+static void
+drop_slot_if_exists(const char *slot_name)
+{
+    /* an error while creating it left it acquired: releasing drops an ephemeral slot */
+    if (MyReplicationSlot != NULL && strcmp(NameStr(MyReplicationSlot->data.name), slot_name) == 0)
+        ReplicationSlotRelease();
+    if (SearchNamedReplicationSlot(slot_name, true) != NULL)
+        ReplicationSlotDrop(slot_name, true);
+}
+
+/*
+ * Undoes what an aborting (sub)transaction did outside the catalog. Errors here must not
+ * escape into the abort in progress: they become warnings.
+ */
+static void
+undo_action(PendingAction *action)
+{
+    switch (action->kind) {
+    case PENDING_DROP_SLOT_ON_ABORT: {
+        MemoryContext cxt = CurrentMemoryContext;
+
+        PG_TRY();
+        {
+            drop_slot_if_exists(action->name);
+        }
+        PG_CATCH();
+        {
+            ErrorData *edata;
+
+            MemoryContextSwitchTo(cxt);
+            edata = CopyErrorData();
+            FlushErrorState();
+            ereport(WARNING, (errmsg("could not drop replication slot \"%s\" of an aborted "
+                                     "create_stream: %s",
+                                     action->name, edata->message),
+                              errhint("Drop it with pg_drop_replication_slot('%s').",
+                                      action->name)));
+            FreeErrorData(edata);
+        }
+        PG_END_TRY();
+        break;
+    }
+    case PENDING_CLEAR_STOP_ON_ABORT:
+        if (walship_shmem != NULL) {
+            StreamShared *entry;
+
+            LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+            entry = stream_shmem_find(action->name);
+            if (entry != NULL)
+                entry->stop_requested = false;
+            LWLockRelease(walship_shmem->lock);
+            stream_wake_launcher();
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+clear_pending(void)
+{
+    list_free_deep(pending_actions);
+    pending_actions = NIL;
+}
+
+static void
+stream_xact_callback(XactEvent event, void *arg)
+{
+    ListCell *lc;
+
+    if (pending_actions == NIL)
+        return;
+    switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+        /* still allowed to fail: a slot that cannot be dropped aborts drop_stream */
+        foreach (lc, pending_actions) {
+            PendingAction *action = lfirst(lc);
+
+            if (action->kind == PENDING_DROP_SLOT_AT_COMMIT &&
+                SearchNamedReplicationSlot(action->name, true) != NULL)
+                ReplicationSlotDrop(action->name, true);
+        }
+        break;
+    case XACT_EVENT_PRE_PREPARE:
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("cannot prepare a transaction that changed walship streams"),
+                        errdetail("Replication slots and stream workers are not transactional.")));
+        break;
+    case XACT_EVENT_COMMIT:
+        foreach (lc, pending_actions) {
+            PendingAction *action = lfirst(lc);
+
+            if (action->kind == PENDING_WAKE_LAUNCHER) {
+                stream_wake_launcher();
+                break;
+            }
+        }
+        clear_pending();
+        break;
+    case XACT_EVENT_ABORT:
+        foreach (lc, pending_actions)
+            undo_action(lfirst(lc));
+        clear_pending();
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+                        SubTransactionId parentSubid, void *arg)
+{
+    ListCell *lc;
+
+    if (event == SUBXACT_EVENT_COMMIT_SUB) {
+        foreach (lc, pending_actions) {
+            PendingAction *action = lfirst(lc);
+
+            if (action->subid == mySubid)
+                action->subid = parentSubid;
+        }
+    } else if (event == SUBXACT_EVENT_ABORT_SUB) {
+        foreach (lc, pending_actions) {
+            PendingAction *action = lfirst(lc);
+
+            if (action->subid == mySubid) {
+                undo_action(action);
+                pending_actions = foreach_delete_current(pending_actions, lc);
+                pfree(action);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Checks shared by the functions                                            */
+
+static char *
+stream_name_arg(FunctionCallInfo fcinfo, int argno)
+{
+    char *name;
+
+    if (PG_ARGISNULL(argno))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("stream name must not be null")));
+    name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+    if (!stream_name_is_valid(name))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_NAME), errmsg("invalid stream name \"%s\"", name),
+                 errdetail("A stream name is 1 to %d characters from a-z, 0-9 and _, so that "
+                           "its replication slot walship_<name> is a valid slot name.",
+                           STREAM_NAME_MAXLEN),
+                 errhint("For example: orders_to_kafka.")));
+    return name;
+}
+
+/* The catalog lives in walship.database: stream functions run there. */
+static void
+require_stream_database(void)
+{
+    char *current = get_database_name(MyDatabaseId);
+
+    if (walship_database == NULL || strcmp(current, walship_database) != 0)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("walship streams are managed in database \"%s\", not \"%s\"",
+                               walship_database ? walship_database : "", current),
+                        errdetail("walship.database names the database of the stream catalog "
+                                  "and of the launcher."),
+                        errhint("Connect to \"%s\", or set walship.database = '%s' and restart "
+                                "the server.",
+                                walship_database ? walship_database : "", current)));
+}
+
+static int
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, bool read_only)
+{
+    int ret = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+
+    if (ret < 0)
+        elog(ERROR, "SPI_execute_with_args failed: %s: %s", SPI_result_code_string(ret), sql);
+    return ret;
+}
+
+static void
+spi_connect(void)
+{
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+}
+
+static void
+stream_not_found(const char *name)
+{
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                    errmsg("stream \"%s\" does not exist", name),
+                    errhint("See SELECT name FROM walship.streams.")));
+}
+
+/*
+ * Asks the stream's worker to stop and waits for it to exit. Returns false if it still
+ * runs after the wait. The request is withdrawn if the transaction aborts.
+ */
+static bool
+stop_worker_and_wait(const char *name)
+{
+    StreamShared *entry;
+    pid_t pid;
+    uint32 generation;
+    TimestampTz deadline;
+
+    if (walship_shmem == NULL)
+        return true; /* not preloaded: no worker can run */
+
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    entry = stream_shmem_claim(name);
+    if (entry == NULL) {
+        LWLockRelease(walship_shmem->lock);
+        return true; /* the table is full, so this stream has no entry and no worker */
+    }
+    entry->stop_requested = true;
+    pid = entry->pid;
+    generation = entry->generation;
+    LWLockRelease(walship_shmem->lock);
+    add_pending(PENDING_CLEAR_STOP_ON_ABORT, name);
+
+    if (pid == 0)
+        return true;
+    kill(pid, SIGTERM);
+
+    /* the worker waits up to walship.stop_timeout for Kafka; give it a margin */
+    deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), walship_stop_timeout + 5000);
+    for (;;) {
+        bool gone;
+
+        LWLockAcquire(walship_shmem->lock, LW_SHARED);
+        gone = !entry->in_use || entry->generation != generation || entry->pid != pid;
+        LWLockRelease(walship_shmem->lock);
+        if (gone)
+            return true;
+        if (GetCurrentTimestamp() >= deadline)
+            return false;
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20,
+                        PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* create_stream                                                             */
+
+/* Creates the stream's logical slot the way pg_create_logical_replication_slot does. */
+static void
+create_stream_slot(const char *slot_name)
+{
+    LogicalDecodingContext *ctx;
+
+    /*
+     * Ephemeral first, so that an error before it is complete drops it; persistent once
+     * it has found its start point.
+     */
+    ws_replication_slot_create(slot_name, RS_EPHEMERAL);
+    ctx = CreateInitDecodingContext("walship", NIL, false, InvalidXLogRecPtr,
+                                    XL_ROUTINE(.page_read = read_local_xlog_page,
+                                               .segment_open = wal_segment_open,
+                                               .segment_close = wal_segment_close),
+                                    NULL, NULL, NULL);
+    DecodingContextFindStartpoint(ctx);
+    FreeDecodingContext(ctx);
+    ReplicationSlotPersist();
+    ReplicationSlotRelease();
+}
+
+Datum
+walship_create_stream(PG_FUNCTION_ARGS)
+{
+    char *name;
+    char *bootstrap;
+    List *table_names = NIL;
+    List *tables = NIL;
+    Jsonb *options = NULL;
+    StreamConfig *config;
+    char *slot_name;
+    int ret;
+    Datum values[4];
+    char nulls[4] = {' ', ' ', ' ', ' '};
+    Oid types[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID};
+
+    stream_require_preloaded();
+    require_stream_database();
+    name = stream_name_arg(fcinfo, 0);
+    slot_name = stream_slot_name(name);
+    CheckSlotPermissions();
+    stream_check_server_settings();
+
+    if (PG_ARGISNULL(1))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("bootstrap_servers of stream \"%s\" must not be null", name),
+                        errhint("Give the Kafka brokers as host:port[,host:port...].")));
+    bootstrap = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    if (!PG_ARGISNULL(2)) {
+        ArrayType *arr = PG_GETARG_ARRAYTYPE_P(2);
+        Datum *elems;
+        bool *elnulls;
+        int n;
+
+        if (ARR_NDIM(arr) > 1)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("tables of stream \"%s\" must be a one-dimensional array",
+                                   name)));
+        deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
+        if (n == 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("tables of stream \"%s\" must not be empty", name),
+                            errhint("Pass NULL to stream every table.")));
+        for (int i = 0; i < n; i++) {
+            if (elnulls[i])
+                ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                                errmsg("tables of stream \"%s\" must not contain NULL", name)));
+            table_names = lappend(table_names, TextDatumGetCString(elems[i]));
+        }
+    }
+    if (!PG_ARGISNULL(3))
+        options = PG_GETARG_JSONB_P(3);
+
+    /* everything is checked before anything changes */
+    spi_connect();
+    ret = spi_exec("SELECT 1 FROM walship.streams WHERE name = $1", 1, types,
+                   (Datum[]){CStringGetTextDatum(name)}, NULL, true);
+    if (SPI_processed > 0)
+        ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
+                        errmsg("stream \"%s\" already exists", name),
+                        errhint("Drop it first with walship.drop_stream('%s'), or choose another "
+                                "name.",
+                                name)));
+    ret = spi_exec("SELECT count(*) FROM walship.streams", 0, NULL, NULL, NULL, true);
+    if (ret == SPI_OK_SELECT && SPI_processed == 1) {
+        bool isnull;
+        int64 count = DatumGetInt64(
+            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+        if (count >= walship_max_streams)
+            ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                            errmsg("cannot create stream \"%s\": walship.max_streams (%d) "
+                                   "streams exist",
+                                   name, walship_max_streams),
+                            errhint("Drop a stream, or raise walship.max_streams and restart "
+                                    "the server.")));
+    }
+    SPI_finish();
+
+    if (table_names != NIL)
+        tables = stream_resolve_tables(name, table_names);
+    config = stream_config_build(name, bootstrap, tables, options);
+    (void)config;
+
+    if (SearchNamedReplicationSlot(slot_name, true) != NULL)
+        ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
+                        errmsg("replication slot \"%s\" for stream \"%s\" already exists",
+                               slot_name, name),
+                        errhint("Drop the slot with pg_drop_replication_slot('%s') if nothing "
+                                "uses it, or choose another stream name.",
+                                slot_name)));
+    if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+        ereport(ERROR,
+                (errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+                 errmsg("create_stream must run before its transaction writes anything"),
+                 errdetail("A logical replication slot cannot be created in a transaction that "
+                           "has performed writes."),
+                 errhint("Call walship.create_stream in a transaction of its own.")));
+    CheckLogicalDecodingRequirements();
+
+    /* the slot first: afterwards this transaction writes */
+    add_pending(PENDING_DROP_SLOT_ON_ABORT, slot_name);
+    create_stream_slot(slot_name);
+
+    values[0] = CStringGetTextDatum(name);
+    values[1] = CStringGetTextDatum(bootstrap);
+    if (tables != NIL) {
+        Datum *elems = palloc(sizeof(Datum) * list_length(tables));
+        int i = 0;
+        ListCell *lc;
+
+        foreach (lc, tables)
+            elems[i++] = CStringGetTextDatum(strVal(lfirst(lc)));
+        values[2] = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+    } else
+        nulls[2] = 'n';
+    if (options != NULL)
+        values[3] = JsonbPGetDatum(options);
+    else
+        values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+
+    spi_connect();
+    ret = spi_exec("INSERT INTO walship.streams (name, bootstrap_servers, tables, options) "
+                   "VALUES ($1, $2, $3, $4)",
+                   4, types, values, nulls, false);
+    if (ret != SPI_OK_INSERT)
+        elog(ERROR, "could not insert stream \"%s\" into walship.streams", name);
+    SPI_finish();
+
+    /* a stream of the same name dropped a moment ago may still have its entry */
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    {
+        StreamShared *entry = stream_shmem_find(name);
+
+        if (entry != NULL && entry->pid == 0) {
+            entry->stop_requested = false;
+            entry->restart_now = true;
+            entry->state = STREAM_STATE_NONE;
+            entry->last_error[0] = '\0';
+            entry->last_error_time = 0;
+        }
+    }
+    LWLockRelease(walship_shmem->lock);
+    add_pending(PENDING_WAKE_LAUNCHER, name);
+    PG_RETURN_VOID();
+}
+
+/* ------------------------------------------------------------------------- */
+/* start_stream, stop_stream, drop_stream                                    */
+
+static void
+set_enabled(const char *name, bool enabled)
+{
+    Oid types[2] = {TEXTOID, BOOLOID};
+    Datum values[2] = {CStringGetTextDatum(name), BoolGetDatum(enabled)};
+
+    spi_connect();
+    spi_exec("UPDATE walship.streams SET enabled = $2 WHERE name = $1", 2, types, values, NULL,
+             false);
+    if (SPI_processed == 0)
+        stream_not_found(name);
+    SPI_finish();
+}
+
+Datum
+walship_start_stream(PG_FUNCTION_ARGS)
+{
+    char *name;
+    StreamShared *entry;
+
+    stream_require_preloaded();
+    require_stream_database();
+    name = stream_name_arg(fcinfo, 0);
+    set_enabled(name, true);
+
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    entry = stream_shmem_find(name);
+    if (entry != NULL) {
+        entry->stop_requested = false;
+        entry->restart_now = true;
+    }
+    LWLockRelease(walship_shmem->lock);
+    add_pending(PENDING_WAKE_LAUNCHER, name);
+    PG_RETURN_VOID();
+}
+
+Datum
+walship_stop_stream(PG_FUNCTION_ARGS)
+{
+    char *name;
+
+    stream_require_preloaded();
+    require_stream_database();
+    name = stream_name_arg(fcinfo, 0);
+    set_enabled(name, false);
+    if (!stop_worker_and_wait(name))
+        ereport(WARNING,
+                (errmsg("the worker of stream \"%s\" has not exited yet", name),
+                 errdetail("It is still waiting for Kafka to acknowledge what it produced."),
+                 errhint("It exits on its own; walship.stream_status shows when it has.")));
+    add_pending(PENDING_WAKE_LAUNCHER, name);
+    PG_RETURN_VOID();
+}
+
+Datum
+walship_drop_stream(PG_FUNCTION_ARGS)
+{
+    char *name;
+    Oid types[1] = {TEXTOID};
+
+    /*
+     * Allowed without shared_preload_libraries (no worker can run then), so that a
+     * stream and its slot can always be removed.
+     */
+    if (walship_shmem != NULL)
+        require_stream_database();
+    name = stream_name_arg(fcinfo, 0);
+
+    spi_connect();
+    spi_exec("SELECT 1 FROM walship.streams WHERE name = $1 FOR UPDATE", 1, types,
+             (Datum[]){CStringGetTextDatum(name)}, NULL, false);
+    if (SPI_processed == 0)
+        stream_not_found(name);
+    SPI_finish();
+
+    if (!stop_worker_and_wait(name))
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_IN_USE),
+                 errmsg("could not drop stream \"%s\": its worker has not exited", name),
+                 errdetail("It is still waiting for Kafka to acknowledge what it produced."),
+                 errhint("Try again in a moment, or lower walship.stop_timeout.")));
+
+    spi_connect();
+    spi_exec("DELETE FROM walship.streams WHERE name = $1", 1, types,
+             (Datum[]){CStringGetTextDatum(name)}, NULL, false);
+    SPI_finish();
+
+    add_pending(PENDING_DROP_SLOT_AT_COMMIT, stream_slot_name(name));
+    add_pending(PENDING_WAKE_LAUNCHER, name);
+    PG_RETURN_VOID();
+}

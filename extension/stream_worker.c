@@ -1,0 +1,566 @@
+/*
+ * stream_worker.c: the stream worker, one background worker per running stream.
+ *
+ * It decodes its slot in-process, the way pg_logical_slot_get_changes does, but
+ * without end: acquire the slot, create a decoding context with the walship plugin
+ * and the stream's options, attach hooks so that the plugin hands every event to us,
+ * then read WAL up to the flush pointer, again and again, with one XLogReader that
+ * keeps its place. Each event goes to the Kafka sink (copied there); the slot is
+ * confirmed only up to the sink's watermark, the highest commit whose transaction and
+ * every earlier one Kafka has acknowledged. When nothing is open or unacknowledged,
+ * the position decoded so far is confirmed too, so WAL of tables no stream covers
+ * never holds the slot back.
+ *
+ * It runs outside any transaction (the reorder buffer opens its own for catalog
+ * access), under a process-level resource owner and a long-lived memory context.
+ *
+ * Stopping (SIGTERM from stop_stream, the launcher or a server shutdown): finish the
+ * record in hand, wait for Kafka up to walship.stop_timeout, confirm what it acked,
+ * release the slot and exit 0. If Kafka does not drain the queue by then, the worker
+ * stops even inside a transaction; what Kafka lacks is produced again next time.
+ * Failing (a delivery Kafka refused, a missing slot, any ERROR): record the message for
+ * the status view and exit 1; the launcher restarts the worker after a backoff and the
+ * slot, released on exit, brings back everything unconfirmed.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogreader.h"
+#include "access/xlogutils.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "walship_plugin.h"
+#include "walship_sink.h"
+#include "walship_streams.h"
+
+/* How often the decode loop serves Kafka and confirms while it catches up. */
+#define RECORDS_PER_SERVICE 1024
+/* Sleep when caught up: backends do not wake us when they flush WAL. */
+#define IDLE_SLEEP_MS 5
+/* Poll while librdkafka's queue is full. */
+#define BACKPRESSURE_POLL_MS 10
+/* The status view is refreshed at most this often (and at every state change). */
+#define PUBLISH_INTERVAL_MS 100
+
+/* Unix epoch micros (the sink's clock) to PostgreSQL's TimestampTz. */
+#define UNIX_TO_PG_EPOCH_US                                                                        \
+    ((int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+
+typedef struct StreamWorker {
+    StreamShared *entry;
+    uint32 generation;
+    char name[NAMEDATALEN];
+
+    MemoryContext context;
+    ResourceOwner owner;
+    StreamConfig *config;
+    ws_sink *sink;
+    LogicalDecodingContext *ctx;
+
+    XLogRecPtr confirmed;         /* what the slot has been told */
+    TimestampTz last_commit_time; /* of the last transaction that produced events */
+    TimestampTz stop_deadline;    /* 0 until a stop was requested */
+    TimestampTz last_publish;
+    bool kafka_error; /* the sink reported a broker error at the last publish */
+    uint32 wait_event;
+} StreamWorker;
+
+static StreamWorker worker;
+static volatile sig_atomic_t stop_pending = false;
+
+static void
+stream_worker_sigterm(SIGNAL_ARGS)
+{
+    int save_errno = errno;
+
+    stop_pending = true;
+    SetLatch(MyLatch);
+    errno = save_errno;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Reporting to the status view                                              */
+
+static void
+set_state(StreamState state)
+{
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    if (worker.entry->generation == worker.generation)
+        worker.entry->state = state;
+    LWLockRelease(walship_shmem->lock);
+}
+
+static void
+publish(bool force)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    ws_sink_stats stats;
+    char why[WS_ERRMSG_SIZE];
+    bool kafka_error;
+
+    if (!force && !TimestampDifferenceExceeds(worker.last_publish, now, PUBLISH_INTERVAL_MS))
+        return;
+    worker.last_publish = now;
+    if (worker.sink == NULL)
+        return;
+
+    ws_sink_get_stats(worker.sink, &stats);
+    kafka_error = ws_sink_last_error(worker.sink, why);
+
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    if (worker.entry->generation == worker.generation) {
+        StreamShared *e = worker.entry;
+
+        e->events_produced = stats.events_produced;
+        e->bytes_produced = stats.bytes_produced;
+        e->events_acked = stats.events_acked;
+        e->in_flight = stats.in_flight;
+        e->last_ack_time =
+            stats.last_ack_time_us != 0 ? stats.last_ack_time_us - UNIX_TO_PG_EPOCH_US : 0;
+        e->last_commit_time = worker.last_commit_time;
+        e->confirmed_lsn = worker.confirmed;
+        e->kafka_error = kafka_error;
+        if (kafka_error && (!worker.kafka_error || strcmp(e->last_error, why) != 0)) {
+            strlcpy(e->last_error, why, STREAM_ERROR_MAXLEN);
+            e->last_error_time = now;
+        }
+    }
+    LWLockRelease(walship_shmem->lock);
+
+    if (kafka_error != worker.kafka_error)
+        pgstat_report_activity(STATE_RUNNING, kafka_error ? "waiting for Kafka" : "streaming");
+    worker.kafka_error = kafka_error;
+}
+
+/* librdkafka's log lines, queued by its threads, logged here on ours. */
+static void
+serve_sink_logs(void)
+{
+    int level;
+    char line[1024];
+
+    while (ws_sink_next_log(worker.sink, &level, line, sizeof(line)))
+        ereport(level <= 4 ? WARNING : LOG,
+                (errmsg("walship stream \"%s\": kafka: %s", worker.name, line)));
+}
+
+/* ------------------------------------------------------------------------- */
+/* Confirming                                                                */
+
+/*
+ * Tells the slot what Kafka holds. between_records: the decoder is not in the middle
+ * of a record, so when the sink is idle everything decoded so far is safe.
+ */
+static void
+confirm(bool between_records)
+{
+    XLogRecPtr target = (XLogRecPtr)ws_sink_watermark(worker.sink);
+
+    if (between_records && ws_sink_idle(worker.sink) && worker.ctx->reader->EndRecPtr > target)
+        target = worker.ctx->reader->EndRecPtr;
+    /* LogicalConfirmReceivedLocation would move confirmed_flush backwards */
+    if (target <= worker.confirmed)
+        return;
+    LogicalConfirmReceivedLocation(target);
+    /* a moved confirmed_flush alone does not dirty the slot; have checkpoints save it */
+    ReplicationSlotMarkDirty();
+    worker.confirmed = target;
+}
+
+/* Serves the sink for up to timeout_ms, then confirms and publishes. */
+static void
+service(int timeout_ms, bool between_records)
+{
+    char why[WS_ERRMSG_SIZE];
+
+    if (ws_sink_poll(worker.sink, timeout_ms, why) != WS_OK)
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("walship stream \"%s\": Kafka did not accept an event: %s",
+                               worker.name, why),
+                        errdetail("The stream restarts from its slot and produces the "
+                                  "unacknowledged transactions again.")));
+    serve_sink_logs();
+    confirm(between_records);
+    publish(false);
+    if (!PostmasterIsAlive())
+        proc_exit(1);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Stopping                                                                  */
+
+static int
+ms_until(TimestampTz deadline)
+{
+    long secs;
+    int usecs;
+
+    TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+    return (int)Min(secs * 1000L + usecs / 1000, INT_MAX);
+}
+
+static void
+note_stop_request(void)
+{
+    if (worker.stop_deadline == 0)
+        worker.stop_deadline =
+            TimestampTzPlusMilliseconds(GetCurrentTimestamp(), walship_stop_timeout);
+}
+
+/*
+ * The graceful end: wait for Kafka until the stop deadline, confirm what it acked,
+ * release everything, exit 0. between_records is false when called from a hook in
+ * the middle of a transaction; the process exit then releases the slot.
+ */
+static void
+stream_finish(bool between_records)
+{
+    char why[WS_ERRMSG_SIZE];
+
+    note_stop_request();
+    pgstat_report_activity(STATE_RUNNING, "stopping: waiting for Kafka");
+    if (ws_sink_flush(worker.sink, Max(ms_until(worker.stop_deadline), 0), why) != WS_OK)
+        ereport(WARNING,
+                (errmsg("walship stream \"%s\" stops with events Kafka has not acknowledged",
+                        worker.name),
+                 errdetail("%s", why),
+                 errhint("They are produced again when the stream starts; raise "
+                         "walship.stop_timeout to wait longer.")));
+    (void)ws_sink_poll(worker.sink, 0, why);
+    serve_sink_logs();
+    confirm(between_records);
+    publish(true);
+
+    if (between_records) {
+        FreeDecodingContext(worker.ctx);
+        worker.ctx = NULL;
+        ReplicationSlotRelease();
+    }
+    ws_sink_destroy(worker.sink);
+    worker.sink = NULL;
+    set_state(STREAM_STATE_STOPPED);
+    ereport(LOG, (errmsg("walship stream \"%s\" stopped; confirmed up to %X/%X", worker.name,
+                         LSN_FORMAT_ARGS(worker.confirmed))));
+    proc_exit(0);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Hooks: called by the plugin while the reorder buffer replays a transaction */
+
+static void
+hook_begin(void *arg, TransactionId xid, XLogRecPtr commit_lsn)
+{
+    ws_sink_begin_txn(worker.sink, commit_lsn);
+}
+
+static void
+hook_event(void *arg, const char *topic, const uint8_t *key, size_t keylen, const uint8_t *value,
+           size_t valuelen, TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time)
+{
+    char why[WS_ERRMSG_SIZE];
+
+    for (;;) {
+        ws_produce_result result = ws_sink_produce(worker.sink, topic, key, keylen, value,
+                                                   valuelen, commit_lsn, xid, why);
+
+        if (result == WS_PRODUCE_OK)
+            break;
+        if (result == WS_PRODUCE_FAILED)
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("walship stream \"%s\" could not produce to topic \"%s\": %s",
+                                   worker.name, topic, why)));
+
+        /* queue full: backpressure, never drop; Kafka's acks make room */
+        service(BACKPRESSURE_POLL_MS, false);
+        CHECK_FOR_INTERRUPTS();
+        if (stop_pending) {
+            note_stop_request();
+            if (GetCurrentTimestamp() >= worker.stop_deadline)
+                stream_finish(false);
+        }
+    }
+    worker.last_commit_time = commit_time;
+    if (stop_pending) {
+        note_stop_request();
+        if (GetCurrentTimestamp() >= worker.stop_deadline)
+            stream_finish(false);
+    }
+}
+
+static void
+hook_commit(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents)
+{
+    ws_sink_end_txn(worker.sink, commit_lsn);
+}
+
+/* The plugin writes nothing to ctx->out once hooks are attached; these are never used. */
+static void
+stream_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+                     bool last_write)
+{
+    resetStringInfo(ctx->out);
+}
+
+static void
+stream_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+{
+    resetStringInfo(ctx->out);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The worker                                                                */
+
+static void
+stream_worker_exit(int code, Datum arg)
+{
+    /* a FATAL may leave our lock held; everything else is released by now */
+    if (LWLockHeldByMe(walship_shmem->lock))
+        LWLockRelease(walship_shmem->lock);
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    if (worker.entry->generation == worker.generation && worker.entry->pid == MyProcPid) {
+        worker.entry->pid = 0;
+        if (code != 0 && worker.entry->state != STREAM_STATE_ERROR) {
+            worker.entry->state = STREAM_STATE_ERROR;
+            strlcpy(worker.entry->last_error, "stream worker exited with an error; see the server log",
+                    STREAM_ERROR_MAXLEN);
+            worker.entry->last_error_time = GetCurrentTimestamp();
+        }
+    }
+    LWLockRelease(walship_shmem->lock);
+}
+
+/* Reads the stream's row in a short transaction of its own. */
+static StreamConfig *
+load_config(void)
+{
+    StreamConfig *config;
+
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    MemoryContextSwitchTo(worker.context);
+    config = stream_config_load(worker.name);
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    MemoryContextSwitchTo(worker.context);
+    CurrentResourceOwner = worker.owner;
+    return config;
+}
+
+static void
+create_sink(void)
+{
+    ws_sink_config sc;
+    char why[WS_ERRMSG_SIZE];
+
+    memset(&sc, 0, sizeof(sc));
+    sc.bootstrap_servers = worker.config->bootstrap_servers;
+    sc.prop_names = (const char *const *)worker.config->kafka_names;
+    sc.prop_values = (const char *const *)worker.config->kafka_values;
+    sc.nprops = worker.config->nkafka;
+    sc.topic_partitions = worker.config->partitions;
+    sc.topic_replication_factor = worker.config->replication_factor;
+    worker.sink = ws_sink_create(&sc, why);
+    if (worker.sink == NULL)
+        ereport(ERROR, (errcode(ERRCODE_CONFIG_FILE_ERROR),
+                        errmsg("walship stream \"%s\" could not create its Kafka producer: %s",
+                               worker.name, why)));
+}
+
+static void
+decode_forever(void)
+{
+    LogicalDecodingContext *ctx = worker.ctx;
+
+    for (;;) {
+        XLogRecPtr end_of_wal;
+        int records = 0;
+
+        CHECK_FOR_INTERRUPTS();
+        if (stop_pending)
+            stream_finish(true);
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+
+        /* read_local_xlog_page waits for WAL that does not exist yet: stay below it */
+        end_of_wal = GetFlushRecPtr(NULL);
+        while (ctx->reader->EndRecPtr < end_of_wal) {
+            XLogRecord *record;
+            char *errm = NULL;
+
+            record = XLogReadRecord(ctx->reader, &errm);
+            if (errm)
+                ereport(ERROR, (errmsg("walship stream \"%s\" could not read WAL at %X/%X: %s",
+                                       worker.name, LSN_FORMAT_ARGS(ctx->reader->EndRecPtr),
+                                       errm)));
+            if (record != NULL)
+                LogicalDecodingProcessRecord(ctx, ctx->reader);
+            /* transactions the reorder buffer ran for catalog access left us none */
+            CurrentResourceOwner = worker.owner;
+
+            CHECK_FOR_INTERRUPTS();
+            if (stop_pending)
+                stream_finish(true);
+            if (++records % RECORDS_PER_SERVICE == 0)
+                service(0, true);
+        }
+
+        if (ws_sink_idle(worker.sink)) {
+            service(0, true);
+            if (ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL)) {
+                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                                IDLE_SLEEP_MS, worker.wait_event);
+                ResetLatch(MyLatch);
+            }
+        } else {
+            /* acknowledgements pending: wait for them in librdkafka instead */
+            service(ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL) ? IDLE_SLEEP_MS : 0, true);
+        }
+    }
+}
+
+static void
+stream_worker_run(void)
+{
+    WalshipStreamHooks hooks;
+    XLogRecPtr restart_lsn;
+
+    worker.config = load_config();
+    if (worker.config == NULL) {
+        /* dropped between the launcher's look and ours */
+        set_state(STREAM_STATE_STOPPED);
+        proc_exit(0);
+    }
+
+    create_sink();
+
+    ws_replication_slot_acquire(worker.config->slot_name, true);
+    restart_lsn = MyReplicationSlot->data.restart_lsn;
+    worker.confirmed = MyReplicationSlot->data.confirmed_flush;
+
+    /* resume at confirmed_flush; the decoding context lives in worker.context */
+    MemoryContextSwitchTo(worker.context);
+    worker.ctx = CreateDecodingContext(InvalidXLogRecPtr, worker.config->plugin_options, false,
+                                       XL_ROUTINE(.page_read = read_local_xlog_page,
+                                                  .segment_open = wal_segment_open,
+                                                  .segment_close = wal_segment_close),
+                                       stream_prepare_write, stream_write, NULL);
+    CurrentResourceOwner = worker.owner;
+
+    memset(&hooks, 0, sizeof(hooks));
+    hooks.begin = hook_begin;
+    hooks.event = hook_event;
+    hooks.commit = hook_commit;
+    walship_plugin_attach_hooks(worker.ctx, &hooks);
+
+    /* transactions that commit after confirmed_flush may have begun at restart_lsn */
+    XLogBeginRead(worker.ctx->reader, restart_lsn);
+    InvalidateSystemCaches();
+
+    set_state(STREAM_STATE_RUNNING);
+    publish(true);
+    pgstat_report_activity(STATE_RUNNING, "streaming");
+    ereport(LOG, (errmsg("walship stream \"%s\" started: slot \"%s\", decoding from %X/%X, "
+                         "confirmed up to %X/%X",
+                         worker.name, worker.config->slot_name, LSN_FORMAT_ARGS(restart_lsn),
+                         LSN_FORMAT_ARGS(worker.confirmed))));
+
+    decode_forever();
+}
+
+void
+walship_stream_main(Datum main_arg)
+{
+    int index = DatumGetInt32(main_arg);
+    const char *extra = MyBgworkerEntry->bgw_extra;
+    Oid dboid;
+    bool mine;
+    bool stop_requested = false;
+
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, stream_worker_sigterm);
+    BackgroundWorkerUnblockSignals();
+
+    if (walship_shmem == NULL || index < 0 || index >= walship_shmem->max_streams)
+        elog(FATAL, "walship stream worker started without its shared memory entry");
+    memcpy(&worker.generation, extra, sizeof(uint32));
+    memcpy(&dboid, extra + sizeof(uint32), sizeof(Oid));
+    strlcpy(worker.name, extra + sizeof(uint32) + sizeof(Oid), NAMEDATALEN);
+    worker.entry = &walship_shmem->streams[index];
+
+    /* claim the entry, unless it has moved on or a stop came first */
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    mine = worker.entry->in_use && worker.entry->generation == worker.generation &&
+           strcmp(worker.entry->name, worker.name) == 0 && worker.entry->pid == 0;
+    if (mine) {
+        stop_requested = worker.entry->stop_requested;
+        if (stop_requested)
+            worker.entry->state = STREAM_STATE_STOPPED;
+        else {
+            worker.entry->pid = MyProcPid;
+            worker.entry->state = STREAM_STATE_STARTING;
+            worker.entry->started_at = GetCurrentTimestamp();
+            worker.entry->events_produced = 0;
+            worker.entry->bytes_produced = 0;
+            worker.entry->events_acked = 0;
+            worker.entry->in_flight = 0;
+            worker.entry->kafka_error = false;
+        }
+    }
+    LWLockRelease(walship_shmem->lock);
+    if (!mine || stop_requested)
+        proc_exit(0);
+    before_shmem_exit(stream_worker_exit, (Datum)0);
+
+    BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+    pgstat_report_appname(MyBgworkerEntry->bgw_name);
+    worker.wait_event = ws_wait_event("WalshipStreamIdle");
+
+    worker.context = AllocSetContextCreate(TopMemoryContext, "walship stream",
+                                           ALLOCSET_DEFAULT_SIZES);
+    worker.owner = ResourceOwnerCreate(NULL, "walship stream");
+    CurrentResourceOwner = worker.owner;
+
+    PG_TRY();
+    {
+        stream_worker_run();
+    }
+    PG_CATCH();
+    {
+        ErrorData *edata;
+
+        /* record why for the status view, then exit 1 (the error becomes FATAL) */
+        MemoryContextSwitchTo(worker.context);
+        edata = CopyErrorData();
+        LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+        if (worker.entry->generation == worker.generation) {
+            worker.entry->state = STREAM_STATE_ERROR;
+            strlcpy(worker.entry->last_error, edata->message ? edata->message : "unknown error",
+                    STREAM_ERROR_MAXLEN);
+            worker.entry->last_error_time = GetCurrentTimestamp();
+            worker.entry->kafka_error = false;
+        }
+        LWLockRelease(walship_shmem->lock);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+}

@@ -1,0 +1,92 @@
+"""Fixtures for walship's integration tests (real PostgreSQL + real Kafka).
+
+- ``kafka``: one Kafka broker for the whole session (tests/kafka/kafka.sh), or the
+  broker at ``$WALSHIP_KAFKA_BOOTSTRAP``. If it cannot start, every test that uses it
+  errors: the suite fails, it never skips.
+- ``pg``: a throwaway PostgreSQL cluster per test module, with walship preloaded.
+  A module customizes it with ``PG_OPTIONS = {...}`` (keyword arguments of
+  ``PgCluster``, e.g. ``{"settings": {"max_wal_senders": 4}}`` or
+  ``{"shared_preload_libraries": ""}``).
+- ``event_class``: the ``walship.v1.ChangeEvent`` message class.
+- ``unique``: a short unique lowercase name for topics, tables, slots, streams.
+
+Every test gets a 300 s timeout unless it has its own ``@pytest.mark.timeout``.
+When a test fails, the tails of the PostgreSQL and Kafka logs are attached to its report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
+import walship_testlib as wt  # noqa: E402
+
+DEFAULT_TIMEOUT = int(os.environ.get("WALSHIP_TEST_TIMEOUT", "300"))
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    broker = wt.KafkaBroker.from_env(start=False)
+    try:
+        broker.start()
+    except BaseException:
+        broker.cleanup()
+        raise
+    yield broker
+    broker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def pg(request):
+    options = dict(getattr(request.module, "PG_OPTIONS", {}))
+    options.setdefault("name", re.sub(r"[^a-z0-9]+", "_", request.module.__name__.split(".")[-1].lower())[:20])
+    cluster = wt.PgCluster(**options)
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def event_class():
+    return wt.load_event_class()
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def unique(request) -> str:
+    """e.g. ``t7_roundtrip_keys``: unique in the session, safe as a topic, table or slot name."""
+    base = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")
+    base = re.sub(r"^test_", "", base)[:40]
+    return f"t{next(_counter)}_{os.getpid() % 10000}_{base}".rstrip("_")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when not in ("call", "setup") or not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    for name in ("pg", "kafka"):
+        obj = funcargs.get(name)
+        if obj is None:
+            continue
+        try:
+            report.sections.append((f"{name} log tail ({getattr(obj, 'log_path', '')})",
+                                    obj.log_tail(80)))
+        except Exception as e:  # never hide the real failure
+            report.sections.append((f"{name} log tail", f"(unavailable: {e})"))
