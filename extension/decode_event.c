@@ -15,8 +15,7 @@
 
 WS_SQL_FUNCTION(walship_decode_event);
 
-Datum
-walship_decode_event(PG_FUNCTION_ARGS)
+Datum walship_decode_event(PG_FUNCTION_ARGS)
 {
     bytea *event = PG_GETARG_BYTEA_PP(0);
     char core_msg[WS_ERRMSG_SIZE];
@@ -29,12 +28,11 @@ walship_decode_event(PG_FUNCTION_ARGS)
     if (status == WS_OUT_OF_MEMORY)
         ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
                         errdetail("walship ran out of memory while decoding an event.")));
+    /* the core's message starts with "invalid walship event:" and says what is wrong */
     if (status != WS_OK)
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-                 errmsg("invalid walship event: %s", core_msg),
-                 errhint("walship.decode_event() takes one walship.v1.ChangeEvent as the "
-                         "walship output plugin writes it with format=protobuf.")));
+        ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("%s", core_msg),
+                        errhint("walship.decode_event() takes one walship.v1.ChangeEvent as the "
+                                "walship output plugin writes it with format=protobuf.")));
 
     /* the core's string is malloc'd: copy it into palloc'd memory before anything can fail */
     PG_TRY();

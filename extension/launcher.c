@@ -55,8 +55,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PGDLLEXPORT void _PG_init(void);
 
-static void
-walship_shmem_request(void)
+static void walship_shmem_request(void)
 {
     if (prev_shmem_request_hook)
         prev_shmem_request_hook();
@@ -64,16 +63,14 @@ walship_shmem_request(void)
     RequestNamedLWLockTranche("walship", 1);
 }
 
-static void
-walship_shmem_startup(void)
+static void walship_shmem_startup(void)
 {
     if (prev_shmem_startup_hook)
         prev_shmem_startup_hook();
     stream_shmem_init();
 }
 
-void
-_PG_init(void)
+void _PG_init(void)
 {
     BackgroundWorker bgw;
 
@@ -89,24 +86,21 @@ _PG_init(void)
     DefineCustomStringVariable("walship.database",
                                "Database that holds the walship.streams catalog.",
                                "The launcher connects to it; streams are created there.",
-                               &walship_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL,
-                               NULL);
+                               &walship_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
     DefineCustomIntVariable("walship.max_streams", "Maximum number of streams.", NULL,
-                            &walship_max_streams, 8, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL,
-                            NULL);
-    DefineCustomIntVariable("walship.naptime",
-                            "Time between two scans of the stream catalog by the launcher.",
-                            "SQL functions wake the launcher at once; the scan catches "
-                            "anything else, such as direct updates of walship.streams.",
-                            &walship_naptime, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL,
-                            NULL);
+                            &walship_max_streams, 8, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+    DefineCustomIntVariable(
+        "walship.naptime", "Time between two scans of the stream catalog by the launcher.",
+        "SQL functions wake the launcher at once; the scan catches "
+        "anything else, such as direct updates of walship.streams.",
+        &walship_naptime, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
     DefineCustomIntVariable("walship.stop_timeout",
                             "How long a stopping stream worker waits for Kafka to acknowledge "
                             "what it has produced.",
                             "What is still unacknowledged then is produced again when the "
                             "stream starts again.",
-                            &walship_stop_timeout, 10000, 0, 600000, PGC_SIGHUP, GUC_UNIT_MS,
-                            NULL, NULL, NULL);
+                            &walship_stop_timeout, 10000, 0, 600000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
+                            NULL, NULL);
     MarkGUCPrefixReserved("walship");
 
     prev_shmem_request_hook = shmem_request_hook;
@@ -149,8 +143,7 @@ typedef struct CatalogStream {
 static LauncherEntry *launcher_entries;
 static MemoryContext scan_context;
 
-static void
-launcher_detach(int code, Datum arg)
+static void launcher_detach(int code, Datum arg)
 {
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     if (walship_shmem->launcher_pid == MyProcPid) {
@@ -164,8 +157,7 @@ launcher_detach(int code, Datum arg)
  * Reads walship.streams in a short transaction of its own. Returns false, after saying
  * so once, while the extension is not installed in walship.database.
  */
-static bool
-launcher_read_catalog(CatalogStream **streams, int *nstreams)
+static bool launcher_read_catalog(CatalogStream **streams, int *nstreams)
 {
     static bool missing_reported = false;
     bool installed;
@@ -223,8 +215,8 @@ launcher_read_catalog(CatalogStream **streams, int *nstreams)
     return installed;
 }
 
-static const CatalogStream *
-find_catalog_stream(const CatalogStream *streams, int nstreams, const char *name)
+static const CatalogStream *find_catalog_stream(const CatalogStream *streams, int nstreams,
+                                                const char *name)
 {
     for (int i = 0; i < nstreams; i++)
         if (strcmp(streams[i].name, name) == 0)
@@ -233,8 +225,7 @@ find_catalog_stream(const CatalogStream *streams, int nstreams, const char *name
 }
 
 /* Is a worker running (or about to) for entry i? */
-static bool
-launcher_worker_alive(int i, pid_t shm_pid)
+static bool launcher_worker_alive(int i, pid_t shm_pid)
 {
     LauncherEntry *le = &launcher_entries[i];
 
@@ -251,8 +242,7 @@ launcher_worker_alive(int i, pid_t shm_pid)
 }
 
 /* A worker we started has exited: decide when it may start again. */
-static void
-launcher_reap(int i, StreamShared *entry, bool wanted, TimestampTz now)
+static void launcher_reap(int i, StreamShared *entry, bool wanted, TimestampTz now)
 {
     LauncherEntry *le = &launcher_entries[i];
     bool failed;
@@ -292,8 +282,7 @@ launcher_reap(int i, StreamShared *entry, bool wanted, TimestampTz now)
                          delay_ms)));
 }
 
-static void
-launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
+static void launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
 {
     LauncherEntry *le = &launcher_entries[i];
     BackgroundWorker bgw;
@@ -326,11 +315,10 @@ launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
     if (!RegisterDynamicBackgroundWorker(&bgw, &le->handle)) {
         le->handle = NULL;
         if (!le->register_warned)
-            ereport(WARNING,
-                    (errmsg("walship launcher could not start a worker for stream \"%s\"",
-                            entry->name),
-                     errhint("Every background worker slot is in use; raise "
-                             "max_worker_processes.")));
+            ereport(WARNING, (errmsg("walship launcher could not start a worker for stream \"%s\"",
+                                     entry->name),
+                              errhint("Every background worker slot is in use; raise "
+                                      "max_worker_processes.")));
         le->register_warned = true;
         le->next_start = TimestampTzPlusMilliseconds(now, 5000);
         return;
@@ -344,8 +332,7 @@ launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
  * One pass: make the running workers match the catalog. Returns how long the launcher
  * may sleep before a pending restart is due (ms; -1 = nothing pending).
  */
-static long
-launcher_pass(void)
+static long launcher_pass(void)
 {
     CatalogStream *streams;
     int nstreams;
@@ -450,8 +437,7 @@ launcher_pass(void)
     return sleep_ms;
 }
 
-void
-walship_launcher_main(Datum main_arg)
+void walship_launcher_main(Datum main_arg)
 {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -471,8 +457,8 @@ walship_launcher_main(Datum main_arg)
 
     launcher_entries = MemoryContextAllocZero(TopMemoryContext,
                                               sizeof(LauncherEntry) * walship_shmem->max_streams);
-    scan_context = AllocSetContextCreate(TopMemoryContext, "walship launcher scan",
-                                         ALLOCSET_DEFAULT_SIZES);
+    scan_context =
+        AllocSetContextCreate(TopMemoryContext, "walship launcher scan", ALLOCSET_DEFAULT_SIZES);
     ereport(LOG, (errmsg("walship launcher started in database \"%s\"", walship_database)));
 
     for (;;) {

@@ -41,8 +41,10 @@
     "Stream options are the walship output plugin's options (topic_prefix, format, "               \
     "include_before, ...; '_' or '-'), plus kafka, partitions and replication_factor."
 
-bool
-stream_name_is_valid(const char *name)
+/* walship's own tables, never streamed: the catalog holds Kafka credentials */
+#define WALSHIP_TABLES "walship.*"
+
+bool stream_name_is_valid(const char *name)
 {
     size_t len = strlen(name);
 
@@ -54,8 +56,7 @@ stream_name_is_valid(const char *name)
     return true;
 }
 
-char *
-stream_slot_name(const char *name)
+char *stream_slot_name(const char *name)
 {
     return psprintf("%s%s", STREAM_SLOT_PREFIX, name);
 }
@@ -65,8 +66,7 @@ stream_slot_name(const char *name)
  * output_plugin_libraries setting refuse every plugin it does not name, in-process
  * decoding included. Probed by name, so that servers without the setting need nothing.
  */
-static bool
-output_plugin_allowed(const char **setting)
+static bool output_plugin_allowed(const char **setting)
 {
     const char *value = GetConfigOption("output_plugin_libraries", true, false);
     char *copy;
@@ -92,16 +92,16 @@ output_plugin_allowed(const char **setting)
     return allowed;
 }
 
-void
-stream_check_server_settings(void)
+void stream_check_server_settings(void)
 {
     const char *setting;
 
     if (wal_level < WAL_LEVEL_LOGICAL)
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("walship streams need wal_level = logical"),
-                        errdetail("wal_level is \"%s\".", GetConfigOption("wal_level", false, false)),
-                        errhint("Set wal_level = logical and restart the server.")));
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("walship streams need wal_level = logical"),
+                 errdetail("wal_level is \"%s\".", GetConfigOption("wal_level", false, false)),
+                 errhint("Set wal_level = logical and restart the server.")));
     if (!output_plugin_allowed(&setting))
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -114,8 +114,7 @@ stream_check_server_settings(void)
 /* ------------------------------------------------------------------------- */
 /* tables                                                                    */
 
-List *
-stream_resolve_tables(const char *stream_name, List *names)
+List *stream_resolve_tables(const char *stream_name, List *names)
 {
     List *result = NIL;
     ListCell *lc;
@@ -141,22 +140,27 @@ stream_resolve_tables(const char *stream_name, List *names)
 
         if (rel->rd_rel->relkind != RELKIND_RELATION &&
             rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-            ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-                            errmsg("\"%s\" of stream \"%s\" is not a table", canonical,
-                                   stream_name),
-                            errhint("Streams carry the changes of tables; views, sequences and "
-                                    "foreign tables have none in the WAL.")));
+            ereport(ERROR,
+                    (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                     errmsg("\"%s\" of stream \"%s\" is not a table", canonical, stream_name),
+                     errhint("Streams carry the changes of tables; views, sequences and "
+                             "foreign tables have none in the WAL.")));
         if (IsCatalogRelation(rel))
+            ereport(ERROR,
+                    (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                     errmsg("\"%s\" of stream \"%s\" is a system catalog", canonical, stream_name),
+                     errhint("Logical decoding does not stream system catalogs.")));
+        if (strcmp(get_namespace_name(RelationGetNamespace(rel)), "walship") == 0)
             ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-                            errmsg("\"%s\" of stream \"%s\" is a system catalog", canonical,
-                                   stream_name),
-                            errhint("Logical decoding does not stream system catalogs.")));
+                            errmsg("\"%s\" of stream \"%s\" is one of walship's own tables",
+                                   canonical, stream_name),
+                            errhint("walship never streams its catalog: it holds Kafka "
+                                    "credentials.")));
         if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
             ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
                             errmsg("table \"%s\" of stream \"%s\" is %s", canonical, stream_name,
-                                   rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP
-                                       ? "temporary"
-                                       : "unlogged"),
+                                   rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP ? "temporary"
+                                                                                      : "unlogged"),
                             errhint("Only permanent, logged tables reach the WAL that logical "
                                     "decoding reads.")));
         if (rel->rd_rel->relreplident == REPLICA_IDENTITY_NOTHING ||
@@ -180,8 +184,7 @@ stream_resolve_tables(const char *stream_name, List *names)
 }
 
 /* The plugin's tables option: a comma-separated list of quoted-as-needed schema.table. */
-static char *
-tables_option_value(List *tables)
+static char *tables_option_value(List *tables)
 {
     StringInfoData buf;
     ListCell *lc;
@@ -199,8 +202,7 @@ tables_option_value(List *tables)
 /* options                                                                   */
 
 /* A JSON scalar as the text an option parser takes; NULL for null, objects, arrays. */
-static char *
-jsonb_scalar_text(const JsonbValue *v)
+static char *jsonb_scalar_text(const JsonbValue *v)
 {
     switch (v->type) {
     case jbvString:
@@ -214,8 +216,7 @@ jsonb_scalar_text(const JsonbValue *v)
     }
 }
 
-static int
-positive_int_option(const char *stream_name, const char *key, const JsonbValue *v)
+static int positive_int_option(const char *stream_name, const char *key, const JsonbValue *v)
 {
     char *text = jsonb_scalar_text(v);
     char *end;
@@ -236,8 +237,33 @@ positive_int_option(const char *stream_name, const char *key, const JsonbValue *
     return -1; /* not reached */
 }
 
-static void
-add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
+/* text with the value of every secret Kafka property of the stream replaced by *** */
+static char *scrub_secrets(const StreamConfig *config, const char *text)
+{
+    char *result = pstrdup(text);
+
+    for (int i = 0; i < config->nkafka; i++) {
+        const char *secret = config->kafka_values[i];
+        StringInfoData buf;
+        const char *at;
+        const char *from;
+
+        if (!ws_sink_property_is_secret(config->kafka_names[i]) || secret[0] == '\0')
+            continue;
+        initStringInfo(&buf);
+        from = result;
+        while ((at = strstr(from, secret)) != NULL) {
+            appendBinaryStringInfo(&buf, from, at - from);
+            appendStringInfoString(&buf, "***");
+            from = at + strlen(secret);
+        }
+        appendStringInfoString(&buf, from);
+        result = buf.data;
+    }
+    return result;
+}
+
+static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
 {
     JsonbIterator *it;
     JsonbIteratorToken tok;
@@ -245,11 +271,11 @@ add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
     int capacity = 8;
 
     if (kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("option \"kafka\" of stream \"%s\" must be a JSON object",
-                               config->name),
-                        errhint("Pass librdkafka producer properties, e.g. "
-                                "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("option \"kafka\" of stream \"%s\" must be a JSON object", config->name),
+                 errhint("Pass librdkafka producer properties, e.g. "
+                         "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
     config->kafka_names = palloc(sizeof(char *) * capacity);
     config->kafka_values = palloc(sizeof(char *) * capacity);
 
@@ -257,8 +283,6 @@ add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
     while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
         char *name;
         char *value;
-        char why[WS_ERRMSG_SIZE];
-        ws_status status;
 
         if (tok != WJB_KEY)
             continue;
@@ -279,19 +303,6 @@ add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
                             "bootstrap_servers argument",
                             name, config->name),
                      errhint("Give the brokers as create_stream's bootstrap_servers only.")));
-        status = ws_sink_check_property(name, value, why);
-        if (status != WS_OK) {
-            /* the sink never shows a secret; make sure of it */
-            if (ws_sink_property_is_secret(name) && value[0] != '\0' && strstr(why, value))
-                snprintf(why, sizeof(why),
-                         "invalid value for Kafka property \"%s\" (the value is not shown: "
-                         "the property holds a secret)",
-                         name);
-            ereport(ERROR, (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
-                                                               : ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("%s", why),
-                            errcontext("options of stream \"%s\"", config->name)));
-        }
         if (config->nkafka == capacity) {
             capacity *= 2;
             config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * capacity);
@@ -301,42 +312,53 @@ add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
         config->kafka_values[config->nkafka] = value;
         config->nkafka++;
     }
+
+    /* checked once all are known: a message about one must not show another's secret */
+    for (int i = 0; i < config->nkafka; i++) {
+        char why[WS_ERRMSG_SIZE];
+        ws_status status =
+            ws_sink_check_property(config->kafka_names[i], config->kafka_values[i], why);
+
+        if (status != WS_OK)
+            ereport(ERROR, (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
+                                                               : ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("%s", scrub_secrets(config, why)),
+                            errcontext("options of stream \"%s\"", config->name)));
+    }
 }
 
 /* Sets one plugin option through the plugin's parser, reporting its message. */
-static void
-set_plugin_option(StreamConfig *config, ws_options *parser, const char *key, const char *name,
-                  const char *value)
+static void set_plugin_option(StreamConfig *config, ws_options *parser, const char *key,
+                              const char *name, const char *value)
 {
     char why[WS_ERRMSG_SIZE];
     ws_status status = ws_options_set(parser, name, value, why);
 
     if (status == WS_OUT_OF_MEMORY)
-        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
-                        errdetail("%s", why)));
-    if (status != WS_OK)
         ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("invalid option \"%s\" for stream \"%s\"", key, config->name),
-                 errdetail("%s", why), errhint(OPTIONS_HINT)));
+                (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"), errdetail("%s", why)));
+    if (status != WS_OK)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid option \"%s\" for stream \"%s\"", key, config->name),
+                        errdetail("%s", why), errhint(OPTIONS_HINT)));
     config->plugin_options = lappend(
         config->plugin_options, makeDefElem(pstrdup(name), (Node *)makeString(pstrdup(value)), -1));
 }
 
-static void
-free_parser(ws_options **parser)
+static void free_parser(ws_options **parser)
 {
     if (*parser != NULL)
         ws_options_destroy(*parser);
     *parser = NULL;
 }
 
-StreamConfig *
-stream_config_build(const char *name, const char *bootstrap_servers, List *tables, Jsonb *options)
+StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers, List *tables,
+                                  Jsonb *options)
 {
     StreamConfig *config = palloc0(sizeof(StreamConfig));
     char why[WS_ERRMSG_SIZE];
     ws_options *parser;
+    char *exclude_tables = NULL;
 
     config->name = pstrdup(name);
     config->slot_name = stream_slot_name(name);
@@ -348,11 +370,40 @@ stream_config_build(const char *name, const char *bootstrap_servers, List *table
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("bootstrap_servers of stream \"%s\" must not be empty", name),
                         errhint("Give the Kafka brokers as host:port[,host:port...].")));
+    {
+        /* librdkafka accepts any text here and fails later, at connect time */
+        char *copy = pstrdup(bootstrap_servers);
+        char *save = NULL;
+        int n = 0;
+
+        for (char *part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
+            char *start = part;
+            char *end = part + strlen(part);
+
+            while (*start == ' ')
+                start++;
+            while (end > start && end[-1] == ' ')
+                end--;
+            for (char *p = start; p < end; p++)
+                if (isspace((unsigned char)*p) || *p == '\'' || *p == '"')
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("invalid bootstrap_servers for stream \"%s\": \"%s\"", name,
+                                    bootstrap_servers),
+                             errhint("Give the Kafka brokers as host:port[,host:port...].")));
+            n += (end > start);
+        }
+        if (n == 0 || strstr(bootstrap_servers, ",,") != NULL)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("invalid bootstrap_servers for stream \"%s\": \"%s\"", name,
+                                   bootstrap_servers),
+                            errhint("Give the Kafka brokers as host:port[,host:port...].")));
+    }
     if (ws_sink_check_property("bootstrap.servers", bootstrap_servers, why) != WS_OK)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid bootstrap_servers for stream \"%s\"", name),
-                        errdetail("%s", why),
-                        errhint("Give the Kafka brokers as host:port[,host:port...].")));
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("invalid bootstrap_servers for stream \"%s\"", name), errdetail("%s", why),
+                 errhint("Give the Kafka brokers as host:port[,host:port...].")));
     config->bootstrap_servers = pstrdup(bootstrap_servers);
 
     if (options != NULL && !JB_ROOT_IS_OBJECT(options))
@@ -427,12 +478,36 @@ stream_config_build(const char *name, const char *bootstrap_servers, List *table
                                     "boolean",
                                     key, name),
                              errhint(OPTIONS_HINT)));
+                if (strcmp(plugin_name, "exclude-tables") == 0) {
+                    /* checked alone, so that errors name the user's value; set below */
+                    ws_options *check = ws_options_create(why);
+
+                    if (check != NULL) {
+                        ws_status status = ws_options_set(check, plugin_name, value, why);
+
+                        ws_options_destroy(check);
+                        if (status != WS_OK)
+                            ereport(ERROR,
+                                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                                     errmsg("invalid option \"%s\" for stream \"%s\"", key, name),
+                                     errdetail("%s", why), errhint(OPTIONS_HINT)));
+                    }
+                    if (exclude_tables != NULL)
+                        ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
+                                        errmsg("conflicting or redundant options: \"%s\"", key)));
+                    exclude_tables = value;
+                    continue;
+                }
                 set_plugin_option(config, parser, key, plugin_name, value);
             }
         }
 
         if (tables != NIL)
             set_plugin_option(config, parser, "tables", "tables", tables_option_value(tables));
+        /* never the catalog itself: walship.streams holds Kafka credentials */
+        set_plugin_option(config, parser, "exclude_tables", "exclude-tables",
+                          exclude_tables ? psprintf("%s,%s", exclude_tables, WALSHIP_TABLES)
+                                         : WALSHIP_TABLES);
     }
     PG_CATCH();
     {
@@ -447,8 +522,7 @@ stream_config_build(const char *name, const char *bootstrap_servers, List *table
 /* ------------------------------------------------------------------------- */
 /* the catalog row                                                           */
 
-StreamConfig *
-stream_config_load(const char *name)
+StreamConfig *stream_config_load(const char *name)
 {
     MemoryContext caller = CurrentMemoryContext;
     Oid argtypes[1] = {TEXTOID};

@@ -21,15 +21,13 @@
 
 WalshipShmem *walship_shmem = NULL;
 
-Size
-stream_shmem_size(void)
+Size stream_shmem_size(void)
 {
     return add_size(offsetof(WalshipShmem, streams),
                     mul_size(sizeof(StreamShared), walship_max_streams));
 }
 
-void
-stream_shmem_init(void)
+void stream_shmem_init(void)
 {
     bool found;
 
@@ -43,20 +41,17 @@ stream_shmem_init(void)
     LWLockRelease(AddinShmemInitLock);
 }
 
-void
-stream_require_preloaded(void)
+void stream_require_preloaded(void)
 {
     if (walship_shmem == NULL)
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("walship streams need walship in shared_preload_libraries"),
-                 errhint("Add walship to shared_preload_libraries (and to "
-                         "output_plugin_libraries where the server has that setting), then "
-                         "restart the server.")));
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("walship streams need walship in shared_preload_libraries"),
+                        errhint("Add walship to shared_preload_libraries (and to "
+                                "output_plugin_libraries where the server has that setting), then "
+                                "restart the server.")));
 }
 
-StreamShared *
-stream_shmem_find(const char *name)
+StreamShared *stream_shmem_find(const char *name)
 {
     Assert(LWLockHeldByMeInMode(walship_shmem->lock, LW_EXCLUSIVE));
     for (int i = 0; i < walship_shmem->max_streams; i++) {
@@ -68,8 +63,7 @@ stream_shmem_find(const char *name)
     return NULL;
 }
 
-StreamShared *
-stream_shmem_claim(const char *name)
+StreamShared *stream_shmem_claim(const char *name)
 {
     StreamShared *entry = stream_shmem_find(name);
     uint32 generation;
@@ -90,8 +84,7 @@ stream_shmem_claim(const char *name)
     return NULL;
 }
 
-void
-stream_wake_launcher(void)
+void stream_wake_launcher(void)
 {
     if (walship_shmem == NULL)
         return;
@@ -102,8 +95,7 @@ stream_wake_launcher(void)
 }
 
 /* Records an error for the status view, if entry still belongs to this generation. */
-void
-stream_record_error(StreamShared *entry, uint32 generation, const char *message)
+void stream_record_error(StreamShared *entry, uint32 generation, const char *message)
 {
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     if (entry->in_use && entry->generation == generation) {
@@ -121,15 +113,13 @@ WS_SQL_FUNCTION(walship_stream_runtime);
 
 #define RUNTIME_COLS 12
 
-static Datum
-timestamp_or_null(TimestampTz t, bool *isnull)
+static Datum timestamp_or_null(TimestampTz t, bool *isnull)
 {
     *isnull = (t == 0);
     return TimestampTzGetDatum(t);
 }
 
-Datum
-walship_stream_runtime(PG_FUNCTION_ARGS)
+Datum walship_stream_runtime(PG_FUNCTION_ARGS)
 {
     ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
     StreamShared *copy;

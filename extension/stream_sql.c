@@ -49,10 +49,10 @@ WS_SQL_FUNCTION(walship_drop_stream);
 /* What the end of the transaction has to do                                */
 
 typedef enum PendingKind {
-    PENDING_DROP_SLOT_ON_ABORT,   /* create_stream made a slot */
-    PENDING_DROP_SLOT_AT_COMMIT,  /* drop_stream removed the row */
-    PENDING_CLEAR_STOP_ON_ABORT,  /* stop_stream/drop_stream asked a worker to stop */
-    PENDING_WAKE_LAUNCHER,        /* at commit */
+    PENDING_DROP_SLOT_ON_ABORT,  /* create_stream made a slot */
+    PENDING_DROP_SLOT_AT_COMMIT, /* drop_stream removed the row */
+    PENDING_CLEAR_STOP_ON_ABORT, /* stop_stream/drop_stream asked a worker to stop */
+    PENDING_WAKE_LAUNCHER,       /* at commit */
 } PendingKind;
 
 typedef struct PendingAction {
@@ -61,32 +61,33 @@ typedef struct PendingAction {
     SubTransactionId subid;
 } PendingAction;
 
-static List *pending_actions = NIL; /* in TopTransactionContext's parent: TopMemoryContext */
+static List *pending_actions = NIL; /* list and actions in TopMemoryContext */
 static bool callbacks_registered = false;
 
 static void stream_xact_callback(XactEvent event, void *arg);
 static void stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
                                     SubTransactionId parentSubid, void *arg);
 
-static void
-add_pending(PendingKind kind, const char *name)
+static void add_pending(PendingKind kind, const char *name)
 {
     PendingAction *action;
+    MemoryContext old;
 
     if (!callbacks_registered) {
         RegisterXactCallback(stream_xact_callback, NULL);
         RegisterSubXactCallback(stream_subxact_callback, NULL);
         callbacks_registered = true;
     }
-    action = MemoryContextAllocZero(TopMemoryContext, sizeof(PendingAction));
+    old = MemoryContextSwitchTo(TopMemoryContext);
+    action = palloc0(sizeof(PendingAction));
     action->kind = kind;
     strlcpy(action->name, name, NAMEDATALEN);
     action->subid = GetCurrentSubTransactionId();
     pending_actions = lappend(pending_actions, action);
+    MemoryContextSwitchTo(old);
 }
 
-static void
-drop_slot_if_exists(const char *slot_name)
+static void drop_slot_if_exists(const char *slot_name)
 {
     /* an error while creating it left it acquired: releasing drops an ephemeral slot */
     if (MyReplicationSlot != NULL && strcmp(NameStr(MyReplicationSlot->data.name), slot_name) == 0)
@@ -99,8 +100,7 @@ drop_slot_if_exists(const char *slot_name)
  * Undoes what an aborting (sub)transaction did outside the catalog. Errors here must not
  * escape into the abort in progress: they become warnings.
  */
-static void
-undo_action(PendingAction *action)
+static void undo_action(PendingAction *action)
 {
     switch (action->kind) {
     case PENDING_DROP_SLOT_ON_ABORT: {
@@ -117,11 +117,11 @@ undo_action(PendingAction *action)
             MemoryContextSwitchTo(cxt);
             edata = CopyErrorData();
             FlushErrorState();
-            ereport(WARNING, (errmsg("could not drop replication slot \"%s\" of an aborted "
-                                     "create_stream: %s",
-                                     action->name, edata->message),
-                              errhint("Drop it with pg_drop_replication_slot('%s').",
-                                      action->name)));
+            ereport(WARNING,
+                    (errmsg("could not drop replication slot \"%s\" of an aborted "
+                            "create_stream: %s",
+                            action->name, edata->message),
+                     errhint("Drop it with pg_drop_replication_slot('%s').", action->name)));
             FreeErrorData(edata);
         }
         PG_END_TRY();
@@ -144,15 +144,13 @@ undo_action(PendingAction *action)
     }
 }
 
-static void
-clear_pending(void)
+static void clear_pending(void)
 {
     list_free_deep(pending_actions);
     pending_actions = NIL;
 }
 
-static void
-stream_xact_callback(XactEvent event, void *arg)
+static void stream_xact_callback(XactEvent event, void *arg)
 {
     ListCell *lc;
 
@@ -195,9 +193,8 @@ stream_xact_callback(XactEvent event, void *arg)
     }
 }
 
-static void
-stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-                        SubTransactionId parentSubid, void *arg)
+static void stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+                                    SubTransactionId parentSubid, void *arg)
 {
     ListCell *lc;
 
@@ -224,14 +221,13 @@ stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 /* ------------------------------------------------------------------------- */
 /* Checks shared by the functions                                            */
 
-static char *
-stream_name_arg(FunctionCallInfo fcinfo, int argno)
+static char *stream_name_arg(FunctionCallInfo fcinfo, int argno)
 {
     char *name;
 
     if (PG_ARGISNULL(argno))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                        errmsg("stream name must not be null")));
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("stream name must not be null")));
     name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
     if (!stream_name_is_valid(name))
         ereport(ERROR,
@@ -244,8 +240,7 @@ stream_name_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 /* The catalog lives in walship.database: stream functions run there. */
-static void
-require_stream_database(void)
+static void require_stream_database(void)
 {
     char *current = get_database_name(MyDatabaseId);
 
@@ -260,8 +255,8 @@ require_stream_database(void)
                                 walship_database ? walship_database : "", current)));
 }
 
-static int
-spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, bool read_only)
+static int spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+                    bool read_only)
 {
     int ret = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
 
@@ -270,18 +265,15 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *null
     return ret;
 }
 
-static void
-spi_connect(void)
+static void spi_connect(void)
 {
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
 }
 
-static void
-stream_not_found(const char *name)
+static void stream_not_found(const char *name)
 {
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-                    errmsg("stream \"%s\" does not exist", name),
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("stream \"%s\" does not exist", name),
                     errhint("See SELECT name FROM walship.streams.")));
 }
 
@@ -289,8 +281,7 @@ stream_not_found(const char *name)
  * Asks the stream's worker to stop and waits for it to exit. Returns false if it still
  * runs after the wait. The request is withdrawn if the transaction aborts.
  */
-static bool
-stop_worker_and_wait(const char *name)
+static bool stop_worker_and_wait(const char *name)
 {
     StreamShared *entry;
     pid_t pid;
@@ -339,8 +330,7 @@ stop_worker_and_wait(const char *name)
 /* create_stream                                                             */
 
 /* Creates the stream's logical slot the way pg_create_logical_replication_slot does. */
-static void
-create_stream_slot(const char *slot_name)
+static void create_stream_slot(const char *slot_name)
 {
     LogicalDecodingContext *ctx;
 
@@ -360,8 +350,7 @@ create_stream_slot(const char *slot_name)
     ReplicationSlotRelease();
 }
 
-Datum
-walship_create_stream(PG_FUNCTION_ARGS)
+Datum walship_create_stream(PG_FUNCTION_ARGS)
 {
     char *name;
     char *bootstrap;
@@ -394,9 +383,9 @@ walship_create_stream(PG_FUNCTION_ARGS)
         int n;
 
         if (ARR_NDIM(arr) > 1)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("tables of stream \"%s\" must be a one-dimensional array",
-                                   name)));
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("tables of stream \"%s\" must be a one-dimensional array", name)));
         deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
         if (n == 0)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -417,16 +406,16 @@ walship_create_stream(PG_FUNCTION_ARGS)
     ret = spi_exec("SELECT 1 FROM walship.streams WHERE name = $1", 1, types,
                    (Datum[]){CStringGetTextDatum(name)}, NULL, true);
     if (SPI_processed > 0)
-        ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
-                        errmsg("stream \"%s\" already exists", name),
-                        errhint("Drop it first with walship.drop_stream('%s'), or choose another "
-                                "name.",
-                                name)));
+        ereport(ERROR,
+                (errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("stream \"%s\" already exists", name),
+                 errhint("Drop it first with walship.drop_stream('%s'), or choose another "
+                         "name.",
+                         name)));
     ret = spi_exec("SELECT count(*) FROM walship.streams", 0, NULL, NULL, NULL, true);
     if (ret == SPI_OK_SELECT && SPI_processed == 1) {
         bool isnull;
-        int64 count = DatumGetInt64(
-            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        int64 count =
+            DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
         if (count >= walship_max_streams)
             ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -509,8 +498,7 @@ walship_create_stream(PG_FUNCTION_ARGS)
 /* ------------------------------------------------------------------------- */
 /* start_stream, stop_stream, drop_stream                                    */
 
-static void
-set_enabled(const char *name, bool enabled)
+static void set_enabled(const char *name, bool enabled)
 {
     Oid types[2] = {TEXTOID, BOOLOID};
     Datum values[2] = {CStringGetTextDatum(name), BoolGetDatum(enabled)};
@@ -523,8 +511,7 @@ set_enabled(const char *name, bool enabled)
     SPI_finish();
 }
 
-Datum
-walship_start_stream(PG_FUNCTION_ARGS)
+Datum walship_start_stream(PG_FUNCTION_ARGS)
 {
     char *name;
     StreamShared *entry;
@@ -545,8 +532,7 @@ walship_start_stream(PG_FUNCTION_ARGS)
     PG_RETURN_VOID();
 }
 
-Datum
-walship_stop_stream(PG_FUNCTION_ARGS)
+Datum walship_stop_stream(PG_FUNCTION_ARGS)
 {
     char *name;
 
@@ -563,8 +549,7 @@ walship_stop_stream(PG_FUNCTION_ARGS)
     PG_RETURN_VOID();
 }
 
-Datum
-walship_drop_stream(PG_FUNCTION_ARGS)
+Datum walship_drop_stream(PG_FUNCTION_ARGS)
 {
     char *name;
     Oid types[1] = {TEXTOID};
@@ -585,11 +570,10 @@ walship_drop_stream(PG_FUNCTION_ARGS)
     SPI_finish();
 
     if (!stop_worker_and_wait(name))
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_IN_USE),
-                 errmsg("could not drop stream \"%s\": its worker has not exited", name),
-                 errdetail("It is still waiting for Kafka to acknowledge what it produced."),
-                 errhint("Try again in a moment, or lower walship.stop_timeout.")));
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+                        errmsg("could not drop stream \"%s\": its worker has not exited", name),
+                        errdetail("It is still waiting for Kafka to acknowledge what it produced."),
+                        errhint("Try again in a moment, or lower walship.stop_timeout.")));
 
     spi_connect();
     spi_exec("DELETE FROM walship.streams WHERE name = $1", 1, types,

@@ -85,8 +85,7 @@ typedef struct StreamWorker {
 static StreamWorker worker;
 static volatile sig_atomic_t stop_pending = false;
 
-static void
-stream_worker_sigterm(SIGNAL_ARGS)
+static void stream_worker_sigterm(SIGNAL_ARGS)
 {
     int save_errno = errno;
 
@@ -98,8 +97,7 @@ stream_worker_sigterm(SIGNAL_ARGS)
 /* ------------------------------------------------------------------------- */
 /* Reporting to the status view                                              */
 
-static void
-set_state(StreamState state)
+static void set_state(StreamState state)
 {
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     if (worker.entry->generation == worker.generation)
@@ -107,8 +105,7 @@ set_state(StreamState state)
     LWLockRelease(walship_shmem->lock);
 }
 
-static void
-publish(bool force)
+static void publish(bool force)
 {
     TimestampTz now = GetCurrentTimestamp();
     ws_sink_stats stats;
@@ -150,8 +147,7 @@ publish(bool force)
 }
 
 /* librdkafka's log lines, queued by its threads, logged here on ours. */
-static void
-serve_sink_logs(void)
+static void serve_sink_logs(void)
 {
     int level;
     char line[1024];
@@ -168,8 +164,7 @@ serve_sink_logs(void)
  * Tells the slot what Kafka holds. between_records: the decoder is not in the middle
  * of a record, so when the sink is idle everything decoded so far is safe.
  */
-static void
-confirm(bool between_records)
+static void confirm(bool between_records)
 {
     XLogRecPtr target = (XLogRecPtr)ws_sink_watermark(worker.sink);
 
@@ -185,8 +180,7 @@ confirm(bool between_records)
 }
 
 /* Serves the sink for up to timeout_ms, then confirms and publishes. */
-static void
-service(int timeout_ms, bool between_records)
+static void service(int timeout_ms, bool between_records)
 {
     char why[WS_ERRMSG_SIZE];
 
@@ -206,8 +200,7 @@ service(int timeout_ms, bool between_records)
 /* ------------------------------------------------------------------------- */
 /* Stopping                                                                  */
 
-static int
-ms_until(TimestampTz deadline)
+static int ms_until(TimestampTz deadline)
 {
     long secs;
     int usecs;
@@ -216,8 +209,7 @@ ms_until(TimestampTz deadline)
     return (int)Min(secs * 1000L + usecs / 1000, INT_MAX);
 }
 
-static void
-note_stop_request(void)
+static void note_stop_request(void)
 {
     if (worker.stop_deadline == 0)
         worker.stop_deadline =
@@ -229,8 +221,7 @@ note_stop_request(void)
  * release everything, exit 0. between_records is false when called from a hook in
  * the middle of a transaction; the process exit then releases the slot.
  */
-static void
-stream_finish(bool between_records)
+static void stream_finish(bool between_records)
 {
     char why[WS_ERRMSG_SIZE];
 
@@ -264,21 +255,20 @@ stream_finish(bool between_records)
 /* ------------------------------------------------------------------------- */
 /* Hooks: called by the plugin while the reorder buffer replays a transaction */
 
-static void
-hook_begin(void *arg, TransactionId xid, XLogRecPtr commit_lsn)
+static void hook_begin(void *arg, TransactionId xid, XLogRecPtr commit_lsn)
 {
     ws_sink_begin_txn(worker.sink, commit_lsn);
 }
 
-static void
-hook_event(void *arg, const char *topic, const uint8_t *key, size_t keylen, const uint8_t *value,
-           size_t valuelen, TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time)
+static void hook_event(void *arg, const char *topic, const uint8_t *key, size_t keylen,
+                       const uint8_t *value, size_t valuelen, TransactionId xid,
+                       XLogRecPtr commit_lsn, TimestampTz commit_time)
 {
     char why[WS_ERRMSG_SIZE];
 
     for (;;) {
-        ws_produce_result result = ws_sink_produce(worker.sink, topic, key, keylen, value,
-                                                   valuelen, commit_lsn, xid, why);
+        ws_produce_result result =
+            ws_sink_produce(worker.sink, topic, key, keylen, value, valuelen, commit_lsn, xid, why);
 
         if (result == WS_PRODUCE_OK)
             break;
@@ -304,22 +294,20 @@ hook_event(void *arg, const char *topic, const uint8_t *key, size_t keylen, cons
     }
 }
 
-static void
-hook_commit(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents)
+static void hook_commit(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents)
 {
     ws_sink_end_txn(worker.sink, commit_lsn);
 }
 
 /* The plugin writes nothing to ctx->out once hooks are attached; these are never used. */
-static void
-stream_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
-                     bool last_write)
+static void stream_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+                                 bool last_write)
 {
     resetStringInfo(ctx->out);
 }
 
-static void
-stream_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+static void stream_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+                         bool last_write)
 {
     resetStringInfo(ctx->out);
 }
@@ -327,8 +315,7 @@ stream_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, boo
 /* ------------------------------------------------------------------------- */
 /* The worker                                                                */
 
-static void
-stream_worker_exit(int code, Datum arg)
+static void stream_worker_exit(int code, Datum arg)
 {
     /* a FATAL may leave our lock held; everything else is released by now */
     if (LWLockHeldByMe(walship_shmem->lock))
@@ -338,8 +325,8 @@ stream_worker_exit(int code, Datum arg)
         worker.entry->pid = 0;
         if (code != 0 && worker.entry->state != STREAM_STATE_ERROR) {
             worker.entry->state = STREAM_STATE_ERROR;
-            strlcpy(worker.entry->last_error, "stream worker exited with an error; see the server log",
-                    STREAM_ERROR_MAXLEN);
+            strlcpy(worker.entry->last_error,
+                    "stream worker exited with an error; see the server log", STREAM_ERROR_MAXLEN);
             worker.entry->last_error_time = GetCurrentTimestamp();
         }
     }
@@ -347,8 +334,7 @@ stream_worker_exit(int code, Datum arg)
 }
 
 /* Reads the stream's row in a short transaction of its own. */
-static StreamConfig *
-load_config(void)
+static StreamConfig *load_config(void)
 {
     StreamConfig *config;
 
@@ -364,8 +350,7 @@ load_config(void)
     return config;
 }
 
-static void
-create_sink(void)
+static void create_sink(void)
 {
     ws_sink_config sc;
     char why[WS_ERRMSG_SIZE];
@@ -384,8 +369,7 @@ create_sink(void)
                                worker.name, why)));
 }
 
-static void
-decode_forever(void)
+static void decode_forever(void)
 {
     LogicalDecodingContext *ctx = worker.ctx;
 
@@ -409,9 +393,9 @@ decode_forever(void)
 
             record = XLogReadRecord(ctx->reader, &errm);
             if (errm)
-                ereport(ERROR, (errmsg("walship stream \"%s\" could not read WAL at %X/%X: %s",
-                                       worker.name, LSN_FORMAT_ARGS(ctx->reader->EndRecPtr),
-                                       errm)));
+                ereport(ERROR,
+                        (errmsg("walship stream \"%s\" could not read WAL at %X/%X: %s",
+                                worker.name, LSN_FORMAT_ARGS(ctx->reader->EndRecPtr), errm)));
             if (record != NULL)
                 LogicalDecodingProcessRecord(ctx, ctx->reader);
             /* transactions the reorder buffer ran for catalog access left us none */
@@ -438,8 +422,7 @@ decode_forever(void)
     }
 }
 
-static void
-stream_worker_run(void)
+static void stream_worker_run(void)
 {
     WalshipStreamHooks hooks;
     XLogRecPtr restart_lsn;
@@ -487,8 +470,7 @@ stream_worker_run(void)
     decode_forever();
 }
 
-void
-walship_stream_main(Datum main_arg)
+void walship_stream_main(Datum main_arg)
 {
     int index = DatumGetInt32(main_arg);
     const char *extra = MyBgworkerEntry->bgw_extra;
@@ -535,8 +517,8 @@ walship_stream_main(Datum main_arg)
     pgstat_report_appname(MyBgworkerEntry->bgw_name);
     worker.wait_event = ws_wait_event("WalshipStreamIdle");
 
-    worker.context = AllocSetContextCreate(TopMemoryContext, "walship stream",
-                                           ALLOCSET_DEFAULT_SIZES);
+    worker.context =
+        AllocSetContextCreate(TopMemoryContext, "walship stream", ALLOCSET_DEFAULT_SIZES);
     worker.owner = ResourceOwnerCreate(NULL, "walship stream");
     CurrentResourceOwner = worker.owner;
 

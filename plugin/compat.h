@@ -36,6 +36,13 @@
 #define ws_build_attrmap_by_name(indesc, outdesc) build_attrmap_by_name((indesc), (outdesc))
 #endif
 
+/* PostgreSQL 18 added deferrable_ok; walship's key is an immediate primary key, as before. */
+#if PG_VERSION_NUM >= 180000
+#define ws_relation_primary_key_index(rel) RelationGetPrimaryKeyIndex((rel), false)
+#else
+#define ws_relation_primary_key_index(rel) RelationGetPrimaryKeyIndex(rel)
+#endif
+
 /*
  * The module is built with -fvisibility=hidden. From PostgreSQL 16 on, PGDLLEXPORT
  * marks symbols visible and PG_MODULE_MAGIC / PG_FUNCTION_INFO_V1 apply it; on 15 it

@@ -34,9 +34,6 @@ WS_MODULE_MAGIC;
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
-/* Microseconds from the Unix epoch to PostgreSQL's, for commit times. */
-#define WS_EPOCH_OFFSET_US ((int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
-
 /*
  * What the plugin knows about the transaction being decoded. Without streaming,
  * the server replays one committed transaction at a time, from begin to commit,
@@ -94,8 +91,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
                             Size message_size, const char *message);
 static bool walship_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id);
 
-void
-_PG_output_plugin_init(OutputPluginCallbacks *cb)
+void _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
     cb->startup_cb = walship_startup;
     cb->shutdown_cb = walship_shutdown;
@@ -131,24 +127,19 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 /* ------------------------------------------------------------------------- */
 /* Errors from the C++ core                                                    */
 
-static void report_core_error(ws_status status, const char *what, const char *core_msg)
-    pg_attribute_noreturn();
-
-static void
-report_core_error(ws_status status, const char *what, const char *core_msg)
+static _Noreturn void report_core_error(ws_status status, const char *what, const char *core_msg)
 {
     if (status == WS_OUT_OF_MEMORY)
         ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
-                        errdetail("walship ran out of memory while %s.", what)));
-    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("walship could not %s: %s", what,
-                                                            core_msg)));
+                        errdetail("walship could not %s.", what)));
+    ereport(ERROR,
+            (errcode(ERRCODE_INTERNAL_ERROR), errmsg("walship could not %s: %s", what, core_msg)));
 }
 
 /* ------------------------------------------------------------------------- */
 /* Session                                                                     */
 
-static void
-free_core_objects(void *arg)
+static void free_core_objects(void *arg)
 {
     WalshipSession *s = arg;
 
@@ -166,8 +157,7 @@ free_core_objects(void *arg)
  * (an option without a value reaches the core as NULL). The core knows the
  * names, the accepted values and the "conflicting or redundant" rule.
  */
-static void
-parse_output_parameters(WalshipSession *s, List *options)
+static void parse_output_parameters(WalshipSession *s, List *options)
 {
     char core_msg[WS_ERRMSG_SIZE];
     ListCell *lc;
@@ -188,11 +178,9 @@ parse_output_parameters(WalshipSession *s, List *options)
         if (status == WS_OUT_OF_MEMORY)
             report_core_error(status, "parse options", core_msg);
         if (status != WS_OK)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", core_msg),
-                     errhint("Options of the walship output plugin are given as name=value "
-                             "(pg_recvlogical -o, or the options of "
-                             "pg_logical_slot_get_binary_changes).")));
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", core_msg),
+                            errhint("Options of the walship output plugin are name=value pairs; "
+                                    "see \"Output plugin options\" in walship's documentation.")));
 
         /* the core validated it; the shim names topics with it */
         if (strcmp(elem->defname, "topic-prefix") == 0 && value != NULL && value[0] != '\0')
@@ -208,8 +196,7 @@ parse_output_parameters(WalshipSession *s, List *options)
  * decoding starts, leaving the caller's memory context and resource owner as
  * they were.
  */
-static const char *
-lookup_database_name(MemoryContext target)
+static const char *lookup_database_name(MemoryContext target)
 {
     MemoryContext oldcxt = CurrentMemoryContext;
     ResourceOwner oldowner = CurrentResourceOwner;
@@ -231,8 +218,7 @@ lookup_database_name(MemoryContext target)
     return name;
 }
 
-static void
-walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 {
     MemoryContext context;
     MemoryContext oldcxt;
@@ -279,8 +265,7 @@ walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_i
     MemoryContextSwitchTo(oldcxt);
 }
 
-static void
-walship_shutdown(LogicalDecodingContext *ctx)
+static void walship_shutdown(LogicalDecodingContext *ctx)
 {
     WalshipSession *s = ctx->output_plugin_private;
 
@@ -289,8 +274,7 @@ walship_shutdown(LogicalDecodingContext *ctx)
     ctx->output_plugin_private = NULL;
 }
 
-void
-walship_plugin_attach_hooks(LogicalDecodingContext *ctx, const WalshipStreamHooks *hooks)
+void walship_plugin_attach_hooks(LogicalDecodingContext *ctx, const WalshipStreamHooks *hooks)
 {
     WalshipSession *s = ctx->output_plugin_private;
 
@@ -309,9 +293,8 @@ walship_plugin_attach_hooks(LogicalDecodingContext *ctx, const WalshipStreamHook
 /* ------------------------------------------------------------------------- */
 /* Sending events                                                              */
 
-static void
-fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecPtr change_lsn,
-            ws_source *source)
+static void fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecPtr change_lsn,
+                        ws_source *source)
 {
     memset(source, 0, sizeof(*source));
     source->database = s->database;
@@ -319,7 +302,7 @@ fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecPtr change_ls
     source->xid = txn->xid;
     source->commit_lsn = txn->commit_lsn;
     source->change_lsn = change_lsn;
-    source->commit_time_us = txn->commit_time != 0 ? txn->commit_time + WS_EPOCH_OFFSET_US : 0;
+    source->commit_time_us = txn->commit_time != 0 ? txn->commit_time + WS_UNIX_EPOCH_OFFSET_US : 0;
 }
 
 /*
@@ -327,9 +310,8 @@ fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecPtr change_ls
  * them, else to the client. `write_location` is the LSN the client sees with the
  * event: for everything inside a transaction, the end of its commit record.
  */
-static void
-send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
-           const ws_change *change, const char *topic, XLogRecPtr write_location)
+static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
+                       const ws_change *change, const char *topic, XLogRecPtr write_location)
 {
     char core_msg[WS_ERRMSG_SIZE];
     const uint8_t *value;
@@ -341,7 +323,7 @@ send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
         size_t keylen;
         uint8_t *keycopy = NULL;
 
-        /* the encoder reuses one buffer: keep the key before encoding the value */
+        /* walship_core.h keeps a result only until the encoder's next call */
         status = ws_encode_key(s->encoder, change, &key, &keylen, core_msg);
         if (status != WS_OK)
             report_core_error(status, "encode an event key", core_msg);
@@ -374,8 +356,7 @@ send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
  * include-transaction: BEGIN goes out with the transaction's first event, so a
  * transaction that produces none (other tables, DDL only) leaves no trace.
  */
-static void
-send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
+static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
 {
     WalshipTxn *txn = &s->txn;
     ws_change change;
@@ -393,12 +374,12 @@ send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
 /* ------------------------------------------------------------------------- */
 /* Callbacks                                                                   */
 
-static void
-walship_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn)
+static void walship_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn)
 {
     WalshipSession *s = ctx->output_plugin_private;
     WalshipTxn *txn = &s->txn;
 
+    relation_cache_purge();
     MemoryContextReset(s->txn_context);
     memset(txn, 0, sizeof(*txn));
     txn->xid = rbtxn->xid;
@@ -418,8 +399,8 @@ walship_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn)
         s->hooks.begin(s->hooks.arg, txn->xid, txn->commit_lsn);
 }
 
-static void
-walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr commit_lsn)
+static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
+                           XLogRecPtr commit_lsn)
 {
     WalshipSession *s = ctx->output_plugin_private;
     WalshipTxn *txn = &s->txn;
@@ -443,9 +424,8 @@ walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr 
     MemoryContextReset(s->txn_context);
 }
 
-static void
-walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, Relation relation,
-               ReorderBufferChange *change)
+static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, Relation relation,
+                           ReorderBufferChange *change)
 {
     WalshipSession *s = ctx->output_plugin_private;
     RelationCacheEntry *entry;
@@ -502,9 +482,8 @@ walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, Relation re
     MemoryContextReset(s->change_context);
 }
 
-static void
-walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, int nrelations,
-                 Relation relations[], ReorderBufferChange *change)
+static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, int nrelations,
+                             Relation relations[], ReorderBufferChange *change)
 {
     WalshipSession *s = ctx->output_plugin_private;
     RelationCacheEntry **entries;
@@ -573,9 +552,9 @@ walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, int nrela
     MemoryContextReset(s->change_context);
 }
 
-static void
-walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr message_lsn,
-                bool transactional, const char *prefix, Size message_size, const char *message)
+static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
+                            XLogRecPtr message_lsn, bool transactional, const char *prefix,
+                            Size message_size, const char *message)
 {
     WalshipSession *s = ctx->output_plugin_private;
     MemoryContext oldcxt;
@@ -623,8 +602,7 @@ walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn, XLogRecPtr
     MemoryContextReset(s->change_context);
 }
 
-static bool
-walship_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+static bool walship_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
 {
     WalshipSession *s = ctx->output_plugin_private;
 

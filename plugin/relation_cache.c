@@ -12,7 +12,9 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -35,19 +37,22 @@ typedef struct RelationCache {
 static RelationCache *active_cache = NULL;
 static bool callbacks_registered = false;
 
+/* Some entry was invalidated since the last purge (see relation_cache_purge). */
+static bool purge_pending = false;
+
 /*
  * Bumped by every invalidation, so that an entry whose build raced with one
  * (catalog access while building can process invalidations) stays invalid.
  */
 static uint64 invalidation_count = 0;
 
-static void
-invalidate_all(void)
+static void invalidate_all(void)
 {
     HASH_SEQ_STATUS status;
     RelationCacheEntry *entry;
 
     invalidation_count++;
+    purge_pending = true;
     if (active_cache == NULL)
         return;
     hash_seq_init(&status, active_cache->entries);
@@ -55,8 +60,7 @@ invalidate_all(void)
         entry->valid = false;
 }
 
-static void
-relcache_invalidated(Datum arg, Oid relid)
+static void relcache_invalidated(Datum arg, Oid relid)
 {
     HASH_SEQ_STATUS status;
     RelationCacheEntry *entry;
@@ -67,6 +71,7 @@ relcache_invalidated(Datum arg, Oid relid)
     }
 
     invalidation_count++;
+    purge_pending = true;
     if (active_cache == NULL)
         return;
 
@@ -85,22 +90,19 @@ relcache_invalidated(Datum arg, Oid relid)
 }
 
 /* Type and schema renames change the names entries hold. */
-static void
-syscache_invalidated(Datum arg, int cacheid, uint32 hashvalue)
+static void syscache_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 {
     invalidate_all();
 }
 
-static void
-forget_cache(void *arg)
+static void forget_cache(void *arg)
 {
     if (active_cache == arg)
         active_cache = NULL;
 }
 
-void
-relation_cache_create(MemoryContext parent, const ws_options *opts, bool partition_root,
-                      const char *topic_prefix)
+void relation_cache_create(MemoryContext parent, const ws_options *opts, bool partition_root,
+                           const char *topic_prefix)
 {
     MemoryContext context;
     RelationCache *cache;
@@ -132,8 +134,20 @@ relation_cache_create(MemoryContext parent, const ws_options *opts, bool partiti
     active_cache = cache;
 }
 
-static void
-build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
+/*
+ * Tables are streamed, as pgoutput publishes them: ordinary and partitioned tables
+ * created by users. Materialized views (whose CONCURRENTLY refreshes arrive as
+ * row changes) and the tables initdb created are not.
+ */
+static bool is_streamable(Relation relation)
+{
+    char relkind = relation->rd_rel->relkind;
+
+    return (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE) &&
+           RelationGetRelid(relation) >= FirstNormalObjectId;
+}
+
+static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
 {
     Relation published = relation;
     MemoryContext oldcxt;
@@ -153,7 +167,8 @@ build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
 
     entry->schema = get_namespace_name(RelationGetNamespace(published));
     entry->table = pstrdup(RelationGetRelationName(published));
-    entry->included = ws_options_table_included(cache->options, entry->schema, entry->table);
+    entry->included = is_streamable(published) &&
+                      ws_options_table_included(cache->options, entry->schema, entry->table);
     entry->topic = NULL;
     if (entry->included) {
         entry->topic = psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table);
@@ -165,8 +180,31 @@ build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
     MemoryContextSwitchTo(oldcxt);
 }
 
-RelationCacheEntry *
-relation_cache_get(Relation relation)
+/*
+ * Invalidated entries of relations that were dropped would stay forever: forget
+ * every invalid entry (a relation still in use is rebuilt on its next change).
+ * Runs only where no entry is in use, and only after an invalidation.
+ */
+void relation_cache_purge(void)
+{
+    HASH_SEQ_STATUS status;
+    RelationCacheEntry *entry;
+
+    if (!purge_pending || active_cache == NULL)
+        return;
+    purge_pending = false;
+
+    hash_seq_init(&status, active_cache->entries);
+    while ((entry = hash_seq_search(&status)) != NULL) {
+        if (entry->valid)
+            continue;
+        MemoryContextDelete(entry->context);
+        /* dynahash allows removing the element the scan just returned */
+        hash_search(active_cache->entries, &entry->relid, HASH_REMOVE, NULL);
+    }
+}
+
+RelationCacheEntry *relation_cache_get(Relation relation)
 {
     RelationCache *cache = active_cache;
     Oid relid = RelationGetRelid(relation);
@@ -179,8 +217,8 @@ relation_cache_get(Relation relation)
     entry = hash_search(cache->entries, &relid, HASH_ENTER, &found);
     if (!found) {
         entry->valid = false;
-        entry->context = AllocSetContextCreate(cache->context, "walship relation",
-                                               ALLOCSET_SMALL_SIZES);
+        entry->context =
+            AllocSetContextCreate(cache->context, "walship relation", ALLOCSET_SMALL_SIZES);
         entry->published_relid = InvalidOid;
         entry->included = false;
     }

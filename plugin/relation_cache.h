@@ -47,10 +47,16 @@ typedef struct RelationCacheEntry {
  * long. Only one cache is active per backend (a backend decodes one slot at a
  * time); invalidation callbacks act on it.
  */
-extern void relation_cache_create(MemoryContext parent, const ws_options *opts,
-                                  bool partition_root, const char *topic_prefix);
+extern void relation_cache_create(MemoryContext parent, const ws_options *opts, bool partition_root,
+                                  const char *topic_prefix);
 
-/* The up-to-date entry for a relation a change arrived for. */
+/*
+ * The up-to-date entry for a relation a change arrived for. Valid until the next
+ * relation_cache_purge.
+ */
 extern RelationCacheEntry *relation_cache_get(Relation relation);
+
+/* Frees the entries invalidated since the last call; no entry may be in use. */
+extern void relation_cache_purge(void);
 
 #endif /* WALSHIP_RELATION_CACHE_H */

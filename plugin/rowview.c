@@ -27,18 +27,13 @@
 #include "compat.h"
 #include "rowview.h"
 
-/* Microseconds and days from the Unix epoch (1970-01-01) to PostgreSQL's (2000-01-01). */
-#define WS_EPOCH_OFFSET_DAYS (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
-#define WS_EPOCH_OFFSET_US ((int64)WS_EPOCH_OFFSET_DAYS * USECS_PER_DAY)
-
 /*
  * The type table. Built-in types with a native representation in the event
  * schema get their own kind; every other type, domains included (the public
  * contract sends a domain as its text form), travels as the text its output
  * function produces.
  */
-static ws_value_kind
-kind_for_type(Oid typid)
+static ws_value_kind kind_for_type(Oid typid)
 {
     switch (typid) {
     case INT2OID:
@@ -86,8 +81,7 @@ kind_for_type(Oid typid)
  * identity indexes and primary keys cannot have expression columns, so every
  * indkey entry is a real attribute number.
  */
-static Bitmapset *
-index_key_attnums(Oid indexoid)
+static Bitmapset *index_key_attnums(Oid indexoid)
 {
     Bitmapset *attnums = NULL;
     Relation index;
@@ -113,16 +107,14 @@ index_key_attnums(Oid indexoid)
  * Arrays name their element type; for a domain over an array, the domain's base
  * array decides, and an element that is itself a domain is named by its base type.
  */
-static Oid
-element_type_of(Oid typid)
+static Oid element_type_of(Oid typid)
 {
     Oid elem = get_element_type(getBaseType(typid));
 
     return OidIsValid(elem) ? getBaseType(elem) : InvalidOid;
 }
 
-void
-rowview_init(RowView *view, Relation source, Relation published)
+void rowview_init(RowView *view, Relation source, Relation published)
 {
     TupleDesc source_desc = RelationGetDescr(source);
     TupleDesc desc = RelationGetDescr(published);
@@ -149,7 +141,7 @@ rowview_init(RowView *view, Relation source, Relation published)
         break;
     case REPLICA_IDENTITY_FULL:
         /* the old tuple is the whole row; the primary key, if any, is the key */
-        key = index_key_attnums(RelationGetPrimaryKeyIndex(source));
+        key = index_key_attnums(ws_relation_primary_key_index(source));
         break;
     default:
         /* REPLICA IDENTITY NOTHING: no old tuple, no key */
@@ -204,7 +196,6 @@ rowview_init(RowView *view, Relation source, Relation published)
         meta->is_key = bms_is_member(col->source_attno, key);
         meta->not_null = attr->attnotnull;
         meta->value.kind = WS_VALUE_NULL;
-        view->has_key |= meta->is_key;
 
         if (replident == REPLICA_IDENTITY_FULL)
             in_old_tuple = true;
@@ -231,8 +222,7 @@ rowview_init(RowView *view, Relation source, Relation published)
 }
 
 /* The type's text form, for the kinds that carry one. */
-static void
-set_output_text(const RowViewColumn *col, Datum datum, ws_value *value)
+static void set_output_text(const RowViewColumn *col, Datum datum, ws_value *value)
 {
     char *text = OutputFunctionCall((FmgrInfo *)&col->output, datum);
 
@@ -241,8 +231,7 @@ set_output_text(const RowViewColumn *col, Datum datum, ws_value *value)
 }
 
 /* Points value->data at a varlena's payload, detoasting (but not copying) when needed. */
-static void
-set_varlena_payload(Datum datum, ws_value *value)
+static void set_varlena_payload(Datum datum, ws_value *value)
 {
     struct varlena *v = pg_detoast_datum_packed((struct varlena *)DatumGetPointer(datum));
 
@@ -250,8 +239,7 @@ set_varlena_payload(Datum datum, ws_value *value)
     value->len = VARSIZE_ANY_EXHDR(v);
 }
 
-static void
-fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
+static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
 {
     value->data = NULL;
     value->len = 0;
@@ -317,12 +305,12 @@ fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
             value->v.i64 = WS_TIMESTAMP_NEG_INFINITY;
         else if (TIMESTAMP_IS_NOEND(ts))
             value->v.i64 = WS_TIMESTAMP_POS_INFINITY;
-        else if (!pg_add_s64_overflow(ts, WS_EPOCH_OFFSET_US, &us) &&
+        else if (!pg_add_s64_overflow(ts, WS_UNIX_EPOCH_OFFSET_US, &us) &&
                  us != WS_TIMESTAMP_POS_INFINITY)
             value->v.i64 = us;
         else {
             /*
-             * The last ~30 years PostgreSQL accepts (after 294246 AD) do not fit
+             * The last ~30 years PostgreSQL accepts (after 294247-01-10) do not fit
              * Unix-epoch microseconds in an int64: send the text form rather
              * than a wrong number or the infinity marker.
              */
@@ -339,7 +327,7 @@ fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
         else if (DATE_IS_NOEND(d))
             value->v.i32 = WS_DATE_POS_INFINITY;
         else /* finite dates end in 5874897 AD: no overflow */
-            value->v.i32 = d + WS_EPOCH_OFFSET_DAYS;
+            value->v.i32 = d + WS_UNIX_EPOCH_OFFSET_DAYS;
         break;
     }
     case WS_VALUE_UUID:
@@ -388,8 +376,7 @@ fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
     }
 }
 
-static void
-deform(RowView *view, TupleDesc source_desc, HeapTuple tuple)
+static void deform(RowView *view, TupleDesc source_desc, HeapTuple tuple)
 {
     /* the relation cache rebuilds the view whenever the relation changes */
     if (source_desc->natts != view->source_natts)
@@ -398,8 +385,7 @@ deform(RowView *view, TupleDesc source_desc, HeapTuple tuple)
     heap_deform_tuple(tuple, source_desc, view->values, view->isnull);
 }
 
-const ws_row *
-rowview_fill_new(RowView *view, TupleDesc source_desc, HeapTuple tuple)
+const ws_row *rowview_fill_new(RowView *view, TupleDesc source_desc, HeapTuple tuple)
 {
     deform(view, source_desc, tuple);
     for (int c = 0; c < view->ncolumns; c++) {
@@ -411,8 +397,7 @@ rowview_fill_new(RowView *view, TupleDesc source_desc, HeapTuple tuple)
     return &view->after;
 }
 
-const ws_row *
-rowview_fill_old(RowView *view, TupleDesc source_desc, HeapTuple tuple)
+const ws_row *rowview_fill_old(RowView *view, TupleDesc source_desc, HeapTuple tuple)
 {
     if (view->nbefore == 0)
         return NULL;

@@ -14,10 +14,18 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/relcache.h"
 
 #include "walship_core.h"
+
+/*
+ * PostgreSQL counts timestamps and dates from 2000-01-01; events count from the
+ * Unix epoch, 1970-01-01.
+ */
+#define WS_UNIX_EPOCH_OFFSET_DAYS (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
+#define WS_UNIX_EPOCH_OFFSET_US ((int64)WS_UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY)
 
 /* What the rest of the shim needs to know about one published column. */
 typedef struct RowViewColumn {
@@ -56,7 +64,6 @@ typedef struct RowView {
     ws_column *before_columns;
     ws_row after;
     ws_row before;
-    bool has_key; /* some column has is_key */
 } RowView;
 
 /*

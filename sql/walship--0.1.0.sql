@@ -89,6 +89,8 @@ CREATE FUNCTION walship.stream_status(
 RETURNS SETOF record
 LANGUAGE sql STABLE
 AS $$
+    -- first, so that it refuses without shared_preload_libraries even with no streams
+    SELECT count(*) FROM walship._stream_runtime();
     WITH now_lsn AS (
         SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
                     ELSE pg_catalog.pg_current_wal_lsn() END AS lsn

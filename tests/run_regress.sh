@@ -78,6 +78,7 @@ unix_socket_directories = '$tmp'
 wal_level = logical
 max_replication_slots = 10
 max_wal_senders = 10
+max_prepared_transactions = 10
 logical_decoding_work_mem = 64kB
 fsync = off
 timezone = 'UTC'
@@ -96,14 +97,21 @@ psql_admin() {
     "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp" -p "$port" -U "$owner" -d postgres -Atc "$1"
 }
 
-# Servers with output_plugin_libraries refuse every plugin not listed there.
+# Servers with output_plugin_libraries refuse every plugin not listed there; older
+# servers refuse to start with a setting they do not know, so ask before writing it.
 if [ "$(psql_admin "SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'")" = 1 ]; then
     current=$(psql_admin "SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'")
     case ",${current// /}," in
     *,walship,*) ;;
     *)
-        psql_admin "ALTER SYSTEM SET output_plugin_libraries = '${current:+$current, }walship'"
-        psql_admin "SELECT pg_reload_conf()" >/dev/null
+        echo "output_plugin_libraries = '${current:+$current, }walship'" >>"$data/postgresql.conf"
+        as_owner "$bindir/pg_ctl" -D "$data" reload >/dev/null
+        for _ in $(seq 1 100); do
+            case "$(psql_admin "SHOW output_plugin_libraries")" in
+            *walship*) break ;;
+            esac
+            sleep 0.1
+        done
         ;;
     esac
 fi

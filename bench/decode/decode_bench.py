@@ -262,6 +262,15 @@ def plugin_file(bindir, name):
     return os.path.join(pkglib, name + ".so")
 
 
+def describe_file(path):
+    import hashlib
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    return (f"{path}, {st.st_size} bytes, built "
+            f"{datetime.datetime.fromtimestamp(st.st_mtime):%Y-%m-%d %H:%M:%S}, sha256 {digest}")
+
+
 def fmt_ratio(x):
     return "—" if x is None else f"{x:.2f}x"
 
@@ -317,11 +326,30 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
 
     failed = {}
+    info = {}
     try:
         # ---------------------------------------------------------------- cluster
         log(f"initdb in {workdir}, port {port}")
         cluster.initdb()
         known = cluster.describe_config()
+        # Freeze the walship build under test: the server loads "walship" from a private
+        # copy (dynamic_library_path), so a reinstall during the run cannot mix builds.
+        walship_src = plugin_file(args.bindir, "walship")
+        walship_snapshot = None
+        if os.path.exists(walship_src):
+            libdir = os.path.join(workdir, "lib")
+            os.makedirs(libdir, exist_ok=True)
+            for _ in range(30):  # do not copy a file that an install is still writing
+                before = os.stat(walship_src)
+                time.sleep(0.5)
+                shutil.copy2(walship_src, os.path.join(libdir, "walship.so"))
+                after = os.stat(walship_src)
+                if (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size):
+                    break
+                time.sleep(2)
+            os.chmod(libdir, 0o755)
+            walship_snapshot = describe_file(walship_src)
+            log(f"walship under test: {walship_snapshot} (private copy in {libdir})")
         settings = [
             ("listen_addresses", "'127.0.0.1'"),
             ("port", str(port)),
@@ -339,12 +367,15 @@ def main():
             ("autovacuum", "off"),
             # logical_decoding_work_mem stays at its default (64MB): no spill at 1000 changes/tx
         ]
+        if walship_snapshot:
+            settings.append(("dynamic_library_path", sql_literal(os.path.join(workdir, "lib") + ":$libdir")))
+        info["walship_so"] = walship_snapshot or f"{walship_src} not installed"
         has_allow_list = "output_plugin_libraries" in known
         if has_allow_list:
             settings.append(("output_plugin_libraries", sql_literal(ALLOW_LIST)))
         cluster.configure(settings)
         cluster.start()
-        info = machine_info(cluster)
+        info.update(machine_info(cluster))
         log(f"server: {info['postgres']}")
         decoding_mem = cluster.scalar("SHOW logical_decoding_work_mem")
         work_mem = cluster.scalar("SHOW work_mem")
@@ -565,11 +596,7 @@ def write_results(results_dir, args, info, nchanges, ntx, tx_size, wal_bytes, lo
     if os.path.exists(path):
         path = os.path.join(results_dir, f"decode-{now:%Y-%m-%d-%H%M%S}.md")
     cmd = args.command or " ".join(shlex.quote(a) for a in sys.argv)
-    walship_so = plugin_file(args.bindir, "walship")
-    so_info = "not installed"
-    if os.path.exists(walship_so):
-        st = os.stat(walship_so)
-        so_info = f"{walship_so}, {st.st_size} bytes, built {datetime.datetime.fromtimestamp(st.st_mtime):%Y-%m-%d %H:%M:%S}"
+    so_info = info.get("walship_so", "?")
     commit = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip() or "unknown"
     L = []

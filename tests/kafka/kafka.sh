@@ -28,6 +28,7 @@
 #   WALSHIP_KAFKA_CDS             0: no class-data-sharing archive (default 1)
 #   JAVA_HOME / JAVA              the Java to run (default: java on PATH)
 set -euo pipefail
+set +m  # no job control: `setsid java &` must exec java itself, so that $! is its pid
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$HERE/pom.xml"
@@ -90,7 +91,7 @@ resolve() {
     pom_stamp >"$tmp/.complete"
     rm -rf "$JARS"
     mv "$tmp" "$JARS"
-    log "resolved $(ls "$JARS"/*.jar | wc -l) jars in $((SECONDS - t0)) s"
+    log "resolved $(find "$JARS" -name '*.jar' | wc -l) jars in $((SECONDS - t0)) s"
 }
 
 classpath() {
@@ -104,12 +105,20 @@ classpath() {
 is_our_broker() {
     local pid="$1" dir="$2"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     [[ -r "/proc/$pid/cmdline" ]] || return 0
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "kafka.Kafka $dir/server.properties"
 }
 
-read_pid() { [[ -f "$1/kafka.pid" ]] && cat "$1/kafka.pid" || true; }
+# kill -0, but a zombie (an exited child of this very shell) counts as dead
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state="$(sed -n 's/^[^)]*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)"
+    [[ "$state" != Z ]]
+}
+
+read_pid() { if [[ -f "$1/kafka.pid" ]]; then cat "$1/kafka.pid"; fi; }
 
 # --- start ---------------------------------------------------------------------
 write_config() {
@@ -153,6 +162,10 @@ transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# after a crash (kafka.sh kill) the old registration blocks the new one until its
+# session times out: 5 s instead of 9 s
+broker.session.timeout.ms=5000
+broker.heartbeat.interval.ms=500
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
@@ -201,6 +214,7 @@ wait_ready() {
     "$PYTHON" - "$@" <<'EOF'
 import os, socket, sys, time
 pid, bootstrap, logfile, timeout = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+log_offset = int(sys.argv[5])  # only what this start wrote counts
 host, port = bootstrap.rsplit(":", 1)
 deadline = time.monotonic() + timeout
 
@@ -218,8 +232,9 @@ def alive():
 
 def started():
     try:
-        with open(logfile, errors="replace") as f:
-            return "Kafka Server started" in f.read()
+        with open(logfile, "rb") as f:
+            f.seek(log_offset)
+            return b"Kafka Server started" in f.read()
     except OSError:
         return False
 
@@ -289,13 +304,15 @@ launch() {
     JVM=()
     jvm_cmd "$@"
     echo "===== kafka.sh start $(date -u +%FT%TZ) Kafka $KAFKA_VERSION on $bootstrap" >>"$dir/kafka.log"
+    local log_offset
+    log_offset="$(stat -c %s "$dir/kafka.log")"
     # Own session, stdin from /dev/null, output to the log: the broker outlives this
     # script and holds no pipe of whoever called it.
     setsid "${JVM[@]}" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/kafka.log" 2>&1 &
     PID=$!
     echo "$PID" >"$dir/kafka.pid"
     local rc=0
-    wait_ready "$PID" "$bootstrap" "$dir/kafka.log" "$START_TIMEOUT" || rc=$?
+    wait_ready "$PID" "$bootstrap" "$dir/kafka.log" "$START_TIMEOUT" "$log_offset" || rc=$?
     if [[ $rc -ne 0 ]]; then
         log "ERROR: Kafka $KAFKA_VERSION did not come up on $bootstrap:" \
             "$([[ $rc -eq 2 ]] && echo "the broker process $PID exited" || echo "not ready after ${START_TIMEOUT}s")"
@@ -320,6 +337,7 @@ train_cds() {
     tmpd="$(mktemp -d "${TMPDIR:-/tmp}/walship-kafka-cds.XXXXXX")"
     log "training a class-data-sharing archive of the broker (once per jars and JVM)"
     (
+        unset WALSHIP_KAFKA_PORT WALSHIP_KAFKA_CONFIG
         setup_dir "$tmpd"
         launch "$tmpd" -XX:ArchiveClassesAtExit="$tmpd/kafka.jsa"
         stop "$tmpd" TERM
@@ -364,7 +382,7 @@ stop() {
     local dir="$1" how="${2:-TERM}"
     [[ -d "$dir" ]] || die "no such directory: $dir"
     dir="$(cd "$dir" && pwd -P)"
-    local pid
+    local pid i
     pid="$(read_pid "$dir")"
     if [[ -z "$pid" ]]; then
         log "no broker pid in $dir (not running)"
@@ -379,18 +397,17 @@ stop() {
         kill -KILL "$pid" 2>/dev/null || true
     else
         kill -TERM "$pid" 2>/dev/null || true
-        local i
         for ((i = 0; i < 300; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if alive "$pid"; then
             log "broker $pid still runs 30 s after SIGTERM: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
     for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+        alive "$pid" || break
         sleep 0.1
     done
     rm -f "$dir/kafka.pid"

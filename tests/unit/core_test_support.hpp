@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -629,12 +630,28 @@ inline std::string option_error(const char *name, const char *value)
     return err;
 }
 
+/*
+ * Option name/value pairs for a TestEncoder. A type of its own so that
+ * TestEncoder enc({{"format", "json"}}) cannot also read as a copy of a
+ * TestEncoder built from a vector's (first, last) iterator pair.
+ */
+struct Settings {
+    std::vector<std::pair<const char *, const char *>> pairs;
+    Settings() = default;
+    Settings(std::initializer_list<std::pair<const char *, const char *>> list) : pairs(list)
+    {
+    }
+    Settings(std::vector<std::pair<const char *, const char *>> list) : pairs(std::move(list))
+    {
+    }
+};
+
 class TestEncoder
 {
   public:
-    explicit TestEncoder(const std::vector<std::pair<const char *, const char *>> &pairs = {})
+    explicit TestEncoder(const Settings &settings = {})
     {
-        OptionsPtr opts = make_options(pairs);
+        OptionsPtr opts = make_options(settings.pairs);
         char err[WS_ERRMSG_SIZE] = "";
         encoder_.reset(ws_encoder_create(opts.get(), err));
         EXPECT_NE(encoder_, nullptr) << err;

@@ -128,7 +128,7 @@ TEST(CoreJsonOut, DoublesLookLikeJavaDoubleToString)
     EXPECT_EQ(java_float(3.14f), "3.14");
     EXPECT_EQ(java_float(1e10f), "1.0E10");
     for (double d : {3.14159, 1e-300, 123456.789, 5e-324, 9007199254740993.0})
-        EXPECT_EQ(std::stod(java_double(d)), d) << java_double(d);
+        EXPECT_EQ(std::strtod(java_double(d).c_str(), nullptr), d) << java_double(d);
 }
 
 TEST(CoreJsonOut, Base64MatchesRfc4648)

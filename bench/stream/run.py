@@ -1,0 +1,171 @@
+"""walship streaming benchmarks: catch-up throughput and commit-to-consume latency.
+
+    python3 bench/stream/run.py [--changes 1000000] [--rate 2000] [--seconds 30]
+
+1. catch-up: a stream is created and stopped; N changes are committed while it is
+   stopped (they wait in WAL); the stream is started and timed until Kafka has
+   acknowledged all N events (walship.stream_status.events_acked). Prints events/s.
+2. latency: a steady load of single-row INSERT transactions at --rate per second
+   (pgbench -R) for --seconds; a consumer reads every event and computes
+   receive time − commit time (source.commit_time_us). Prints p50/p95/p99/max.
+
+Runs a throwaway PostgreSQL and a local Kafka broker on this machine, both started
+and stopped here. Writes a result file into bench/results/ with the command, the
+machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+import walship_testlib as wt  # noqa: E402
+
+TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS bench_events (
+    id bigserial PRIMARY KEY, account int NOT NULL, amount numeric(12,2) NOT NULL,
+    note text, flag boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL DEFAULT now())
+"""
+
+
+def status(pg, name):
+    return pg.connect().execute(
+        "SELECT state, events_produced, events_acked, last_error FROM walship.stream_status "
+        "WHERE name = %s", (name,)).fetchone()
+
+
+def catch_up(pg, kafka, changes: int, per_txn: int = 10000) -> dict:
+    pg.execute(TABLE_DDL)
+    pg.execute("SELECT walship.create_stream('catchup', %s, ARRAY['public.bench_events'], "
+               "'{\"topic_prefix\": \"bench\", \"partitions\": 4}')", (kafka.bootstrap,))
+    wt.wait_for(lambda: status(pg, "catchup")[0] == "running", 60, 0.2, "stream running")
+    pg.execute("SELECT walship.stop_stream('catchup')")
+    wt.wait_for(lambda: status(pg, "catchup")[0] == "stopped", 60, 0.2, "stream stopped")
+    t0 = time.monotonic()
+    done = 0
+    with pg.connect() as conn:
+        while done < changes:
+            n = min(per_txn, changes - done)
+            conn.execute("INSERT INTO bench_events (account, amount, note) "
+                         "SELECT g % 1000, (g % 100000) / 100.0, 'note ' || g "
+                         "FROM generate_series(%s::bigint, %s::bigint) g", (done, done + n - 1))
+            done += n
+    load_s = time.monotonic() - t0
+    lag = pg.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
+                    "FROM pg_replication_slots WHERE slot_name = 'walship_catchup'")
+    t0 = time.monotonic()
+    pg.execute("SELECT walship.start_stream('catchup')")
+    wt.wait_for(lambda: (status(pg, "catchup")[2] or 0) >= changes, 1800, 0.05,
+                f"{changes} events acknowledged")
+    elapsed = time.monotonic() - t0
+    st = status(pg, "catchup")
+    pg.execute("SELECT walship.drop_stream('catchup')")
+    return {"changes": changes, "load_s": load_s, "wal_bytes": int(lag), "seconds": elapsed,
+            "events_per_s": changes / elapsed, "events_acked": st[2]}
+
+
+def latency(pg, kafka, rate: int, seconds: int) -> dict:
+    pg.execute("CREATE TABLE IF NOT EXISTS bench_latency (id bigserial PRIMARY KEY, v int, t text)")
+    pg.execute("SELECT walship.create_stream('latency', %s, ARRAY['public.bench_latency'], "
+               "'{\"topic_prefix\": \"lat\"}')", (kafka.bootstrap,))
+    wt.wait_for(lambda: status(pg, "latency")[0] == "running", 60, 0.2, "stream running")
+    event_class = wt.load_event_class()
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def consume():
+        from confluent_kafka import Consumer
+        c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "bench-latency",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                      "fetch.wait.max.ms": 5, "topic.metadata.refresh.interval.ms": 500})
+        c.subscribe(["lat.public.bench_latency"])
+        while not stop.is_set():
+            m = c.poll(0.05)
+            if m is None or m.error():
+                continue
+            now_us = time.time() * 1e6
+            ev = event_class.FromString(m.value())
+            samples.append((now_us - ev.source.commit_time_us) / 1000.0)
+        c.close()
+
+    th = threading.Thread(target=consume, daemon=True)
+    th.start()
+    time.sleep(3)  # consumer joined and assigned
+    script = Path(pg.base_dir) / "insert.sql"
+    script.write_text("INSERT INTO bench_latency (v, t) VALUES (random() * 1000, 'x');\n")
+    os.chmod(script, 0o644)
+    cmd = [pg.bin("pgbench"), "-n", "-h", pg.host, "-p", str(pg.port), "-U", pg.user,
+           "-c", "4", "-j", "2", "-R", str(rate), "-T", str(seconds), "-f", str(script), "postgres"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    committed = pg.scalar("SELECT count(*) FROM bench_latency")
+    wt.wait_for(lambda: len(samples) >= committed, 120, 0.2, "all latency events consumed")
+    stop.set()
+    th.join(10)
+    pg.execute("SELECT walship.drop_stream('latency')")
+    s = sorted(samples)
+    q = lambda p: s[min(len(s) - 1, int(p * len(s)))]  # noqa: E731
+    tps = next((ln for ln in res.stdout.splitlines() if ln.startswith("tps")), "")
+    return {"transactions": committed, "rate": rate, "seconds": seconds, "pgbench": tps.strip(),
+            "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": s[-1],
+            "mean_ms": statistics.fmean(s)}
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    mem = next((ln.split()[1] for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), "0")
+    return f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB, {platform.platform()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--changes", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--no-write", action="store_true", help="do not write bench/results")
+    args = ap.parse_args()
+    settings = {"shared_buffers": "1GB", "max_wal_size": "8GB", "synchronous_commit": "on"}
+    with wt.KafkaBroker() as kafka, wt.PgCluster("bench", logical_decoding_work_mem="64MB",
+                                                 settings=settings) as pg:
+        pg.execute("CREATE EXTENSION walship")
+        pgv = pg.scalar("SHOW server_version")
+        cu = catch_up(pg, kafka, args.changes)
+        print(f"catch-up: {cu['changes']} changes ({cu['wal_bytes'] / 2**20:.0f} MiB of WAL) into Kafka "
+              f"in {cu['seconds']:.2f} s = {cu['events_per_s']:,.0f} events/s", flush=True)
+        lat = latency(pg, kafka, args.rate, args.seconds)
+        print(f"latency: {lat['transactions']} transactions at {lat['rate']}/s for {lat['seconds']} s: "
+              f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+              f"max {lat['max_ms']:.1f} ms ({lat['pgbench']})", flush=True)
+    if not args.no_write:
+        today = datetime.date.today().isoformat()
+        out = ROOT / "bench" / "results" / f"stream-{today}.md"
+        cmd = "python3 bench/stream/run.py " + " ".join(sys.argv[1:])
+        out.write_text(f"""# walship streaming benchmark, {today}
+
+Command: `{cmd.strip()}` (after `scripts/install-deps.sh` and a build + install)
+
+Machine: {machine()}; PostgreSQL {pgv}; Kafka broker from tests/kafka/kafka.sh on the same
+machine (single node, KRaft, loopback); stream format protobuf, default producer settings.
+
+| benchmark | result | target |
+|---|---|---|
+| catch-up of {cu['changes']:,} changes waiting in WAL ({cu['wal_bytes'] / 2**20:.0f} MiB) | {cu['seconds']:.2f} s, **{cu['events_per_s']:,.0f} events/s** | ≥ 100,000 events/s |
+| commit-to-consume latency at {lat['rate']} tx/s for {lat['seconds']} s ({lat['transactions']:,} tx) | p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, **p99 {lat['p99_ms']:.1f} ms**, max {lat['max_ms']:.1f} ms | p99 ≤ 50 ms |
+
+pgbench: {lat['pgbench']}
+""")
+        print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
