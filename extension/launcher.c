@@ -107,6 +107,7 @@ void _PG_init(void)
     shmem_request_hook = walship_shmem_request;
     prev_shmem_startup_hook = shmem_startup_hook;
     shmem_startup_hook = walship_shmem_startup;
+    stream_install_drop_hook();
 
     memset(&bgw, 0, sizeof(bgw));
     bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -30,6 +31,7 @@
 #include "replication/slot.h"
 #include "access/xlogutils.h"
 #include "storage/latch.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -583,4 +585,57 @@ Datum walship_drop_stream(PG_FUNCTION_ARGS)
     add_pending(PENDING_DROP_SLOT_AT_COMMIT, stream_slot_name(name));
     add_pending(PENDING_WAKE_LAUNCHER, name);
     PG_RETURN_VOID();
+}
+
+/* ------------------------------------------------------------------------- */
+/* DROP EXTENSION walship                                                    */
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static bool drops_walship(Node *parsetree)
+{
+    DropStmt *drop;
+    ListCell *lc;
+
+    if (!IsA(parsetree, DropStmt))
+        return false;
+    drop = (DropStmt *)parsetree;
+    if (drop->removeType != OBJECT_EXTENSION)
+        return false;
+    foreach (lc, drop->objects)
+        if (strcmp(strVal(lfirst(lc)), "walship") == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Dropping the extension drops its streams first, exactly as drop_stream does (workers
+ * stopped, slots dropped when the transaction commits), so that no slot is left behind
+ * holding WAL for a catalog that no longer exists.
+ */
+static void walship_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+                                    ProcessUtilityContext context, ParamListInfo params,
+                                    QueryEnvironment *queryEnv, DestReceiver *dest,
+                                    QueryCompletion *qc)
+{
+    if (drops_walship(pstmt->utilityStmt) && OidIsValid(get_extension_oid("walship", true))) {
+        spi_connect();
+        spi_exec("SELECT walship.drop_stream(name) FROM walship.streams", 0, NULL, NULL, NULL,
+                 false);
+        if (SPI_processed > 0)
+            ereport(NOTICE, (errmsg("dropped %lld walship stream(s) and their slots",
+                                    (long long)SPI_processed)));
+        SPI_finish();
+    }
+    if (prev_process_utility)
+        prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest,
+                                qc);
+}
+
+void stream_install_drop_hook(void)
+{
+    prev_process_utility = ProcessUtility_hook;
+    ProcessUtility_hook = walship_process_utility;
 }

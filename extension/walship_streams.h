@@ -138,6 +138,9 @@ extern List *stream_resolve_tables(const char *stream_name, List *names);
 extern StreamConfig *stream_config_load(const char *name);
 extern void stream_check_server_settings(void);
 
+/* stream_sql.c */
+extern void stream_install_drop_hook(void);
+
 /* stream_worker.c */
 extern PGDLLEXPORT void walship_stream_main(Datum main_arg);
 

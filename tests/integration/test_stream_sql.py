@@ -348,3 +348,28 @@ def test_failed_worker_is_restarted_with_backoff(db, kafka, unique):
     wt.wait_for(lambda: status(db, name)["events_acked"] >= 1, 60, 0.1, "an ack")
     db.execute("SELECT walship.drop_stream(%s)", [name])
     assert slot_name not in slots(db)
+
+
+def test_drop_extension_drops_streams_and_slots(kafka):
+    with wt.PgCluster("dropext") as pg:
+        pg.execute("CREATE EXTENSION walship")
+        pg.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        pg.execute("SELECT walship.create_stream('a', %s, ARRAY['t'])", [kafka.bootstrap])
+        pg.execute("SELECT walship.create_stream('b', %s)", [kafka.bootstrap])
+        pid = wait_state(pg, "a", "running")["worker_pid"]
+        # rolled back: everything stays
+        with pg.connect(autocommit=False) as conn:
+            conn.execute("DROP EXTENSION walship")
+            conn.rollback()
+        assert slots(pg) == ["walship_a", "walship_b"]
+        wait_state(pg, "a", "running")
+        pg.execute("DROP EXTENSION walship")
+        assert slots(pg) == []
+        wt.wait_for(lambda: pg.scalar("SELECT count(*) FROM pg_stat_activity "
+                                      "WHERE backend_type = 'walship stream'") == 0,
+                    10, 0.1, "stream workers to exit")
+        assert pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]) == 0
+        # and it can come back
+        pg.execute("CREATE EXTENSION walship")
+        pg.execute("SELECT walship.create_stream('a', %s, ARRAY['t'])", [kafka.bootstrap])
+        wait_state(pg, "a", "running")
