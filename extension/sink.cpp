@@ -44,14 +44,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/* CreateTopics: how long the broker may take to create a topic before answering, and
- * how long we wait for the answer. The worker is not blocked meanwhile (produce says
- * QUEUE_FULL), so these only bound how long one attempt takes. */
-constexpr int kTopicCreateOperationTimeoutMs = 5000;
+/* CreateTopics: how long we wait for one answer (the broker gets half of it to finish
+ * the creation). The worker is not blocked meanwhile: produce says QUEUE_FULL. */
 constexpr int kTopicCreateRequestTimeoutMs = 10000;
 /* Retriable creation failures (broker down, controller moving) back off to this. */
 constexpr int kTopicCreateFirstBackoffMs = 500;
 constexpr int kTopicCreateMaxBackoffMs = 10000;
+/* How long a cluster that answers metadata may keep failing to create a topic before we
+ * produce to it anyway. A cluster that never answered is down: for it we wait without
+ * limit, as delivery would anyway. */
+constexpr int kTopicCreateBudgetMs = 30000;
 /* Kafka's own limit on topic names. */
 constexpr size_t kTopicNameMaxLength = 249;
 /* Log lines waiting for ws_sink_next_log; beyond this the oldest are dropped (and
@@ -346,6 +348,7 @@ struct SinkTopic {
     rd_kafka_topic_t *handle = nullptr;
     TopicState state = TopicState::Unchecked;
     int attempts = 0;
+    Clock::time_point first_attempt;
     Clock::time_point retry_at;
     std::string refusal;
 };
@@ -442,6 +445,8 @@ struct ws_sink {
     int topics_creating = 0;
     int topic_partitions = -1;
     int topic_replication_factor = -1;
+    int topic_create_request_timeout_ms = kTopicCreateRequestTimeoutMs;
+    int topic_create_budget_ms = kTopicCreateBudgetMs;
     SecretScrubber scrubber;
 
     /* What the callbacks recorded. Fixed buffers: recording must not allocate. */
@@ -613,9 +618,9 @@ void ws_sink::start_topic_creation(std::pair<const std::string, SinkTopic> &entr
     std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
         rd_kafka_AdminOptions_new(kafka, RD_KAFKA_ADMIN_OP_CREATETOPICS));
     if (!options ||
-        rd_kafka_AdminOptions_set_operation_timeout(options.get(), kTopicCreateOperationTimeoutMs,
-                                                    errstr, sizeof(errstr)) ||
-        rd_kafka_AdminOptions_set_request_timeout(options.get(), kTopicCreateRequestTimeoutMs,
+        rd_kafka_AdminOptions_set_operation_timeout(
+            options.get(), topic_create_request_timeout_ms / 2, errstr, sizeof(errstr)) ||
+        rd_kafka_AdminOptions_set_request_timeout(options.get(), topic_create_request_timeout_ms,
                                                   errstr, sizeof(errstr))) {
         topic.state = TopicState::Refused;
         topic.refusal = "could not prepare the creation of Kafka topic " + quoted(name);
@@ -625,7 +630,8 @@ void ws_sink::start_topic_creation(std::pair<const std::string, SinkTopic> &entr
     rd_kafka_NewTopic_t *request[] = {new_topic.get()};
     rd_kafka_CreateTopics(kafka, request, 1, options.get(), admin_results);
     topic.state = TopicState::Creating;
-    ++topic.attempts;
+    if (topic.attempts++ == 0)
+        topic.first_attempt = Clock::now();
     ++topics_creating;
 }
 
@@ -654,6 +660,21 @@ void ws_sink::finish_topic_creation(std::pair<const std::string, SinkTopic> &ent
         }
         return;
     case CreationOutcome::Retry: {
+        /* A cluster that answered metadata (it named a controller) but does not complete
+         * the creation (no reachable controller, a proxy without the Admin API) would
+         * stall the stream for good: after the budget, produce anyway. */
+        const bool cluster_answers = rd_kafka_controllerid(kafka, 0) != -1;
+        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+            Clock::now() - topic.first_attempt);
+        if (cluster_answers && waited.count() >= topic_create_budget_ms) {
+            topic.state = TopicState::Ready;
+            add_log(kLogWarning, "could not create Kafka topic " + quoted(name) + " in " +
+                                     std::to_string(waited.count()) + " ms (" +
+                                     std::to_string(topic.attempts) + " attempts): " + why +
+                                     "; producing to it anyway, it must exist already or be "
+                                     "created by the broker");
+            return;
+        }
         int backoff = kTopicCreateFirstBackoffMs;
         for (int i = 1; i < topic.attempts && backoff < kTopicCreateMaxBackoffMs; ++i)
             backoff *= 2;
@@ -739,6 +760,12 @@ void ws_sink::serve(int timeout_ms)
 rd_kafka_t *walship::sink_kafka_handle(ws_sink *sink)
 {
     return sink->kafka;
+}
+
+void walship::sink_set_topic_creation_limits(ws_sink *sink, int request_timeout_ms, int budget_ms)
+{
+    sink->topic_create_request_timeout_ms = request_timeout_ms;
+    sink->topic_create_budget_ms = budget_ms;
 }
 
 /* ------------------------------------------------------------------------- */

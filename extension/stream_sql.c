@@ -618,7 +618,9 @@ static void walship_process_utility(PlannedStmt *pstmt, const char *queryString,
                                     QueryEnvironment *queryEnv, DestReceiver *dest,
                                     QueryCompletion *qc)
 {
-    if (drops_walship(pstmt->utilityStmt) && OidIsValid(get_extension_oid("walship", true))) {
+    if (drops_walship(pstmt->utilityStmt) && OidIsValid(get_extension_oid("walship", true)) &&
+        walship_database != NULL &&
+        strcmp(get_database_name(MyDatabaseId), walship_database) == 0) {
         spi_connect();
         spi_exec("SELECT walship.drop_stream(name) FROM walship.streams", 0, NULL, NULL, NULL,
                  false);

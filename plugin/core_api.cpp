@@ -29,7 +29,8 @@ struct ws_encoder {
     std::unique_ptr<walship::Encoder> encoder;
 };
 
-namespace {
+namespace
+{
 
 /* Copies msg into the caller's WS_ERRMSG_SIZE buffer, never splitting a UTF-8 character. */
 void set_error(char *errmsg, const char *msg)

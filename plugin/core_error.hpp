@@ -15,21 +15,21 @@
  * sees one is a bug: fail the build instead of finding out in production.
  */
 #ifdef POSTGRES_H
-#error "a PostgreSQL header reached the C++ core; only plugin/*.c and extension/*.c may include them"
+#error                                                                                             \
+    "a PostgreSQL header reached the C++ core; only plugin/*.c and extension/*.c may include them"
 #endif
 
 #include <stdexcept>
 #include <string>
 
-namespace walship {
+namespace walship
+{
 
 /* Bad input from the user or the shim: the message is reported to the user as is. */
 class InputError : public std::runtime_error
 {
   public:
-    explicit InputError(const std::string &message) : std::runtime_error(message)
-    {
-    }
+    explicit InputError(const std::string &message) : std::runtime_error(message) {}
 };
 
 } // namespace walship

@@ -32,9 +32,11 @@
 #define WALSHIP_VERSION "0.0.0"
 #endif
 
-namespace walship {
+namespace walship
+{
 
-namespace {
+namespace
+{
 
 using json::append_int;
 using json::append_raw;
@@ -459,8 +461,8 @@ class DebeziumEncoder final : public Encoder
         int n = row != nullptr ? row->ncolumns : 0;
         for (int i = 0; i < n; i++) {
             const ws_column &c = row->columns[i];
-            entry.columns.push_back(
-                ColumnSignature{c.name, c.type_oid, c.typmod, c.elem_type_oid, c.not_null, c.is_key});
+            entry.columns.push_back(ColumnSignature{c.name, c.type_oid, c.typmod, c.elem_type_oid,
+                                                    c.not_null, c.is_key});
         }
 
         std::string prefix(name);
@@ -531,8 +533,8 @@ class DebeziumEncoder final : public Encoder
 
         bool with_before = options_.include_before && change.before != nullptr &&
                            (change.op == WS_OP_UPDATE || change.op == WS_OP_DELETE);
-        bool with_after = change.after != nullptr && change.op != WS_OP_DELETE &&
-                          change.op != WS_OP_TRUNCATE;
+        bool with_after =
+            change.after != nullptr && change.op != WS_OP_DELETE && change.op != WS_OP_TRUNCATE;
         out += "{\"before\":";
         if (with_before)
             write_row_as(out, change.before, schemas);
@@ -587,7 +589,7 @@ class DebeziumEncoder final : public Encoder
         out += ",\"source\":";
         /* a non-transactional message has no commit: Debezium uses the time it saw it */
         int64_t time_us = change.source.commit_time_us != 0 ? change.source.commit_time_us
-                                                             : pgval::floor_div(now, 1000);
+                                                            : pgval::floor_div(now, 1000);
         write_source(out, change, time_us);
         out += ",\"transaction\":null,\"message\":{\"prefix\":";
         append_string(out, or_empty(change.message_prefix));
@@ -793,9 +795,8 @@ class DebeziumEncoder final : public Encoder
                     us = kDebeziumInfinityMicros;
                 else if (us == WS_TIMESTAMP_NEG_INFINITY)
                     us = kDebeziumNegInfinityMicros;
-                return append_int(out, repr.repr == JsonRepr::TimestampMillis
-                                           ? pgval::floor_div(us, 1000)
-                                           : us);
+                return append_int(
+                    out, repr.repr == JsonRepr::TimestampMillis ? pgval::floor_div(us, 1000) : us);
             }
             break;
         case JsonRepr::ZonedTimestamp:
@@ -992,9 +993,8 @@ class DebeziumEncoder final : public Encoder
                 out += "null";
                 continue;
             }
-            write_array_element(out, repr,
-                                std::string_view(element_storage_.data() + element.offset,
-                                                 element.len));
+            write_array_element(
+                out, repr, std::string_view(element_storage_.data() + element.offset, element.len));
         }
         out += ']';
     }

@@ -4,17 +4,18 @@
 #include "core_error.hpp"
 #include "encoder.hpp"
 
-namespace walship {
+namespace walship
+{
 
-namespace {
+namespace
+{
 
 void validate_row(const ws_row *row, const char *which)
 {
     if (row == nullptr)
         return;
     if (row->ncolumns < 0 || (row->ncolumns > 0 && row->columns == nullptr))
-        throw InputError(std::string("invalid change: the ") + which +
-                         " row has no column array");
+        throw InputError(std::string("invalid change: the ") + which + " row has no column array");
     for (int i = 0; i < row->ncolumns; i++) {
         const ws_column &column = row->columns[i];
         if (column.name == nullptr)

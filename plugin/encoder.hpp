@@ -18,7 +18,8 @@
 #include <string>
 #include <string_view>
 
-namespace walship {
+namespace walship
+{
 
 /*
  * A reused byte buffer with room for an optional varint length prefix in front of

@@ -11,9 +11,11 @@
 #include <cstring>
 #include <system_error>
 
-namespace walship::json {
+namespace walship::json
+{
 
-namespace {
+namespace
+{
 
 /* 1 for bytes that end a run of bytes that can be copied verbatim. */
 constexpr std::array<uint8_t, 256> make_special_table()

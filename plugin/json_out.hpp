@@ -18,7 +18,8 @@
 #include <string>
 #include <string_view>
 
-namespace walship::json {
+namespace walship::json
+{
 
 /*
  * A JSON string literal, quotes included. Invalid UTF-8 becomes U+FFFD (one per bad

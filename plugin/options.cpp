@@ -7,9 +7,11 @@
 
 #include <cstring>
 
-namespace walship {
+namespace walship
+{
 
-namespace {
+namespace
+{
 
 bool ascii_iequals(std::string_view a, std::string_view b)
 {
@@ -137,11 +139,9 @@ struct PatternLexer {
             if (identifier_chars && !is_space(c)) {
                 auto u = static_cast<unsigned char>(c);
                 bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || c == '_' || c == '$' || c == '*' ||
-                          u >= 0x80;
+                          (c >= '0' && c <= '9') || c == '_' || c == '$' || c == '*' || u >= 0x80;
                 if (!ok)
-                    fail(std::string("unexpected character '") + c + "' in \"" +
-                         std::string(text) +
+                    fail(std::string("unexpected character '") + c + "' in \"" + std::string(text) +
                          "\"; quote names that contain it, e.g. \"my-schema\".\"my-table\"");
             }
             pos++;
@@ -257,11 +257,12 @@ struct OptionSpec {
 const OptionSpec kOptions[] = {
     {"format",
      [](Options &o, const char *n, const char *v) {
-         o.format = parse_choice(n, v, {"protobuf", "json"},
-                                 {EventFormat::Protobuf, EventFormat::Json},
-                                 "expected protobuf or json");
+         o.format =
+             parse_choice(n, v, {"protobuf", "json"}, {EventFormat::Protobuf, EventFormat::Json},
+                          "expected protobuf or json");
      }},
-    {"json-schema", [](Options &o, const char *n, const char *v) { o.json_schema = parse_boolean(n, v); }},
+    {"json-schema",
+     [](Options &o, const char *n, const char *v) { o.json_schema = parse_boolean(n, v); }},
     {"decimal-handling",
      [](Options &o, const char *n, const char *v) {
          o.decimal_handling = parse_choice(
@@ -271,16 +272,16 @@ const OptionSpec kOptions[] = {
      }},
     {"interval-handling",
      [](Options &o, const char *n, const char *v) {
-         o.interval_handling =
-             parse_choice(n, v, {"numeric", "string"},
-                          {IntervalHandling::Numeric, IntervalHandling::String},
-                          "expected numeric or string");
+         o.interval_handling = parse_choice(n, v, {"numeric", "string"},
+                                            {IntervalHandling::Numeric, IntervalHandling::String},
+                                            "expected numeric or string");
      }},
     {"include-transaction",
      [](Options &o, const char *n, const char *v) { o.include_transaction = parse_boolean(n, v); }},
     {"include-before",
      [](Options &o, const char *n, const char *v) { o.include_before = parse_boolean(n, v); }},
-    {"truncate", [](Options &o, const char *n, const char *v) { o.truncate = parse_boolean(n, v); }},
+    {"truncate",
+     [](Options &o, const char *n, const char *v) { o.truncate = parse_boolean(n, v); }},
     {"messages",
      [](Options &o, const char *n, const char *v) {
          bool is_boolean = true;
@@ -293,9 +294,10 @@ const OptionSpec kOptions[] = {
              o.messages = true;
          }
      }},
-    {"tables", [](Options &o, const char *n, const char *v) { o.tables = parse_table_patterns(n, v); }},
-    {"exclude-tables",
-     [](Options &o, const char *n, const char *v) { o.exclude_tables = parse_table_patterns(n, v); }},
+    {"tables",
+     [](Options &o, const char *n, const char *v) { o.tables = parse_table_patterns(n, v); }},
+    {"exclude-tables", [](Options &o, const char *n,
+                          const char *v) { o.exclude_tables = parse_table_patterns(n, v); }},
     {"origin",
      [](Options &o, const char *n, const char *v) {
          o.origin = parse_choice(n, v, {"any", "none"}, {OriginFilter::Any, OriginFilter::None},
@@ -315,8 +317,8 @@ const OptionSpec kOptions[] = {
          require_value(n, v, expected);
          for (const char *p = v; *p != '\0'; p++) {
              char c = *p;
-             bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+             bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == '-';
              if (!ok)
                  invalid_value(n, v, expected);
          }

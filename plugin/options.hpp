@@ -16,7 +16,8 @@
 #include <string_view>
 #include <vector>
 
-namespace walship {
+namespace walship
+{
 
 enum class EventFormat { Protobuf, Json };
 enum class DecimalHandling { String, Precise, Double };

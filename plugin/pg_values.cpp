@@ -9,9 +9,11 @@
 #include <cmath>
 #include <limits>
 
-namespace walship::pgval {
+namespace walship::pgval
+{
 
-namespace {
+namespace
+{
 
 void append_padded(std::string &out, int64_t value, int width)
 {

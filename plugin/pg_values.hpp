@@ -19,7 +19,8 @@
 #include <string_view>
 #include <vector>
 
-namespace walship::pgval {
+namespace walship::pgval
+{
 
 constexpr int64_t kMicrosPerSecond = 1000000;
 constexpr int64_t kMicrosPerDay = 86400 * kMicrosPerSecond;

@@ -11,7 +11,9 @@
  * message, overwriting every field, shrinking repeated fields with RemoveLast (which
  * keeps the elements for reuse) and parking before/after/message in spare slots
  * while an event has none, lets a steady stream of rows from the same tables encode
- * without touching the heap.
+ * without touching the heap. Strings are written through mutable_*()->assign()
+ * for the same reason: protobuf 3.21's set_*(const char *, size_t) builds a
+ * temporary std::string first.
  */
 #include "core_error.hpp"
 #include "encoder.hpp"
@@ -20,9 +22,11 @@
 
 #include <climits>
 
-namespace walship {
+namespace walship
+{
 
-namespace {
+namespace
+{
 
 namespace v1 = ::walship::v1;
 using Columns = ::google::protobuf::RepeatedPtrField<v1::Column>;
@@ -56,7 +60,7 @@ void fill_value(v1::Value *out, const ws_value &value)
         out->set_bool_value(value.v.b);
         break;
     case WS_VALUE_BYTES:
-        out->set_bytes_value(data_or_empty(value), value.len);
+        out->mutable_bytes_value()->assign(data_or_empty(value), value.len);
         break;
     case WS_VALUE_TIMESTAMP:
         out->set_timestamp_us(value.v.i64);
@@ -65,29 +69,30 @@ void fill_value(v1::Value *out, const ws_value &value)
         out->set_date_days(value.v.i32);
         break;
     case WS_VALUE_UUID:
-        out->set_uuid(reinterpret_cast<const char *>(value.v.uuid), sizeof(value.v.uuid));
+        out->mutable_uuid()->assign(reinterpret_cast<const char *>(value.v.uuid),
+                                    sizeof(value.v.uuid));
         break;
     case WS_VALUE_NUMERIC:
-        out->set_numeric(data_or_empty(value), value.len);
+        out->mutable_numeric()->assign(data_or_empty(value), value.len);
         break;
     case WS_VALUE_JSON:
-        out->set_json(data_or_empty(value), value.len);
+        out->mutable_json()->assign(data_or_empty(value), value.len);
         break;
     case WS_VALUE_TEXT:
     case WS_VALUE_TIME:
     case WS_VALUE_TIMETZ:
     case WS_VALUE_INTERVAL:
     case WS_VALUE_OTHER:
-        out->set_string_value(data_or_empty(value), value.len);
+        out->mutable_string_value()->assign(data_or_empty(value), value.len);
         break;
     }
 }
 
 void fill_column(v1::Column *out, const ws_column &column)
 {
-    out->set_name(column.name);
+    out->mutable_name()->assign(column.name);
     out->set_type_oid(column.type_oid);
-    out->set_type_name(or_empty(column.type_name));
+    out->mutable_type_name()->assign(or_empty(column.type_name));
     fill_value(out->mutable_value(), column.value);
 }
 
@@ -115,10 +120,10 @@ void fill_text_key(Columns *columns, const char *name, std::string_view text)
     v1::Column *out = columns->empty() ? columns->Add() : columns->Mutable(0);
     while (columns->size() > 1)
         columns->RemoveLast();
-    out->set_name(name);
+    out->mutable_name()->assign(name);
     out->set_type_oid(25); /* text */
-    out->set_type_name("text");
-    out->mutable_value()->set_string_value(text.data(), text.size());
+    out->mutable_type_name()->assign("text");
+    out->mutable_value()->mutable_string_value()->assign(text.data(), text.size());
 }
 
 /* Serializes into buf (after its prefix room); protobuf cannot exceed 2 GB. */
@@ -152,27 +157,27 @@ class ProtobufEncoder final : public Encoder
         fill_columns(event_.mutable_key(), key_row(change), true);
 
         bool want_before = include_before_ && change.before != nullptr;
-        if (v1::Row *before = attach(want_before, &v1::ChangeEvent::has_before,
-                                     &v1::ChangeEvent::release_before,
-                                     &v1::ChangeEvent::set_allocated_before,
-                                     &v1::ChangeEvent::mutable_before, spare_before_))
+        if (v1::Row *before =
+                attach(want_before, &v1::ChangeEvent::has_before, &v1::ChangeEvent::release_before,
+                       &v1::ChangeEvent::set_allocated_before, &v1::ChangeEvent::mutable_before,
+                       spare_before_))
             fill_columns(before->mutable_columns(), change.before, false);
 
         bool want_after = change.after != nullptr && change.op != WS_OP_DELETE;
-        if (v1::Row *after = attach(want_after, &v1::ChangeEvent::has_after,
-                                    &v1::ChangeEvent::release_after,
-                                    &v1::ChangeEvent::set_allocated_after,
-                                    &v1::ChangeEvent::mutable_after, spare_after_))
+        if (v1::Row *after =
+                attach(want_after, &v1::ChangeEvent::has_after, &v1::ChangeEvent::release_after,
+                       &v1::ChangeEvent::set_allocated_after, &v1::ChangeEvent::mutable_after,
+                       spare_after_))
             fill_columns(after->mutable_columns(), change.after, false);
 
-        if (v1::Message *message = attach(change.op == WS_OP_MESSAGE,
-                                          &v1::ChangeEvent::has_message,
-                                          &v1::ChangeEvent::release_message,
-                                          &v1::ChangeEvent::set_allocated_message,
-                                          &v1::ChangeEvent::mutable_message, spare_message_)) {
-            message->set_prefix(or_empty(change.message_prefix));
-            message->set_content(change.message_content != nullptr ? change.message_content : "",
-                                 change.message_len);
+        if (v1::Message *message =
+                attach(change.op == WS_OP_MESSAGE, &v1::ChangeEvent::has_message,
+                       &v1::ChangeEvent::release_message, &v1::ChangeEvent::set_allocated_message,
+                       &v1::ChangeEvent::mutable_message, spare_message_)) {
+            message->mutable_prefix()->assign(or_empty(change.message_prefix));
+            message->mutable_content()->assign(
+                change.message_content != nullptr ? change.message_content : "",
+                change.message_len);
             message->set_transactional(change.message_transactional);
         }
 
@@ -210,14 +215,14 @@ class ProtobufEncoder final : public Encoder
     {
         const ws_source &in = change.source;
         v1::Source *source = event_.mutable_source();
-        source->set_database(or_empty(in.database));
-        source->set_schema(or_empty(in.schema));
-        source->set_table(or_empty(in.table));
+        source->mutable_database()->assign(or_empty(in.database));
+        source->mutable_schema()->assign(or_empty(in.schema));
+        source->mutable_table()->assign(or_empty(in.table));
         source->set_xid(in.xid);
         source->set_commit_lsn(in.commit_lsn);
         source->set_change_lsn(in.change_lsn);
         source->set_commit_time_us(in.commit_time_us);
-        source->set_origin(or_empty(in.origin));
+        source->mutable_origin()->assign(or_empty(in.origin));
         auto *tables = source->mutable_truncated_tables();
         tables->Clear(); /* keeps the strings for reuse */
         if (change.op == WS_OP_TRUNCATE)
@@ -230,8 +235,8 @@ class ProtobufEncoder final : public Encoder
      * (parking it); returns it when present.
      */
     template <typename Sub>
-    Sub *attach(bool want, bool (v1::ChangeEvent::*has)() const,
-                Sub *(v1::ChangeEvent::*release)(), void (v1::ChangeEvent::*set_allocated)(Sub *),
+    Sub *attach(bool want, bool (v1::ChangeEvent::*has)() const, Sub *(v1::ChangeEvent::*release)(),
+                void (v1::ChangeEvent::*set_allocated)(Sub *),
                 Sub *(v1::ChangeEvent::*mutable_sub)(), std::unique_ptr<Sub> &spare)
     {
         if (!want) {

@@ -6,9 +6,11 @@
 #include "type_map.hpp"
 #include "json_out.hpp"
 
-namespace walship {
+namespace walship
+{
 
-namespace {
+namespace
+{
 
 /* What a PostgreSQL type is, as far as Debezium's mapping cares. */
 enum class TypeFamily : uint8_t {
@@ -263,9 +265,8 @@ ColumnRepr json_repr_for(const ws_column &column, const Options &options)
         out.fraction_digits = static_cast<int8_t>(typmod < 0 ? 6 : typmod == 0 ? -1 : typmod);
         break;
     case TypeFamily::Interval:
-        out.repr = options.interval_handling == IntervalHandling::String
-                       ? JsonRepr::IntervalString
-                       : JsonRepr::IntervalMicros;
+        out.repr = options.interval_handling == IntervalHandling::String ? JsonRepr::IntervalString
+                                                                         : JsonRepr::IntervalMicros;
         break;
     case TypeFamily::Numeric:
         switch (options.decimal_handling) {

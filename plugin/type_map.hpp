@@ -18,7 +18,8 @@
 #include <cstdint>
 #include <string>
 
-namespace walship {
+namespace walship
+{
 
 /* How one value is written in Debezium's JSON, and which schema describes it. */
 enum class JsonRepr : uint8_t {

@@ -338,7 +338,9 @@ def test_failed_worker_is_restarted_with_backoff(db, kafka, unique):
     first_error = s["last_error_time"]
     # it keeps trying, further and further apart
     wt.wait_for(lambda: status(db, name)["last_error_time"] > first_error, 10, 0.1, "a retry")
-    assert db.log_text().count(f'walship stream "{name}" failed; restarting it in') >= 2
+    wt.wait_for(lambda: db.log_text().count(f'walship stream "{name}" failed; restarting it in')
+                >= 2, 10, 0.1, "the launcher to schedule a second restart")
+    assert f'walship stream "{name}" failed; restarting it in 2000 ms' in db.log_text()
 
     # once the slot is back, the next attempt streams again
     db.execute("SELECT pg_create_logical_replication_slot(%s, 'walship')", [slot_name])

@@ -115,6 +115,25 @@ def _tail(path: Path | str, lines: int = 60) -> str:
 _LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
+def _on_sigterm(signum, frame):
+    # `timeout`, CI runners and process managers stop with SIGTERM, which by default
+    # ends Python without running finally blocks, fixture teardowns or atexit, leaving
+    # servers running. Turn it into KeyboardInterrupt: pytest then tears down and exits.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _install_sigterm_handler() -> None:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
 @atexit.register
 def _stop_leftovers() -> None:
     for obj in list(_LIVE):
@@ -240,6 +259,7 @@ class PgCluster:
             pw = _as_postgres_kwargs()
             os.chown(self.base_dir, pw["user"], pw["group"])
         _LIVE.add(self)
+        _install_sigterm_handler()
         if start:
             try:
                 self.init()
@@ -476,14 +496,11 @@ class KafkaBroker:
         self.env = dict(env or {})
         self.start_timeout = start_timeout
         self._own_dir = workdir is None and not self.external
-        if self.external:
-            self.workdir = None
-        else:
-            self.workdir = Path(workdir) if workdir else Path(
-                tempfile.mkdtemp(prefix="walship-kafka-", dir="/tmp"))
-            self.workdir.mkdir(parents=True, exist_ok=True)
+        # the temp dir is made by start(): an object that never starts leaves nothing behind
+        self.workdir: Path | None = Path(workdir) if workdir else None
         self._running = False
         _LIVE.add(self)
+        _install_sigterm_handler()
         if start:
             try:
                 self.start()
@@ -543,6 +560,9 @@ class KafkaBroker:
             return self.bootstrap
         if self._running:
             return self.bootstrap
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="walship-kafka-", dir="/tmp"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         # The first run resolves jars with Maven: allow for that on top of the broker's
         # own start timeout (which kafka.sh enforces).
@@ -551,9 +571,10 @@ class KafkaBroker:
         except subprocess.TimeoutExpired as e:
             raise RuntimeError(f"kafka.sh start timed out: {e}") from None
         if r.returncode != 0:
+            self.keep = True  # leave the broker's dir and log for a post-mortem
             raise RuntimeError(
                 f"Kafka broker did not start (kafka.sh start {self.workdir} exited "
-                f"{r.returncode}):\n{r.stderr}\n{r.stdout}")
+                f"{r.returncode}; its dir is kept):\n{r.stderr}\n{r.stdout}")
         self._bootstrap = r.stdout.strip().splitlines()[-1]
         self._running = True
         for line in r.stderr.splitlines():
@@ -597,6 +618,7 @@ class KafkaBroker:
                     _log(f"keeping {self.workdir} (log {self.log_path})")
                 else:
                     shutil.rmtree(self.workdir, ignore_errors=True)
+                    self.workdir = None
 
     def _atexit(self) -> None:
         if self._running and not self.external and self.workdir:

@@ -22,7 +22,8 @@
 #include <utility>
 #include <vector>
 
-namespace walship_test {
+namespace walship_test
+{
 
 /* ---------------------------------------------------------------- JSON */
 
@@ -112,9 +113,7 @@ class JsonParser
     }
 
   private:
-    explicit JsonParser(const std::string &text) : s_(text)
-    {
-    }
+    explicit JsonParser(const std::string &text) : s_(text) {}
 
     [[noreturn]] void fail(const std::string &why) const
     {
@@ -638,12 +637,8 @@ inline std::string option_error(const char *name, const char *value)
 struct Settings {
     std::vector<std::pair<const char *, const char *>> pairs;
     Settings() = default;
-    Settings(std::initializer_list<std::pair<const char *, const char *>> list) : pairs(list)
-    {
-    }
-    Settings(std::vector<std::pair<const char *, const char *>> list) : pairs(std::move(list))
-    {
-    }
+    Settings(std::initializer_list<std::pair<const char *, const char *>> list) : pairs(list) {}
+    Settings(std::vector<std::pair<const char *, const char *>> list) : pairs(std::move(list)) {}
 };
 
 class TestEncoder

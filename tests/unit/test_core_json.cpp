@@ -12,7 +12,8 @@
 
 using namespace walship_test;
 
-namespace {
+namespace
+{
 
 const std::vector<std::pair<const char *, const char *>> kJson = {{"format", "json"}};
 
@@ -118,11 +119,10 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     std::string text = enc.event(b.get());
     int64_t after_ms = now_ms();
 
-    const std::string value_struct =
-        "{\"type\":\"struct\",\"fields\":["
-        "{\"type\":\"int32\",\"optional\":false,\"field\":\"id\"},"
-        "{\"type\":\"string\",\"optional\":true,\"field\":\"name\"}"
-        "],\"optional\":true,\"name\":\"shop.public.orders.Value\"";
+    const std::string value_struct = "{\"type\":\"struct\",\"fields\":["
+                                     "{\"type\":\"int32\",\"optional\":false,\"field\":\"id\"},"
+                                     "{\"type\":\"string\",\"optional\":true,\"field\":\"name\"}"
+                                     "],\"optional\":true,\"name\":\"shop.public.orders.Value\"";
     EXPECT_EQ(schema_text(text),
               "{\"type\":\"struct\",\"fields\":[" + value_struct + ",\"field\":\"before\"}," +
                   value_struct + ",\"field\":\"after\"}," + kSourceSchema + "," +
@@ -149,10 +149,10 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     EXPECT_EQ(payload["ts_ns"].integer() / 1000, payload["ts_us"].integer());
 
     const Json &source = payload["source"];
-    EXPECT_EQ(source.keys(), (std::vector<std::string>{"version", "connector", "name", "ts_ms",
-                                                       "snapshot", "db", "sequence", "ts_us",
-                                                       "ts_ns", "schema", "table", "txId", "lsn",
-                                                       "xmin", "origin"}));
+    EXPECT_EQ(source.keys(),
+              (std::vector<std::string>{"version", "connector", "name", "ts_ms", "snapshot", "db",
+                                        "sequence", "ts_us", "ts_ns", "schema", "table", "txId",
+                                        "lsn", "xmin", "origin"}));
     EXPECT_TRUE(std::regex_match(source["version"].str(), std::regex("[0-9]+\\.[0-9]+\\.[0-9]+")))
         << source["version"].str();
     EXPECT_EQ(source["connector"].str(), "postgresql");
@@ -401,7 +401,8 @@ TEST(CoreDebezium, NumericAsString)
 TEST(CoreDebezium, NumericAsDouble)
 {
     const auto options = json_with({{"decimal-handling", "double"}});
-    const std::string v = "123.45", nan = "NaN", ninf = "-Infinity", huge = "1" + std::string(400, '0');
+    const std::string v = "123.45", nan = "NaN", ninf = "-Infinity",
+                      huge = "1" + std::string(400, '0');
     Encoded e = encode_one({"n", NUMERICOID, v_numeric(v)}, options);
     EXPECT_EQ(e.value.num(), "123.45");
     EXPECT_EQ(e.schema["type"].str(), "double");
@@ -457,7 +458,8 @@ TEST(CoreDebezium, Arrays)
     EXPECT_EQ(value_of({"a", INT4ARRAYOID, v_other(ints), false, -1, false, INT4OID}),
               "[1,null,3]");
 
-    const std::string texts = "{plain,\"with,comma\",\"q\\\"uote\",\"back\\\\slash\",NULL,\"NULL\"}";
+    const std::string texts =
+        "{plain,\"with,comma\",\"q\\\"uote\",\"back\\\\slash\",NULL,\"NULL\"}";
     e = encode_one({"a", TEXTARRAYOID, v_other(texts), false, -1, false, TEXTOID});
     ASSERT_EQ(e.value.items.size(), 6u);
     EXPECT_EQ(e.value[0].str(), "plain");
@@ -506,8 +508,7 @@ TEST(CoreDebezium, UnchangedToastUsesDebeziumsPlaceholder)
 {
     EXPECT_EQ(value_of({"t", TEXTOID, v_toast()}), "\"__debezium_unavailable_value\"");
     EXPECT_EQ(value_of({"j", JSONBOID, v_toast()}), "\"__debezium_unavailable_value\"");
-    EXPECT_EQ(value_of({"b", BYTEAOID, v_toast()}),
-              "\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\"");
+    EXPECT_EQ(value_of({"b", BYTEAOID, v_toast()}), "\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\"");
     EXPECT_EQ(value_of({"a", TEXTARRAYOID, v_toast(), false, -1, false, TEXTOID}),
               "[\"__debezium_unavailable_value\"]");
     /* NULL stays null: the two are different things */

@@ -7,7 +7,8 @@
 
 using namespace walship_test;
 
-namespace {
+namespace
+{
 
 ws_plugin_settings settings_of(const OptionsPtr &opts)
 {
@@ -158,8 +159,8 @@ TEST(CoreOptions, MessagesTakeABooleanOrPrefixes)
 
 TEST(CoreOptions, TablePatterns)
 {
-    OptionsPtr opts = make_options(
-        {{"tables", "public.*, \"My Schema\".\"Tab,le\", *.audit_*, Sales.Orders"}});
+    OptionsPtr opts =
+        make_options({{"tables", "public.*, \"My Schema\".\"Tab,le\", *.audit_*, Sales.Orders"}});
     auto included = [&](const char *schema, const char *table) {
         return ws_options_table_included(opts.get(), schema, table);
     };

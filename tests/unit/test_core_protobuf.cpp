@@ -12,7 +12,8 @@
 using namespace walship_test;
 namespace v1 = walship::v1;
 
-namespace {
+namespace
+{
 
 v1::ChangeEvent parse_event(const std::string &bytes)
 {
@@ -46,8 +47,8 @@ std::string to_json(const std::string &bytes, std::string *error = nullptr)
 {
     char *json = nullptr;
     char err[WS_ERRMSG_SIZE] = "";
-    ws_status status = ws_event_to_json(reinterpret_cast<const uint8_t *>(bytes.data()),
-                                        bytes.size(), &json, err);
+    ws_status status =
+        ws_event_to_json(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), &json, err);
     if (status != WS_OK) {
         if (error != nullptr)
             *error = err;

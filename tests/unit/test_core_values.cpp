@@ -14,7 +14,8 @@
 using namespace walship;
 using namespace walship_test;
 
-namespace {
+namespace
+{
 
 std::string json_string(const std::string &s)
 {
@@ -194,8 +195,7 @@ TEST(CoreValues, MicroDurationMatchesDebezium)
     /* values Debezium's MicroDuration.durationMicros computes (Java doubles) */
     const int64_t h = 3600000000, m = 60000000;
     EXPECT_EQ(pgval::interval_micro_duration(14, 3, 4 * h + 5 * m + 6780000), 37091106780000);
-    EXPECT_EQ(pgval::interval_micro_duration(-14, -3, -(4 * h + 5 * m + 6780000)),
-              -37091106780000);
+    EXPECT_EQ(pgval::interval_micro_duration(-14, -3, -(4 * h + 5 * m + 6780000)), -37091106780000);
     EXPECT_EQ(pgval::interval_micro_duration(1, 0, 0), 2629800000000);
     EXPECT_EQ(pgval::interval_micro_duration(0, 0, 1), 1);
     EXPECT_EQ(pgval::interval_micro_duration(0, 1, -h), 82800000000);
