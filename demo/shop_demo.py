@@ -49,7 +49,7 @@ def readable(msg, event_class) -> str:
     src = d.get("source", {})
     out = {"topic": f"{msg.topic}[{msg.partition}]@{msg.offset}", "op": d.get("op"),
            "table": f"{src.get('schema')}.{src.get('table')}", "xid": src.get("xid"),
-           "commit_lsn": wt.format_lsn(src.get("commit_lsn", 0)) if hasattr(wt, "format_lsn") else src.get("commit_lsn")}
+           "commit_lsn": wt.format_lsn(src.get("commit_lsn", 0))}
 
     def row(r):
         cols = {}

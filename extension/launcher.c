@@ -288,6 +288,8 @@ static void launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
     LauncherEntry *le = &launcher_entries[i];
     BackgroundWorker bgw;
     char *extra;
+    MemoryContext old;
+    bool registered;
 
     memset(&bgw, 0, sizeof(bgw));
     bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -313,7 +315,11 @@ static void launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
     entry->kafka_error = false;
     LWLockRelease(walship_shmem->lock);
 
-    if (!RegisterDynamicBackgroundWorker(&bgw, &le->handle)) {
+    /* the handle outlives this pass (whose memory is reset) */
+    old = MemoryContextSwitchTo(TopMemoryContext);
+    registered = RegisterDynamicBackgroundWorker(&bgw, &le->handle);
+    MemoryContextSwitchTo(old);
+    if (!registered) {
         le->handle = NULL;
         if (!le->register_warned)
             ereport(WARNING, (errmsg("walship launcher could not start a worker for stream \"%s\"",

@@ -40,7 +40,8 @@
 #include <utility>
 #include <vector>
 
-namespace {
+namespace
+{
 
 using Clock = std::chrono::steady_clock;
 
@@ -535,7 +536,8 @@ struct ws_sink {
     void serve(int timeout_ms);
 };
 
-namespace {
+namespace
+{
 
 /* ------------------------------------------------------------------------- */
 /* librdkafka callbacks: served on the worker's thread; they only record.       */
@@ -560,8 +562,8 @@ void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
         sink->watermark.event_failed(txn);
         std::string text = "could not deliver an event to Kafka topic " +
                            quoted(rd_kafka_topic_name(message->rkt)) + ": " +
-                           rd_kafka_err2str(message->err) + " (" +
-                           rd_kafka_err2name(message->err) + ")";
+                           rd_kafka_err2str(message->err) + " (" + rd_kafka_err2name(message->err) +
+                           ")";
         sink->record_failure(sink->scrubber.scrub(text));
     } catch (...) {
         /* The event's fate is unknown now: never confirm past it. */
@@ -641,22 +643,21 @@ void ws_sink::finish_topic_creation(std::pair<const std::string, SinkTopic> &ent
     const std::string &name = entry.first;
     SinkTopic &topic = entry.second;
     --topics_creating;
-    std::string why = scrubber.scrub(reason != nullptr && reason[0] != '\0'
-                                         ? reason
-                                         : rd_kafka_err2str(err)) +
-                      " (" + rd_kafka_err2name(err) + ")";
+    std::string why =
+        scrubber.scrub(reason != nullptr && reason[0] != '\0' ? reason : rd_kafka_err2str(err)) +
+        " (" + rd_kafka_err2name(err) + ")";
     switch (classify_creation(err)) {
     case CreationOutcome::Created:
         topic.state = TopicState::Ready;
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            add_log(kLogInfo, "created Kafka topic " + quoted(name) + " with " +
-                                  (topic_partitions < 0 ? std::string("the broker's default")
-                                                        : std::to_string(topic_partitions)) +
-                                  " partitions and " +
-                                  (topic_replication_factor < 0
-                                       ? std::string("the broker's default")
-                                       : std::to_string(topic_replication_factor)) +
-                                  " replication factor");
+            add_log(kLogInfo,
+                    "created Kafka topic " + quoted(name) + " (partitions: " +
+                        (topic_partitions < 0 ? std::string("broker default")
+                                              : std::to_string(topic_partitions)) +
+                        ", replication factor: " +
+                        (topic_replication_factor < 0 ? std::string("broker default")
+                                                      : std::to_string(topic_replication_factor)) +
+                        ")");
         }
         return;
     case CreationOutcome::Retry: {
@@ -709,8 +710,8 @@ void ws_sink::serve_admin_results(int timeout_ms)
         timeout_ms = 0;
         if (rd_kafka_event_type(event.get()) != RD_KAFKA_EVENT_CREATETOPICS_RESULT)
             continue;
-        auto *entry =
-            static_cast<std::pair<const std::string, SinkTopic> *>(rd_kafka_event_opaque(event.get()));
+        auto *entry = static_cast<std::pair<const std::string, SinkTopic> *>(
+            rd_kafka_event_opaque(event.get()));
         if (entry == nullptr || entry->second.state != TopicState::Creating)
             continue;
         const rd_kafka_CreateTopics_result_t *result =
@@ -741,15 +742,16 @@ void ws_sink::serve(int timeout_ms)
     const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
         if (topics_creating == 0) {
-            auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - Clock::now());
+            auto remaining =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
             rd_kafka_poll(kafka, static_cast<int>(std::max<int64_t>(remaining.count(), 0)));
             return;
         }
         int creating = topics_creating;
         auto remaining =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        int slice = static_cast<int>(std::min<int64_t>(std::max<int64_t>(remaining.count(), 0), 10));
+        int slice =
+            static_cast<int>(std::min<int64_t>(std::max<int64_t>(remaining.count(), 0), 10));
         int served = rd_kafka_poll(kafka, slice);
         serve_admin_results(0);
         if (served > 0 || topics_creating < creating || Clock::now() >= deadline)
@@ -813,8 +815,8 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
             write_errmsg(errmsg, "no Kafka sink configuration");
             return nullptr;
         }
-        if (config->nprops < 0 ||
-            (config->nprops > 0 && (config->prop_names == nullptr || config->prop_values == nullptr))) {
+        if (config->nprops < 0 || (config->nprops > 0 && (config->prop_names == nullptr ||
+                                                          config->prop_values == nullptr))) {
             write_errmsg(errmsg, "invalid list of Kafka properties");
             return nullptr;
         }
@@ -842,8 +844,8 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
 
         ConfPtr conf(rd_kafka_conf_new());
         std::string why;
-        bool has_bootstrap = config->bootstrap_servers != nullptr &&
-                             config->bootstrap_servers[0] != '\0';
+        bool has_bootstrap =
+            config->bootstrap_servers != nullptr && config->bootstrap_servers[0] != '\0';
         if (has_bootstrap && !set_property(conf.get(), sink->scrubber, "bootstrap.servers",
                                            config->bootstrap_servers, why)) {
             write_errmsg(errmsg, why);
@@ -857,9 +859,8 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
         }
         for (int i = 0; i < config->nprops; ++i) {
             const char *name = config->prop_names[i];
-            if (name != nullptr &&
-                (std::strcmp(name, "bootstrap.servers") == 0 ||
-                 std::strcmp(name, "metadata.broker.list") == 0)) {
+            if (name != nullptr && (std::strcmp(name, "bootstrap.servers") == 0 ||
+                                    std::strcmp(name, "metadata.broker.list") == 0)) {
                 if (has_bootstrap) {
                     write_errmsg(errmsg, "conflicting or redundant options: bootstrap servers "
                                          "given both as the stream's servers and as Kafka "
@@ -891,8 +892,8 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
         char errstr[512];
         sink->kafka = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof(errstr));
         if (sink->kafka == nullptr) {
-            write_errmsg(errmsg, "could not create the Kafka producer: " +
-                                     sink->scrubber.scrub(errstr));
+            write_errmsg(errmsg,
+                         "could not create the Kafka producer: " + sink->scrubber.scrub(errstr));
             return nullptr;
         }
         conf.release(); /* rd_kafka_new took it */
@@ -997,14 +998,7 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
                                 ": Kafka allows only ASCII letters, digits, '.', '_' and '-', "
                                 "at most 249 of them";
             } else {
-                topic.handle = rd_kafka_topic_new(sink->kafka, topic_name, nullptr);
-                if (topic.handle == nullptr) {
-                    topic.state = TopicState::Refused;
-                    topic.refusal = "could not use Kafka topic " + quoted(entry.first) + ": " +
-                                    rd_kafka_err2str(rd_kafka_last_error());
-                } else {
-                    sink->start_topic_creation(entry);
-                }
+                sink->start_topic_creation(entry);
             }
         }
         if (topic.state == TopicState::Creating)
@@ -1014,8 +1008,8 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
         switch (topic.state) {
         case TopicState::Creating:
         case TopicState::Retrying:
-            write_errmsg(errmsg, "waiting for Kafka topic " + quoted(entry.first) +
-                                     " to be created");
+            write_errmsg(errmsg,
+                         "waiting for Kafka topic " + quoted(entry.first) + " to be created");
             return WS_PRODUCE_QUEUE_FULL;
         case TopicState::Refused:
             sink->watermark.fail_open_transaction();
@@ -1025,6 +1019,21 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
         case TopicState::Unchecked:
         case TopicState::Ready:
             break;
+        }
+        /* Only now: a topic handle makes librdkafka ask for the topic's metadata, which
+         * has the broker auto-create it (with its defaults) if it may, racing
+         * CreateTopics. */
+        if (topic.handle == nullptr) {
+            topic.handle = rd_kafka_topic_new(sink->kafka, topic_name, nullptr);
+            if (topic.handle == nullptr) {
+                topic.state = TopicState::Refused;
+                topic.refusal = "could not use Kafka topic " + quoted(entry.first) + ": " +
+                                rd_kafka_err2str(rd_kafka_last_error());
+                sink->watermark.fail_open_transaction();
+                sink->record_failure(topic.refusal);
+                write_errmsg(errmsg, topic.refusal);
+                return WS_PRODUCE_FAILED;
+            }
         }
 
         /* A NULL value is a tombstone; a NULL key is no key. */
@@ -1051,9 +1060,8 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
         }
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             sink->check_fatal();
-            std::string why = "could not produce an event to Kafka topic " +
-                              quoted(entry.first) + ": " + rd_kafka_err2str(err) + " (" +
-                              rd_kafka_err2name(err) + ")";
+            std::string why = "could not produce an event to Kafka topic " + quoted(entry.first) +
+                              ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
             if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 why += "; raise the Kafka property \"message.max.bytes\" (and the topic's "
                        "max.message.bytes) or stop streaming this table";

@@ -10,7 +10,8 @@
 
 #include <librdkafka/rdkafka.h>
 
-namespace walship {
+namespace walship
+{
 
 /* The sink's producer handle, e.g. for rd_kafka_test_fatal_error(). */
 rd_kafka_t *sink_kafka_handle(ws_sink *sink);

@@ -32,7 +32,8 @@
 #include <deque>
 #include <string>
 
-namespace walship {
+namespace walship
+{
 
 /* "X/X", the way PostgreSQL prints a pg_lsn. */
 inline std::string format_lsn(uint64_t lsn)
@@ -54,8 +55,8 @@ class DeliveryWatermark
     {
         if (open_) {
             why = "transaction with commit LSN " + format_lsn(commit_lsn) +
-                  " begun while the one with commit LSN " +
-                  format_lsn(pending_.back().commit_lsn) + " is still open";
+                  " begun while the one with commit LSN " + format_lsn(pending_.back().commit_lsn) +
+                  " is still open";
             return false;
         }
         if (commit_lsn < last_commit_lsn_) {
@@ -74,8 +75,8 @@ class DeliveryWatermark
     bool end(uint64_t commit_lsn, std::string &why)
     {
         if (!open_) {
-            why = "transaction with commit LSN " + format_lsn(commit_lsn) +
-                  " ended but none is open";
+            why =
+                "transaction with commit LSN " + format_lsn(commit_lsn) + " ended but none is open";
             return false;
         }
         Transaction &txn = pending_.back();

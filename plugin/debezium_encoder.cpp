@@ -977,6 +977,8 @@ class DebeziumEncoder final : public Encoder
 
     void write_array(std::string &out, const ColumnRepr &repr, const ws_value &value)
     {
+        release_if_large(element_storage_);
+        release_if_large(bytes_);
         std::string_view text = text_of(value);
         if (value.data == nullptr ||
             !pgval::parse_array_text(text, repr.array_delimiter, elements_, element_storage_)) {

@@ -22,6 +22,20 @@ namespace walship
 {
 
 /*
+ * Reused buffers keep their capacity, which is what makes the hot path free of
+ * allocations, but one huge row (a 100 MB document) must not pin that much memory
+ * in a long-running stream worker for good: above this size a buffer is released
+ * before its next use.
+ */
+constexpr size_t kRetainedBufferLimit = size_t{8} << 20;
+
+inline void release_if_large(std::string &buffer)
+{
+    if (buffer.capacity() > kRetainedBufferLimit)
+        std::string().swap(buffer);
+}
+
+/*
  * A reused byte buffer with room for an optional varint length prefix in front of
  * the body: the body is written after kPrefixRoom bytes, and finish() writes the
  * prefix right-aligned before it, so framing never moves the body.
@@ -34,6 +48,7 @@ class EventBuffer
     /* Starts a new body; returns the string to append it to (after the prefix room). */
     std::string &begin()
     {
+        release_if_large(bytes_);
         bytes_.resize(kPrefixRoom);
         return bytes_;
     }

@@ -307,11 +307,17 @@ static void fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecP
 
 /*
  * Encodes one event and hands it on: to the hooks when a stream worker attached
- * them, else to the client. `write_location` is the LSN the client sees with the
- * event: for everything inside a transaction, the end of its commit record.
+ * them, else to the client.
+ *
+ * The LSN a client sees with an event is the one logical.c's callback wrappers put in
+ * ctx->write_location: the change's own LSN inside a transaction, the end of the
+ * commit record for COMMIT. A client that confirms what it flushed (pg_recvlogical)
+ * then never confirms a transaction it received only part of, and `--endpos` stops
+ * after a whole transaction. The commit LSN every event belongs to travels inside the
+ * event (source.commit_lsn) and, in a stream, to the hooks.
  */
 static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
-                       const ws_change *change, const char *topic, XLogRecPtr write_location)
+                       const ws_change *change, const char *topic)
 {
     char core_msg[WS_ERRMSG_SIZE];
     const uint8_t *value;
@@ -344,7 +350,6 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
         if (status != WS_OK)
             report_core_error(status, "encode an event", core_msg);
 
-        ctx->write_location = write_location;
         OutputPluginPrepareWrite(ctx, true);
         appendBinaryStringInfo(ctx->out, (const char *)value, valuelen);
         OutputPluginWrite(ctx, true);
@@ -367,7 +372,7 @@ static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
     memset(&change, 0, sizeof(change));
     change.op = WS_OP_BEGIN;
     fill_source(s, txn, txn->first_lsn, &change.source);
-    send_event(ctx, s, txn, &change, s->transaction_topic, txn->commit_lsn);
+    send_event(ctx, s, txn, &change, s->transaction_topic);
     txn->begin_sent = true;
 }
 
@@ -413,7 +418,7 @@ static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
         change.op = WS_OP_COMMIT;
         fill_source(s, txn, commit_lsn, &change.source);
         change.event_count = txn->ndata;
-        send_event(ctx, s, txn, &change, s->transaction_topic, txn->commit_lsn);
+        send_event(ctx, s, txn, &change, s->transaction_topic);
 
         MemoryContextSwitchTo(oldcxt);
         MemoryContextReset(s->change_context);
@@ -475,7 +480,7 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
     event.source.relation_oid = entry->published_relid;
 
     send_begin_if_needed(ctx, s);
-    send_event(ctx, s, &s->txn, &event, entry->topic, s->txn.commit_lsn);
+    send_event(ctx, s, &s->txn, &event, entry->topic);
     s->txn.ndata++;
 
     MemoryContextSwitchTo(oldcxt);
@@ -544,7 +549,7 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         event.ntruncated = ntruncated;
         event.truncate_cascade = change->data.truncate.cascade;
         event.truncate_restart_identity = change->data.truncate.restart_seqs;
-        send_event(ctx, s, &s->txn, &event, entries[i]->topic, s->txn.commit_lsn);
+        send_event(ctx, s, &s->txn, &event, entries[i]->topic);
         s->txn.ndata++;
     }
 
@@ -574,7 +579,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
     if (transactional) {
         fill_source(s, &s->txn, message_lsn, &event.source);
         send_begin_if_needed(ctx, s);
-        send_event(ctx, s, &s->txn, &event, s->message_topic, s->txn.commit_lsn);
+        send_event(ctx, s, &s->txn, &event, s->message_topic);
         s->txn.ndata++;
     } else {
         /*
@@ -593,7 +598,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
 
         if (s->hooked)
             s->hooks.begin(s->hooks.arg, own.xid, own.commit_lsn);
-        send_event(ctx, s, &own, &event, s->message_topic, message_lsn);
+        send_event(ctx, s, &own, &event, s->message_topic);
         if (s->hooked)
             s->hooks.commit(s->hooks.arg, own.xid, own.commit_lsn, own.nevents);
     }

@@ -182,7 +182,15 @@ class ProtobufEncoder final : public Encoder
         }
 
         event_.set_event_count(change.op == WS_OP_COMMIT ? change.event_count : 0);
-        return serialize(event_, event_buffer_, framed_);
+        std::string_view bytes = serialize(event_, event_buffer_, framed_);
+        if (bytes.size() > kRetainedBufferLimit) {
+            /* the bytes are in event_buffer_: drop the copies of a huge row's values */
+            event_.Clear();
+            spare_before_.reset();
+            spare_after_.reset();
+            spare_message_.reset();
+        }
+        return bytes;
     }
 
     /*

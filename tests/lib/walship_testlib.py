@@ -63,6 +63,7 @@ __all__ = [
     "find_descriptor_set",
     "decode_event",
     "event_to_dict",
+    "format_lsn",
     "java_murmur2",
     "java_partition",
     "free_port",
@@ -713,7 +714,7 @@ class KafkaMessage:
 def consume_all(bootstrap: str, topics: str | Iterable[str], expected_count: int | None = None,
                 timeout: float = 30.0, *, linger: float = 0.0,
                 isolation_level: str = "read_committed", exact: bool = False,
-                **conf) -> list[KafkaMessage]:
+                on_message=None, **conf) -> list[KafkaMessage]:
     """Read ``topics`` from the beginning (no consumer group, every partition assigned).
 
     Waits for topics that do not exist yet. With ``expected_count``, returns as soon as
@@ -722,7 +723,8 @@ def consume_all(bootstrap: str, topics: str | Iterable[str], expected_count: int
     ``exact=True``, if more came. Without it, reads until every partition of every
     topic is at its end (and the topics exist), or ``timeout``.
 
-    Messages come in arrival order: per partition in offset order.
+    Messages come in arrival order: per partition in offset order. ``on_message`` is
+    called with each message as it arrives (the demo prints them).
     """
     from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
 
@@ -798,6 +800,8 @@ def consume_all(bootstrap: str, topics: str | Iterable[str], expected_count: int
                 key=msg.key(), value=msg.value(),
                 headers=[(k, v) for k, v in (msg.headers() or [])],
                 timestamp_ms=ts if ts_type else None))
+            if on_message is not None:
+                on_message(out[-1])
     finally:
         consumer.close()
     if expected_count is not None:
@@ -922,6 +926,11 @@ def load_event_class(descriptor_set_path: str | Path | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"descriptor set {path} does not exist")
     return _load_class(str(path.resolve()), path.stat().st_mtime, message)
+
+
+def format_lsn(lsn: int) -> str:
+    """An LSN as PostgreSQL prints it: 0/16B3748."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 def decode_event(data: bytes, event_class=None):

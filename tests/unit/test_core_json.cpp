@@ -747,4 +747,9 @@ TEST(CoreDebezium, HundredMegabyteValueEncodes)
     std::string event = enc.event(b.get());
     EXPECT_GT(event.size(), huge.size());
     EXPECT_EQ(parse_json(event)["payload"]["after"]["doc"].str().size(), huge.size());
+
+    const std::string small = "small";
+    ChangeBuilder next(WS_OP_INSERT);
+    next.after({{"id", INT4OID, v_int(2), true}, {"doc", TEXTOID, v_text(small)}});
+    EXPECT_EQ(parse_json(enc.event(next.get()))["payload"]["after"]["doc"].str(), "small");
 }

@@ -386,6 +386,16 @@ TEST(CoreProtobuf, HundredMegabyteValueEncodes)
     ASSERT_GT(bytes.size(), huge.size());
     v1::ChangeEvent event = parse_event(bytes);
     EXPECT_EQ(column(event.after(), "doc").value().string_value().size(), huge.size());
+
+    /* the encoder lets go of the huge row and goes on as before */
+    const std::string small = "small";
+    ChangeBuilder next(WS_OP_UPDATE);
+    next.before({{"id", INT4OID, v_int(1), true}});
+    next.after({{"id", INT4OID, v_int(1), true}, {"doc", TEXTOID, v_text(small)}});
+    event = parse_event(enc.event(next.get()));
+    EXPECT_EQ(column(event.after(), "doc").value().string_value(), "small");
+    EXPECT_EQ(event.before().columns_size(), 1);
+    EXPECT_EQ(event.key_size(), 1);
 }
 
 TEST(CoreProtobuf, InvalidChangesAreRejectedWithAMessage)

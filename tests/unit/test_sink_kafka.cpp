@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,7 +29,8 @@
 #include <utility>
 #include <vector>
 
-namespace {
+namespace
+{
 
 using Clock = std::chrono::steady_clock;
 using Properties = std::vector<std::pair<std::string, std::string>>;
@@ -37,9 +39,7 @@ using Properties = std::vector<std::pair<std::string, std::string>>;
 constexpr int kPatienceMs = 60000;
 constexpr int16_t kProduceApiKey = 0; /* Kafka protocol: ProduceRequest */
 
-void quiet_log(const rd_kafka_t *, int, const char *, const char *)
-{
-}
+void quiet_log(const rd_kafka_t *, int, const char *, const char *) {}
 
 /* Properties that make reconnects quick, so that "broker back up" is noticed fast. */
 Properties fast_reconnect()
@@ -105,16 +105,19 @@ struct Transaction {
 /*
  * A workload: `transactions` transactions over `topics` topics and `keys` keys, every
  * fifth one without events (a filtered table), the others with 1..`max_events` events.
- * Event values carry a global sequence number, so order per key is checkable.
+ * Event values carry a sequence number from `first_seq` on, so order per key is
+ * checkable; workloads sent one after the other use distinct `first_seq`.
  */
 std::vector<Transaction> workload(int transactions, int max_events,
                                   const std::vector<std::string> &topics, int keys,
-                                  uint64_t first_lsn = 0x1000000, int *total = nullptr)
+                                  uint64_t first_lsn = 0x1000000, int first_seq = 0,
+                                  int *total = nullptr)
 {
     std::vector<Transaction> txns;
-    int seq = 0;
+    int seq = first_seq;
     for (int t = 0; t < transactions; ++t) {
-        Transaction txn{first_lsn + static_cast<uint64_t>(t) * 0x2A0, 700u + static_cast<uint32_t>(t), {}};
+        Transaction txn{
+            first_lsn + static_cast<uint64_t>(t) * 0x2A0, 700u + static_cast<uint32_t>(t), {}};
         if (t % 5 != 4) {
             int events = 1 + (t * 7) % max_events;
             for (int e = 0; e < events; ++e, ++seq) {
@@ -126,14 +129,18 @@ std::vector<Transaction> workload(int transactions, int max_events,
         txns.push_back(std::move(txn));
     }
     if (total != nullptr)
-        *total = seq;
+        *total = seq - first_seq;
     return txns;
 }
+
+/* Where the sink produces: librdkafka's mock cluster, or a real broker. */
+enum class Cluster { Mock, Real };
 
 class SinkUnderTest
 {
   public:
-    SinkUnderTest(const std::string &bootstraps, const Properties &properties)
+    SinkUnderTest(const std::string &bootstraps, const Properties &properties,
+                  Cluster cluster = Cluster::Mock, int partitions = -1, int replication_factor = -1)
     {
         std::vector<const char *> names;
         std::vector<const char *> values;
@@ -146,8 +153,8 @@ class SinkUnderTest
         config.prop_names = names.data();
         config.prop_values = values.data();
         config.nprops = static_cast<int>(properties.size());
-        config.topic_partitions = -1;
-        config.topic_replication_factor = -1;
+        config.topic_partitions = partitions;
+        config.topic_replication_factor = replication_factor;
         char errmsg[WS_ERRMSG_SIZE] = "";
         sink_ = ws_sink_create(&config, errmsg);
         if (sink_ == nullptr) {
@@ -156,7 +163,8 @@ class SinkUnderTest
         }
         /* The mock cluster cannot create topics (it names a controller it does not have):
          * give up on creation after one short attempt instead of half a minute. */
-        walship::sink_set_topic_creation_limits(sink_, 500, 0);
+        if (cluster == Cluster::Mock)
+            walship::sink_set_topic_creation_limits(sink_, 500, 0);
     }
     ~SinkUnderTest()
     {
@@ -228,8 +236,8 @@ class SinkUnderTest
             }
             ++queue_full_;
             if (Clock::now() >= deadline) {
-                last_produce_error_ = "still QUEUE_FULL after the test's patience: " +
-                                      std::string(errmsg);
+                last_produce_error_ =
+                    "still QUEUE_FULL after the test's patience: " + std::string(errmsg);
                 return WS_PRODUCE_FAILED;
             }
             poll(10);
@@ -350,7 +358,7 @@ std::string header(rd_kafka_message_t *message, const char *name)
  * messages exist (so a duplicate cannot hide), then a consumer reads them all.
  */
 std::vector<Consumed> read_topic(const std::string &bootstraps, const std::string &topic,
-                                 int64_t *stored)
+                                 int64_t *stored, int *partition_count = nullptr)
 {
     std::vector<Consumed> out;
     *stored = -1;
@@ -385,6 +393,8 @@ std::vector<Consumed> read_topic(const std::string &bootstraps, const std::strin
     if (metadata != nullptr)
         rd_kafka_metadata_destroy(metadata);
     rd_kafka_topic_destroy(handle);
+    if (partition_count != nullptr)
+        *partition_count = partitions;
 
     int64_t total = 0;
     std::map<int32_t, int64_t> high;
@@ -395,7 +405,8 @@ std::vector<Consumed> read_topic(const std::string &bootstraps, const std::strin
         rd_kafka_resp_err_t err =
             rd_kafka_query_watermark_offsets(consumer, topic.c_str(), p, &low, &hi, 10000);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            ADD_FAILURE() << "watermarks of " << topic << " [" << p << "]: " << rd_kafka_err2str(err);
+            ADD_FAILURE() << "watermarks of " << topic << " [" << p
+                          << "]: " << rd_kafka_err2str(err);
         high[p] = hi;
         total += hi - low;
         rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset =
@@ -421,11 +432,11 @@ std::vector<Consumed> read_topic(const std::string &bootstraps, const std::strin
         } else if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             ADD_FAILURE() << "consuming " << topic << ": " << rd_kafka_message_errstr(message);
         } else {
-            out.push_back(Consumed{
-                message->partition, message->offset,
-                std::string(static_cast<const char *>(message->key), message->key_len),
-                std::string(static_cast<const char *>(message->payload), message->len),
-                header(message, "walship.lsn"), header(message, "walship.xid")});
+            out.push_back(
+                Consumed{message->partition, message->offset,
+                         std::string(static_cast<const char *>(message->key), message->key_len),
+                         std::string(static_cast<const char *>(message->payload), message->len),
+                         header(message, "walship.lsn"), header(message, "walship.xid")});
             if (message->offset + 1 >= high[message->partition])
                 at_end.insert(message->partition);
         }
@@ -450,12 +461,15 @@ std::string lsn_text(uint64_t lsn)
     return text;
 }
 
+enum class Delivery { ExactlyOnce, AtLeastOnce };
+
 /*
- * What Kafka holds for `topic` is exactly the events handed over for it: each once,
- * in order per key (a key's events share a partition), headers naming their commit.
+ * What Kafka holds for `topic` is the events handed over for it: each once (or, for
+ * AtLeastOnce, at least once, judged by first appearances), in order per key (a key's
+ * events share a partition), with headers naming their commit.
  */
-void expect_delivered_exactly_once(const std::string &bootstraps, const std::string &topic,
-                                   const std::vector<Transaction> &txns)
+void expect_delivered(const std::string &bootstraps, const std::string &topic,
+                      const std::vector<Transaction> &txns, Delivery delivery)
 {
     std::map<std::string, const Transaction *> txn_of;
     std::map<std::string, std::string> key_of;
@@ -469,8 +483,11 @@ void expect_delivered_exactly_once(const std::string &bootstraps, const std::str
     }
     int64_t stored = 0;
     std::vector<Consumed> messages = read_topic(bootstraps, topic, &stored);
-    EXPECT_EQ(stored, static_cast<int64_t>(txn_of.size())) << "messages stored in " << topic;
-    ASSERT_EQ(messages.size(), txn_of.size()) << "messages read from " << topic;
+    ASSERT_EQ(static_cast<int64_t>(messages.size()), stored) << "messages read from " << topic;
+    if (delivery == Delivery::ExactlyOnce)
+        ASSERT_EQ(messages.size(), txn_of.size()) << "messages stored in " << topic;
+    else
+        ASSERT_GE(messages.size(), txn_of.size()) << "messages stored in " << topic;
 
     std::sort(messages.begin(), messages.end(), [](const Consumed &a, const Consumed &b) {
         return a.partition != b.partition ? a.partition < b.partition : a.offset < b.offset;
@@ -478,7 +495,10 @@ void expect_delivered_exactly_once(const std::string &bootstraps, const std::str
     std::set<std::string> seen;
     std::map<std::string, std::pair<int32_t, int>> last_of_key; /* partition, sequence */
     for (const Consumed &message : messages) {
-        ASSERT_TRUE(seen.insert(message.value).second) << "duplicate " << message.value;
+        if (!seen.insert(message.value).second) {
+            ASSERT_EQ(delivery, Delivery::AtLeastOnce) << "duplicate " << message.value;
+            continue;
+        }
         auto expected = txn_of.find(message.value);
         ASSERT_NE(expected, txn_of.end()) << "unexpected " << message.value;
         EXPECT_EQ(message.key, key_of[message.value]);
@@ -493,6 +513,13 @@ void expect_delivered_exactly_once(const std::string &bootstraps, const std::str
         }
         last_of_key[message.key] = {message.partition, seq};
     }
+    EXPECT_EQ(seen.size(), txn_of.size()) << "events missing from " << topic;
+}
+
+void expect_delivered_exactly_once(const std::string &bootstraps, const std::string &topic,
+                                   const std::vector<Transaction> &txns)
+{
+    expect_delivered(bootstraps, topic, txns, Delivery::ExactlyOnce);
 }
 
 } // namespace
@@ -503,8 +530,8 @@ TEST(SinkKafka, DeliversEveryEventAndTheWatermarkReachesTheLastCommit)
     SinkUnderTest sink(cluster.bootstraps(), {});
     ASSERT_NE(sink.get(), nullptr);
     int total = 0;
-    std::vector<Transaction> txns = workload(40, 12, {"app.public.orders", "app.public.items"}, 9,
-                                             0x1000000, &total);
+    std::vector<Transaction> txns =
+        workload(40, 12, {"app.public.orders", "app.public.items"}, 9, 0x1000000, 0, &total);
     ASSERT_TRUE(sink.hand_over(txns));
     ASSERT_TRUE(sink.deliver_all());
 
@@ -571,11 +598,7 @@ TEST(SinkKafka, BrokersDownThenUpLoseNothingAndConfirmNothingEarly)
     ASSERT_EQ(sink.watermark(), confirmed);
 
     ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
-    std::vector<Transaction> during = workload(20, 8, topics, 5, 0x2000000);
-    for (Transaction &txn : during) {
-        for (Event &event : txn.events)
-            event.value = "event-" + std::to_string(1000 + sequence_of(event.value));
-    }
+    std::vector<Transaction> during = workload(20, 8, topics, 5, 0x2000000, 1000);
     ASSERT_TRUE(sink.hand_over(during));
     char error[WS_ERRMSG_SIZE] = "";
     ASSERT_TRUE(sink.poll_until([&] { return ws_sink_last_error(sink.get(), error); }))
@@ -616,7 +639,7 @@ TEST(SinkKafka, RetriableProduceErrorsStillDeliverOnceInOrder)
         RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
         RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
-    std::vector<Transaction> txns = workload(30, 10, topics, 7, 0x1000000);
+    std::vector<Transaction> txns = workload(30, 10, topics, 7, 0x1000000, 1000);
     ASSERT_TRUE(sink.hand_over(txns));
     ASSERT_TRUE(sink.deliver_all());
     EXPECT_EQ(sink.watermark(), txns.back().commit_lsn);
@@ -627,11 +650,13 @@ TEST(SinkKafka, RetriableProduceErrorsStillDeliverOnceInOrder)
     expect_delivered_exactly_once(cluster.bootstraps(), "app.public.items", all);
 }
 
-TEST(SinkKafka, LostAcknowledgementIsRetriedWithoutDuplicate)
+TEST(SinkKafka, LostAcknowledgementIsRetriedNotFailed)
 {
-    /* The broker writes the batch but answers after the client gave up waiting: the
-     * client retries the same batch, and only idempotence keeps it from being stored
-     * twice. */
+    /* The broker writes a batch but answers after the client gave up waiting: the
+     * producer reconnects and sends the same batch again. Kafka recognizes it by its
+     * producer id and sequence number and stores it once; librdkafka 2.0.2's mock does
+     * not check sequences of non-transactional producers and stores it twice. So here:
+     * no failure, the watermark completes, every event is there in order per key. */
     MockCluster cluster(1);
     Properties properties = fast_reconnect();
     properties.push_back({"socket.timeout.ms", "1000"});
@@ -645,14 +670,15 @@ TEST(SinkKafka, LostAcknowledgementIsRetriedWithoutDuplicate)
     ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(cluster.get(), 1, kProduceApiKey, 1,
                                                            RD_KAFKA_RESP_ERR_NO_ERROR, 3000),
               RD_KAFKA_RESP_ERR_NO_ERROR);
-    std::vector<Transaction> txns = workload(10, 5, topics, 3, 0x1000000);
+    std::vector<Transaction> txns = workload(10, 5, topics, 3, 0x1000000, 1000);
     ASSERT_TRUE(sink.hand_over(txns));
     ASSERT_TRUE(sink.deliver_all());
     EXPECT_EQ(sink.watermark(), txns.back().commit_lsn);
+    EXPECT_TRUE(sink.has_log("timed out")) << "the acknowledgement was not lost after all";
 
     std::vector<Transaction> all = warm_up;
     all.insert(all.end(), txns.begin(), txns.end());
-    expect_delivered_exactly_once(cluster.bootstraps(), "app.public.orders", all);
+    expect_delivered(cluster.bootstraps(), "app.public.orders", all, Delivery::AtLeastOnce);
 }
 
 TEST(SinkKafka, SlowBrokerGivesBackpressureNotMemory)
@@ -662,7 +688,8 @@ TEST(SinkKafka, SlowBrokerGivesBackpressureNotMemory)
     SinkUnderTest sink(cluster.bootstraps(), properties);
     ASSERT_EQ(rd_kafka_mock_broker_set_rtt(cluster.get(), -1, 50), RD_KAFKA_RESP_ERR_NO_ERROR);
     int total = 0;
-    std::vector<Transaction> txns = workload(40, 12, {"app.public.orders"}, 5, 0x1000000, &total);
+    std::vector<Transaction> txns =
+        workload(40, 12, {"app.public.orders"}, 5, 0x1000000, 0, &total);
     ASSERT_GT(total, 100);
     ASSERT_TRUE(sink.hand_over(txns));
     EXPECT_GT(sink.queue_full(), 0) << "a queue of 20 must fill against a slow broker";
@@ -713,6 +740,9 @@ TEST(SinkKafka, MissingTopicThatIsNotCreatedFailsInsteadOfWaitingForever)
     /* Infinite message timeout must not mean "stuck": a topic that does not exist and
      * that nobody creates fails its events once librdkafka gives up looking for it. */
     MockCluster cluster(1);
+    /* The mock creates topics whatever the client asks; make it say "unknown topic". */
+    rd_kafka_mock_topic_set_error(cluster.get(), "app.public.missing",
+                                  RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
     SinkUnderTest sink(cluster.bootstraps(), {{"allow.auto.create.topics", "false"},
                                               {"topic.metadata.propagation.max.ms", "1000"}});
     Transaction txn{0x1000, 1, {Event{"app.public.missing", "k", "event-0"}}};
@@ -736,11 +766,7 @@ TEST(SinkKafka, BoundedMessageTimeoutFailsTheStreamDuringAnOutage)
     ASSERT_TRUE(sink.deliver_all());
 
     ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
-    std::vector<Transaction> during = workload(3, 3, {"app.public.orders"}, 1, 0x2000);
-    for (Transaction &txn : during) {
-        for (Event &event : txn.events)
-            event.value = "event-" + std::to_string(100 + sequence_of(event.value));
-    }
+    std::vector<Transaction> during = workload(3, 3, {"app.public.orders"}, 1, 0x2000, 100);
     ASSERT_TRUE(sink.hand_over(during));
     ASSERT_TRUE(sink.poll_until([&] { return sink.poll(0) != WS_OK; }));
     EXPECT_NE(sink.last_poll_error().find("_MSG_TIMED_OUT"), std::string::npos)
@@ -816,16 +842,16 @@ TEST(SinkKafka, TombstonesAndKeylessEventsAreDelivered)
     char errmsg[WS_ERRMSG_SIZE] = "";
     const uint8_t key[] = {'k'};
     const uint8_t value[] = {'v'};
-    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", key, sizeof(key), nullptr, 0, 0x10, 7,
-                              errmsg),
-              WS_PRODUCE_QUEUE_FULL)
+    ASSERT_EQ(
+        ws_sink_produce(sink.get(), "app.public.t", key, sizeof(key), nullptr, 0, 0x10, 7, errmsg),
+        WS_PRODUCE_QUEUE_FULL)
         << "the first event of a topic waits for its creation: " << errmsg;
     ASSERT_TRUE(sink.poll_until([&] {
         return ws_sink_produce(sink.get(), "app.public.t", key, sizeof(key), nullptr, 0, 0x10, 7,
                                errmsg) != WS_PRODUCE_QUEUE_FULL;
     }));
-    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, 0, value, sizeof(value), 0x10,
-                              7, errmsg),
+    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, 0, value, sizeof(value), 0x10, 7,
+                              errmsg),
               WS_PRODUCE_OK)
         << errmsg;
     ws_sink_end_txn(sink.get(), 0x10);
@@ -842,7 +868,7 @@ TEST(SinkKafka, DestroyDoesNotWaitForAClusterThatIsDown)
     ASSERT_TRUE(sink.hand_over(before));
     ASSERT_TRUE(sink.deliver_all());
     ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
-    std::vector<Transaction> during = workload(5, 5, {"app.public.orders"}, 1, 0x2000);
+    std::vector<Transaction> during = workload(5, 5, {"app.public.orders"}, 1, 0x2000, 100);
     ASSERT_TRUE(sink.hand_over(during));
     char errmsg[WS_ERRMSG_SIZE] = "";
     EXPECT_EQ(ws_sink_flush(sink.get(), 200, errmsg), WS_ERROR);
@@ -878,4 +904,74 @@ TEST(SinkKafka, TopicCreationWaitsWhileTheClusterIsDown)
     ASSERT_TRUE(sink.deliver_all());
     EXPECT_EQ(sink.watermark(), txn.commit_lsn);
     expect_delivered_exactly_once(cluster.bootstraps(), "app.public.orders", {txn});
+}
+
+/*
+ * Against a real broker, when WALSHIP_TEST_KAFKA names one (tests/kafka/kafka.sh start
+ * prints its address): what the mock cannot do, topic creation.
+ */
+namespace
+{
+
+std::string real_kafka()
+{
+    const char *bootstrap = std::getenv("WALSHIP_TEST_KAFKA");
+    return bootstrap != nullptr ? bootstrap : "";
+}
+
+std::string unique_topic(const char *table)
+{
+    return std::string("walship_test.public.") + table + "_" +
+           std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+}
+
+} // namespace
+
+TEST(SinkRealKafka, CreatesTopicsWithTheConfiguredPartitions)
+{
+    const std::string bootstrap = real_kafka();
+    if (bootstrap.empty())
+        GTEST_SKIP() << "set WALSHIP_TEST_KAFKA to a broker's address";
+    const std::string topic = unique_topic("orders");
+    std::vector<Transaction> txns = workload(20, 6, {topic}, 5, 0x1000000);
+    {
+        SinkUnderTest sink(bootstrap, {}, Cluster::Real, 3, 1);
+        ASSERT_TRUE(sink.hand_over(txns));
+        ASSERT_TRUE(sink.deliver_all());
+        EXPECT_EQ(sink.watermark(), txns.back().commit_lsn);
+        EXPECT_TRUE(sink.has_log("created Kafka topic \"" + topic + "\" (partitions: 3,"));
+    }
+    /* A second run finds the topic there: no creation, no warning. */
+    std::vector<Transaction> more = workload(5, 3, {topic}, 5, 0x2000000, 1000);
+    {
+        SinkUnderTest sink(bootstrap, {}, Cluster::Real, 3, 1);
+        ASSERT_TRUE(sink.hand_over(more));
+        ASSERT_TRUE(sink.deliver_all());
+        EXPECT_FALSE(sink.has_log("could not create"));
+        EXPECT_FALSE(sink.has_log("created Kafka topic"));
+    }
+    std::vector<Transaction> all = txns;
+    all.insert(all.end(), more.begin(), more.end());
+    int64_t stored = 0;
+    int partitions = 0;
+    read_topic(bootstrap, topic, &stored, &partitions);
+    EXPECT_EQ(partitions, 3);
+    expect_delivered_exactly_once(bootstrap, topic, all);
+}
+
+TEST(SinkRealKafka, ImpossibleReplicationFactorIsRefusedWithTheBrokersReason)
+{
+    const std::string bootstrap = real_kafka();
+    if (bootstrap.empty())
+        GTEST_SKIP() << "set WALSHIP_TEST_KAFKA to a broker's address";
+    SinkUnderTest sink(bootstrap, {}, Cluster::Real, 1, 7);
+    const std::string topic = unique_topic("items");
+    Transaction txn{0x10, 1, {Event{topic, "k", "event-0"}}};
+    ws_sink_begin_txn(sink.get(), txn.commit_lsn);
+    EXPECT_EQ(sink.produce(txn.events[0], txn), WS_PRODUCE_FAILED);
+    EXPECT_NE(sink.last_produce_error().find("INVALID_REPLICATION_FACTOR"), std::string::npos)
+        << sink.last_produce_error();
+    EXPECT_NE(sink.last_produce_error().find(topic), std::string::npos)
+        << sink.last_produce_error();
+    EXPECT_EQ(sink.poll(0), WS_ERROR);
 }

@@ -12,7 +12,8 @@
 #include <utility>
 #include <vector>
 
-namespace {
+namespace
+{
 
 struct SinkDeleter {
     void operator()(ws_sink *sink) const
@@ -151,10 +152,10 @@ TEST(SinkCreate, SecretGivenElsewhereIsScrubbedFromErrors)
 {
     /* The password pasted into the wrong property too: librdkafka quotes the bad value. */
     std::string error;
-    SinkPtr sink = create_sink(kNowhere,
-                               {{"sasl.password", "hunter2-top-secret"},
-                                {"security.protocol", "hunter2-top-secret"}},
-                               error);
+    SinkPtr sink = create_sink(
+        kNowhere,
+        {{"sasl.password", "hunter2-top-secret"}, {"security.protocol", "hunter2-top-secret"}},
+        error);
     EXPECT_FALSE(sink);
     EXPECT_NE(error.find("\"security.protocol\""), std::string::npos) << error;
     EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;

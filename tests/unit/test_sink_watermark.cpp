@@ -14,7 +14,8 @@
 using walship::DeliveryWatermark;
 using walship::format_lsn;
 
-namespace {
+namespace
+{
 
 /* Begins, produces `events` events and ends a transaction; returns its id. */
 DeliveryWatermark::TransactionId handed_over(DeliveryWatermark &watermark, uint64_t commit_lsn,
@@ -198,7 +199,8 @@ TEST(SinkWatermark, ReportsForUnknownTransactionsAreDetected)
  * equals what a brute-force model says: the commit LSN of the last transaction of the
  * longest prefix that is ended, fully acknowledged and not failed.
  */
-namespace {
+namespace
+{
 
 struct ModelTransaction {
     uint64_t commit_lsn;
@@ -227,9 +229,7 @@ struct Outstanding {
 void run_random_history(uint64_t seed, bool with_failures)
 {
     std::mt19937_64 random(seed);
-    auto chance = [&](int percent) {
-        return static_cast<int>(random() % 100) < percent;
-    };
+    auto chance = [&](int percent) { return static_cast<int>(random() % 100) < percent; };
     DeliveryWatermark watermark;
     std::vector<ModelTransaction> txns;
     std::vector<Outstanding> outstanding;
@@ -295,8 +295,7 @@ void run_random_history(uint64_t seed, bool with_failures)
         while (!txns[first_failed].failed)
             ++first_failed;
         EXPECT_LT(watermark.watermark(), txns[first_failed].commit_lsn) << "seed " << seed;
-        EXPECT_EQ(watermark.watermark(),
-                  first_failed == 0 ? 0 : txns[first_failed - 1].commit_lsn)
+        EXPECT_EQ(watermark.watermark(), first_failed == 0 ? 0 : txns[first_failed - 1].commit_lsn)
             << "seed " << seed;
         EXPECT_FALSE(watermark.idle()) << "seed " << seed;
     }

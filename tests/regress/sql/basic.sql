@@ -58,7 +58,7 @@ SELECT count(*) AS events,
        count(DISTINCT lsn) AS distinct_lsns,
        bool_and(xid::text::bigint = :xid) AS xid_matches,
        bool_and((e->'source'->>'txId')::bigint = :xid) AS source_txid_matches,
-       bool_and((e->'source'->>'lsn')::numeric < (lsn - '0/0')) AS change_before_commit,
+       bool_and((e->'source'->>'lsn')::numeric = (lsn - '0/0')) AS lsn_is_change_lsn,
        bool_and(e->'source'->>'db' = current_database()) AS source_db,
        bool_and(e->'source'->>'name' = current_database()) AS logical_name
   FROM (SELECT lsn, xid, convert_from(data, 'UTF8')::jsonb AS e

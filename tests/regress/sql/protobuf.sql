@@ -25,8 +25,8 @@ INSERT INTO fruit VALUES (2, 'pear', 2.00);
 SELECT pg_current_xact_id()::text::bigint AS xid \gset
 COMMIT;
 SELECT (e->'source'->>'xid')::bigint = :xid AS xid_matches,
-       (e->'source'->>'commit_lsn')::numeric = (lsn - '0/0') AS commit_lsn_is_slot_lsn,
-       (e->'source'->>'change_lsn')::numeric < (lsn - '0/0') AS change_before_commit,
+       (e->'source'->>'change_lsn')::numeric = (lsn - '0/0') AS change_lsn_is_slot_lsn,
+       (e->'source'->>'change_lsn')::numeric < (e->'source'->>'commit_lsn')::numeric AS change_before_commit,
        (e->'source'->>'commit_time_us')::bigint
            BETWEEN (extract(epoch FROM now() - interval '1 hour') * 1000000)::bigint
                AND (extract(epoch FROM now() + interval '1 hour') * 1000000)::bigint AS commit_time

@@ -33,10 +33,12 @@ SELECT e->>'op' AS op, e->'source'->>'table' AS tbl, e->>'event_count' AS event_
                                                    'messages', 'on',
                                                    'exclude-tables', 'public.tx_other')) s;
 
--- The boundaries carry the transaction's xid and commit LSN like its events do.
+-- The boundaries carry the transaction's xid and commit LSN like its events do; a
+-- COMMIT goes out at the end of the commit record, so a client confirms whole transactions.
 SELECT count(DISTINCT e->'source'->>'xid') AS transactions,
-       count(DISTINCT lsn) AS commit_lsns,
-       bool_and((e->'source'->>'commit_lsn')::numeric = lsn - '0/0') AS commit_lsn_is_slot_lsn
+       count(DISTINCT e->'source'->>'commit_lsn') AS commit_lsns,
+       bool_and(e->>'op' <> 'COMMIT' OR (e->'source'->>'commit_lsn')::numeric = lsn - '0/0')
+           AS commit_at_commit_lsn
   FROM (SELECT lsn, walship.decode_event(data) AS e
           FROM pg_logical_slot_peek_binary_changes('transaction', NULL, NULL,
                                                    'include-transaction', 'on',
