@@ -975,3 +975,34 @@ TEST(SinkRealKafka, ImpossibleReplicationFactorIsRefusedWithTheBrokersReason)
         << sink.last_produce_error();
     EXPECT_EQ(sink.poll(0), WS_ERROR);
 }
+
+TEST(SinkRealKafka, BrokerCrashLosesNothingAndDuplicatesNothing)
+{
+    /* kill -9 of the broker with batches in flight, then a restart on its data: the
+     * producer retries what was unacknowledged; the broker drops what it had already
+     * written (same producer id and sequence). Needs the broker's tests/kafka/kafka.sh
+     * directory in WALSHIP_TEST_KAFKA_DIR. */
+    const std::string bootstrap = real_kafka();
+    const char *dir = std::getenv("WALSHIP_TEST_KAFKA_DIR");
+    if (bootstrap.empty() || dir == nullptr)
+        GTEST_SKIP() << "set WALSHIP_TEST_KAFKA and WALSHIP_TEST_KAFKA_DIR";
+    std::string script = __FILE__;
+    script = script.substr(0, script.rfind("/unit/")) + "/kafka/kafka.sh";
+    const std::string topic = unique_topic("crash");
+    SinkUnderTest sink(bootstrap, fast_reconnect(), Cluster::Real, 3, 1);
+
+    std::vector<Transaction> before = workload(300, 20, {topic}, 50, 0x1000000);
+    ASSERT_TRUE(sink.hand_over(before));
+    ASSERT_EQ(std::system(("'" + script + "' kill '" + dir + "' >/dev/null").c_str()), 0);
+    std::vector<Transaction> during = workload(300, 20, {topic}, 50, 0x2000000, 100000);
+    ASSERT_TRUE(sink.hand_over(during));
+    const uint64_t confirmed_while_down = sink.watermark();
+    EXPECT_LT(confirmed_while_down, during.back().commit_lsn);
+    ASSERT_EQ(std::system(("'" + script + "' start '" + dir + "' >/dev/null").c_str()), 0);
+    ASSERT_TRUE(sink.deliver_all());
+    EXPECT_EQ(sink.watermark(), during.back().commit_lsn);
+
+    std::vector<Transaction> all = before;
+    all.insert(all.end(), during.begin(), during.end());
+    expect_delivered_exactly_once(bootstrap, topic, all);
+}
