@@ -17,7 +17,15 @@
  * large, a topic that does not exist and is not created) stops the watermark in front of
  * its transaction for good and ws_sink_poll returns WS_ERROR: the stream restarts from
  * the slot and sends that transaction again. Nothing is confirmed that Kafka lacks.
+ *
+ * Topics: the first event for a topic sends CreateTopics (the stream's partitions and
+ * replication factor) and answers QUEUE_FULL until the broker has answered, so the worker
+ * keeps checking interrupts while it waits. Only then does the producer look the topic
+ * up: an earlier lookup would let a broker with auto.create.topics.enable create it
+ * first, with its own defaults. See classify_creation for what each answer leads to.
  */
+#include "core_error.hpp" /* first: the guard that no PostgreSQL header got here */
+
 #include "walship_sink.h"
 #include "sink_internal.hpp"
 #include "watermark.hpp"
@@ -54,7 +62,7 @@ constexpr int kTopicCreateMaxBackoffMs = 10000;
 /* How long a cluster that answers metadata may keep failing to create a topic before we
  * produce to it anyway. A cluster that never answered is down: for it we wait without
  * limit, as delivery would anyway. */
-constexpr int kTopicCreateBudgetMs = 30000;
+constexpr int kTopicCreateBudgetMs = 60000;
 /* Kafka's own limit on topic names. */
 constexpr size_t kTopicNameMaxLength = 249;
 /* Log lines waiting for ws_sink_next_log; beyond this the oldest are dropped (and
@@ -363,14 +371,15 @@ bool is_valid_topic_name(const std::string &name)
     });
 }
 
-enum class CreationOutcome { Created, Retry, Refuse, ProduceAnyway };
+enum class CreationOutcome { Created, Retry, Refuse, ProduceAnyway, Unavailable };
 
 /*
  * What a CreateTopics error means for the stream. Transient trouble is retried (while
  * it lasts, produce answers QUEUE_FULL: the same backpressure a full queue gives).
  * Mistakes only the user can fix refuse the topic. Anything else (no permission to
  * create topics, an old broker, a creation policy) means topics are managed elsewhere:
- * produce, and let Kafka say whether the topic exists.
+ * produce, and let Kafka say whether the topic exists. When that holds for the whole
+ * cluster (Unavailable), later topics are not even tried.
  */
 CreationOutcome classify_creation(rd_kafka_resp_err_t err)
 {
@@ -396,6 +405,11 @@ CreationOutcome classify_creation(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
     case RD_KAFKA_RESP_ERR_INVALID_REQUEST:
         return CreationOutcome::Refuse;
+    /* Not for this topic only: for no topic of this cluster. */
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        return CreationOutcome::Unavailable;
     default:
         return CreationOutcome::ProduceAnyway;
     }
@@ -448,9 +462,13 @@ struct ws_sink {
     int topic_replication_factor = -1;
     int topic_create_request_timeout_ms = kTopicCreateRequestTimeoutMs;
     int topic_create_budget_ms = kTopicCreateBudgetMs;
+    /* This cluster creates no topics for us (no Admin API, no permission, creation that
+     * never completes): later topics skip the attempt. */
+    bool topic_creation_unavailable = false;
     SecretScrubber scrubber;
 
-    /* What the callbacks recorded. Fixed buffers: recording must not allocate. */
+    /* What the callbacks recorded. Fixed buffers, so that a failure is kept even when
+     * memory ran out while describing it. */
     ws_status failure_status = WS_OK; /* the first failure wins; it never clears */
     char failure[WS_ERRMSG_SIZE] = "";
     bool fatal = false;
@@ -669,11 +687,13 @@ void ws_sink::finish_topic_creation(std::pair<const std::string, SinkTopic> &ent
             Clock::now() - topic.first_attempt);
         if (cluster_answers && waited.count() >= topic_create_budget_ms) {
             topic.state = TopicState::Ready;
+            topic_creation_unavailable = true;
             add_log(kLogWarning, "could not create Kafka topic " + quoted(name) + " in " +
                                      std::to_string(waited.count()) + " ms (" +
                                      std::to_string(topic.attempts) + " attempts): " + why +
                                      "; producing to it anyway, it must exist already or be "
-                                     "created by the broker");
+                                     "created by the broker; other topics are not created "
+                                     "either");
             return;
         }
         int backoff = kTopicCreateFirstBackoffMs;
@@ -696,6 +716,13 @@ void ws_sink::finish_topic_creation(std::pair<const std::string, SinkTopic> &ent
         add_log(kLogWarning, "could not create Kafka topic " + quoted(name) + ": " + why +
                                  "; producing to it anyway, it must exist already or be "
                                  "created by the broker");
+        return;
+    case CreationOutcome::Unavailable:
+        topic.state = TopicState::Ready;
+        topic_creation_unavailable = true;
+        add_log(kLogWarning, "could not create Kafka topic " + quoted(name) + ": " + why +
+                                 "; producing to it anyway, it must exist already or be "
+                                 "created by the broker; other topics are not created either");
         return;
     }
 }
@@ -997,6 +1024,8 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
                 topic.refusal = "invalid Kafka topic name " + quoted(entry.first) +
                                 ": Kafka allows only ASCII letters, digits, '.', '_' and '-', "
                                 "at most 249 of them";
+            } else if (sink->topic_creation_unavailable) {
+                topic.state = TopicState::Ready;
             } else {
                 sink->start_topic_creation(entry);
             }

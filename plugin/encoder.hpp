@@ -53,14 +53,6 @@ class EventBuffer
         return bytes_;
     }
 
-    /* Starts a new body of exactly size bytes, for the caller to write in place. */
-    uint8_t *begin_sized(size_t size)
-    {
-        std::string &bytes = begin();
-        bytes.resize(kPrefixRoom + size);
-        return reinterpret_cast<uint8_t *>(&bytes[kPrefixRoom]);
-    }
-
     /* The body written since begin(), with its varint length in front when framed. */
     std::string_view finish(bool framed)
     {

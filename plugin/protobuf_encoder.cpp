@@ -33,6 +33,7 @@
 
 #include "walship/v1/change_event.pb.h"
 
+#include <algorithm>
 #include <charconv>
 #include <climits>
 #include <cstring>
@@ -210,12 +211,65 @@ inline const char *or_empty(const char *s)
     return s != nullptr ? s : "";
 }
 
-/* Does the NUL-terminated s equal cached? Reads s no further than its terminator. */
+/*
+ * Does the NUL-terminated s equal cached? A plain loop: the names compared here are
+ * a few bytes long, too short for a call to strcmp to pay off, and s is read no
+ * further than its terminator.
+ */
 inline bool same_text(const std::string &cached, const char *s)
 {
-    size_t n = cached.size();
-    return std::strncmp(cached.data(), s, n) == 0 && s[n] == '\0';
+    const char *c = cached.c_str();
+    while (*c != '\0' && *c == *s) {
+        c++;
+        s++;
+    }
+    return *c == *s;
 }
+
+/*
+ * The output buffer, with room for a varint length prefix in front of the body like
+ * EventBuffer, but sized up front and never zero-filled: the size pass says how
+ * many bytes the write pass fills, every one of them.
+ */
+class WireBuffer
+{
+  public:
+    static constexpr size_t kPrefixRoom = 10; /* a base-128 varint of 64 bits */
+
+    uint8_t *begin(size_t body)
+    {
+        size_t need = kPrefixRoom + body;
+        if (capacity_ > kRetainedBufferLimit || need > capacity_) {
+            /* a huge event's buffer is let go at the next event (see kRetainedBufferLimit) */
+            size_t capacity = std::max(need, std::min(capacity_ * 2, kRetainedBufferLimit));
+            bytes_.reset();
+            bytes_.reset(new uint8_t[capacity]);
+            capacity_ = capacity;
+        }
+        body_ = body;
+        return bytes_.get() + kPrefixRoom;
+    }
+
+    /* The body, with its varint length in front when framed. */
+    std::string_view finish(bool framed) const
+    {
+        uint8_t *start = bytes_.get() + kPrefixRoom;
+        size_t len = body_;
+        if (framed) {
+            uint8_t prefix[kPrefixRoom];
+            size_t n = static_cast<size_t>(put_varint(prefix, body_) - prefix);
+            start -= n;
+            std::memcpy(start, prefix, n);
+            len += n;
+        }
+        return std::string_view(reinterpret_cast<const char *>(start), len);
+    }
+
+  private:
+    std::unique_ptr<uint8_t[]> bytes_;
+    size_t capacity_ = 0;
+    size_t body_ = 0;
+};
 
 /* ------------------------------------------------------------------------- */
 /* Value: one member of the `kind` oneof, always written (zero and empty too)  */
@@ -318,7 +372,6 @@ struct ColumnHead {
         name.assign(name_);
         type_oid = type_oid_;
         type_name.assign(or_empty(type_name_));
-        bytes.clear();
         bytes.resize(string_size(name.size()) + scalar_size(type_oid) +
                      string_size(type_name.size()));
         auto *p = reinterpret_cast<uint8_t *>(&bytes[0]);
@@ -377,7 +430,6 @@ class SourceHead
             database_.assign(database);
             schema_.assign(schema);
             table_.assign(table);
-            bytes_.clear();
             bytes_.resize(string_size(database_.size()) + string_size(schema_.size()) +
                           string_size(table_.size()));
             auto *p = reinterpret_cast<uint8_t *>(&bytes_[0]);
@@ -405,50 +457,71 @@ struct TableHeads {
 };
 
 /* ------------------------------------------------------------------------- */
-/* Columns and rows                                                            */
+/* Rows                                                                        */
 
-inline size_t column_size(const ColumnHead &head, const ws_value &value)
+/*
+ * One row of an event between the size pass and the write pass: its columns' heads
+ * and the sizes of each column's Value and whole Column, computed once in plan()
+ * and reused when writing. The same row gives the key (its is_key columns) and
+ * the before or after Row (all of them).
+ */
+class PlannedRow
 {
-    size_t value_len = value_size(value);
-    return head.bytes.size() + 1 + varint_size(value_len) + value_len;
-}
-
-inline uint8_t *put_column(uint8_t *p, const ColumnHead &head, const ws_value &value)
-{
-    p = put_raw(p, head.bytes.data(), head.bytes.size());
-    p = put_sub_head(p, column_tag::value, value_size(value));
-    return put_value(p, value);
-}
-
-/* A row's columns (only the is_key ones when keys_only) as repeated Column fields. */
-struct ColumnList {
-    const ws_row *row = nullptr;
-    const ColumnHead *heads = nullptr;
-    bool keys_only = false;
-
-    size_t size() const
+  public:
+    void plan(const ws_row *row, const ColumnHead *heads)
     {
-        size_t total = 0;
-        for (int i = 0; row != nullptr && i < row->ncolumns; i++) {
+        row_ = row;
+        heads_ = heads;
+        all_size_ = 0;
+        key_size_ = 0;
+        int n = row != nullptr ? row->ncolumns : 0;
+        sizes_.resize(static_cast<size_t>(n)); /* keeps its capacity: no allocation per row */
+        for (int i = 0; i < n; i++) {
             const ws_column &c = row->columns[i];
-            if (keys_only && !c.is_key)
-                continue;
-            total += delimited_size(column_size(heads[i], c.value));
+            Sizes &s = sizes_[static_cast<size_t>(i)];
+            s.value = value_size(c.value);
+            s.column = heads[i].bytes.size() + 1 + varint_size(s.value) + s.value;
+            size_t field = 1 + varint_size(s.column) + s.column;
+            all_size_ += field;
+            if (c.is_key)
+                key_size_ += field;
         }
-        return total;
     }
 
-    uint8_t *put(uint8_t *p, uint8_t field_tag) const
+    /* Bytes of the columns as repeated Column fields: all of them or the key columns. */
+    size_t size(bool keys_only) const
     {
-        for (int i = 0; row != nullptr && i < row->ncolumns; i++) {
-            const ws_column &c = row->columns[i];
+        return keys_only ? key_size_ : all_size_;
+    }
+
+    uint8_t *put(uint8_t *p, uint8_t field_tag, bool keys_only) const
+    {
+        int n = row_ != nullptr ? row_->ncolumns : 0;
+        for (int i = 0; i < n; i++) {
+            const ws_column &c = row_->columns[i];
             if (keys_only && !c.is_key)
                 continue;
-            p = put_sub_head(p, field_tag, column_size(heads[i], c.value));
-            p = put_column(p, heads[i], c.value);
+            const Sizes &s = sizes_[static_cast<size_t>(i)];
+            const std::string &head = heads_[i].bytes;
+            p = put_sub_head(p, field_tag, s.column);
+            p = put_raw(p, head.data(), head.size());
+            p = put_sub_head(p, column_tag::value, s.value);
+            p = put_value(p, c.value);
         }
         return p;
     }
+
+  private:
+    struct Sizes {
+        size_t value;
+        size_t column;
+    };
+
+    const ws_row *row_ = nullptr;
+    const ColumnHead *heads_ = nullptr;
+    std::vector<Sizes> sizes_;
+    size_t all_size_ = 0;
+    size_t key_size_ = 0;
 };
 
 /* A Row with one text column: the keys of events without key columns (see encode_key). */
@@ -462,24 +535,22 @@ class TextKey
 
     size_t size(std::string_view text) const
     {
-        return delimited_size(column_size(head_, value(text)));
+        return delimited_size(column_size(text));
     }
 
     uint8_t *put(uint8_t *p, std::string_view text) const
     {
-        ws_value v = value(text);
-        p = put_sub_head(p, kRowColumnsTag, column_size(head_, v));
-        return put_column(p, head_, v);
+        p = put_sub_head(p, kRowColumnsTag, column_size(text));
+        p = put_raw(p, head_.bytes.data(), head_.bytes.size());
+        p = put_sub_head(p, column_tag::value, delimited_size(text.size()));
+        return put_delimited(p, value_tag::string_value, text.data(), text.size());
     }
 
   private:
-    static ws_value value(std::string_view text)
+    size_t column_size(std::string_view text) const
     {
-        ws_value v{};
-        v.kind = WS_VALUE_TEXT;
-        v.data = text.data();
-        v.len = text.size();
-        return v;
+        size_t value = delimited_size(text.size()); /* a oneof member: written even if empty */
+        return head_.bytes.size() + 1 + varint_size(value) + value;
     }
 
     ColumnHead head_;
@@ -497,9 +568,8 @@ void check_message_size(size_t size)
 void check_written(const uint8_t *start, const uint8_t *end, size_t planned)
 {
     if (static_cast<size_t>(end - start) != planned)
-        throw std::logic_error("walship protobuf encoder wrote " +
-                               std::to_string(end - start) + " bytes, planned " +
-                               std::to_string(planned));
+        throw std::logic_error("walship protobuf encoder wrote " + std::to_string(end - start) +
+                               " bytes, planned " + std::to_string(planned));
 }
 
 /* ------------------------------------------------------------------------- */
@@ -525,30 +595,25 @@ class ProtobufEncoder final : public Encoder
         const char *origin = or_empty(in.origin);
         size_t origin_len = std::strlen(origin);
         bool truncate = change.op == WS_OP_TRUNCATE;
-        size_t source_size = source_head.size() + scalar_size(in.xid) +
-                             scalar_size(in.commit_lsn) + scalar_size(in.change_lsn) +
+        size_t source_size = source_head.size() + scalar_size(in.xid) + scalar_size(in.commit_lsn) +
+                             scalar_size(in.change_lsn) +
                              scalar_size(signed_varint(in.commit_time_us)) +
                              string_size(origin_len);
         for (int i = 0; truncate && i < change.ntruncated; i++)
             source_size += delimited_size(std::strlen(change.truncated_tables[i]));
 
+        /* the key columns are those of the new row, or of the old one for DELETE */
         const ws_row *key_source = key_row(change);
         bool want_before = include_before_ && change.before != nullptr;
         bool want_after = change.after != nullptr && change.op != WS_OP_DELETE;
-        const ColumnHead *before_heads =
-            change.before != nullptr && (want_before || key_source == change.before)
-                ? table.before.for_row(*change.before)
-                : nullptr;
-        const ColumnHead *after_heads =
-            change.after != nullptr && (want_after || key_source == change.after)
-                ? table.after.for_row(*change.after)
-                : nullptr;
-
-        ColumnList key{key_source, key_source == change.after ? after_heads : before_heads, true};
-        ColumnList before{change.before, before_heads, false};
-        ColumnList after{change.after, after_heads, false};
-        size_t before_size = want_before ? before.size() : 0;
-        size_t after_size = want_after ? after.size() : 0;
+        bool plan_before = want_before || (key_source != nullptr && key_source == change.before);
+        bool plan_after = want_after || (key_source != nullptr && key_source == change.after);
+        before_.plan(plan_before ? change.before : nullptr,
+                     plan_before ? table.before.for_row(*change.before) : nullptr);
+        after_.plan(plan_after ? change.after : nullptr,
+                    plan_after ? table.after.for_row(*change.after) : nullptr);
+        const PlannedRow &key = key_source == change.after ? after_ : before_;
+        size_t key_size = key_source != nullptr ? key.size(true) : 0;
 
         bool is_message = change.op == WS_OP_MESSAGE;
         const char *prefix = or_empty(change.message_prefix);
@@ -558,16 +623,14 @@ class ProtobufEncoder final : public Encoder
                               scalar_size(change.message_transactional ? 1 : 0);
         uint64_t event_count = change.op == WS_OP_COMMIT ? change.event_count : 0;
 
-        size_t total = scalar_size(static_cast<uint64_t>(change.op)) +
-                       delimited_size(source_size) + key.size() +
-                       (want_before ? delimited_size(before_size) : 0) +
-                       (want_after ? delimited_size(after_size) : 0) +
-                       (is_message ? delimited_size(message_size) : 0) +
-                       scalar_size(event_count);
+        size_t total = scalar_size(static_cast<uint64_t>(change.op)) + delimited_size(source_size) +
+                       key_size + (want_before ? delimited_size(before_.size(false)) : 0) +
+                       (want_after ? delimited_size(after_.size(false)) : 0) +
+                       (is_message ? delimited_size(message_size) : 0) + scalar_size(event_count);
         check_message_size(total);
 
         /* write pass, in field-number order as the generated code writes */
-        uint8_t *start = event_buffer_.begin_sized(total);
+        uint8_t *start = event_buffer_.begin(total);
         uint8_t *p = put_scalar(start, event_tag::op, static_cast<uint64_t>(change.op));
 
         p = put_sub_head(p, event_tag::source, source_size);
@@ -583,14 +646,15 @@ class ProtobufEncoder final : public Encoder
             p = put_delimited(p, source_tag::truncated_tables, name, std::strlen(name));
         }
 
-        p = key.put(p, event_tag::key);
+        if (key_size > 0)
+            p = key.put(p, event_tag::key, true);
         if (want_before) {
-            p = put_sub_head(p, event_tag::before, before_size);
-            p = before.put(p, kRowColumnsTag);
+            p = put_sub_head(p, event_tag::before, before_.size(false));
+            p = before_.put(p, kRowColumnsTag, false);
         }
         if (want_after) {
-            p = put_sub_head(p, event_tag::after, after_size);
-            p = after.put(p, kRowColumnsTag);
+            p = put_sub_head(p, event_tag::after, after_.size(false));
+            p = after_.put(p, kRowColumnsTag, false);
         }
         if (is_message) {
             p = put_sub_head(p, event_tag::message, message_size);
@@ -627,13 +691,13 @@ class ProtobufEncoder final : public Encoder
             return std::string_view();
         TableHeads &table = table_heads(change.source.relation_oid);
         RowHeads &heads = row == change.after ? table.after : table.before;
-        ColumnList key{row, heads.for_row(*row), true};
-        size_t total = key.size();
-        if (total == 0) /* every column has a Value, so no bytes means no key columns */
+        after_.plan(row, heads.for_row(*row));
+        size_t total = after_.size(true);
+        if (total == 0) /* every Column has bytes, so none means no key columns */
             return std::string_view();
         check_message_size(total);
-        uint8_t *start = key_buffer_.begin_sized(total);
-        check_written(start, key.put(start, kRowColumnsTag), total);
+        uint8_t *start = key_buffer_.begin(total);
+        check_written(start, after_.put(start, kRowColumnsTag, true), total);
         return key_buffer_.finish(false);
     }
 
@@ -660,7 +724,7 @@ class ProtobufEncoder final : public Encoder
     {
         size_t total = key.size(text);
         check_message_size(total);
-        uint8_t *start = key_buffer_.begin_sized(total);
+        uint8_t *start = key_buffer_.begin(total);
         check_written(start, key.put(start, text), total);
         return key_buffer_.finish(false);
     }
@@ -673,10 +737,12 @@ class ProtobufEncoder final : public Encoder
     TableHeads *last_ = nullptr;
     uint32_t last_oid_ = 0;
     TableHeads scratch_;
+    PlannedRow before_;
+    PlannedRow after_; /* also the key row of encode_key */
     TextKey prefix_key_;
     TextKey id_key_;
-    EventBuffer event_buffer_;
-    EventBuffer key_buffer_;
+    WireBuffer event_buffer_;
+    WireBuffer key_buffer_;
 };
 
 } // namespace

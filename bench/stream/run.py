@@ -57,7 +57,7 @@ def catch_up(pg, kafka, changes: int, per_txn: int = 10000) -> dict:
         while done < changes:
             n = min(per_txn, changes - done)
             conn.execute("INSERT INTO bench_events (account, amount, note) "
-                         "SELECT g % 1000, (g % 100000) / 100.0, 'note ' || g "
+                         "SELECT g %% 1000, (g %% 100000) / 100.0, 'note ' || g "
                          "FROM generate_series(%s::bigint, %s::bigint) g", (done, done + n - 1))
             done += n
     load_s = time.monotonic() - t0

@@ -235,3 +235,36 @@ TEST(SinkCreate, ConflictsFoundOnlyByLibrdkafkaAreReported)
     EXPECT_FALSE(sink);
     EXPECT_NE(error.find("linger.ms"), std::string::npos) << error;
 }
+
+TEST(SinkCreate, SecretsNeverReachLogLinesOrErrors)
+{
+    /* debug=all has librdkafka dump its whole configuration into the log. */
+    std::string error;
+    SinkPtr sink = create_sink(kNowhere,
+                               {{"debug", "all"},
+                                {"security.protocol", "sasl_plaintext"},
+                                {"sasl.mechanism", "PLAIN"},
+                                {"sasl.username", "walship"},
+                                {"sasl.password", "hunter2-top-secret"}},
+                               error);
+    ASSERT_TRUE(sink) << error;
+    std::vector<std::string> lines;
+    char errmsg[WS_ERRMSG_SIZE] = "";
+    /* Until the connection attempt has failed at least once (a broker error). */
+    for (int i = 0; i < 500 && !ws_sink_last_error(sink.get(), errmsg); ++i) {
+        ws_sink_poll(sink.get(), 20, errmsg);
+        int level = 0;
+        char line[1024];
+        while (ws_sink_next_log(sink.get(), &level, line, sizeof(line)))
+            lines.emplace_back(line);
+    }
+    EXPECT_TRUE(ws_sink_last_error(sink.get(), errmsg)) << "no connection failure reported";
+    EXPECT_EQ(std::string(errmsg).find("hunter2"), std::string::npos) << errmsg;
+    EXPECT_GT(lines.size(), 10u);
+    bool configuration_dumped = false;
+    for (const std::string &line : lines) {
+        EXPECT_EQ(line.find("hunter2"), std::string::npos) << line;
+        configuration_dumped |= line.find("sasl.password") != std::string::npos;
+    }
+    EXPECT_TRUE(configuration_dumped) << "librdkafka did not log its configuration";
+}
