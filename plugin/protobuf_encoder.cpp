@@ -239,10 +239,14 @@ class WireBuffer
     uint8_t *begin(size_t body)
     {
         size_t need = kPrefixRoom + body;
-        if (capacity_ > kRetainedBufferLimit || need > capacity_) {
-            /* a huge event's buffer is let go at the next event (see kRetainedBufferLimit) */
-            size_t capacity = std::max(need, std::min(capacity_ * 2, kRetainedBufferLimit));
-            bytes_.reset();
+        if (capacity_ > kRetainedBufferLimit) /* let go of a huge event's buffer */
+            release();
+        if (need > capacity_) {
+            /* doubling, so that rows growing a little at a time do not reallocate each time */
+            size_t grown =
+                std::min(std::max(capacity_ * 2, kInitialCapacity), kRetainedBufferLimit);
+            size_t capacity = std::max(need, grown);
+            release(); /* never two big buffers at once */
             bytes_.reset(new uint8_t[capacity]);
             capacity_ = capacity;
         }
@@ -266,6 +270,14 @@ class WireBuffer
     }
 
   private:
+    static constexpr size_t kInitialCapacity = 1024;
+
+    void release()
+    {
+        bytes_.reset();
+        capacity_ = 0;
+    }
+
     std::unique_ptr<uint8_t[]> bytes_;
     size_t capacity_ = 0;
     size_t body_ = 0;
@@ -393,11 +405,13 @@ class RowHeads
     const ColumnHead *for_row(const ws_row &row)
     {
         if (!matches(row)) {
+            valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
             heads_.resize(static_cast<size_t>(row.ncolumns));
             for (int i = 0; i < row.ncolumns; i++) {
                 const ws_column &c = row.columns[i];
                 heads_[static_cast<size_t>(i)].assign(c.name, c.type_oid, c.type_name);
             }
+            valid_ = true;
         }
         return heads_.data();
     }
@@ -405,7 +419,7 @@ class RowHeads
   private:
     bool matches(const ws_row &row) const
     {
-        if (heads_.size() != static_cast<size_t>(row.ncolumns))
+        if (!valid_ || heads_.size() != static_cast<size_t>(row.ncolumns))
             return false;
         for (int i = 0; i < row.ncolumns; i++)
             if (!heads_[static_cast<size_t>(i)].matches(row.columns[i]))
@@ -413,6 +427,7 @@ class RowHeads
         return true;
     }
 
+    bool valid_ = false;
     std::vector<ColumnHead> heads_;
 };
 
@@ -427,6 +442,7 @@ class SourceHead
         const char *table = or_empty(source.table);
         if (!valid_ || !same_text(database_, database) || !same_text(schema_, schema) ||
             !same_text(table_, table)) {
+            valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
             database_.assign(database);
             schema_.assign(schema);
             table_.assign(table);
@@ -713,11 +729,14 @@ class ProtobufEncoder final : public Encoder
             return scratch_;
         if (last_ != nullptr && last_oid_ == oid)
             return *last_;
-        if (tables_.size() >= kMaxCachedTables && tables_.find(oid) == tables_.end())
+        if (tables_.size() >= kMaxCachedTables && tables_.find(oid) == tables_.end()) {
+            last_ = nullptr;
             tables_.clear(); /* dropped tables must not pile up in a long-lived worker */
-        last_ = &tables_[oid];
+        }
+        TableHeads &entry = tables_[oid];
+        last_ = &entry;
         last_oid_ = oid;
-        return *last_;
+        return entry;
     }
 
     std::string_view text_key(const TextKey &key, std::string_view text)

@@ -90,3 +90,24 @@ def pytest_runtest_makereport(item, call):
                                     obj.log_tail(80)))
         except Exception as e:  # never hide the real failure
             report.sections.append((f"{name} log tail", f"(unavailable: {e})"))
+
+
+# A skipped integration test did not run: the suite must not pass as green with one.
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _skipped:
+        terminalreporter.write_line(
+            f"walship: {len(_skipped)} test(s) skipped; skipped tests fail this suite: "
+            + ", ".join(_skipped), red=True)
