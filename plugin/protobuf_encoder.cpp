@@ -218,12 +218,12 @@ inline const char *or_empty(const char *s)
  */
 inline bool same_text(const std::string &cached, const char *s)
 {
-    const char *c = cached.c_str();
-    while (*c != '\0' && *c == *s) {
-        c++;
-        s++;
-    }
-    return *c == *s;
+    const char *c = cached.data();
+    size_t n = cached.size();
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != s[i]) /* cached has no NUL inside: this stops at the end of a shorter s */
+            return false;
+    return s[n] == '\0';
 }
 
 /*
