@@ -54,10 +54,15 @@ namespace v1 = ::walship::v1;
 
 enum WireType : uint8_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2 };
 
-/* Every field number of walship.v1 is below 16, so every tag is one byte. */
+/*
+ * Every field number of walship.v1 is below 16, so every tag is one byte (the
+ * writers below rely on it). A larger one fails the build: tags are constants.
+ */
 constexpr uint8_t tag(int field, WireType type)
 {
-    return static_cast<uint8_t>((field << 3) | type);
+    return field > 0 && field < 16
+               ? static_cast<uint8_t>((field << 3) | type)
+               : throw std::logic_error("a field number of two tag bytes: write its varint");
 }
 
 namespace event_tag
@@ -255,7 +260,7 @@ class WireBuffer
     }
 
     /* The body, with its varint length in front when framed. */
-    std::string_view finish(bool framed) const
+    std::string_view finish(bool framed)
     {
         uint8_t *start = bytes_.get() + kPrefixRoom;
         size_t len = body_;
