@@ -44,6 +44,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -354,6 +355,9 @@ enum class TopicState {
 };
 
 struct SinkTopic {
+    explicit SinkTopic(const char *topic_name) : name(topic_name) {}
+
+    const std::string name; /* the map's key points here */
     rd_kafka_topic_t *handle = nullptr;
     TopicState state = TopicState::Unchecked;
     int attempts = 0;
@@ -439,6 +443,33 @@ struct LogLine {
     std::string text;
 };
 
+/* A header value and the number it was formatted from. */
+struct HeaderText {
+    bool valid = false;
+    uint64_t number = 0;
+    int length = 0;
+    char text[24] = "";
+
+    void set_lsn(uint64_t lsn)
+    {
+        if (valid && number == lsn)
+            return;
+        length = std::snprintf(text, sizeof(text), "%" PRIX32 "/%" PRIX32,
+                               static_cast<uint32_t>(lsn >> 32), static_cast<uint32_t>(lsn));
+        number = lsn;
+        valid = true;
+    }
+
+    void set_decimal(uint64_t value)
+    {
+        if (valid && number == value)
+            return;
+        length = std::snprintf(text, sizeof(text), "%" PRIu64, value);
+        number = value;
+        valid = true;
+    }
+};
+
 int64_t unix_micros_now()
 {
     using namespace std::chrono;
@@ -455,8 +486,12 @@ struct ws_sink {
     /* CreateTopics results; polled by ws_sink_poll while a creation is under way. */
     rd_kafka_queue_t *admin_results = nullptr;
     walship::DeliveryWatermark watermark;
-    /* Never erased before the sink dies: CreateTopics carries a pointer to an entry. */
-    std::unordered_map<std::string, SinkTopic> topics;
+    /* Never erased before the sink dies: CreateTopics carries a pointer to a topic. Keyed
+     * by a view of the topic's own name, so that looking a name up allocates nothing. */
+    std::unordered_map<std::string_view, std::unique_ptr<SinkTopic>> topics;
+    /* The previous event's topic: a stream's events come in runs of one table, so most
+     * events skip even the hash lookup. */
+    SinkTopic *last_topic = nullptr;
     int topics_creating = 0;
     int topic_partitions = -1;
     int topic_replication_factor = -1;
@@ -478,6 +513,11 @@ struct ws_sink {
     uint64_t logs_dropped = 0;
     ws_sink_stats stats{};
 
+    /* The walship.lsn and walship.xid header values of the latest event: all events of a
+     * transaction share them, so they are formatted once per transaction, not per event. */
+    HeaderText lsn_header;
+    HeaderText xid_header;
+
     ws_sink() = default;
     ws_sink(const ws_sink &) = delete;
     ws_sink &operator=(const ws_sink &) = delete;
@@ -485,8 +525,8 @@ struct ws_sink {
     ~ws_sink()
     {
         for (auto &entry : topics) {
-            if (entry.second.handle != nullptr)
-                rd_kafka_topic_destroy(entry.second.handle);
+            if (entry.second->handle != nullptr)
+                rd_kafka_topic_destroy(entry.second->handle);
         }
         if (admin_results != nullptr)
             rd_kafka_queue_destroy(admin_results);
@@ -547,10 +587,29 @@ struct ws_sink {
         record_last_error(text.c_str());
     }
 
-    void start_topic_creation(std::pair<const std::string, SinkTopic> &entry);
+    SinkTopic &topic(const char *name);
+    void start_topic_creation(SinkTopic &topic);
+
+    /* Stamps stats.last_ack_time_us when delivery reports served in its scope acknowledged
+     * something: one clock read per poll instead of one per event. */
+    class AckClock
+    {
+      public:
+        explicit AckClock(ws_sink &sink) : sink_(sink), acked_(sink.stats.events_acked) {}
+        ~AckClock()
+        {
+            if (sink_.stats.events_acked != acked_)
+                sink_.stats.last_ack_time_us = unix_micros_now();
+        }
+        AckClock(const AckClock &) = delete;
+        AckClock &operator=(const AckClock &) = delete;
+
+      private:
+        ws_sink &sink_;
+        uint64_t acked_;
+    };
     void serve_admin_results(int timeout_ms);
-    void finish_topic_creation(std::pair<const std::string, SinkTopic> &entry,
-                               rd_kafka_resp_err_t err, const char *reason);
+    void finish_topic_creation(SinkTopic &topic, rd_kafka_resp_err_t err, const char *reason);
     void serve(int timeout_ms);
 };
 
@@ -572,8 +631,7 @@ void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
                                      "(a walship bug)");
                 return;
             }
-            ++sink->stats.events_acked;
-            sink->stats.last_ack_time_us = unix_micros_now();
+            ++sink->stats.events_acked; /* the time: serve() reads the clock once per poll */
             sink->has_last_error = false;
             return;
         }
@@ -623,10 +681,22 @@ void on_log(const rd_kafka_t *kafka, int level, const char *facility, const char
 /* ------------------------------------------------------------------------- */
 /* Topic creation                                                              */
 
-void ws_sink::start_topic_creation(std::pair<const std::string, SinkTopic> &entry)
+SinkTopic &ws_sink::topic(const char *name)
 {
-    const std::string &name = entry.first;
-    SinkTopic &topic = entry.second;
+    if (last_topic != nullptr && last_topic->name == name)
+        return *last_topic;
+    auto found = topics.find(name);
+    if (found == topics.end()) {
+        auto created = std::make_unique<SinkTopic>(name);
+        found = topics.emplace(created->name, std::move(created)).first;
+    }
+    last_topic = found->second.get();
+    return *last_topic;
+}
+
+void ws_sink::start_topic_creation(SinkTopic &topic)
+{
+    const std::string &name = topic.name;
     char errstr[512];
     std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter> new_topic(rd_kafka_NewTopic_new(
         name.c_str(), topic_partitions, topic_replication_factor, errstr, sizeof(errstr)));
@@ -646,7 +716,7 @@ void ws_sink::start_topic_creation(std::pair<const std::string, SinkTopic> &entr
         topic.refusal = "could not prepare the creation of Kafka topic " + quoted(name);
         return;
     }
-    rd_kafka_AdminOptions_set_opaque(options.get(), &entry);
+    rd_kafka_AdminOptions_set_opaque(options.get(), &topic);
     rd_kafka_NewTopic_t *request[] = {new_topic.get()};
     rd_kafka_CreateTopics(kafka, request, 1, options.get(), admin_results);
     topic.state = TopicState::Creating;
@@ -655,11 +725,9 @@ void ws_sink::start_topic_creation(std::pair<const std::string, SinkTopic> &entr
     ++topics_creating;
 }
 
-void ws_sink::finish_topic_creation(std::pair<const std::string, SinkTopic> &entry,
-                                    rd_kafka_resp_err_t err, const char *reason)
+void ws_sink::finish_topic_creation(SinkTopic &topic, rd_kafka_resp_err_t err, const char *reason)
 {
-    const std::string &name = entry.first;
-    SinkTopic &topic = entry.second;
+    const std::string &name = topic.name;
     --topics_creating;
     std::string why =
         scrubber.scrub(reason != nullptr && reason[0] != '\0' ? reason : rd_kafka_err2str(err)) +
@@ -737,9 +805,8 @@ void ws_sink::serve_admin_results(int timeout_ms)
         timeout_ms = 0;
         if (rd_kafka_event_type(event.get()) != RD_KAFKA_EVENT_CREATETOPICS_RESULT)
             continue;
-        auto *entry = static_cast<std::pair<const std::string, SinkTopic> *>(
-            rd_kafka_event_opaque(event.get()));
-        if (entry == nullptr || entry->second.state != TopicState::Creating)
+        auto *topic = static_cast<SinkTopic *>(rd_kafka_event_opaque(event.get()));
+        if (topic == nullptr || topic->state != TopicState::Creating)
             continue;
         const rd_kafka_CreateTopics_result_t *result =
             rd_kafka_event_CreateTopics_result(event.get());
@@ -748,10 +815,10 @@ void ws_sink::serve_admin_results(int timeout_ms)
             result != nullptr ? rd_kafka_CreateTopics_result_topics(result, &count) : nullptr;
         if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR || count == 0) {
             /* The request as a whole failed (timeout, no controller, not supported). */
-            finish_topic_creation(*entry, rd_kafka_event_error(event.get()),
+            finish_topic_creation(*topic, rd_kafka_event_error(event.get()),
                                   rd_kafka_event_error_string(event.get()));
         } else {
-            finish_topic_creation(*entry, rd_kafka_topic_result_error(results[0]),
+            finish_topic_creation(*topic, rd_kafka_topic_result_error(results[0]),
                                   rd_kafka_topic_result_error_string(results[0]));
         }
     }
@@ -764,6 +831,7 @@ void ws_sink::serve_admin_results(int timeout_ms)
  */
 void ws_sink::serve(int timeout_ms)
 {
+    const AckClock ack_clock(*this);
     if (timeout_ms < 0 || failure_status != WS_OK)
         timeout_ms = 0;
     const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -1016,29 +1084,28 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
             return WS_PRODUCE_FAILED;
         }
 
-        auto &entry = *sink->topics.try_emplace(topic_name).first;
-        SinkTopic &topic = entry.second;
+        SinkTopic &topic = sink->topic(topic_name);
         if (topic.state == TopicState::Unchecked) {
-            if (!is_valid_topic_name(entry.first)) {
+            if (!is_valid_topic_name(topic.name)) {
                 topic.state = TopicState::Refused;
-                topic.refusal = "invalid Kafka topic name " + quoted(entry.first) +
+                topic.refusal = "invalid Kafka topic name " + quoted(topic.name) +
                                 ": Kafka allows only ASCII letters, digits, '.', '_' and '-', "
                                 "at most 249 of them";
             } else if (sink->topic_creation_unavailable) {
                 topic.state = TopicState::Ready;
             } else {
-                sink->start_topic_creation(entry);
+                sink->start_topic_creation(topic);
             }
         }
         if (topic.state == TopicState::Creating)
             sink->serve_admin_results(0);
         if (topic.state == TopicState::Retrying && Clock::now() >= topic.retry_at)
-            sink->start_topic_creation(entry);
+            sink->start_topic_creation(topic);
         switch (topic.state) {
         case TopicState::Creating:
         case TopicState::Retrying:
             write_errmsg(errmsg,
-                         "waiting for Kafka topic " + quoted(entry.first) + " to be created");
+                         "waiting for Kafka topic " + quoted(topic.name) + " to be created");
             return WS_PRODUCE_QUEUE_FULL;
         case TopicState::Refused:
             sink->watermark.fail_open_transaction();
@@ -1056,7 +1123,7 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
             topic.handle = rd_kafka_topic_new(sink->kafka, topic_name, nullptr);
             if (topic.handle == nullptr) {
                 topic.state = TopicState::Refused;
-                topic.refusal = "could not use Kafka topic " + quoted(entry.first) + ": " +
+                topic.refusal = "could not use Kafka topic " + quoted(topic.name) + ": " +
                                 rd_kafka_err2str(rd_kafka_last_error());
                 sink->watermark.fail_open_transaction();
                 sink->record_failure(topic.refusal);
@@ -1068,17 +1135,15 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
         /* A NULL value is a tombstone; a NULL key is no key. */
         const size_t key_size = key != nullptr ? keylen : 0;
         const size_t value_size = value != nullptr ? valuelen : 0;
-        const std::string lsn_text = walship::format_lsn(commit_lsn);
-        const std::string xid_text = std::to_string(xid);
+        sink->lsn_header.set_lsn(commit_lsn);
+        sink->xid_header.set_decimal(xid);
         const walship::DeliveryWatermark::TransactionId txn = sink->watermark.open_transaction();
         rd_kafka_resp_err_t err = rd_kafka_producev(
             sink->kafka, RD_KAFKA_V_RKT(topic.handle), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(key, key_size),
             RD_KAFKA_V_VALUE(const_cast<uint8_t *>(value), value_size),
-            RD_KAFKA_V_HEADER("walship.lsn", lsn_text.c_str(),
-                              static_cast<ssize_t>(lsn_text.size())),
-            RD_KAFKA_V_HEADER("walship.xid", xid_text.c_str(),
-                              static_cast<ssize_t>(xid_text.size())),
+            RD_KAFKA_V_HEADER("walship.lsn", sink->lsn_header.text, sink->lsn_header.length),
+            RD_KAFKA_V_HEADER("walship.xid", sink->xid_header.text, sink->xid_header.length),
             RD_KAFKA_V_OPAQUE(reinterpret_cast<void *>(static_cast<uintptr_t>(txn))),
             RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -1089,7 +1154,7 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
         }
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             sink->check_fatal();
-            std::string why = "could not produce an event to Kafka topic " + quoted(entry.first) +
+            std::string why = "could not produce an event to Kafka topic " + quoted(topic.name) +
                               ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
             if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 why += "; raise the Kafka property \"message.max.bytes\" (and the topic's "
@@ -1148,7 +1213,10 @@ ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, char *errmsg)
         return WS_ERROR;
     }
     try {
-        rd_kafka_flush(sink->kafka, std::max(timeout_ms, 0));
+        {
+            const ws_sink::AckClock ack_clock(*sink);
+            rd_kafka_flush(sink->kafka, std::max(timeout_ms, 0));
+        }
         sink->serve_admin_results(0);
         sink->check_fatal();
         if (sink->failure_status != WS_OK) {

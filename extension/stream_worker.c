@@ -52,8 +52,14 @@
 
 /* How often the decode loop serves Kafka and confirms while it catches up. */
 #define RECORDS_PER_SERVICE 1024
-/* Sleep when caught up: backends do not wake us when they flush WAL. */
-#define IDLE_SLEEP_MS 5
+/*
+ * Sleep when caught up. Backends do not wake us when they flush WAL, so this sleep is how
+ * late we may see a commit. Right after WAL arrived more is likely to follow: sleep
+ * briefly. The longer none comes, the longer we sleep (doubling), up to the maximum, so
+ * that an idle stream costs little.
+ */
+#define IDLE_SLEEP_MIN_MS 1
+#define IDLE_SLEEP_MAX_MS 5
 /* Poll while librdkafka's queue is full. */
 #define BACKPRESSURE_POLL_MS 10
 /* The status view is refreshed at most this often (and at every state change). */
@@ -78,6 +84,7 @@ typedef struct StreamWorker {
     TimestampTz last_commit_time; /* of the last transaction that produced events */
     TimestampTz stop_deadline;    /* 0 until a stop was requested */
     TimestampTz last_publish;
+    bool sink_idle;   /* nothing was open or waiting for Kafka at the last service */
     bool kafka_error; /* the sink reported a broker error at the last publish */
     uint32 wait_event;
 } StreamWorker;
@@ -179,10 +186,15 @@ static void confirm(bool between_records)
     worker.confirmed = target;
 }
 
-/* Serves the sink for up to timeout_ms, then confirms and publishes. */
+/*
+ * Serves the sink for up to timeout_ms, then confirms and publishes: at most every
+ * PUBLISH_INTERVAL_MS while Kafka is busy, and at once when it has just acknowledged
+ * everything, so that the status view is exact whenever the stream has caught up.
+ */
 static void service(int timeout_ms, bool between_records)
 {
     char why[WS_ERRMSG_SIZE];
+    bool sink_idle;
 
     if (ws_sink_poll(worker.sink, timeout_ms, why) != WS_OK)
         ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
@@ -192,7 +204,9 @@ static void service(int timeout_ms, bool between_records)
                                   "unacknowledged transactions again.")));
     serve_sink_logs();
     confirm(between_records);
-    publish(false);
+    sink_idle = ws_sink_idle(worker.sink);
+    publish(sink_idle && !worker.sink_idle);
+    worker.sink_idle = sink_idle;
     if (!PostmasterIsAlive())
         proc_exit(1);
 }
@@ -372,10 +386,12 @@ static void create_sink(void)
 static void decode_forever(void)
 {
     LogicalDecodingContext *ctx = worker.ctx;
+    int idle_sleep_ms = IDLE_SLEEP_MIN_MS;
 
     for (;;) {
         XLogRecPtr end_of_wal;
         int records = 0;
+        int sleep_ms;
 
         CHECK_FOR_INTERRUPTS();
         if (stop_pending)
@@ -408,16 +424,24 @@ static void decode_forever(void)
                 service(0, true);
         }
 
+        if (records > 0)
+            idle_sleep_ms = IDLE_SLEEP_MIN_MS;
+        if (ctx->reader->EndRecPtr < GetFlushRecPtr(NULL)) {
+            /* more WAL came while we decoded: no sleep */
+            service(0, true);
+            continue;
+        }
+        sleep_ms = idle_sleep_ms;
+        idle_sleep_ms = Min(idle_sleep_ms * 2, IDLE_SLEEP_MAX_MS);
         if (ws_sink_idle(worker.sink)) {
             service(0, true);
-            if (ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL)) {
-                (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-                                IDLE_SLEEP_MS, worker.wait_event);
-                ResetLatch(MyLatch);
-            }
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms,
+                            worker.wait_event);
+            ResetLatch(MyLatch);
         } else {
-            /* acknowledgements pending: wait for them in librdkafka instead */
-            service(ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL) ? IDLE_SLEEP_MS : 0, true);
+            /* acknowledgements pending: wait for them in librdkafka instead (it returns as
+             * soon as it has served one) */
+            service(sleep_ms, true);
         }
     }
 }

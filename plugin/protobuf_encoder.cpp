@@ -217,16 +217,15 @@ inline const char *or_empty(const char *s)
 }
 
 /*
- * Does the NUL-terminated s equal cached? A plain loop: the names compared here are
- * a few bytes long, too short for a call to strcmp to pay off, and s is read no
- * further than its terminator.
+ * Does the NUL-terminated s equal the n bytes at cached? A plain loop: the names
+ * compared here are a few bytes long, too short for a call to strcmp to pay off.
+ * cached holds no NUL, so a shorter s differs at its terminator and s is never
+ * read past it.
  */
-inline bool same_text(const std::string &cached, const char *s)
+inline bool same_text(const char *cached, size_t n, const char *s)
 {
-    const char *c = cached.data();
-    size_t n = cached.size();
     for (size_t i = 0; i < n; i++)
-        if (c[i] != s[i]) /* cached has no NUL inside: this stops at the end of a shorter s */
+        if (cached[i] != s[i])
             return false;
     return s[n] == '\0';
 }
@@ -371,69 +370,96 @@ uint8_t *put_value(uint8_t *p, const ws_value &value)
 /* ------------------------------------------------------------------------- */
 /* Cached per-table parts                                                      */
 
-/* Column fields 1-3 (name, type_oid, type_name) of one column, encoded once. */
-struct ColumnHead {
-    std::string name;
-    std::string type_name;
-    uint32_t type_oid = 0;
-    std::string bytes;
-
-    bool matches(const ws_column &column) const
-    {
-        return type_oid == column.type_oid && same_text(name, column.name) &&
-               same_text(type_name, or_empty(column.type_name));
-    }
-
-    void assign(const char *name_, uint32_t type_oid_, const char *type_name_)
-    {
-        name.assign(name_);
-        type_oid = type_oid_;
-        type_name.assign(or_empty(type_name_));
-        bytes.resize(string_size(name.size()) + scalar_size(type_oid) +
-                     string_size(type_name.size()));
-        auto *p = reinterpret_cast<uint8_t *>(&bytes[0]);
-        p = put_string(p, column_tag::name, name.data(), name.size());
-        p = put_scalar(p, column_tag::type_oid, type_oid);
-        put_string(p, column_tag::type_name, type_name.data(), type_name.size());
-    }
-};
-
 /*
- * The heads of one row's columns, in order. Checked against the row on every use
- * (type OID, then names) and rebuilt when they differ, so an ALTER TABLE or a
- * RENAME needs no invalidation callback: the check compares a few short strings,
- * far cheaper than copying them into a message and validating them again.
+ * Fields 1-3 of every Column of one row (name, type_oid, type_name), encoded once
+ * and kept back to back in one buffer. The buffer doubles as the cache key: on
+ * every use each column's type OID, name and type name are checked against it (the
+ * names right where they sit inside the encoded fields), and it is rebuilt when they
+ * differ, so an ALTER TABLE or a RENAME needs no invalidation callback. The check
+ * reads a few short strings from one or two cache lines, far less than copying them
+ * into a message and validating them again did.
  */
 class RowHeads
 {
   public:
-    const ColumnHead *for_row(const ws_row &row)
+    /* Column i's encoded fields 1-3. */
+    std::string_view head(int i) const
     {
-        if (!matches(row)) {
-            valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
-            heads_.resize(static_cast<size_t>(row.ncolumns));
-            for (int i = 0; i < row.ncolumns; i++) {
-                const ws_column &c = row.columns[i];
-                heads_[static_cast<size_t>(i)].assign(c.name, c.type_oid, c.type_name);
-            }
-            valid_ = true;
-        }
-        return heads_.data();
+        const Head &h = heads_[static_cast<size_t>(i)];
+        return std::string_view(bytes_.data() + h.offset, h.size);
+    }
+
+    /* Makes the heads describe row's columns, rebuilding them if they do not. */
+    const RowHeads &for_row(const ws_row &row)
+    {
+        if (!matches(row))
+            rebuild(row);
+        return *this;
     }
 
   private:
+    struct Head {
+        size_t offset; /* into bytes_: the encoded fields */
+        size_t size;
+        size_t name_offset; /* into bytes_: the name and the type name inside them */
+        size_t name_len;
+        size_t type_name_offset;
+        size_t type_name_len;
+        uint32_t type_oid;
+    };
+
     bool matches(const ws_row &row) const
     {
         if (!valid_ || heads_.size() != static_cast<size_t>(row.ncolumns))
             return false;
-        for (int i = 0; i < row.ncolumns; i++)
-            if (!heads_[static_cast<size_t>(i)].matches(row.columns[i]))
+        const char *bytes = bytes_.data();
+        for (int i = 0; i < row.ncolumns; i++) {
+            const Head &h = heads_[static_cast<size_t>(i)];
+            const ws_column &c = row.columns[i];
+            if (h.type_oid != c.type_oid || !same_text(bytes + h.name_offset, h.name_len, c.name) ||
+                !same_text(bytes + h.type_name_offset, h.type_name_len, or_empty(c.type_name)))
                 return false;
+        }
         return true;
     }
 
+    void rebuild(const ws_row &row)
+    {
+        valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
+        size_t n = static_cast<size_t>(row.ncolumns);
+        heads_.resize(n);
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+            const ws_column &c = row.columns[i];
+            Head &h = heads_[i];
+            h.name_len = std::strlen(c.name);
+            h.type_name_len = std::strlen(or_empty(c.type_name));
+            h.type_oid = c.type_oid;
+            h.offset = total;
+            h.size =
+                string_size(h.name_len) + scalar_size(h.type_oid) + string_size(h.type_name_len);
+            total += h.size;
+        }
+        bytes_.resize(total);
+        auto *start = reinterpret_cast<uint8_t *>(&bytes_[0]);
+        for (size_t i = 0; i < n; i++) {
+            const ws_column &c = row.columns[i];
+            Head &h = heads_[i];
+            uint8_t *p = start + h.offset;
+            /* an empty string is left out: its offset then points at nothing */
+            h.name_offset = static_cast<size_t>(p - start) + string_size(h.name_len) - h.name_len;
+            p = put_string(p, column_tag::name, c.name, h.name_len);
+            p = put_scalar(p, column_tag::type_oid, h.type_oid);
+            h.type_name_offset =
+                static_cast<size_t>(p - start) + string_size(h.type_name_len) - h.type_name_len;
+            put_string(p, column_tag::type_name, or_empty(c.type_name), h.type_name_len);
+        }
+        valid_ = true;
+    }
+
     bool valid_ = false;
-    std::vector<ColumnHead> heads_;
+    std::string bytes_;
+    std::vector<Head> heads_;
 };
 
 /* Source fields 1-3 (database, schema, table), encoded once. */
@@ -445,8 +471,9 @@ class SourceHead
         const char *database = or_empty(source.database);
         const char *schema = or_empty(source.schema);
         const char *table = or_empty(source.table);
-        if (!valid_ || !same_text(database_, database) || !same_text(schema_, schema) ||
-            !same_text(table_, table)) {
+        if (!valid_ || !same_text(database_.data(), database_.size(), database) ||
+            !same_text(schema_.data(), schema_.size(), schema) ||
+            !same_text(table_.data(), table_.size(), table)) {
             valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
             database_.assign(database);
             schema_.assign(schema);
@@ -489,7 +516,7 @@ struct TableHeads {
 class PlannedRow
 {
   public:
-    void plan(const ws_row *row, const ColumnHead *heads)
+    void plan(const ws_row *row, const RowHeads *heads)
     {
         row_ = row;
         heads_ = heads;
@@ -501,7 +528,7 @@ class PlannedRow
             const ws_column &c = row->columns[i];
             Sizes &s = sizes_[static_cast<size_t>(i)];
             s.value = value_size(c.value);
-            s.column = heads[i].bytes.size() + 1 + varint_size(s.value) + s.value;
+            s.column = heads->head(i).size() + 1 + varint_size(s.value) + s.value;
             size_t field = 1 + varint_size(s.column) + s.column;
             all_size_ += field;
             if (c.is_key)
@@ -523,7 +550,7 @@ class PlannedRow
             if (keys_only && !c.is_key)
                 continue;
             const Sizes &s = sizes_[static_cast<size_t>(i)];
-            const std::string &head = heads_[i].bytes;
+            std::string_view head = heads_->head(i);
             p = put_sub_head(p, field_tag, s.column);
             p = put_raw(p, head.data(), head.size());
             p = put_sub_head(p, column_tag::value, s.value);
@@ -539,7 +566,7 @@ class PlannedRow
     };
 
     const ws_row *row_ = nullptr;
-    const ColumnHead *heads_ = nullptr;
+    const RowHeads *heads_ = nullptr;
     std::vector<Sizes> sizes_;
     size_t all_size_ = 0;
     size_t key_size_ = 0;
@@ -551,7 +578,12 @@ class TextKey
   public:
     explicit TextKey(const char *name)
     {
-        head_.assign(name, kTextTypeOid, "text");
+        ws_column column{};
+        column.name = name;
+        column.type_oid = kTextTypeOid;
+        column.type_name = "text";
+        RowHeads heads;
+        head_ = std::string(heads.for_row(ws_row{&column, 1}).head(0));
     }
 
     size_t size(std::string_view text) const
@@ -562,7 +594,7 @@ class TextKey
     uint8_t *put(uint8_t *p, std::string_view text) const
     {
         p = put_sub_head(p, kRowColumnsTag, column_size(text));
-        p = put_raw(p, head_.bytes.data(), head_.bytes.size());
+        p = put_raw(p, head_.data(), head_.size());
         p = put_sub_head(p, column_tag::value, delimited_size(text.size()));
         return put_delimited(p, value_tag::string_value, text.data(), text.size());
     }
@@ -571,10 +603,10 @@ class TextKey
     size_t column_size(std::string_view text) const
     {
         size_t value = delimited_size(text.size()); /* a oneof member: written even if empty */
-        return head_.bytes.size() + 1 + varint_size(value) + value;
+        return head_.size() + 1 + varint_size(value) + value;
     }
 
-    ColumnHead head_;
+    std::string head_; /* its Column fields 1-3 */
 };
 
 /* Protobuf parsers reject messages of 2 GB and more. */
@@ -630,9 +662,9 @@ class ProtobufEncoder final : public Encoder
         bool plan_before = want_before || (key_source != nullptr && key_source == change.before);
         bool plan_after = want_after || (key_source != nullptr && key_source == change.after);
         before_.plan(plan_before ? change.before : nullptr,
-                     plan_before ? table.before.for_row(*change.before) : nullptr);
+                     plan_before ? &table.before.for_row(*change.before) : nullptr);
         after_.plan(plan_after ? change.after : nullptr,
-                    plan_after ? table.after.for_row(*change.after) : nullptr);
+                    plan_after ? &table.after.for_row(*change.after) : nullptr);
         const PlannedRow &key = key_source == change.after ? after_ : before_;
         size_t key_size = key_source != nullptr ? key.size(true) : 0;
 
@@ -712,7 +744,7 @@ class ProtobufEncoder final : public Encoder
             return std::string_view();
         TableHeads &table = table_heads(change.source.relation_oid);
         RowHeads &heads = row == change.after ? table.after : table.before;
-        after_.plan(row, heads.for_row(*row));
+        after_.plan(row, &heads.for_row(*row));
         size_t total = after_.size(true);
         if (total == 0) /* every Column has bytes, so none means no key columns */
             return std::string_view();
