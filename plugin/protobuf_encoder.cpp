@@ -37,7 +37,10 @@
 #include <charconv>
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -217,17 +220,12 @@ inline const char *or_empty(const char *s)
 }
 
 /*
- * Does the NUL-terminated s equal the n bytes at cached? A plain loop: the names
- * compared here are a few bytes long, too short for a call to strcmp to pay off.
- * cached holds no NUL, so a shorter s differs at its terminator and s is never
- * read past it.
+ * Does the NUL-terminated s equal the n bytes at cached? cached holds no NUL, so
+ * strncmp stops at the end of a shorter s and s is never read past its terminator.
  */
 inline bool same_text(const char *cached, size_t n, const char *s)
 {
-    for (size_t i = 0; i < n; i++)
-        if (cached[i] != s[i])
-            return false;
-    return s[n] == '\0';
+    return std::strncmp(cached, s, n) == 0 && s[n] == '\0';
 }
 
 /*
@@ -376,8 +374,8 @@ uint8_t *put_value(uint8_t *p, const ws_value &value)
  * every use each column's type OID, name and type name are checked against it (the
  * names right where they sit inside the encoded fields), and it is rebuilt when they
  * differ, so an ALTER TABLE or a RENAME needs no invalidation callback. The check
- * reads a few short strings from one or two cache lines, far less than copying them
- * into a message and validating them again did.
+ * reads a few short strings, far less work than copying them into a message and
+ * validating them again on the way out was.
  */
 class RowHeads
 {
