@@ -587,9 +587,6 @@ struct ws_sink {
         record_last_error(text.c_str());
     }
 
-    SinkTopic &topic(const char *name);
-    void start_topic_creation(SinkTopic &topic);
-
     /* Stamps stats.last_ack_time_us when delivery reports served in its scope acknowledged
      * something: one clock read per poll instead of one per event. */
     class AckClock
@@ -608,6 +605,9 @@ struct ws_sink {
         ws_sink &sink_;
         uint64_t acked_;
     };
+
+    SinkTopic &topic(const char *name);
+    void start_topic_creation(SinkTopic &topic);
     void serve_admin_results(int timeout_ms);
     void finish_topic_creation(SinkTopic &topic, rd_kafka_resp_err_t err, const char *reason);
     void serve(int timeout_ms);

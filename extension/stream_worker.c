@@ -62,7 +62,8 @@
 #define IDLE_SLEEP_MAX_MS 5
 /* Poll while librdkafka's queue is full. */
 #define BACKPRESSURE_POLL_MS 10
-/* The status view is refreshed at most this often (and at every state change). */
+/* The status view is refreshed at most this often while Kafka is busy (and at every state
+ * change, and as soon as Kafka has acknowledged everything). */
 #define PUBLISH_INTERVAL_MS 100
 
 /* Unix epoch micros (the sink's clock) to PostgreSQL's TimestampTz. */

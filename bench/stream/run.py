@@ -5,6 +5,11 @@
 1. catch-up: a stream is created and stopped; N changes are committed while it is
    stopped (they wait in WAL); the stream is started and timed until Kafka has
    acknowledged all N events (walship.stream_status.events_acked). Prints events/s.
+   Unless --no-warmup, a second stream streams the same N changes to other topics
+   first, unmeasured: the broker was started seconds earlier, and a JVM that has not
+   compiled its hot paths yet spends 2-3 times the CPU per event that it spends once
+   warm (its JIT compiler threads compete for the same two cores), which would measure
+   the broker's start-up rather than walship.
 2. latency: a steady load of single-row INSERT transactions at --rate per second
    (pgbench -R) for --seconds; a consumer reads every event and computes
    receive time − commit time (source.commit_time_us). Prints p50/p95/p99/max.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -38,19 +44,51 @@ CREATE TABLE IF NOT EXISTS bench_events (
 """
 
 
-def status(pg, name):
-    return pg.connect().execute(
+def status(pg, name, conn=None):
+    """state, events_produced, events_acked, last_error. Pass conn when polling: a new
+    connection per poll forks a backend each time, CPU taken from what is measured."""
+    if conn is None:
+        with pg.connect() as conn:
+            return status(pg, name, conn)
+    return conn.execute(
         "SELECT state, events_produced, events_acked, last_error FROM walship.stream_status "
         "WHERE name = %s", (name,)).fetchone()
 
 
-def catch_up(pg, kafka, changes: int, per_txn: int = 10000) -> dict:
+def acked(pg, name, conn) -> int:
+    """Events the stream's current worker has had acknowledged (0 until it runs: a
+    stopped stream's row still shows its previous worker's counters)."""
+    st = status(pg, name, conn)
+    if st[3] and st[0] == "error":
+        raise RuntimeError(f"stream {name} failed: {st[3]}")
+    return (st[2] or 0) if st[0] == "running" else 0
+
+
+def create_stopped_stream(pg, kafka, name: str, prefix: str) -> None:
+    options = json.dumps({"topic_prefix": prefix, "partitions": 4})
+    pg.execute("SELECT walship.create_stream(%s, %s, ARRAY['public.bench_events'], %s)",
+               (name, kafka.bootstrap, options))
+    wt.wait_for(lambda: status(pg, name)[0] == "running", 60, 0.2, f"stream {name} running")
+    pg.execute("SELECT walship.stop_stream(%s)", (name,))
+    wt.wait_for(lambda: status(pg, name)[0] == "stopped", 60, 0.2, f"stream {name} stopped")
+
+
+def stream_all(pg, name: str, changes: int) -> float:
+    """Starts the stopped stream; seconds until Kafka has acknowledged all changes."""
+    with pg.connect() as conn:
+        t0 = time.monotonic()
+        conn.execute("SELECT walship.start_stream(%s)", (name,))
+        wt.wait_for(lambda: acked(pg, name, conn) >= changes, 1800, 0.05,
+                    f"{changes} events of stream {name} acknowledged")
+        return time.monotonic() - t0
+
+
+def catch_up(pg, kafka, changes: int, warmup: bool, per_txn: int = 10000) -> dict:
     pg.execute(TABLE_DDL)
-    pg.execute("SELECT walship.create_stream('catchup', %s, ARRAY['public.bench_events'], "
-               "'{\"topic_prefix\": \"bench\", \"partitions\": 4}')", (kafka.bootstrap,))
-    wt.wait_for(lambda: status(pg, "catchup")[0] == "running", 60, 0.2, "stream running")
-    pg.execute("SELECT walship.stop_stream('catchup')")
-    wt.wait_for(lambda: status(pg, "catchup")[0] == "stopped", 60, 0.2, "stream stopped")
+    # Both slots exist before the load, so both streams have all of it to send.
+    if warmup:
+        create_stopped_stream(pg, kafka, "warmup", "warmup")
+    create_stopped_stream(pg, kafka, "catchup", "bench")
     t0 = time.monotonic()
     done = 0
     with pg.connect() as conn:
@@ -63,15 +101,18 @@ def catch_up(pg, kafka, changes: int, per_txn: int = 10000) -> dict:
     load_s = time.monotonic() - t0
     lag = pg.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
                     "FROM pg_replication_slots WHERE slot_name = 'walship_catchup'")
-    t0 = time.monotonic()
-    pg.execute("SELECT walship.start_stream('catchup')")
-    wt.wait_for(lambda: (status(pg, "catchup")[2] or 0) >= changes, 1800, 0.05,
-                f"{changes} events acknowledged")
-    elapsed = time.monotonic() - t0
+    warmup_s = None
+    if warmup:
+        warmup_s = stream_all(pg, "warmup", changes)
+        pg.execute("SELECT walship.drop_stream('warmup')")
+    load_before = os.getloadavg()
+    elapsed = stream_all(pg, "catchup", changes)
+    load_after = os.getloadavg()
     st = status(pg, "catchup")
     pg.execute("SELECT walship.drop_stream('catchup')")
     return {"changes": changes, "load_s": load_s, "wal_bytes": int(lag), "seconds": elapsed,
-            "events_per_s": changes / elapsed, "events_acked": st[2]}
+            "events_per_s": changes / elapsed, "events_acked": st[2], "warmup_s": warmup_s,
+            "load": (load_before, load_after)}
 
 
 def latency(pg, kafka, rate: int, seconds: int) -> dict:
@@ -111,7 +152,9 @@ def latency(pg, kafka, rate: int, seconds: int) -> dict:
     os.chmod(script, 0o644)
     cmd = [pg.bin("pgbench"), "-n", "-h", pg.host, "-p", str(pg.port), "-U", pg.user,
            "-c", "4", "-j", "2", "-R", str(rate), "-T", str(seconds), "-f", str(script), "postgres"]
+    load_before = os.getloadavg()
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    load_after = os.getloadavg()
     committed = pg.scalar("SELECT count(*) FROM bench_latency") - 1  # less the warm-up
     wt.wait_for(lambda: len(samples) >= committed, 120, 0.2, "all latency events consumed")
     stop.set()
@@ -122,7 +165,12 @@ def latency(pg, kafka, rate: int, seconds: int) -> dict:
     tps = next((ln for ln in res.stdout.splitlines() if ln.startswith("tps")), "")
     return {"transactions": committed, "rate": rate, "seconds": seconds, "pgbench": tps.strip(),
             "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": s[-1],
-            "mean_ms": statistics.fmean(s)}
+            "mean_ms": statistics.fmean(s), "load": (load_before, load_after)}
+
+
+def loads(before_after) -> str:
+    """The 1-minute load average before and after a phase: the machine is shared."""
+    return " → ".join(f"{b[0]:.1f}" for b in before_after)
 
 
 def machine() -> str:
@@ -136,6 +184,8 @@ def main() -> int:
     ap.add_argument("--changes", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="measure the catch-up on a broker that has just started")
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = ap.parse_args()
     settings = {"shared_buffers": "1GB", "max_wal_size": "8GB", "synchronous_commit": "on"}
@@ -143,13 +193,17 @@ def main() -> int:
                                                  settings=settings) as pg:
         pg.execute("CREATE EXTENSION walship")
         pgv = pg.scalar("SHOW server_version")
-        cu = catch_up(pg, kafka, args.changes)
+        cu = catch_up(pg, kafka, args.changes, not args.no_warmup)
+        warmed = (f"broker warmed up first (the same changes through another stream, "
+                  f"{cu['warmup_s']:.1f} s)" if cu["warmup_s"] else "broker just started (cold)")
         print(f"catch-up: {cu['changes']} changes ({cu['wal_bytes'] / 2**20:.0f} MiB of WAL) into Kafka "
-              f"in {cu['seconds']:.2f} s = {cu['events_per_s']:,.0f} events/s", flush=True)
+              f"in {cu['seconds']:.2f} s = {cu['events_per_s']:,.0f} events/s ({warmed}; "
+              f"load average {loads(cu['load'])})", flush=True)
         lat = latency(pg, kafka, args.rate, args.seconds)
         print(f"latency: {lat['transactions']} transactions at {lat['rate']}/s for {lat['seconds']} s: "
               f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-              f"max {lat['max_ms']:.1f} ms ({lat['pgbench']})", flush=True)
+              f"max {lat['max_ms']:.1f} ms ({lat['pgbench']}; load average {loads(lat['load'])})",
+              flush=True)
     if not args.no_write:
         today = datetime.date.today().isoformat()
         out = ROOT / "bench" / "results" / f"stream-{today}.md"
@@ -160,11 +214,13 @@ Command: `{cmd.strip()}` (after `scripts/install-deps.sh` and a build + install)
 
 Machine: {machine()}; PostgreSQL {pgv}; Kafka broker from tests/kafka/kafka.sh on the same
 machine (single node, KRaft, loopback); stream format protobuf, default producer settings.
+The machine may be shared: the 1-minute load average before → after each phase is in
+the table (2 cores: above 2, walship, PostgreSQL and Kafka wait for CPU).
 
-| benchmark | result | target |
-|---|---|---|
-| catch-up of {cu['changes']:,} changes waiting in WAL ({cu['wal_bytes'] / 2**20:.0f} MiB) | {cu['seconds']:.2f} s, **{cu['events_per_s']:,.0f} events/s** | ≥ 100,000 events/s |
-| commit-to-consume latency at {lat['rate']} tx/s for {lat['seconds']} s ({lat['transactions']:,} tx) | p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, **p99 {lat['p99_ms']:.1f} ms**, max {lat['max_ms']:.1f} ms | p99 ≤ 50 ms |
+| benchmark | result | target | load average |
+|---|---|---|---|
+| catch-up of {cu['changes']:,} changes waiting in WAL ({cu['wal_bytes'] / 2**20:.0f} MiB), {warmed} | {cu['seconds']:.2f} s, **{cu['events_per_s']:,.0f} events/s** | ≥ 100,000 events/s | {loads(cu['load'])} |
+| commit-to-consume latency at {lat['rate']} tx/s for {lat['seconds']} s ({lat['transactions']:,} tx) | p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, **p99 {lat['p99_ms']:.1f} ms**, max {lat['max_ms']:.1f} ms | p99 ≤ 50 ms | {loads(lat['load'])} |
 
 pgbench: {lat['pgbench']}
 """)
