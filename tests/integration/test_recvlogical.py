@@ -15,8 +15,6 @@ import uuid
 
 import pytest
 
-import walship_testlib as wt
-
 # The output plugin needs no preloading: prove it.
 PG_OPTIONS = {"shared_preload_libraries": ""}
 

@@ -16,27 +16,14 @@ import pytest
 
 import walship_testlib as wt
 
+status = wt.stream_status
+wait_caught_up = wt.wait_caught_up
+
 TABLES = [f"load_{i}" for i in range(5)]
 
 
-def status(pg, name) -> dict:
-    with pg.connect() as conn:
-        cur = conn.execute("SELECT * FROM walship.stream_status WHERE name = %s", [name])
-        row = cur.fetchone()
-        return dict(zip([c.name for c in cur.description], row)) if row else {}
 
 
-def wait_caught_up(pg, name, timeout=120):
-    target = pg.scalar("SELECT pg_current_wal_lsn()")
-
-    def done():
-        s = status(pg, name)
-        return (s.get("state") == "running" and s["in_flight"] == 0
-                and s["confirmed_flush_lsn"] is not None
-                and pg.scalar("SELECT %s::pg_lsn <= %s::pg_lsn",
-                              [target, s["confirmed_flush_lsn"]]))
-
-    wt.wait_for(done, timeout, 0.2, f"stream {name} to confirm {target}")
 
 
 def md5(text: str) -> str:
@@ -93,7 +80,7 @@ def test_100k_changes_arrive_exactly_as_committed(db, kafka, event_class, unique
             conn.commit()
 
     t0 = time.monotonic()
-    wt.wait_for(lambda: status(db, name).get("state") == "running", 30, 0.1, "running")
+    wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 30, 0.1, "running")
     for b in range(0, 4):
         insert_batch(b)
     db.execute("SELECT walship.stop_stream(%s)", [name])       # graceful: flush, confirm
@@ -139,7 +126,7 @@ def test_kafka_down_for_30s_loses_nothing(db, event_class, unique):
     with wt.KafkaBroker() as broker:
         db.execute("SELECT walship.create_stream(%s, %s, ARRAY['ticks'], %s::jsonb)",
                    [name, broker.bootstrap, f'{{"topic_prefix": "{prefix}"}}'])
-        wt.wait_for(lambda: status(db, name).get("state") == "running", 30, 0.1, "running")
+        wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 30, 0.1, "running")
 
         written: list[int] = []
         stop_writing = threading.Event()

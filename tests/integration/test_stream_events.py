@@ -12,28 +12,14 @@ import pytest
 
 import walship_testlib as wt
 
+status = wt.stream_status
+wait_caught_up = wt.wait_caught_up
+
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def status(pg, name) -> dict:
-    with pg.connect() as conn:
-        cur = conn.execute("SELECT * FROM walship.stream_status WHERE name = %s", [name])
-        row = cur.fetchone()
-        return dict(zip([c.name for c in cur.description], row)) if row else {}
 
 
-def wait_caught_up(pg, name, timeout=60):
-    """Everything committed so far is confirmed: Kafka acknowledged it."""
-    target = pg.scalar("SELECT pg_current_wal_lsn()")
-
-    def done():
-        s = status(pg, name)
-        return (s.get("state") == "running" and s["in_flight"] == 0
-                and s["confirmed_flush_lsn"] is not None
-                and pg.scalar("SELECT %s::pg_lsn <= %s::pg_lsn",
-                              [target, s["confirmed_flush_lsn"]]))
-
-    wt.wait_for(done, timeout, 0.1, f"stream {name} to confirm {target}")
 
 
 def value_of(v):

@@ -12,6 +12,8 @@ import pytest
 
 import walship_testlib as wt
 
+status = wt.stream_status
+
 SECRET = "hunter2-Sup3rS3cret"
 
 
@@ -27,11 +29,6 @@ def message(err: psycopg.Error) -> str:
                                   d.context) if x)
 
 
-def status(pg, name) -> dict | None:
-    with pg.connect() as conn:
-        cur = conn.execute("SELECT * FROM walship.stream_status WHERE name = %s", [name])
-        row = cur.fetchone()
-        return None if row is None else dict(zip([c.name for c in cur.description], row))
 
 
 def wait_state(pg, name, state, timeout=30):

@@ -64,6 +64,8 @@ __all__ = [
     "decode_event",
     "event_to_dict",
     "format_lsn",
+    "stream_status",
+    "wait_caught_up",
     "java_murmur2",
     "java_partition",
     "free_port",
@@ -926,6 +928,28 @@ def load_event_class(descriptor_set_path: str | Path | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"descriptor set {path} does not exist")
     return _load_class(str(path.resolve()), path.stat().st_mtime, message)
+
+
+def stream_status(pg: "PgCluster", name: str) -> dict | None:
+    """The stream's row of walship.stream_status as a dict; None when there is none."""
+    with pg.connect() as conn:
+        cur = conn.execute("SELECT * FROM walship.stream_status WHERE name = %s", [name])
+        row = cur.fetchone()
+        return None if row is None else dict(zip([c.name for c in cur.description], row))
+
+
+def wait_caught_up(pg: "PgCluster", name: str, timeout: float = 120) -> None:
+    """Everything committed so far is confirmed by the stream: Kafka acknowledged it."""
+    target = pg.scalar("SELECT pg_current_wal_lsn()")
+
+    def done():
+        s = stream_status(pg, name) or {}
+        return (s.get("state") == "running" and s["in_flight"] == 0
+                and s["confirmed_flush_lsn"] is not None
+                and pg.scalar("SELECT %s::pg_lsn <= %s::pg_lsn",
+                              [target, s["confirmed_flush_lsn"]]))
+
+    wait_for(done, timeout, 0.1, f"stream {name} to confirm {target}")
 
 
 def format_lsn(lsn: int) -> str:
