@@ -8,6 +8,7 @@ started is stopped at the end, also on Ctrl-C or failure.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import threading
@@ -40,6 +41,7 @@ WORKLOAD = [
     "UPDATE customers SET email = 'ada@lovelace.example' WHERE id = 1",
 ]
 EXPECTED_EVENTS = 10
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 TOPICS = ["shop.public.customers", "shop.public.products", "shop.public.orders"]
 
 
@@ -51,11 +53,18 @@ def readable(msg, event_class) -> str:
            "table": f"{src.get('schema')}.{src.get('table')}", "xid": src.get("xid"),
            "commit_lsn": wt.format_lsn(src.get("commit_lsn", 0))}
 
+    def value(v: dict):
+        if "is_null" in v or not v:
+            return None
+        kind, x = next(iter(v.items()))
+        if kind == "timestamp_us":  # microseconds since the epoch, UTC
+            return (EPOCH + dt.timedelta(microseconds=x)).isoformat()
+        if kind == "unchanged_toast":
+            return "<unchanged TOAST value>"
+        return x
+
     def row(r):
-        cols = {}
-        for c in (r or {}).get("columns", []):
-            v = c.get("value", {})
-            cols[c["name"]] = None if "is_null" in v or not v else next(iter(v.values()))
+        cols = {c["name"]: value(c.get("value", {})) for c in (r or {}).get("columns", [])}
         return cols or None
 
     if d.get("key"):
