@@ -3,9 +3,12 @@
 # (GoogleTest, no server), the regression tests (pg_regress on a throwaway cluster) and
 # the integration tests (throwaway PostgreSQL + a real local Kafka broker; they fail,
 # never skip, when the broker cannot start).
-# Installing into PostgreSQL's directories needs root (or write access to them).
+# Installing packages and into PostgreSQL's directories needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# A fresh machine first gets what the build and the tests need (quick when present).
+[[ ${WALSHIP_SKIP_DEPS:-0} == 1 ]] || scripts/install-deps.sh
 
 BUILD=${WALSHIP_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_WERROR=ON
