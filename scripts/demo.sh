@@ -10,5 +10,6 @@ scripts/install-deps.sh
 BUILD=${WALSHIP_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_TESTS=OFF >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-cmake --install "$BUILD" >/dev/null
+SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo  # PostgreSQL's directories belong to root
+$SUDO cmake --install "$BUILD" >/dev/null
 exec python3 demo/shop_demo.py "$@"

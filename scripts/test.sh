@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 BUILD=${WALSHIP_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_WERROR=ON
 cmake --build "$BUILD" -j"$(nproc)"
-cmake --install "$BUILD"
+SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo  # PostgreSQL's directories belong to root
+$SUDO cmake --install "$BUILD"
 
 echo "== unit tests"
 # The sink's real-broker tests get a broker of their own (their crash test kills it).
