@@ -19,10 +19,11 @@
  * the slot and sends that transaction again. Nothing is confirmed that Kafka lacks.
  *
  * Topics: the first event for a topic sends CreateTopics (the stream's partitions and
- * replication factor) and answers QUEUE_FULL until the broker has answered, so the worker
- * keeps checking interrupts while it waits. Only then does the producer look the topic
- * up: an earlier lookup would let a broker with auto.create.topics.enable create it
- * first, with its own defaults. See classify_creation for what each answer leads to.
+ * replication factor, and max.message.bytes to match the producer's message.max.bytes)
+ * and answers QUEUE_FULL until the broker has answered, so the worker keeps checking
+ * interrupts while it waits. Only then does the producer look the topic up: an earlier
+ * lookup would let a broker with auto.create.topics.enable create it first, with its own
+ * defaults. See classify_creation for what each answer leads to.
  */
 #include "core_error.hpp" /* first: the guard that no PostgreSQL header got here */
 
@@ -72,6 +73,9 @@ constexpr size_t kMaxQueuedLogLines = 1000;
 /* Syslog levels, as librdkafka uses them. */
 constexpr int kLogWarning = 4;
 constexpr int kLogInfo = 6;
+/* Kafka's default max.message.bytes for a topic (1 MiB plus a batch header): topics
+ * walship creates keep the broker's own limit unless the producer's is larger. */
+constexpr long long kKafkaDefaultMaxMessageBytes = 1048588;
 
 /*
  * Producer settings walship starts from. Every one can be overridden by the stream's
@@ -96,6 +100,13 @@ constexpr DefaultProperty kDefaultProperties[] = {
     {"batch.num.messages", "10000"},
     {"batch.size", "1000000"},
     {"compression.type", "none"},
+    /* Largest event (key, value, headers, framing): 32 MiB, against librdkafka's and
+     * Kafka's 1 MB, so that large (TOAST-ed) rows flow. A larger message goes out alone
+     * in its batch; batch.size still bounds batches of small ones. It must stay below
+     * queue.buffering.max.kbytes, or such an event would never fit in the queue, and
+     * below the broker's socket.request.max.bytes (100 MiB). Topics walship creates get
+     * it as their max.message.bytes. */
+    {"message.max.bytes", "33554432"},
     /* Bounded queue (librdkafka's default is 1 GiB): a full queue is backpressure on the
      * worker, not memory growth in a PostgreSQL process. */
     {"queue.buffering.max.messages", "100000"},
@@ -497,6 +508,12 @@ struct ws_sink {
     int topic_replication_factor = -1;
     int topic_create_request_timeout_ms = kTopicCreateRequestTimeoutMs;
     int topic_create_budget_ms = kTopicCreateBudgetMs;
+    /* The max.message.bytes topics we create get: the producer's message.max.bytes when it
+     * is larger than Kafka's default, else empty (the broker's default). */
+    std::string topic_max_message_bytes;
+    /* queue.buffering.max.kbytes in bytes: librdkafka answers QUEUE_FULL for ever to an
+     * event larger than this, so such an event fails instead (0: not known). */
+    size_t queue_max_bytes = 0;
     /* This cluster creates no topics for us (no Admin API, no permission, creation that
      * never completes): later topics skip the attempt. */
     bool topic_creation_unavailable = false;
@@ -640,6 +657,12 @@ void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
                            quoted(rd_kafka_topic_name(message->rkt)) + ": " +
                            rd_kafka_err2str(message->err) + " (" + rd_kafka_err2name(message->err) +
                            ")";
+        if (message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+            message->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE)
+            text += "; the event (" + std::to_string(message->key_len + message->len) +
+                    " bytes) is larger than the topic's max.message.bytes (default: the broker's "
+                    "message.max.bytes): raise the topic's max.message.bytes (kafka-configs "
+                    "--alter --add-config max.message.bytes=...) or stop streaming this table";
         sink->record_failure(sink->scrubber.scrub(text));
     } catch (...) {
         /* The event's fate is unknown now: never confirm past it. */
@@ -704,6 +727,16 @@ void ws_sink::start_topic_creation(SinkTopic &topic)
         topic.state = TopicState::Refused;
         topic.refusal = "could not create Kafka topic " + quoted(name) + ": " + errstr;
         return;
+    }
+    if (!topic_max_message_bytes.empty()) {
+        rd_kafka_resp_err_t err = rd_kafka_NewTopic_set_config(new_topic.get(), "max.message.bytes",
+                                                               topic_max_message_bytes.c_str());
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            topic.state = TopicState::Refused;
+            topic.refusal = "could not set max.message.bytes for Kafka topic " + quoted(name) +
+                            ": " + rd_kafka_err2str(err);
+            return;
+        }
     }
     std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
         rd_kafka_AdminOptions_new(kafka, RD_KAFKA_ADMIN_OP_CREATETOPICS));
@@ -974,6 +1007,19 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
             write_errmsg(errmsg, "no Kafka bootstrap servers given");
             return nullptr;
         }
+        /* Topics we create accept what the producer may send (see kDefaultProperties). */
+        char max_message_bytes[32];
+        size_t max_message_bytes_size = sizeof(max_message_bytes);
+        if (rd_kafka_conf_get(conf.get(), "message.max.bytes", max_message_bytes,
+                              &max_message_bytes_size) == RD_KAFKA_CONF_OK &&
+            std::strtoll(max_message_bytes, nullptr, 10) > kKafkaDefaultMaxMessageBytes)
+            sink->topic_max_message_bytes = max_message_bytes;
+        char queue_max_kbytes[32];
+        size_t queue_max_kbytes_size = sizeof(queue_max_kbytes);
+        if (rd_kafka_conf_get(conf.get(), "queue.buffering.max.kbytes", queue_max_kbytes,
+                              &queue_max_kbytes_size) == RD_KAFKA_CONF_OK)
+            sink->queue_max_bytes =
+                static_cast<size_t>(std::strtoull(queue_max_kbytes, nullptr, 10)) * 1024;
         /* After the stream's properties: these make the sink work, they are not tunable. */
         if (!set_property(conf.get(), sink->scrubber, "log.queue", "true", why)) {
             write_errmsg(errmsg, why);
@@ -1135,6 +1181,18 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
         /* A NULL value is a tombstone; a NULL key is no key. */
         const size_t key_size = key != nullptr ? keylen : 0;
         const size_t value_size = value != nullptr ? valuelen : 0;
+        if (sink->queue_max_bytes > 0 && key_size + value_size > sink->queue_max_bytes) {
+            sink->watermark.fail_open_transaction();
+            sink->record_failure(
+                "could not produce an event to Kafka topic " + quoted(topic.name) +
+                ": the event (" + std::to_string(key_size + value_size) +
+                " bytes) is larger than the producer queue: raise the Kafka property "
+                "\"queue.buffering.max.kbytes\" (" +
+                std::to_string(sink->queue_max_bytes / 1024) +
+                ") above \"message.max.bytes\" or stop streaming this table");
+            write_errmsg(errmsg, sink->failure);
+            return WS_PRODUCE_FAILED;
+        }
         sink->lsn_header.set_lsn(commit_lsn);
         sink->xid_header.set_decimal(xid);
         const walship::DeliveryWatermark::TransactionId txn = sink->watermark.open_transaction();
@@ -1157,8 +1215,9 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
             std::string why = "could not produce an event to Kafka topic " + quoted(topic.name) +
                               ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
             if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-                why += "; raise the Kafka property \"message.max.bytes\" (and the topic's "
-                       "max.message.bytes) or stop streaming this table";
+                why += "; the event (" + std::to_string(key_size + value_size) +
+                       " bytes) is larger than the Kafka property \"message.max.bytes\": raise "
+                       "it (and the topic's max.message.bytes) or stop streaming this table";
             sink->watermark.fail_open_transaction();
             sink->record_failure(why);
             write_errmsg(errmsg, sink->failure);

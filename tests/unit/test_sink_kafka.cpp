@@ -872,6 +872,62 @@ TEST(SinkKafka, TombstonesAndKeylessEventsAreDelivered)
     EXPECT_EQ(sink.stats().events_acked, 2u);
 }
 
+/* An event "event-<seq>:" padded to `size` bytes, so that sequence_of still reads it. */
+Event large_event(const std::string &topic, const std::string &key, int seq, size_t size)
+{
+    std::string value = "event-" + std::to_string(seq) + ":";
+    value.reserve(size);
+    for (size_t i = value.size(); i < size; ++i)
+        value.push_back(static_cast<char>('a' + (i * 7919) % 26));
+    return Event{topic, key, value};
+}
+
+TEST(SinkKafka, EventLargerThanKafkasDefaultsAndBatchSizeIsDelivered)
+{
+    /* 5 MB: above librdkafka's and Kafka's default 1 MB and walship's batch.size. (Alone
+     * in its topic: the mock cluster drops a partition's older batches once its log
+     * outgrows a small size limit; test_stream_large_rows.py has it among other events.) */
+    MockCluster cluster(1);
+    SinkUnderTest sink(cluster.bootstraps(), {});
+    Transaction big{0x2000, 2, {large_event("app.public.docs", "k", 1, 5 * 1024 * 1024)}};
+    ASSERT_TRUE(sink.hand_over({big}));
+    ASSERT_TRUE(sink.deliver_all()) << sink.last_poll_error();
+    EXPECT_EQ(sink.watermark(), big.commit_lsn);
+    expect_delivered_exactly_once(cluster.bootstraps(), "app.public.docs", {big});
+}
+
+TEST(SinkKafka, EventLargerThanMessageMaxBytesFailsNamingTheSetting)
+{
+    MockCluster cluster(1);
+    SinkUnderTest sink(cluster.bootstraps(), {{"message.max.bytes", "100000"}});
+    Transaction txn{0x1000, 1, {large_event("app.public.docs", "k", 0, 200000)}};
+    ws_sink_begin_txn(sink.get(), txn.commit_lsn);
+    EXPECT_EQ(sink.produce(txn.events[0], txn), WS_PRODUCE_FAILED);
+    ws_sink_end_txn(sink.get(), txn.commit_lsn);
+    EXPECT_NE(sink.last_produce_error().find("MSG_SIZE_TOO_LARGE"), std::string::npos)
+        << sink.last_produce_error();
+    EXPECT_NE(sink.last_produce_error().find("\"message.max.bytes\""), std::string::npos)
+        << sink.last_produce_error();
+    EXPECT_EQ(sink.poll(10), WS_ERROR);
+    EXPECT_EQ(sink.watermark(), 0u);
+}
+
+TEST(SinkKafka, EventLargerThanTheQueueFailsInsteadOfWaitingForever)
+{
+    /* librdkafka would answer QUEUE_FULL to it for ever, even with an empty queue. */
+    MockCluster cluster(1);
+    SinkUnderTest sink(cluster.bootstraps(), {{"queue.buffering.max.kbytes", "1024"}});
+    Transaction txn{0x1000, 1, {large_event("app.public.docs", "k", 0, 2 * 1024 * 1024)}};
+    ws_sink_begin_txn(sink.get(), txn.commit_lsn);
+    EXPECT_EQ(sink.produce(txn.events[0], txn), WS_PRODUCE_FAILED);
+    ws_sink_end_txn(sink.get(), txn.commit_lsn);
+    EXPECT_NE(sink.last_produce_error().find("\"queue.buffering.max.kbytes\" (1024)"),
+              std::string::npos)
+        << sink.last_produce_error();
+    EXPECT_EQ(sink.poll(10), WS_ERROR);
+    EXPECT_EQ(sink.watermark(), 0u);
+}
+
 TEST(SinkKafka, DestroyDoesNotWaitForAClusterThatIsDown)
 {
     MockCluster cluster(1);

@@ -202,6 +202,9 @@ TEST(SinkCreate, ProducerStartsFromWalshipDefaults)
     EXPECT_EQ(effective(sink.get(), "message.timeout.ms"), "0");
     EXPECT_EQ(effective(sink.get(), "linger.ms"), "5");
     EXPECT_EQ(effective(sink.get(), "compression.type"), "none");
+    EXPECT_EQ(effective(sink.get(), "batch.size"), "1000000");
+    /* 32 MiB: large rows flow; below the queue (64 MiB), so one always fits in it. */
+    EXPECT_EQ(effective(sink.get(), "message.max.bytes"), "33554432");
     EXPECT_EQ(effective(sink.get(), "queue.buffering.max.kbytes"), "65536");
     EXPECT_EQ(effective(sink.get(), "queue.buffering.max.messages"), "100000");
     EXPECT_EQ(effective(sink.get(), "client.id"), "walship");
@@ -215,13 +218,15 @@ TEST(SinkCreate, StreamPropertiesOverrideDefaults)
                                {{"linger.ms", "50"},
                                 {"compression.type", "lz4"},
                                 {"message.timeout.ms", "120000"},
-                                {"client.id", "orders-stream"}},
+                                {"client.id", "orders-stream"},
+                                {"message.max.bytes", "2000000"}},
                                error);
     ASSERT_TRUE(sink) << error;
     EXPECT_EQ(effective(sink.get(), "linger.ms"), "50");
     EXPECT_EQ(effective(sink.get(), "compression.type"), "lz4");
     EXPECT_EQ(effective(sink.get(), "message.timeout.ms"), "120000");
     EXPECT_EQ(effective(sink.get(), "client.id"), "orders-stream");
+    EXPECT_EQ(effective(sink.get(), "message.max.bytes"), "2000000");
     EXPECT_EQ(effective(sink.get(), "enable.idempotence"), "true");
 }
 
