@@ -40,8 +40,8 @@ typedef enum ws_produce_result {
 typedef struct ws_sink_stats {
     uint64_t events_produced; /* handed to librdkafka */
     uint64_t bytes_produced;
-    uint64_t events_acked; /* delivery reports with success */
-    uint64_t in_flight;    /* produced, not yet reported */
+    uint64_t events_acked;    /* delivery reports with success */
+    uint64_t in_flight;       /* produced, not yet reported */
     int64_t last_ack_time_us; /* Unix epoch micros of the last successful ack; 0 = never */
 } ws_sink_stats;
 

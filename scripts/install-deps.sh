@@ -16,7 +16,7 @@ packages=(
     librdkafka-dev libprotobuf-dev protobuf-compiler libgtest-dev
     postgresql-15-wal2json postgresql-15-decoderbufs
     openjdk-17-jre-headless maven
-    kcat
+    kcat clang-format
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,11 @@ cd "$(dirname "$0")/.."
 # A fresh machine first gets what the build and the tests need (quick when present).
 [[ ${WALSHIP_SKIP_DEPS:-0} == 1 ]] || scripts/install-deps.sh
 
+if git rev-parse --git-dir >/dev/null 2>&1; then
+    echo "== format (one .clang-format for C and C++)"
+    git ls-files '*.c' '*.h' '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+fi
+
 BUILD=${WALSHIP_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_WERROR=ON
 cmake --build "$BUILD" -j"$(nproc)"
