@@ -44,33 +44,22 @@ CREATE TABLE IF NOT EXISTS bench_events (
 """
 
 
-def status(pg, name, conn=None):
-    """state, events_produced, events_acked, last_error. Pass conn when polling: a new
-    connection per poll forks a backend each time, CPU taken from what is measured."""
-    if conn is None:
-        with pg.connect() as conn:
-            return status(pg, name, conn)
-    return conn.execute(
-        "SELECT state, events_produced, events_acked, last_error FROM walship.stream_status "
-        "WHERE name = %s", (name,)).fetchone()
-
-
 def acked(pg, name, conn) -> int:
     """Events the stream's current worker has had acknowledged (0 until it runs: a
     stopped stream's row still shows its previous worker's counters)."""
-    st = status(pg, name, conn)
-    if st[3] and st[0] == "error":
-        raise RuntimeError(f"stream {name} failed: {st[3]}")
-    return (st[2] or 0) if st[0] == "running" else 0
+    st = wt.stream_status(pg, name, conn)
+    if st["last_error"] and st["state"] == "error":
+        raise RuntimeError(f"stream {name} failed: {st['last_error']}")
+    return (st["events_acked"] or 0) if st["state"] == "running" else 0
 
 
 def create_stopped_stream(pg, kafka, name: str, prefix: str) -> None:
     options = json.dumps({"topic_prefix": prefix, "partitions": 4})
     pg.execute("SELECT walship.create_stream(%s, %s, ARRAY['public.bench_events'], %s)",
                (name, kafka.bootstrap, options))
-    wt.wait_for(lambda: status(pg, name)[0] == "running", 60, 0.2, f"stream {name} running")
+    wt.wait_for(lambda: wt.stream_status(pg, name)["state"] == "running", 60, 0.2, f"stream {name} running")
     pg.execute("SELECT walship.stop_stream(%s)", (name,))
-    wt.wait_for(lambda: status(pg, name)[0] == "stopped", 60, 0.2, f"stream {name} stopped")
+    wt.wait_for(lambda: wt.stream_status(pg, name)["state"] == "stopped", 60, 0.2, f"stream {name} stopped")
 
 
 def stream_all(pg, name: str, changes: int) -> float:
@@ -108,10 +97,10 @@ def catch_up(pg, kafka, changes: int, warmup: bool, per_txn: int = 10000) -> dic
     load_before = os.getloadavg()
     elapsed = stream_all(pg, "catchup", changes)
     load_after = os.getloadavg()
-    st = status(pg, "catchup")
+    st = wt.stream_status(pg, "catchup")
     pg.execute("SELECT walship.drop_stream('catchup')")
     return {"changes": changes, "load_s": load_s, "wal_bytes": int(lag), "seconds": elapsed,
-            "events_per_s": changes / elapsed, "events_acked": st[2], "warmup_s": warmup_s,
+            "events_per_s": changes / elapsed, "events_acked": st["events_acked"], "warmup_s": warmup_s,
             "load": (load_before, load_after)}
 
 
@@ -119,7 +108,7 @@ def latency(pg, kafka, rate: int, seconds: int) -> dict:
     pg.execute("CREATE TABLE IF NOT EXISTS bench_latency (id bigserial PRIMARY KEY, v int, t text)")
     pg.execute("SELECT walship.create_stream('latency', %s, ARRAY['public.bench_latency'], "
                "'{\"topic_prefix\": \"lat\"}')", (kafka.bootstrap,))
-    wt.wait_for(lambda: status(pg, "latency")[0] == "running", 60, 0.2, "stream running")
+    wt.wait_for(lambda: wt.stream_status(pg, "latency")["state"] == "running", 60, 0.2, "stream running")
     event_class = wt.load_event_class()
     samples: list[float] = []
     stop = threading.Event()

@@ -930,12 +930,15 @@ def load_event_class(descriptor_set_path: str | Path | None = None,
     return _load_class(str(path.resolve()), path.stat().st_mtime, message)
 
 
-def stream_status(pg: "PgCluster", name: str) -> dict | None:
-    """The stream's row of walship.stream_status as a dict; None when there is none."""
-    with pg.connect() as conn:
-        cur = conn.execute("SELECT * FROM walship.stream_status WHERE name = %s", [name])
-        row = cur.fetchone()
-        return None if row is None else dict(zip([c.name for c in cur.description], row))
+def stream_status(pg: "PgCluster", name: str, conn=None) -> dict | None:
+    """The stream's row of walship.stream_status as a dict; None when there is none.
+    Pass ``conn`` when polling fast: a new connection per call forks a backend."""
+    if conn is None:
+        with pg.connect() as conn:
+            return stream_status(pg, name, conn)
+    cur = conn.execute("SELECT * FROM walship.stream_status WHERE name = %s", [name])
+    row = cur.fetchone()
+    return None if row is None else dict(zip([c.name for c in cur.description], row))
 
 
 def wait_caught_up(pg: "PgCluster", name: str, timeout: float = 120) -> None:
