@@ -111,6 +111,13 @@ constexpr DefaultProperty kDefaultProperties[] = {
      * worker, not memory growth in a PostgreSQL process. */
     {"queue.buffering.max.messages", "100000"},
     {"queue.buffering.max.kbytes", "65536"},
+    /* librdkafka runs this template through system() to refresh Kerberos tickets
+     * (GSSAPI), substituting %{property} values into it. The stream may not set it; walship
+     * sets its own, which only ever substitutes the principal and the keytab, single-
+     * quoted, and property_allowed admits only plain names and paths for those two. */
+    {"sasl.kerberos.kinit.cmd", "kinit -R -t '%{sasl.kerberos.keytab}' -k "
+                                "'%{sasl.kerberos.principal}' || kinit -t "
+                                "'%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}'"},
 };
 
 /* ------------------------------------------------------------------------- */
@@ -221,12 +228,50 @@ bool parse_int(const char *value, long *out)
 }
 
 /*
+ * The two values walship's kinit command substitutes (see kDefaultProperties) reach a
+ * shell: only characters that mean nothing to a shell, and no leading '-' (an option to
+ * kinit). Kerberos principals of the form primary/instance@REALM and absolute paths fit.
+ */
+bool is_plain_kerberos_value(const char *value, bool path)
+{
+    if (path ? value[0] != '/' : value[0] == '-' || value[0] == '\0')
+        return false;
+    for (const char *p = value; *p != '\0'; ++p) {
+        unsigned char c = static_cast<unsigned char>(*p);
+        if (!std::isalnum(c) && std::strchr("._-/@+", c) == nullptr)
+            return false;
+    }
+    return std::strlen(value) <= 4096;
+}
+
+/*
  * Refuses what would break walship's guarantees, or the server it runs in. Everything
  * else goes to librdkafka, which validates names and values itself.
+ *
+ * What could reach a shell, load code, write files or send signals in the server, from
+ * the properties of the linked librdkafka (2.0): sasl.kerberos.kinit.cmd (a shell
+ * command) and the values it substitutes, plugin.library.paths and ssl.engine.location
+ * (libraries), ssl.providers (OpenSSL modules, loaded by name from OpenSSL's own module
+ * directory unless given as a path), internal.termination.signal (a signal sent to the
+ * server's threads), and the legacy consumer's offset.store.* (a file it writes). The
+ * remaining file paths (ssl.*.location, sasl.kerberos.keytab) are only read, as TLS
+ * material or by kinit; the README says who may set them.
  */
 bool property_allowed(const std::string &name, const char *value, std::string &why)
 {
     const std::string prop = quoted(name);
+    if (name == "sasl.kerberos.principal" && !is_plain_kerberos_value(value, false)) {
+        why = "Kafka property " + prop +
+              " must be a plain Kerberos principal (letters, digits and . _ - / @ +, not "
+              "starting with -): walship passes it to kinit through a shell";
+        return false;
+    }
+    if (name == "sasl.kerberos.keytab" && !is_plain_kerberos_value(value, true)) {
+        why = "Kafka property " + prop +
+              " must be an absolute path of letters, digits and . _ - / @ +: walship passes "
+              "it to kinit through a shell";
+        return false;
+    }
     if (name == "enable.idempotence" && is_false(value)) {
         why = "Kafka property " + prop +
               " cannot be false: walship relies on the idempotent producer to deliver "
@@ -305,6 +350,12 @@ bool property_allowed(const std::string &name, const char *value, std::string &w
               "inside the PostgreSQL server";
         return false;
     }
+    if (name.compare(0, 13, "offset.store.") == 0) {
+        why = "Kafka property " + prop +
+              " is a consumer property (the legacy consumer's offset file): walship only "
+              "produces, and writes no files through librdkafka";
+        return false;
+    }
     if (name.compare(0, 5, "test.") == 0) {
         why = "Kafka property " + prop + " is for librdkafka's own tests";
         return false;
@@ -314,7 +365,7 @@ bool property_allowed(const std::string &name, const char *value, std::string &w
 
 /* Sets one property on conf, with a message that names it and never shows a secret. */
 bool set_property(rd_kafka_conf_t *conf, const SecretScrubber &scrubber, const std::string &name,
-                  const char *value, std::string &why)
+                  const char *value, std::string &why, bool secret = false)
 {
     char errstr[512];
     rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name.c_str(), value, errstr, sizeof(errstr));
@@ -323,7 +374,7 @@ bool set_property(rd_kafka_conf_t *conf, const SecretScrubber &scrubber, const s
     if (res == RD_KAFKA_CONF_UNKNOWN) {
         why = "unknown Kafka property " + quoted(name) +
               ": see librdkafka's CONFIGURATION.md for the properties a producer accepts";
-    } else if (is_secret_property(name)) {
+    } else if (secret || is_secret_property(name)) {
         why = "invalid value for Kafka property " + quoted(name) +
               " (the value is not shown: the property holds a secret)";
     } else {
@@ -332,8 +383,8 @@ bool set_property(rd_kafka_conf_t *conf, const SecretScrubber &scrubber, const s
     return false;
 }
 
-bool check_property(const char *name, const char *value, const SecretScrubber &scrubber,
-                    rd_kafka_conf_t *conf, std::string &why)
+bool check_property(const char *name, const char *value, bool secret,
+                    const SecretScrubber &scrubber, rd_kafka_conf_t *conf, std::string &why)
 {
     if (name == nullptr || name[0] == '\0') {
         why = "Kafka property without a name";
@@ -343,7 +394,8 @@ bool check_property(const char *name, const char *value, const SecretScrubber &s
         why = "Kafka property " + quoted(name) + " has no value";
         return false;
     }
-    return property_allowed(name, value, why) && set_property(conf, scrubber, name, value, why);
+    return property_allowed(name, value, why) &&
+           set_property(conf, scrubber, name, value, why, secret);
 }
 
 struct ConfDeleter {
@@ -914,15 +966,15 @@ bool ws_sink_property_is_secret(const char *name)
     }
 }
 
-ws_status ws_sink_check_property(const char *name, const char *value, char *errmsg)
+ws_status ws_sink_check_property(const char *name, const char *value, bool secret, char *errmsg)
 {
     try {
         ConfPtr conf(rd_kafka_conf_new());
         SecretScrubber scrubber;
-        if (name != nullptr && is_secret_property(name))
+        if (secret || (name != nullptr && is_secret_property(name)))
             scrubber.add(value);
         std::string why;
-        if (!check_property(name, value, scrubber, conf.get(), why)) {
+        if (!check_property(name, value, secret, scrubber, conf.get(), why)) {
             write_errmsg(errmsg, why);
             return WS_ERROR;
         }
@@ -965,8 +1017,12 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
         std::unique_ptr<ws_sink> sink(new ws_sink());
         sink->topic_partitions = config->topic_partitions;
         sink->topic_replication_factor = config->topic_replication_factor;
+        auto secret = [config](int i) {
+            return (config->prop_secret != nullptr && config->prop_secret[i]) ||
+                   (config->prop_names[i] != nullptr && is_secret_property(config->prop_names[i]));
+        };
         for (int i = 0; i < config->nprops; ++i) {
-            if (config->prop_names[i] != nullptr && is_secret_property(config->prop_names[i]))
+            if (secret(i))
                 sink->scrubber.add(config->prop_values[i]);
         }
 
@@ -998,7 +1054,8 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
                 }
                 has_bootstrap = true;
             }
-            if (!check_property(name, config->prop_values[i], sink->scrubber, conf.get(), why)) {
+            if (!check_property(name, config->prop_values[i], secret(i), sink->scrubber, conf.get(),
+                                why)) {
                 write_errmsg(errmsg, why);
                 return nullptr;
             }

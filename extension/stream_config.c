@@ -21,6 +21,7 @@
 #include "catalog/pg_class.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
+#include "storage/fd.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/value.h"
@@ -248,7 +249,7 @@ static char *scrub_secrets(const StreamConfig *config, const char *text)
         const char *at;
         const char *from;
 
-        if (!ws_sink_property_is_secret(config->kafka_names[i]) || secret[0] == '\0')
+        if (!config->kafka_secret[i] || secret[0] == '\0')
             continue;
         initStringInfo(&buf);
         from = result;
@@ -263,12 +264,123 @@ static char *scrub_secrets(const StreamConfig *config, const char *text)
     return result;
 }
 
+#define FILE_FORM_HINT                                                                             \
+    "Give a Kafka property as a string, number or boolean, or as {\"file\": \"/absolute/path\"} "  \
+    "to have the server read its value from a file."
+
+/*
+ * The path of a property given in the file form, {"file": "/path"}; NULL when the value
+ * is a scalar. Anything else is an error naming the property.
+ */
+static char *file_form_path(const StreamConfig *config, const char *name, const JsonbValue *v)
+{
+    JsonbIterator *it;
+    JsonbIteratorToken tok;
+    JsonbValue item;
+    char *path = NULL;
+    int keys = 0;
+
+    if (v->type != jbvBinary)
+        return NULL;
+    if (JsonContainerIsObject(v->val.binary.data)) {
+        it = JsonbIteratorInit(v->val.binary.data);
+        while ((tok = JsonbIteratorNext(&it, &item, true)) != WJB_DONE) {
+            bool is_file;
+
+            if (tok != WJB_KEY)
+                continue;
+            keys++;
+            is_file = item.val.string.len == 4 && memcmp(item.val.string.val, "file", 4) == 0;
+            tok = JsonbIteratorNext(&it, &item, true);
+            if (is_file && item.type == jbvString)
+                path = pnstrdup(item.val.string.val, item.val.string.len);
+        }
+    }
+    if (path == NULL || keys != 1)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number, "
+                               "boolean or {\"file\": \"/path\"}",
+                               name, config->name),
+                        errhint(FILE_FORM_HINT)));
+    if (!is_absolute_path(path))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("file \"%s\" of Kafka property \"%s\" of stream \"%s\" is not an "
+                               "absolute path",
+                               path, name, config->name),
+                        errhint("The server reads the file; name it from the root, e.g. "
+                                "{\"file\": \"/etc/walship/kafka.pw\"}.")));
+    return path;
+}
+
+/*
+ * Reads the value of a property given in the file form. The content is a secret: it
+ * never appears in a message, a log, a view or the catalog (which holds only the path).
+ * One trailing newline is dropped, as the files that tools write end with one.
+ */
+static char *read_file_form(const StreamConfig *config, const char *name, const char *path)
+{
+    StringInfoData buf;
+    FILE *file;
+    char chunk[8192];
+    size_t n;
+
+    file = AllocateFile(path, PG_BINARY_R);
+    if (file == NULL)
+        ereport(ERROR, (errcode_for_file_access(),
+                        errmsg("could not open file \"%s\" of Kafka property \"%s\" of stream "
+                               "\"%s\": %m",
+                               path, name, config->name),
+                        errhint("The file must exist and be readable by the operating system user "
+                                "the PostgreSQL server runs as.")));
+    initStringInfo(&buf);
+    while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0) {
+        if (buf.len + n > STREAM_SECRET_FILE_MAXLEN) {
+            FreeFile(file);
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("file \"%s\" of Kafka property \"%s\" of stream \"%s\" is "
+                                   "larger than %d bytes",
+                                   path, name, config->name, STREAM_SECRET_FILE_MAXLEN),
+                            errhint("The file holds the property's value only.")));
+        }
+        appendBinaryStringInfo(&buf, chunk, n);
+    }
+    if (ferror(file)) {
+        int save_errno = errno;
+
+        FreeFile(file);
+        errno = save_errno;
+        ereport(ERROR, (errcode_for_file_access(),
+                        errmsg("could not read file \"%s\" of Kafka property \"%s\" of stream "
+                               "\"%s\": %m",
+                               path, name, config->name)));
+    }
+    FreeFile(file);
+
+    if (buf.len > 0 && buf.data[buf.len - 1] == '\n')
+        buf.data[--buf.len] = '\0';
+    if (buf.len > 0 && buf.data[buf.len - 1] == '\r')
+        buf.data[--buf.len] = '\0';
+    if (buf.len == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("file \"%s\" of Kafka property \"%s\" of stream \"%s\" is empty",
+                               path, name, config->name),
+                        errhint("Write the property's value into the file.")));
+    if (strlen(buf.data) != (size_t)buf.len)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("file \"%s\" of Kafka property \"%s\" of stream \"%s\" contains "
+                               "a zero byte",
+                               path, name, config->name),
+                        errhint("The file holds the property's value as text.")));
+    return buf.data;
+}
+
 static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
 {
     JsonbIterator *it;
     JsonbIteratorToken tok;
     JsonbValue v;
     int capacity = 8;
+    char **paths;
 
     if (kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
         ereport(ERROR,
@@ -278,24 +390,29 @@ static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
                          "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
     config->kafka_names = palloc(sizeof(char *) * capacity);
     config->kafka_values = palloc(sizeof(char *) * capacity);
+    config->kafka_secret = palloc(sizeof(bool) * capacity);
+    paths = palloc(sizeof(char *) * capacity);
 
     it = JsonbIteratorInit(kafka->val.binary.data);
     while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
         char *name;
         char *value;
+        char *path;
 
         if (tok != WJB_KEY)
             continue;
         name = pnstrdup(v.val.string.val, v.val.string.len);
         tok = JsonbIteratorNext(&it, &v, true);
         Assert(tok == WJB_VALUE);
-        value = jsonb_scalar_text(&v);
-        if (value == NULL)
+        path = file_form_path(config, name, &v);
+        value = path != NULL ? NULL : jsonb_scalar_text(&v);
+        if (path == NULL && value == NULL)
             ereport(ERROR,
                     (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number or "
-                            "boolean",
-                            name, config->name)));
+                     errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number, "
+                            "boolean or {\"file\": \"/path\"}",
+                            name, config->name),
+                     errhint(FILE_FORM_HINT)));
         if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
             ereport(ERROR,
                     (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -307,23 +424,36 @@ static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
             capacity *= 2;
             config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * capacity);
             config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * capacity);
+            config->kafka_secret = repalloc(config->kafka_secret, sizeof(bool) * capacity);
+            paths = repalloc(paths, sizeof(char *) * capacity);
         }
         config->kafka_names[config->nkafka] = name;
         config->kafka_values[config->nkafka] = value;
+        /* a value from a file is a secret whatever the property */
+        config->kafka_secret[config->nkafka] = path != NULL || ws_sink_property_is_secret(name);
+        paths[config->nkafka] = path;
         config->nkafka++;
     }
+
+    /* files are read once every property is known, so that no message shows a secret */
+    for (int i = 0; i < config->nkafka; i++)
+        if (paths[i] != NULL)
+            config->kafka_values[i] = read_file_form(config, config->kafka_names[i], paths[i]);
 
     /* checked once all are known: a message about one must not show another's secret */
     for (int i = 0; i < config->nkafka; i++) {
         char why[WS_ERRMSG_SIZE];
-        ws_status status =
-            ws_sink_check_property(config->kafka_names[i], config->kafka_values[i], why);
+        ws_status status = ws_sink_check_property(config->kafka_names[i], config->kafka_values[i],
+                                                  config->kafka_secret[i], why);
 
         if (status != WS_OK)
-            ereport(ERROR, (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
-                                                               : ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("%s", scrub_secrets(config, why)),
-                            errcontext("options of stream \"%s\"", config->name)));
+            ereport(
+                ERROR,
+                (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
+                                                    : ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("%s", scrub_secrets(config, why)),
+                 paths[i] != NULL ? errdetail("The value was read from file \"%s\".", paths[i]) : 0,
+                 errcontext("options of stream \"%s\"", config->name)));
     }
 }
 
@@ -399,7 +529,7 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                                    bootstrap_servers),
                             errhint("Give the Kafka brokers as host:port[,host:port...].")));
     }
-    if (ws_sink_check_property("bootstrap.servers", bootstrap_servers, why) != WS_OK)
+    if (ws_sink_check_property("bootstrap.servers", bootstrap_servers, false, why) != WS_OK)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                  errmsg("invalid bootstrap_servers for stream \"%s\"", name), errdetail("%s", why),

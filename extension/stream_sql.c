@@ -21,6 +21,8 @@
 
 #include "access/xact.h"
 #include "commands/extension.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -31,15 +33,20 @@
 #include "replication/slot.h"
 #include "access/xlogutils.h"
 #include "storage/latch.h"
+#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include <signal.h>
 
+#include "walship_sink.h"
 #include "walship_streams.h"
 
 WS_SQL_FUNCTION(walship_create_stream);
@@ -164,9 +171,11 @@ static void stream_xact_callback(XactEvent event, void *arg)
         foreach (lc, pending_actions) {
             PendingAction *action = lfirst(lc);
 
-            if (action->kind == PENDING_DROP_SLOT_AT_COMMIT &&
-                SearchNamedReplicationSlot(action->name, true) != NULL)
+            if (action->kind != PENDING_DROP_SLOT_AT_COMMIT)
+                continue;
+            if (SearchNamedReplicationSlot(action->name, true) != NULL)
                 ReplicationSlotDrop(action->name, true);
+            (void)stream_position_forget(action->name);
         }
         break;
     case XACT_EVENT_PRE_PREPARE:
@@ -257,6 +266,73 @@ static void require_stream_database(void)
                                 walship_database ? walship_database : "", current)));
 }
 
+/*
+ * Streams are managed by roles with the privileges of walship_admin (superusers have
+ * them). EXECUTE on the functions is granted to that role only; checking again here
+ * keeps the rule when a superuser grants EXECUTE to someone else, and says what to do.
+ */
+static void require_stream_admin(const char *action, const char *name)
+{
+    Oid admin = get_role_oid(STREAM_ADMIN_ROLE, true);
+
+    if (OidIsValid(admin) ? has_privs_of_role(GetUserId(), admin) : superuser())
+        return;
+    ereport(ERROR,
+            (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+             errmsg("permission denied to %s stream \"%s\"", action, name),
+             errdetail("Only roles with the privileges of role \"%s\" manage walship streams.",
+                       STREAM_ADMIN_ROLE),
+             errhint("A superuser can grant them: GRANT %s TO %s;", STREAM_ADMIN_ROLE,
+                     quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+}
+
+/*
+ * walship.streams is read by walship_admin but written only here, as the table's owner,
+ * so that nothing reaches the catalog that these functions did not check. A failing
+ * (sub)transaction restores the caller's identity by itself.
+ */
+static Oid catalog_saved_user = InvalidOid;
+static int catalog_saved_context = 0;
+
+static Oid catalog_owner(void)
+{
+    Oid nsp = get_namespace_oid("walship", false);
+    Oid relid = get_relname_relid("streams", nsp);
+    HeapTuple tuple;
+    Oid owner;
+
+    if (!OidIsValid(relid))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                        errmsg("the walship stream catalog walship.streams does not exist"),
+                        errhint("CREATE EXTENSION walship in database \"%s\".",
+                                walship_database ? walship_database : "")));
+    tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!HeapTupleIsValid(tuple))
+        elog(ERROR, "cache lookup failed for relation %u", relid);
+    owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+    ReleaseSysCache(tuple);
+    return owner;
+}
+
+static void spi_connect(void);
+
+/* SPI_connect, running as the catalog's owner until catalog_finish. */
+static void catalog_connect(void)
+{
+    Oid owner = catalog_owner();
+
+    spi_connect();
+    GetUserIdAndSecContext(&catalog_saved_user, &catalog_saved_context);
+    SetUserIdAndSecContext(owner, catalog_saved_context | SECURITY_LOCAL_USERID_CHANGE |
+                                      SECURITY_RESTRICTED_OPERATION);
+}
+
+static void catalog_finish(void)
+{
+    SetUserIdAndSecContext(catalog_saved_user, catalog_saved_context);
+    SPI_finish();
+}
+
 static int spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
                     bool read_only)
 {
@@ -329,6 +405,63 @@ static bool stop_worker_and_wait(const char *name)
 }
 
 /* ------------------------------------------------------------------------- */
+/* Statements that hold secrets                                              */
+
+/*
+ * A stream's Kafka secrets given inline are part of the text of the statement that
+ * called create_stream. PostgreSQL shows that text in pg_stat_activity (to members of
+ * pg_monitor too), prints it as STATEMENT under the session's log lines and errors (the
+ * LOG that creating the slot emits, every ERROR), and as a CONTEXT line when the call
+ * came through SPI (a PL/pgSQL function, a DO block). So as soon as create_stream sees
+ * an inline secret it makes the session report this text instead, until the next
+ * statement reports its own; and errors raised inside it carry no outer context.
+ */
+#define HIDDEN_STATEMENT                                                                           \
+    "walship.create_stream(...) -- statement text hidden by walship: it holds Kafka secrets"
+
+static char *hidden_statement = NULL; /* in TopMemoryContext: debug_query_string points here */
+
+/* True when options.kafka gives a secret property's value inline. */
+static bool options_hold_inline_secret(Jsonb *options)
+{
+    JsonbValue *kafka;
+    JsonbIterator *it;
+    JsonbIteratorToken tok;
+    JsonbValue v;
+    bool found = false;
+
+    if (options == NULL || !JB_ROOT_IS_OBJECT(options))
+        return false;
+    kafka = getKeyJsonValueFromContainer(&options->root, "kafka", 5, NULL);
+    if (kafka == NULL || kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
+        return false;
+    it = JsonbIteratorInit(kafka->val.binary.data);
+    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+        char *property;
+
+        if (tok != WJB_KEY)
+            continue;
+        property = pnstrdup(v.val.string.val, v.val.string.len);
+        tok = JsonbIteratorNext(&it, &v, true);
+        /* the file form, {"file": "/path"}, holds a path, not a secret */
+        if (v.type != jbvBinary && ws_sink_property_is_secret(property))
+            found = true;
+    }
+    return found;
+}
+
+static void hide_statement(void)
+{
+    char *previous = hidden_statement;
+
+    hidden_statement = MemoryContextStrdup(TopMemoryContext, HIDDEN_STATEMENT);
+    debug_query_string = hidden_statement;
+    if (previous != NULL)
+        pfree(previous);
+    pgstat_report_activity(STATE_RUNNING, hidden_statement);
+}
+
+/* ------------------------------------------------------------------------- */
 /* create_stream                                                             */
 
 /* Creates the stream's logical slot the way pg_create_logical_replication_slot does. */
@@ -352,7 +485,34 @@ static void create_stream_slot(const char *slot_name)
     ReplicationSlotRelease();
 }
 
+static void create_stream(FunctionCallInfo fcinfo);
+
 Datum walship_create_stream(PG_FUNCTION_ARGS)
+{
+    ErrorContextCallback *outer_context = error_context_stack;
+    bool hide = !PG_ARGISNULL(3) && options_hold_inline_secret(PG_GETARG_JSONB_P(3));
+
+    if (!hide) {
+        create_stream(fcinfo);
+        PG_RETURN_VOID();
+    }
+    hide_statement();
+    /* errors from here on carry no CONTEXT of the caller's (secret-holding) statement */
+    error_context_stack = NULL;
+    PG_TRY();
+    {
+        create_stream(fcinfo);
+    }
+    PG_CATCH();
+    {
+        PG_RE_THROW(); /* PG_TRY restored the caller's context stack */
+    }
+    PG_END_TRY();
+    error_context_stack = outer_context;
+    PG_RETURN_VOID();
+}
+
+static void create_stream(FunctionCallInfo fcinfo)
 {
     char *name;
     char *bootstrap;
@@ -370,7 +530,7 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
     require_stream_database();
     name = stream_name_arg(fcinfo, 0);
     slot_name = stream_slot_name(name);
-    CheckSlotPermissions();
+    require_stream_admin("create", name);
     stream_check_server_settings();
 
     if (PG_ARGISNULL(1))
@@ -404,7 +564,7 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
         options = PG_GETARG_JSONB_P(3);
 
     /* everything is checked before anything changes */
-    spi_connect();
+    catalog_connect();
     ret = spi_exec("SELECT 1 FROM walship.streams WHERE name = $1", 1, types,
                    (Datum[]){CStringGetTextDatum(name)}, NULL, true);
     if (SPI_processed > 0)
@@ -427,7 +587,7 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
                             errhint("Drop a stream, or raise walship.max_streams and restart "
                                     "the server.")));
     }
-    SPI_finish();
+    catalog_finish();
 
     if (table_names != NIL)
         tables = stream_resolve_tables(name, table_names);
@@ -453,6 +613,11 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
     /* the slot first: afterwards this transaction writes */
     add_pending(PENDING_DROP_SLOT_ON_ABORT, slot_name);
     create_stream_slot(slot_name);
+    /* a note left by a dropped stream of the same name is not about this slot */
+    if (!stream_position_forget(slot_name))
+        ereport(ERROR,
+                (errcode_for_file_access(),
+                 errmsg("could not remove the old position note of slot \"%s\": %m", slot_name)));
 
     values[0] = CStringGetTextDatum(name);
     values[1] = CStringGetTextDatum(bootstrap);
@@ -471,13 +636,13 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
     else
         values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
 
-    spi_connect();
+    catalog_connect();
     ret = spi_exec("INSERT INTO walship.streams (name, bootstrap_servers, tables, options) "
                    "VALUES ($1, $2, $3, $4)",
                    4, types, values, nulls, false);
     if (ret != SPI_OK_INSERT)
         elog(ERROR, "could not insert stream \"%s\" into walship.streams", name);
-    SPI_finish();
+    catalog_finish();
 
     /* a stream of the same name dropped a moment ago may still have its entry */
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
@@ -494,7 +659,6 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
     }
     LWLockRelease(walship_shmem->lock);
     add_pending(PENDING_WAKE_LAUNCHER, name);
-    PG_RETURN_VOID();
 }
 
 /* ------------------------------------------------------------------------- */
@@ -505,12 +669,12 @@ static void set_enabled(const char *name, bool enabled)
     Oid types[2] = {TEXTOID, BOOLOID};
     Datum values[2] = {CStringGetTextDatum(name), BoolGetDatum(enabled)};
 
-    spi_connect();
+    catalog_connect();
     spi_exec("UPDATE walship.streams SET enabled = $2 WHERE name = $1", 2, types, values, NULL,
              false);
     if (SPI_processed == 0)
         stream_not_found(name);
-    SPI_finish();
+    catalog_finish();
 }
 
 Datum walship_start_stream(PG_FUNCTION_ARGS)
@@ -521,6 +685,7 @@ Datum walship_start_stream(PG_FUNCTION_ARGS)
     stream_require_preloaded();
     require_stream_database();
     name = stream_name_arg(fcinfo, 0);
+    require_stream_admin("start", name);
     set_enabled(name, true);
 
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
@@ -541,6 +706,7 @@ Datum walship_stop_stream(PG_FUNCTION_ARGS)
     stream_require_preloaded();
     require_stream_database();
     name = stream_name_arg(fcinfo, 0);
+    require_stream_admin("stop", name);
     set_enabled(name, false);
     if (!stop_worker_and_wait(name))
         ereport(WARNING,
@@ -563,13 +729,14 @@ Datum walship_drop_stream(PG_FUNCTION_ARGS)
     if (walship_shmem != NULL)
         require_stream_database();
     name = stream_name_arg(fcinfo, 0);
+    require_stream_admin("drop", name);
 
-    spi_connect();
+    catalog_connect();
     spi_exec("SELECT 1 FROM walship.streams WHERE name = $1 FOR UPDATE", 1, types,
              (Datum[]){CStringGetTextDatum(name)}, NULL, false);
     if (SPI_processed == 0)
         stream_not_found(name);
-    SPI_finish();
+    catalog_finish();
 
     if (!stop_worker_and_wait(name))
         ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
@@ -577,10 +744,10 @@ Datum walship_drop_stream(PG_FUNCTION_ARGS)
                         errdetail("It is still waiting for Kafka to acknowledge what it produced."),
                         errhint("Try again in a moment, or lower walship.stop_timeout.")));
 
-    spi_connect();
+    catalog_connect();
     spi_exec("DELETE FROM walship.streams WHERE name = $1", 1, types,
              (Datum[]){CStringGetTextDatum(name)}, NULL, false);
-    SPI_finish();
+    catalog_finish();
 
     add_pending(PENDING_DROP_SLOT_AT_COMMIT, stream_slot_name(name));
     add_pending(PENDING_WAKE_LAUNCHER, name);

@@ -82,6 +82,7 @@ typedef struct StreamWorker {
     LogicalDecodingContext *ctx;
 
     XLogRecPtr confirmed;         /* what the slot has been told */
+    bool slot_checked;            /* the slot is ours and where we left it: note on exit */
     TimestampTz last_commit_time; /* of the last transaction that produced events */
     TimestampTz stop_deadline;    /* 0 until a stop was requested */
     TimestampTz last_publish;
@@ -231,6 +232,20 @@ static void note_stop_request(void)
             TimestampTzPlusMilliseconds(GetCurrentTimestamp(), walship_stop_timeout);
 }
 
+/* Notes where this worker leaves the slot, for the next one to check (stream_position.c). */
+static void note_position(void)
+{
+    if (!worker.slot_checked)
+        return;
+    worker.slot_checked = false;
+    if (!stream_position_save(worker.config->slot_name, worker.confirmed))
+        ereport(WARNING,
+                (errcode_for_file_access(),
+                 errmsg("walship stream \"%s\" could not note the position of its slot: %m",
+                        worker.name),
+                 errdetail("The next start cannot tell whether the slot was moved meanwhile.")));
+}
+
 /*
  * The graceful end: wait for Kafka until the stop deadline, confirm what it acked,
  * release everything, exit 0. between_records is false when called from a hook in
@@ -261,6 +276,7 @@ static void stream_finish(bool between_records)
     }
     ws_sink_destroy(worker.sink);
     worker.sink = NULL;
+    note_position();
     set_state(STREAM_STATE_STOPPED);
     ereport(LOG, (errmsg("walship stream \"%s\" stopped; confirmed up to %X/%X", worker.name,
                          LSN_FORMAT_ARGS(worker.confirmed))));
@@ -374,6 +390,7 @@ static void create_sink(void)
     sc.bootstrap_servers = worker.config->bootstrap_servers;
     sc.prop_names = (const char *const *)worker.config->kafka_names;
     sc.prop_values = (const char *const *)worker.config->kafka_values;
+    sc.prop_secret = worker.config->kafka_secret;
     sc.nprops = worker.config->nkafka;
     sc.topic_partitions = worker.config->partitions;
     sc.topic_replication_factor = worker.config->replication_factor;
@@ -447,6 +464,63 @@ static void decode_forever(void)
     }
 }
 
+#define RECREATE_HINT                                                                              \
+    "Drop the stream with walship.drop_stream('%s') and create it again, then rebuild what "       \
+    "its topics feed from a fresh copy of the tables. Only walship should use slots named "        \
+    "walship_*: grant REPLICATION sparingly."
+
+/*
+ * Acquires the stream's slot, refusing a slot that someone else dropped or moved while
+ * no worker held it: the changes in between would be silently missing from Kafka.
+ */
+static void acquire_own_slot(void)
+{
+    const char *slot_name = worker.config->slot_name;
+    XLogRecPtr left_at = InvalidXLogRecPtr;
+    bool noted = stream_position_load(slot_name, &left_at);
+    XLogRecPtr confirmed;
+
+    if (SearchNamedReplicationSlot(slot_name, true) == NULL) {
+        if (noted)
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_OBJECT),
+                     errmsg("replication slot \"%s\" of stream \"%s\" was dropped outside "
+                            "walship; changes after %X/%X were never sent to Kafka",
+                            slot_name, worker.name, LSN_FORMAT_ARGS(left_at)),
+                     errdetail("The stream had confirmed up to %X/%X when its worker last ran. "
+                               "Someone dropped the slot since (pg_drop_replication_slot).",
+                               LSN_FORMAT_ARGS(left_at)),
+                     errhint(RECREATE_HINT, worker.name)));
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("replication slot \"%s\" of stream \"%s\" does not exist", slot_name,
+                               worker.name),
+                        errdetail("It was dropped outside walship, or the stream was restored "
+                                  "from a dump (a dump holds no slots)."),
+                        errhint(RECREATE_HINT, worker.name)));
+    }
+    ws_replication_slot_acquire(slot_name, true);
+    confirmed = MyReplicationSlot->data.confirmed_flush;
+    if (noted && confirmed > left_at)
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("replication slot \"%s\" of stream \"%s\" was moved outside walship "
+                    "from %X/%X to %X/%X; the changes in between were never sent to Kafka",
+                    slot_name, worker.name, LSN_FORMAT_ARGS(left_at), LSN_FORMAT_ARGS(confirmed)),
+             errdetail("While the stream did not run, something else consumed or advanced "
+                       "its slot (pg_replication_slot_advance, pg_logical_slot_get_changes, "
+                       "pg_recvlogical)."),
+             errhint(RECREATE_HINT, worker.name)));
+    /* checked: a crash from here on must not compare against this note */
+    if (noted && !stream_position_forget(slot_name))
+        ereport(ERROR,
+                (errcode_for_file_access(),
+                 errmsg("walship stream \"%s\" could not remove the note of its slot's position: "
+                        "%m",
+                        worker.name)));
+    worker.slot_checked = true;
+}
+
 static void stream_worker_run(void)
 {
     WalshipStreamHooks hooks;
@@ -461,7 +535,7 @@ static void stream_worker_run(void)
 
     create_sink();
 
-    ws_replication_slot_acquire(worker.config->slot_name, true);
+    acquire_own_slot();
     restart_lsn = MyReplicationSlot->data.restart_lsn;
     worker.confirmed = MyReplicationSlot->data.confirmed_flush;
 
@@ -561,12 +635,18 @@ void walship_stream_main(Datum main_arg)
         LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
         if (worker.entry->generation == worker.generation) {
             worker.entry->state = STREAM_STATE_ERROR;
-            strlcpy(worker.entry->last_error, edata->message ? edata->message : "unknown error",
-                    STREAM_ERROR_MAXLEN);
+            /* the hint says how to recover: the status view shows it too */
+            snprintf(worker.entry->last_error, STREAM_ERROR_MAXLEN, "%s%s%s",
+                     edata->message ? edata->message : "unknown error",
+                     edata->hint ? " HINT: " : "", edata->hint ? edata->hint : "");
             worker.entry->last_error_time = GetCurrentTimestamp();
             worker.entry->kafka_error = false;
         }
         LWLockRelease(walship_shmem->lock);
+        /* the slot stays where this worker confirmed it: the next one checks that */
+        if (worker.slot_checked &&
+            !stream_position_save(worker.config->slot_name, worker.confirmed))
+            worker.slot_checked = false;
         PG_RE_THROW();
     }
     PG_END_TRY();

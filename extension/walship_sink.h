@@ -26,6 +26,9 @@ typedef struct ws_sink_config {
     const char *bootstrap_servers;
     const char *const *prop_names; /* librdkafka properties passed through */
     const char *const *prop_values;
+    /* per property: its value is a secret whatever its name (e.g. it was read from a
+     * file); NULL: only the names say which values are secret */
+    const bool *prop_secret;
     int nprops;
     int topic_partitions;         /* for topics walship creates; -1 = broker default */
     int topic_replication_factor; /* -1 = broker default */
@@ -45,8 +48,10 @@ typedef struct ws_sink_stats {
     int64_t last_ack_time_us; /* Unix epoch micros of the last successful ack; 0 = never */
 } ws_sink_stats;
 
-/* Validates one librdkafka property with librdkafka's own parser (no handle created). */
-WS_API ws_status ws_sink_check_property(const char *name, const char *value, char *errmsg);
+/* Validates one librdkafka property with librdkafka's own parser (no handle created).
+ * With secret, the value never appears in errmsg, whatever the property's name. */
+WS_API ws_status ws_sink_check_property(const char *name, const char *value, bool secret,
+                                        char *errmsg);
 /* True for properties whose values must never be shown. */
 WS_API bool ws_sink_property_is_secret(const char *name);
 

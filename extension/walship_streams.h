@@ -6,6 +6,7 @@
  *   stream_config.c  a stream's configuration: from create_stream's arguments or the
  *                    catalog row to validated plugin options and sink settings
  *   stream_sql.c     create_stream, start_stream, stop_stream, drop_stream
+ *   stream_position.c  where a worker left its slot, to notice a slot moved by others
  *   stream_worker.c  the stream worker: decode in-process, produce to Kafka, confirm
  *
  * Used from C only.
@@ -29,6 +30,10 @@
 #define STREAM_SLOT_PREFIX "walship_"
 #define STREAM_NAME_MAXLEN (NAMEDATALEN - 1 - (int)(sizeof(STREAM_SLOT_PREFIX) - 1))
 #define STREAM_ERROR_MAXLEN 512
+/* The role that manages streams (created by the extension, granted by a superuser). */
+#define STREAM_ADMIN_ROLE "walship_admin"
+/* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */
+#define STREAM_SECRET_FILE_MAXLEN (1024 * 1024)
 
 /* GUCs (launcher.c) */
 extern char *walship_database;
@@ -119,10 +124,11 @@ typedef struct StreamConfig {
     List *tables;
     /* plugin options in the plugin's spelling: DefElem with a String value each */
     List *plugin_options;
-    /* librdkafka properties passed through */
+    /* librdkafka properties passed through; values given in the file form are read */
     int nkafka;
     char **kafka_names;
     char **kafka_values;
+    bool *kafka_secret;     /* never shown: a secret by name, or read from a file */
     int partitions;         /* -1 = broker default */
     int replication_factor; /* -1 = broker default */
 } StreamConfig;
@@ -137,6 +143,12 @@ extern List *stream_resolve_tables(const char *stream_name, List *names);
 /* Reads the catalog row (caller is in a transaction); NULL when there is none. */
 extern StreamConfig *stream_config_load(const char *name);
 extern void stream_check_server_settings(void);
+
+/* stream_position.c: where a stream's worker left its slot (never ereports) */
+extern bool stream_position_save(const char *slot_name, XLogRecPtr lsn);
+/* False when there is no note, or one from another timeline. */
+extern bool stream_position_load(const char *slot_name, XLogRecPtr *lsn);
+extern bool stream_position_forget(const char *slot_name);
 
 /* stream_sql.c */
 extern void stream_install_drop_hook(void);

@@ -13,8 +13,10 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "catalog/dependency.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -135,16 +137,32 @@ void relation_cache_create(MemoryContext parent, const ws_options *opts, bool pa
 }
 
 /*
+ * walship's own tables (the extension's schema, or members of the extension wherever they
+ * are) are never emitted, in any mode and whatever the options say: walship.streams holds
+ * Kafka credentials, and a REPLICATION role that decodes with walship must not read them.
+ * Both lookups read catalogs, which the historic snapshot of decoding allows.
+ */
+static bool is_walship_table(Relation relation)
+{
+    Oid extension;
+
+    if (strcmp(get_namespace_name(RelationGetNamespace(relation)), "walship") == 0)
+        return true;
+    extension = getExtensionOfObject(RelationRelationId, RelationGetRelid(relation));
+    return OidIsValid(extension) && extension == get_extension_oid("walship", true);
+}
+
+/*
  * Tables are streamed, as pgoutput publishes them: ordinary and partitioned tables
  * created by users. Materialized views (whose CONCURRENTLY refreshes arrive as
- * row changes) and the tables initdb created are not.
+ * row changes), the tables initdb created and walship's own are not.
  */
 static bool is_streamable(Relation relation)
 {
     char relkind = relation->rd_rel->relkind;
 
     return (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE) &&
-           RelationGetRelid(relation) >= FirstNormalObjectId;
+           RelationGetRelid(relation) >= FirstNormalObjectId && !is_walship_table(relation);
 }
 
 static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)

@@ -24,9 +24,27 @@ COMMENT ON FUNCTION walship.decode_event(bytea) IS
 -- Needs shared_preload_libraries = 'walship'; see walship.database.
 -- ===========================================================================
 
+-- Who may do what (README, "Security"):
+--   walship_admin  creates, starts, stops and drops streams, reads walship.streams;
+--                  granted by a superuser. The role is cluster-wide and outlives the
+--                  extension, like the roles PostgreSQL predefines.
+--   pg_monitor     reads walship.stream_status (never the options).
+--   PUBLIC         calls walship.decode_event.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'walship_admin') THEN
+        CREATE ROLE walship_admin NOLOGIN;
+    END IF;
+END
+$$;
+COMMENT ON ROLE walship_admin IS
+'manages walship streams: create_stream, start_stream, stop_stream, drop_stream';
+GRANT USAGE ON SCHEMA walship TO PUBLIC;
+
 -- One row per stream. The launcher keeps one worker running per enabled row.
--- options may hold Kafka credentials (options->'kafka'): the table is for
--- superusers only, and status, logs and errors never show secret values.
+-- options may hold Kafka credentials (options->'kafka', or the paths of files that hold
+-- them): only walship_admin reads the table, and only walship's functions, running as
+-- its owner, change it. Status, logs and errors never show secret values.
 CREATE TABLE walship.streams (
     name text PRIMARY KEY CHECK (name ~ '^[a-z0-9_]{1,55}$'),
     bootstrap_servers text NOT NULL,
@@ -127,8 +145,17 @@ REVOKE ALL ON FUNCTION walship.drop_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship._stream_runtime() FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship.stream_status() FROM PUBLIC;
 REVOKE ALL ON walship.stream_status FROM PUBLIC;
+-- Stream administrators: the functions (which check the role again themselves) and
+-- the catalog, read-only.
+GRANT EXECUTE ON FUNCTION walship.create_stream(text, text, text[], jsonb) TO walship_admin;
+GRANT EXECUTE ON FUNCTION walship.start_stream(text) TO walship_admin;
+GRANT EXECUTE ON FUNCTION walship.stop_stream(text) TO walship_admin;
+GRANT EXECUTE ON FUNCTION walship.drop_stream(text) TO walship_admin;
+GRANT SELECT ON walship.streams TO walship_admin;
+GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO walship_admin;
+GRANT EXECUTE ON FUNCTION walship.stream_status() TO walship_admin;
+GRANT SELECT ON walship.stream_status TO walship_admin;
 -- Monitoring roles see status (never options, which may hold secrets).
-GRANT USAGE ON SCHEMA walship TO pg_monitor;
 GRANT SELECT (name, enabled) ON walship.streams TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship.stream_status() TO pg_monitor;

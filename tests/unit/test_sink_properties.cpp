@@ -50,10 +50,10 @@ SinkPtr create_sink(const char *bootstrap, const Properties &properties, std::st
     return sink;
 }
 
-std::string check(const char *name, const char *value)
+std::string check(const char *name, const char *value, bool secret = false)
 {
     char errmsg[WS_ERRMSG_SIZE] = "";
-    ws_status status = ws_sink_check_property(name, value, errmsg);
+    ws_status status = ws_sink_check_property(name, value, secret, errmsg);
     return status == WS_OK ? std::string() : std::string(errmsg);
 }
 
@@ -126,6 +126,54 @@ TEST(SinkProperty, PropertiesThatRunCodeInTheServerAreRefused)
     }
     EXPECT_NE(check("ssl.providers", "/tmp/evil"), "");
     EXPECT_EQ(check("ssl.providers", "default,legacy"), "");
+    EXPECT_NE(check("internal.termination.signal", "15"), "");
+    for (const char *name : {"offset.store.path", "offset.store.method"}) {
+        std::string why = check(name, "file");
+        EXPECT_NE(why.find(std::string("\"") + name + "\""), std::string::npos) << why;
+    }
+}
+
+/* librdkafka pastes principal and keytab into its kinit command, run by a shell. */
+TEST(SinkProperty, KerberosValuesThatAShellWouldInterpretAreRefused)
+{
+    for (const char *principal : {"x; id > /tmp/f; #", "$(id)", "`id`", "a b", "-V", "x'y", "x\"y",
+                                  "x|y", "x&y", "x\ny", "%{sasl.password}", ""}) {
+        std::string why = check("sasl.kerberos.principal", principal);
+        EXPECT_NE(why.find("\"sasl.kerberos.principal\""), std::string::npos) << principal;
+    }
+    for (const char *keytab :
+         {"/x\"; id > /tmp/f; \"", "/x$(id)", "relative.keytab", "/a b", "/x`id`", "-k", "/x'"}) {
+        std::string why = check("sasl.kerberos.keytab", keytab);
+        EXPECT_NE(why.find("\"sasl.kerberos.keytab\""), std::string::npos) << keytab;
+    }
+    EXPECT_EQ(check("sasl.kerberos.principal", "walship/db1.example.com@EXAMPLE.COM"), "");
+    EXPECT_EQ(check("sasl.kerberos.principal", "kafka-client_1"), "");
+    EXPECT_EQ(check("sasl.kerberos.keytab", "/etc/walship/kafka.keytab"), "");
+}
+
+/* The only kinit command a producer ever has is walship's, quoting what it substitutes. */
+TEST(SinkProperty, WalshipSetsTheKinitCommandItself)
+{
+    std::string error;
+    SinkPtr sink = create_sink(kNowhere,
+                               {{"sasl.kerberos.principal", "walship@EXAMPLE.COM"},
+                                {"sasl.kerberos.keytab", "/etc/walship/kafka.keytab"}},
+                               error);
+    ASSERT_NE(sink, nullptr) << error;
+    EXPECT_EQ(effective(sink.get(), "sasl.kerberos.kinit.cmd"),
+              "kinit -R -t '%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}' || kinit "
+              "-t '%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}'");
+}
+
+/* A value read from a file is a secret whatever the property's name. */
+TEST(SinkProperty, ValuesMarkedSecretNeverAppearInMessages)
+{
+    std::string why = check("compression.type", "file-content-4711", true);
+    EXPECT_NE(why.find("\"compression.type\""), std::string::npos) << why;
+    EXPECT_EQ(why.find("file-content-4711"), std::string::npos) << why;
+    /* librdkafka itself quotes a bad value: unmarked, it shows */
+    why = check("compression.type", "file-content-4711", false);
+    EXPECT_NE(why.find("file-content-4711"), std::string::npos) << why;
 }
 
 TEST(SinkProperty, UnknownAndInvalidPropertiesAreNamed)
