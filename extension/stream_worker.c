@@ -28,6 +28,7 @@
 #include "access/xlog.h"
 #include "access/xlogreader.h"
 #include "access/xlogutils.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -628,17 +629,20 @@ void walship_stream_main(Datum main_arg)
     PG_CATCH();
     {
         ErrorData *edata;
+        char *why;
 
         /* record why for the status view, then exit 1 (the error becomes FATAL) */
         MemoryContextSwitchTo(worker.context);
         edata = CopyErrorData();
+        /* the hint says how to recover: the status view shows it too */
+        why = psprintf("%s%s%s", edata->message ? edata->message : "unknown error",
+                       edata->hint ? " HINT: " : "", edata->hint ? edata->hint : "");
+        /* cut on a character boundary: the view's text must stay valid */
+        why[pg_mbcliplen(why, strlen(why), STREAM_ERROR_MAXLEN - 1)] = '\0';
         LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
         if (worker.entry->generation == worker.generation) {
             worker.entry->state = STREAM_STATE_ERROR;
-            /* the hint says how to recover: the status view shows it too */
-            snprintf(worker.entry->last_error, STREAM_ERROR_MAXLEN, "%s%s%s",
-                     edata->message ? edata->message : "unknown error",
-                     edata->hint ? " HINT: " : "", edata->hint ? edata->hint : "");
+            strlcpy(worker.entry->last_error, why, STREAM_ERROR_MAXLEN);
             worker.entry->last_error_time = GetCurrentTimestamp();
             worker.entry->kafka_error = false;
         }

@@ -29,7 +29,7 @@
 /* The slot of stream <name> is walship_<name>; both must fit in a NameData. */
 #define STREAM_SLOT_PREFIX "walship_"
 #define STREAM_NAME_MAXLEN (NAMEDATALEN - 1 - (int)(sizeof(STREAM_SLOT_PREFIX) - 1))
-#define STREAM_ERROR_MAXLEN 512
+#define STREAM_ERROR_MAXLEN 1024 /* a message and its hint */
 /* The role that manages streams (created by the extension, granted by a superuser). */
 #define STREAM_ADMIN_ROLE "walship_admin"
 /* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */

@@ -434,6 +434,11 @@ def test_privileges_role_by_role(db, kafka):
         dump = pg_dump(db, role)
         assert SECRET not in dump.stdout + dump.stderr, role
         assert dump.returncode != 0 and "permission denied for table streams" in dump.stderr
+    # walship_admin dumps the catalog, as a superuser does
+    db.execute("GRANT SELECT ON items TO sec_admin")
+    dump = pg_dump(db, "sec_admin")
+    assert dump.returncode == 0, dump.stderr
+    assert "COPY walship.streams" in dump.stdout and "owned" in dump.stdout
     assert_no_secret_in_log(db, SECRET)
 
     run_as(db, "sec_admin", "SELECT walship.drop_stream('owned')")
