@@ -38,6 +38,7 @@
 #include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -293,6 +294,7 @@ static void require_stream_admin(const char *action, const char *name)
  */
 static Oid catalog_saved_user = InvalidOid;
 static int catalog_saved_context = 0;
+static int catalog_guc_level = 0;
 
 static Oid catalog_owner(void)
 {
@@ -325,10 +327,19 @@ static void catalog_connect(void)
     GetUserIdAndSecContext(&catalog_saved_user, &catalog_saved_context);
     SetUserIdAndSecContext(owner, catalog_saved_context | SECURITY_LOCAL_USERID_CHANGE |
                                       SECURITY_RESTRICTED_OPERATION);
+    /*
+     * The queries below run with the owner's rights: the caller's search_path must not
+     * decide which function or operator they call (an "=" of the caller's own, placed
+     * before pg_catalog, would run as the owner).
+     */
+    catalog_guc_level = NewGUCNestLevel();
+    (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+                            GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void catalog_finish(void)
 {
+    AtEOXact_GUC(true, catalog_guc_level);
     SetUserIdAndSecContext(catalog_saved_user, catalog_saved_context);
     SPI_finish();
 }

@@ -389,6 +389,28 @@ def test_privileges_role_by_role(db, kafka):
         with pytest.raises(denied):
             run_as(db, "sec_admin", sql)
 
+    # the functions write the catalog as its owner: the caller's search_path must not
+    # choose what they run (an "=" of walship_admin's own, before pg_catalog)
+    db.execute("CREATE SCHEMA admin_own AUTHORIZATION sec_admin")
+    with connect(db, "sec_admin") as conn:
+        conn.execute("""
+            CREATE FUNCTION admin_own.text_eq(a text, b text) RETURNS boolean
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                EXECUTE 'ALTER ROLE sec_admin SUPERUSER';
+                RETURN a OPERATOR(pg_catalog.=) b;
+            END $$""")
+        conn.execute("CREATE OPERATOR admin_own.= (LEFTARG = text, RIGHTARG = text, "
+                     "FUNCTION = admin_own.text_eq)")
+        conn.execute("SET search_path = admin_own, pg_catalog")
+        conn.execute("SELECT walship.stop_stream('owned')")
+        conn.execute("SELECT walship.start_stream('owned')")
+        # the operator is live: called as sec_admin it tries, and fails, to escalate
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT 'x'::text = 'x'::text")
+    assert db.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'sec_admin'") is False
+    db.execute("DROP SCHEMA admin_own CASCADE")
+
     # pg_monitor: the status view and the names, never the options
     rows = run_as(db, "sec_monitor", "SELECT name, state, last_error FROM walship.stream_status")
     assert [r[0] for r in rows] == ["owned"] and SECRET not in json.dumps(rows, default=str)
