@@ -183,8 +183,13 @@ class SecretScrubber
   public:
     void add(const char *value)
     {
-        if (value != nullptr && value[0] != '\0')
-            secrets_.emplace_back(value);
+        if (value == nullptr || value[0] == '\0')
+            return;
+        secrets_.emplace_back(value);
+        /* longest first: a secret that contains another is replaced whole */
+        std::stable_sort(
+            secrets_.begin(), secrets_.end(),
+            [](const std::string &a, const std::string &b) { return a.size() > b.size(); });
     }
 
     std::string scrub(std::string text) const
@@ -257,9 +262,11 @@ bool is_plain_kerberos_value(const char *value, bool path)
  * remaining file paths (ssl.*.location, sasl.kerberos.keytab) are only read, as TLS
  * material or by kinit; the README says who may set them.
  */
-bool property_allowed(const std::string &name, const char *value, std::string &why)
+bool property_allowed(const std::string &name, const char *value, bool secret, std::string &why)
 {
     const std::string prop = quoted(name);
+    /* a value read from a file is never quoted back */
+    const std::string shown = secret ? std::string("the value given") : quoted(value);
     if (name == "sasl.kerberos.principal" && !is_plain_kerberos_value(value, false)) {
         why = "Kafka property " + prop +
               " must be a plain Kerberos principal (letters, digits and . _ - / @ +, not "
@@ -282,7 +289,7 @@ bool property_allowed(const std::string &name, const char *value, std::string &w
         long acks = 0;
         bool all = equals_ignoring_case(value, "all") || (parse_int(value, &acks) && acks == -1);
         if (!all) {
-            why = "Kafka property " + prop + " must be \"all\" (or -1), not " + quoted(value) +
+            why = "Kafka property " + prop + " must be \"all\" (or -1), not " + shown +
                   ": walship confirms a transaction to PostgreSQL only once every in-sync "
                   "replica holds it";
             return false;
@@ -292,7 +299,7 @@ bool property_allowed(const std::string &name, const char *value, std::string &w
     if (name == "partitioner") {
         if (std::strcmp(value, "murmur2_random") != 0 && std::strcmp(value, "murmur2") != 0) {
             why = "Kafka property " + prop + " must be \"murmur2_random\" or \"murmur2\", not " +
-                  quoted(value) +
+                  shown +
                   ": walship partitions like Java clients do, so that all changes of a row "
                   "land in one partition whoever else writes the topic";
             return false;
@@ -394,8 +401,12 @@ bool check_property(const char *name, const char *value, bool secret,
         why = "Kafka property " + quoted(name) + " has no value";
         return false;
     }
-    return property_allowed(name, value, why) &&
-           set_property(conf, scrubber, name, value, why, secret);
+    if (property_allowed(name, value, secret, why) &&
+        set_property(conf, scrubber, name, value, why, secret))
+        return true;
+    /* whatever the message quotes, no secret of the stream survives in it */
+    why = scrubber.scrub(why);
+    return false;
 }
 
 struct ConfDeleter {

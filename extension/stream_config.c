@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include "access/relation.h"
 #include "access/xlog.h"
 #include "catalog/catalog.h"
@@ -21,10 +23,10 @@
 #include "catalog/pg_class.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
-#include "storage/fd.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/value.h"
+#include "storage/fd.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -242,14 +244,26 @@ static int positive_int_option(const char *stream_name, const char *key, const J
 static char *scrub_secrets(const StreamConfig *config, const char *text)
 {
     char *result = pstrdup(text);
+    bool *done = palloc0(sizeof(bool) * Max(config->nkafka, 1));
 
-    for (int i = 0; i < config->nkafka; i++) {
-        const char *secret = config->kafka_values[i];
+    /* longest first: a secret that contains another is replaced whole */
+    for (int round = 0; round < config->nkafka; round++) {
+        const char *secret = NULL;
         StringInfoData buf;
         const char *at;
         const char *from;
+        int longest = -1;
 
-        if (!config->kafka_secret[i] || secret[0] == '\0')
+        for (int i = 0; i < config->nkafka; i++)
+            if (!done[i] && config->kafka_secret[i] && config->kafka_values[i] != NULL &&
+                (longest < 0 ||
+                 strlen(config->kafka_values[i]) > strlen(config->kafka_values[longest])))
+                longest = i;
+        if (longest < 0)
+            break;
+        done[longest] = true;
+        secret = config->kafka_values[longest];
+        if (secret[0] == '\0')
             continue;
         initStringInfo(&buf);
         from = result;
@@ -321,9 +335,17 @@ static char *read_file_form(const StreamConfig *config, const char *name, const 
 {
     StringInfoData buf;
     FILE *file;
+    struct stat st;
     char chunk[8192];
     size_t n;
 
+    /* a FIFO or a device could block the server, or swallow what others write to it */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("file \"%s\" of Kafka property \"%s\" of stream \"%s\" is not a "
+                               "regular file",
+                               path, name, config->name),
+                        errhint("Name a file that holds the property's value.")));
     file = AllocateFile(path, PG_BINARY_R);
     if (file == NULL)
         ereport(ERROR, (errcode_for_file_access(),
@@ -332,6 +354,13 @@ static char *read_file_form(const StreamConfig *config, const char *name, const 
                                path, name, config->name),
                         errhint("The file must exist and be readable by the operating system user "
                                 "the PostgreSQL server runs as.")));
+    if (fstat(fileno(file), &st) != 0 || !S_ISREG(st.st_mode)) {
+        FreeFile(file);
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("file \"%s\" of Kafka property \"%s\" of stream \"%s\" is not a "
+                               "regular file",
+                               path, name, config->name)));
+    }
     initStringInfo(&buf);
     while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0) {
         if (buf.len + n > STREAM_SECRET_FILE_MAXLEN) {
@@ -666,9 +695,9 @@ StreamConfig *stream_config_load(const char *name)
     args[0] = CStringGetTextDatum(name);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    ret = SPI_execute_with_args(
-        "SELECT bootstrap_servers, tables, options FROM walship.streams WHERE name = $1", 1,
-        argtypes, args, NULL, true, 1);
+    ret = SPI_execute_with_args("SELECT bootstrap_servers, tables, options FROM walship.streams "
+                                "WHERE name OPERATOR(pg_catalog.=) $1",
+                                1, argtypes, args, NULL, true, 1);
     if (ret != SPI_OK_SELECT)
         elog(ERROR, "could not read stream \"%s\" from walship.streams: SPI error %d", name, ret);
     if (SPI_processed == 1) {

@@ -119,6 +119,7 @@ static void undo_action(PendingAction *action)
         PG_TRY();
         {
             drop_slot_if_exists(action->name);
+            (void)stream_position_forget(action->name);
         }
         PG_CATCH();
         {
@@ -423,42 +424,24 @@ static bool stop_worker_and_wait(const char *name)
  * called create_stream. PostgreSQL shows that text in pg_stat_activity (to members of
  * pg_monitor too), prints it as STATEMENT under the session's log lines and errors (the
  * LOG that creating the slot emits, every ERROR), and as a CONTEXT line when the call
- * came through SPI (a PL/pgSQL function, a DO block). So as soon as create_stream sees
- * an inline secret it makes the session report this text instead, until the next
+ * came through SPI (a PL/pgSQL function, a DO block). So as soon as create_stream is
+ * given options it makes the session report this text instead, until the next
  * statement reports its own; and errors raised inside it carry no outer context.
  */
 #define HIDDEN_STATEMENT                                                                           \
-    "walship.create_stream(...) -- statement text hidden by walship: it holds Kafka secrets"
+    "walship.create_stream(...) -- statement text hidden by walship: its options may hold "        \
+    "Kafka secrets"
 
 static char *hidden_statement = NULL; /* in TopMemoryContext: debug_query_string points here */
 
-/* True when options.kafka gives a secret property's value inline. */
-static bool options_hold_inline_secret(Jsonb *options)
+/*
+ * Any options may hold a secret: inline in "kafka", but also in a shape create_stream
+ * refuses (an array, a misspelled key, a property in the wrong place), and that refusal
+ * is an error that would show the statement. Only empty options are surely safe.
+ */
+static bool options_may_hold_secret(Jsonb *options)
 {
-    JsonbValue *kafka;
-    JsonbIterator *it;
-    JsonbIteratorToken tok;
-    JsonbValue v;
-    bool found = false;
-
-    if (options == NULL || !JB_ROOT_IS_OBJECT(options))
-        return false;
-    kafka = getKeyJsonValueFromContainer(&options->root, "kafka", 5, NULL);
-    if (kafka == NULL || kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
-        return false;
-    it = JsonbIteratorInit(kafka->val.binary.data);
-    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-        char *property;
-
-        if (tok != WJB_KEY)
-            continue;
-        property = pnstrdup(v.val.string.val, v.val.string.len);
-        tok = JsonbIteratorNext(&it, &v, true);
-        /* the file form, {"file": "/path"}, holds a path, not a secret */
-        if (v.type != jbvBinary && ws_sink_property_is_secret(property))
-            found = true;
-    }
-    return found;
+    return options != NULL && JB_ROOT_COUNT(options) > 0;
 }
 
 static void hide_statement(void)
@@ -475,10 +458,14 @@ static void hide_statement(void)
 /* ------------------------------------------------------------------------- */
 /* create_stream                                                             */
 
-/* Creates the stream's logical slot the way pg_create_logical_replication_slot does. */
-static void create_stream_slot(const char *slot_name)
+/*
+ * Creates the stream's logical slot the way pg_create_logical_replication_slot does;
+ * returns its confirmed position.
+ */
+static XLogRecPtr create_stream_slot(const char *slot_name)
 {
     LogicalDecodingContext *ctx;
+    XLogRecPtr confirmed;
 
     /*
      * Ephemeral first, so that an error before it is complete drops it; persistent once
@@ -493,7 +480,9 @@ static void create_stream_slot(const char *slot_name)
     DecodingContextFindStartpoint(ctx);
     FreeDecodingContext(ctx);
     ReplicationSlotPersist();
+    confirmed = MyReplicationSlot->data.confirmed_flush;
     ReplicationSlotRelease();
+    return confirmed;
 }
 
 static void create_stream(FunctionCallInfo fcinfo);
@@ -501,24 +490,19 @@ static void create_stream(FunctionCallInfo fcinfo);
 Datum walship_create_stream(PG_FUNCTION_ARGS)
 {
     ErrorContextCallback *outer_context = error_context_stack;
-    bool hide = !PG_ARGISNULL(3) && options_hold_inline_secret(PG_GETARG_JSONB_P(3));
 
-    if (!hide) {
+    if (PG_ARGISNULL(3) || !options_may_hold_secret(PG_GETARG_JSONB_P(3))) {
         create_stream(fcinfo);
         PG_RETURN_VOID();
     }
+    /* first: every check below may fail, and its error would show the statement */
     hide_statement();
-    /* errors from here on carry no CONTEXT of the caller's (secret-holding) statement */
+    /*
+     * Errors from here on carry no CONTEXT of the caller's (secret-holding) statement. An
+     * error leaves the stack empty: whoever catches it restores the one it saved.
+     */
     error_context_stack = NULL;
-    PG_TRY();
-    {
-        create_stream(fcinfo);
-    }
-    PG_CATCH();
-    {
-        PG_RE_THROW(); /* PG_TRY restored the caller's context stack */
-    }
-    PG_END_TRY();
+    create_stream(fcinfo);
     error_context_stack = outer_context;
     PG_RETURN_VOID();
 }
@@ -532,6 +516,7 @@ static void create_stream(FunctionCallInfo fcinfo)
     Jsonb *options = NULL;
     StreamConfig *config;
     char *slot_name;
+    XLogRecPtr start_lsn;
     int ret;
     Datum values[4];
     char nulls[4] = {' ', ' ', ' ', ' '};
@@ -623,12 +608,15 @@ static void create_stream(FunctionCallInfo fcinfo)
 
     /* the slot first: afterwards this transaction writes */
     add_pending(PENDING_DROP_SLOT_ON_ABORT, slot_name);
-    create_stream_slot(slot_name);
-    /* a note left by a dropped stream of the same name is not about this slot */
-    if (!stream_position_forget(slot_name))
+    start_lsn = create_stream_slot(slot_name);
+    /*
+     * The slot's first note (stream_position.c), replacing any of a dropped stream of the
+     * same name: a slot moved before any worker ran is noticed too.
+     */
+    if (!stream_position_save(slot_name, start_lsn))
         ereport(ERROR,
                 (errcode_for_file_access(),
-                 errmsg("could not remove the old position note of slot \"%s\": %m", slot_name)));
+                 errmsg("could not note the position of replication slot \"%s\": %m", slot_name)));
 
     values[0] = CStringGetTextDatum(name);
     values[1] = CStringGetTextDatum(bootstrap);

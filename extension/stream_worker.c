@@ -233,13 +233,29 @@ static void note_stop_request(void)
             TimestampTzPlusMilliseconds(GetCurrentTimestamp(), walship_stop_timeout);
 }
 
+/*
+ * Where the slot is confirmed now: what the slot holds, not what we last asked for (a
+ * confirm that failed half-way, e.g. saving the slot, may have moved it already).
+ */
+static XLogRecPtr slot_confirmed(void)
+{
+    XLogRecPtr confirmed;
+
+    if (MyReplicationSlot == NULL)
+        return worker.confirmed;
+    SpinLockAcquire(&MyReplicationSlot->mutex);
+    confirmed = MyReplicationSlot->data.confirmed_flush;
+    SpinLockRelease(&MyReplicationSlot->mutex);
+    return Max(confirmed, worker.confirmed);
+}
+
 /* Notes where this worker leaves the slot, for the next one to check (stream_position.c). */
 static void note_position(void)
 {
     if (!worker.slot_checked)
         return;
     worker.slot_checked = false;
-    if (!stream_position_save(worker.config->slot_name, worker.confirmed))
+    if (!stream_position_save(worker.config->slot_name, slot_confirmed()))
         ereport(WARNING,
                 (errcode_for_file_access(),
                  errmsg("walship stream \"%s\" could not note the position of its slot: %m",
@@ -649,7 +665,7 @@ void walship_stream_main(Datum main_arg)
         LWLockRelease(walship_shmem->lock);
         /* the slot stays where this worker confirmed it: the next one checks that */
         if (worker.slot_checked &&
-            !stream_position_save(worker.config->slot_name, worker.confirmed))
+            !stream_position_save(worker.config->slot_name, slot_confirmed()))
             worker.slot_checked = false;
         PG_RE_THROW();
     }

@@ -145,8 +145,9 @@ void relation_cache_create(MemoryContext parent, const ws_options *opts, bool pa
 static bool is_walship_table(Relation relation)
 {
     Oid extension;
+    char *schema = get_namespace_name(RelationGetNamespace(relation));
 
-    if (strcmp(get_namespace_name(RelationGetNamespace(relation)), "walship") == 0)
+    if (schema != NULL && strcmp(schema, "walship") == 0)
         return true;
     extension = getExtensionOfObject(RelationRelationId, RelationGetRelid(relation));
     return OidIsValid(extension) && extension == get_extension_oid("walship", true);

@@ -138,7 +138,9 @@ COMMENT ON FUNCTION walship.stream_status() IS
 
 CREATE VIEW walship.stream_status AS SELECT * FROM walship.stream_status();
 
-REVOKE ALL ON FUNCTION walship.create_stream(text, text, text[], jsonb) FROM PUBLIC;
+-- create_stream stays executable by PUBLIC on purpose: it checks walship_admin itself,
+-- after hiding the calling statement (its options may hold secrets), whereas a refused
+-- EXECUTE would log the statement, secrets and all.
 REVOKE ALL ON FUNCTION walship.start_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship.stop_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship.drop_stream(text) FROM PUBLIC;
@@ -147,7 +149,6 @@ REVOKE ALL ON FUNCTION walship.stream_status() FROM PUBLIC;
 REVOKE ALL ON walship.stream_status FROM PUBLIC;
 -- Stream administrators: the functions (which check the role again themselves) and
 -- the catalog, read-only.
-GRANT EXECUTE ON FUNCTION walship.create_stream(text, text, text[], jsonb) TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.start_stream(text) TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.stop_stream(text) TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.drop_stream(text) TO walship_admin;

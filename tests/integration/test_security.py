@@ -345,10 +345,16 @@ def test_the_walship_plugin_never_emits_inline_secrets_of_its_catalog(db, kafka)
     ({"file": "/x", "other": 1}, 'must be a string, number, boolean or {"file": "/path"}'),
     (["/x"], 'must be a string, number, boolean or {"file": "/path"}'),
     ("EMPTY", "is empty"),
+    ("FIFO", "is not a regular file"),  # it could block the server, or swallow a log pipe
 ])
 def test_file_form_mistakes_are_named_at_create_stream(db, kafka, value, says):
     if value == "EMPTY":
         value = {"file": str(db.secrets_dir / "empty")}
+    if value == "FIFO":
+        fifo = db.secrets_dir / "fifo"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        value = {"file": str(fifo)}
     err = error_of(db, "postgres", "SELECT walship.create_stream('badfile', %s, NULL, %s)",
                    [kafka.bootstrap, json.dumps({"kafka": {"sasl.password": value}})])
     assert says in full_text(err) and 'stream "badfile"' in full_text(err)
@@ -430,6 +436,11 @@ def test_privileges_role_by_role(db, kafka):
     for role in ("sec_plain", "sec_repl"):
         with pytest.raises(denied):
             run_as(db, role, "SELECT * FROM walship.stream_status")
+    # refused, with the secret in the statement's text: it is not logged either
+    err = error_of(db, "sec_plain", f"SELECT walship.create_stream('mine', 'h:1', NULL, "
+                                    f"{sql_literal(stream_options)})")
+    assert isinstance(err, denied) and 'permission denied to create stream "mine"' in str(err)
+    assert "GRANT walship_admin TO sec_plain" in full_text(err)
 
     # everyone may decode events
     db.execute("SELECT pg_create_logical_replication_slot('sec_event', 'walship')")
@@ -490,6 +501,22 @@ def test_a_slot_advanced_behind_a_stopped_stream_is_reported(db, kafka):
     assert status(db, "moved")["state"] == "error"
     assert "was moved outside walship" in status(db, "moved")["last_error"]
     db.execute("SELECT walship.drop_stream('moved')")
+    db.execute("DELETE FROM items")
+
+
+def test_a_slot_advanced_before_its_stream_ever_ran_is_reported(db, kafka):
+    with db.connect(autocommit=False) as conn:
+        conn.execute("SELECT walship.create_stream('never_ran', %s, ARRAY['items'])",
+                     [kafka.bootstrap])
+        conn.execute("SELECT walship.stop_stream('never_ran')")
+        conn.commit()
+    db.execute("INSERT INTO items VALUES (300, 'skipped')")
+    run_as(db, "sec_repl", "SELECT pg_replication_slot_advance('walship_never_ran', "
+                           "pg_current_wal_lsn())")
+    db.execute("SELECT walship.start_stream('never_ran')")
+    s = wait_state(db, "never_ran", "error")
+    assert "was moved outside walship" in s["last_error"]
+    db.execute("SELECT walship.drop_stream('never_ran')")
     db.execute("DELETE FROM items")
 
 
