@@ -171,6 +171,12 @@ TEST(SinkProperty, ValuesMarkedSecretNeverAppearInMessages)
     std::string why = check("compression.type", "file-content-4711", true);
     EXPECT_NE(why.find("\"compression.type\""), std::string::npos) << why;
     EXPECT_EQ(why.find("file-content-4711"), std::string::npos) << why;
+    /* walship's own refusals do not quote it either */
+    for (const char *name : {"acks", "partitioner"}) {
+        why = check(name, "file-content-4711", true);
+        EXPECT_NE(why.find(std::string("\"") + name + "\""), std::string::npos) << why;
+        EXPECT_EQ(why.find("file-content-4711"), std::string::npos) << why;
+    }
     /* librdkafka itself quotes a bad value: unmarked, it shows */
     why = check("compression.type", "file-content-4711", false);
     EXPECT_NE(why.find("file-content-4711"), std::string::npos) << why;
@@ -320,4 +326,19 @@ TEST(SinkCreate, SecretsNeverReachLogLinesOrErrors)
         configuration_dumped |= line.find("sasl.password") != std::string::npos;
     }
     EXPECT_TRUE(configuration_dumped) << "librdkafka did not log its configuration";
+}
+
+/* A secret that contains another is replaced whole, not as "***-rest". */
+TEST(SinkProperty, OverlappingSecretsAreScrubbedWhole)
+{
+    std::string error;
+    SinkPtr sink = create_sink(kNowhere,
+                               {{"sasl.password", "hunter2"},
+                                {"ssl.key.password", "hunter2-and-more"},
+                                {"compression.type", "hunter2-and-more"}},
+                               error);
+    EXPECT_EQ(sink, nullptr);
+    EXPECT_NE(error.find("\"compression.type\""), std::string::npos) << error;
+    EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;
+    EXPECT_EQ(error.find("and-more"), std::string::npos) << error;
 }
