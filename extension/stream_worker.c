@@ -61,6 +61,8 @@
  */
 #define IDLE_SLEEP_MIN_MS 1
 #define IDLE_SLEEP_MAX_MS 5
+/* The slot's confirmed position is saved to disk at most this often (and at a stop). */
+#define SLOT_SAVE_INTERVAL_MS 1000
 /* Poll while librdkafka's queue is full. */
 #define BACKPRESSURE_POLL_MS 10
 /* The status view is refreshed at most this often while Kafka is busy (and at every state
@@ -82,7 +84,9 @@ typedef struct StreamWorker {
     ws_sink *sink;
     LogicalDecodingContext *ctx;
 
-    XLogRecPtr confirmed;         /* what the slot has been told */
+    XLogRecPtr confirmed; /* what the slot has been told */
+    XLogRecPtr saved;     /* what the slot's file on disk says */
+    TimestampTz last_save;
     bool slot_checked;            /* the slot is ours and where we left it: note on exit */
     TimestampTz last_commit_time; /* of the last transaction that produced events */
     TimestampTz stop_deadline;    /* 0 until a stop was requested */
@@ -181,12 +185,27 @@ static void confirm(bool between_records)
     if (between_records && ws_sink_idle(worker.sink) && worker.ctx->reader->EndRecPtr > target)
         target = worker.ctx->reader->EndRecPtr;
     /* LogicalConfirmReceivedLocation would move confirmed_flush backwards */
-    if (target <= worker.confirmed)
-        return;
-    LogicalConfirmReceivedLocation(target);
-    /* a moved confirmed_flush alone does not dirty the slot; have checkpoints save it */
-    ReplicationSlotMarkDirty();
-    worker.confirmed = target;
+    if (target > worker.confirmed) {
+        LogicalConfirmReceivedLocation(target);
+        /* a moved confirmed_flush alone does not dirty the slot */
+        ReplicationSlotMarkDirty();
+        worker.confirmed = target;
+    }
+    /*
+     * Checkpoints save a dirty slot, but a crash before the next one restarts the stream
+     * from the last saved position, sending again everything since: save it ourselves,
+     * at most every SLOT_SAVE_INTERVAL_MS (one small fsync'd file), so a crash re-sends
+     * only what Kafka had not acknowledged plus about that much acknowledged work.
+     */
+    if (worker.saved < worker.confirmed) {
+        TimestampTz now = GetCurrentTimestamp();
+
+        if (TimestampDifferenceExceeds(worker.last_save, now, SLOT_SAVE_INTERVAL_MS)) {
+            ReplicationSlotSave();
+            worker.saved = worker.confirmed;
+            worker.last_save = now;
+        }
+    }
 }
 
 /*
@@ -284,6 +303,11 @@ static void stream_finish(bool between_records)
     (void)ws_sink_poll(worker.sink, 0, why);
     serve_sink_logs();
     confirm(between_records);
+    /* a clean stop leaves the slot saved: a crash right after re-sends nothing */
+    if (worker.saved < worker.confirmed && MyReplicationSlot != NULL) {
+        ReplicationSlotSave();
+        worker.saved = worker.confirmed;
+    }
     publish(true);
 
     if (between_records) {
@@ -555,6 +579,7 @@ static void stream_worker_run(void)
     acquire_own_slot();
     restart_lsn = MyReplicationSlot->data.restart_lsn;
     worker.confirmed = MyReplicationSlot->data.confirmed_flush;
+    worker.saved = worker.confirmed;
 
     /* resume at confirmed_flush; the decoding context lives in worker.context */
     MemoryContextSwitchTo(worker.context);
