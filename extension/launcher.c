@@ -43,6 +43,7 @@ char *walship_database = NULL;
 int walship_max_streams = 8;
 int walship_naptime = 10;
 int walship_stop_timeout = 10000;
+int walship_stall_timeout = 30000;
 bool walship_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -101,6 +102,14 @@ void _PG_init(void)
                             "stream starts again.",
                             &walship_stop_timeout, 10000, 0, 600000, PGC_SIGHUP, GUC_UNIT_MS, NULL,
                             NULL, NULL);
+    DefineCustomIntVariable("walship.stall_timeout",
+                            "How long Kafka may acknowledge none of a stream's events in flight "
+                            "before the stream shows state error.",
+                            "A broker that accepts connections but answers nothing (frozen, "
+                            "overloaded) is otherwise invisible. The worker keeps waiting and "
+                            "recovers by itself; 0 disables the check.",
+                            &walship_stall_timeout, 30000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
+                            NULL, NULL, NULL);
     MarkGUCPrefixReserved("walship");
 
     prev_shmem_request_hook = shmem_request_hook;

@@ -91,8 +91,10 @@ typedef struct StreamWorker {
     TimestampTz last_commit_time; /* of the last transaction that produced events */
     TimestampTz stop_deadline;    /* 0 until a stop was requested */
     TimestampTz last_publish;
-    bool sink_idle;   /* nothing was open or waiting for Kafka at the last service */
-    bool kafka_error; /* the sink reported a broker error at the last publish */
+    TimestampTz waiting_since; /* events in flight and no ack since; 0 = none in flight */
+    uint64 acked_at_wait;      /* events_acked when waiting_since was set */
+    bool sink_idle;            /* nothing was open or waiting for Kafka at the last service */
+    bool kafka_error;          /* the sink reported a broker error at the last publish */
     uint32 wait_event;
 } StreamWorker;
 
@@ -119,6 +121,33 @@ static void set_state(StreamState state)
     LWLockRelease(walship_shmem->lock);
 }
 
+/*
+ * A broker that is unreachable makes librdkafka report an error; one that accepts
+ * connections but acknowledges nothing (frozen, overloaded) does not. So: events in
+ * flight and no acknowledgement for walship.stall_timeout is an error of its own.
+ */
+static bool stall_detected(const ws_sink_stats *stats, TimestampTz now, char *why)
+{
+    if (stats->in_flight == 0 || walship_stall_timeout <= 0) {
+        worker.waiting_since = 0;
+        return false;
+    }
+    if (worker.waiting_since == 0 || stats->events_acked != worker.acked_at_wait) {
+        worker.waiting_since = now;
+        worker.acked_at_wait = stats->events_acked;
+        return false;
+    }
+    if (!TimestampDifferenceExceeds(worker.waiting_since, now, walship_stall_timeout))
+        return false;
+    if (why != NULL)
+        snprintf(why, WS_ERRMSG_SIZE,
+                 "Kafka has acknowledged none of the %llu events in flight for more than %d ms "
+                 "(walship.stall_timeout): the brokers are unreachable, frozen or overloaded; "
+                 "the stream waits and goes on by itself when they answer",
+                 (unsigned long long)stats->in_flight, walship_stall_timeout);
+    return true;
+}
+
 static void publish(bool force)
 {
     TimestampTz now = GetCurrentTimestamp();
@@ -134,6 +163,10 @@ static void publish(bool force)
 
     ws_sink_get_stats(worker.sink, &stats);
     kafka_error = ws_sink_last_error(worker.sink, why);
+    if (!kafka_error)
+        kafka_error = stall_detected(&stats, now, why);
+    else
+        (void)stall_detected(&stats, now, NULL);
 
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     if (worker.entry->generation == worker.generation) {

@@ -40,6 +40,7 @@ extern char *walship_database;
 extern int walship_max_streams;
 extern int walship_naptime;
 extern int walship_stop_timeout;
+extern int walship_stall_timeout;
 
 /* True in a process whose postmaster loaded walship through shared_preload_libraries. */
 extern bool walship_preloaded;

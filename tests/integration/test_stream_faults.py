@@ -1,6 +1,11 @@
-"""After a crash a stream sends again only what Kafka had not acknowledged, plus about a
-second of acknowledged work: the worker saves its slot's confirmed position at most once
-a second (README, "Delivery guarantees"). Lost: never."""
+"""Faults a stream survives, as the README's "Delivery guarantees" state them:
+
+- after a crash it sends again only what Kafka had not acknowledged, plus about a second
+  of acknowledged work (the worker saves its slot's confirmed position at most once a
+  second); lost: never;
+- a broker that is frozen (SIGSTOP: connections open, nothing answered) shows as state
+  error within walship.stall_timeout, and the stream recovers by itself.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ import pytest
 import walship_testlib as wt
 
 status = wt.stream_status
+
+STALL_TIMEOUT_S = 3
+PG_OPTIONS = {"settings": {"walship.stall_timeout": f"{STALL_TIMEOUT_S}s"}}
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,38 @@ def test_a_crash_under_load_resends_about_a_second_of_work(db, kafka):
     # stream was created (about 4 s of work here)
     assert duplicates <= 1.5 * rate, duplicates
     db.execute("SELECT walship.drop_stream('crash_load')")
+
+
+@pytest.mark.timeout(300)
+def test_a_frozen_broker_shows_as_error_and_the_stream_recovers(db):
+    """A broker of its own, paused with SIGSTOP (by pid) and continued."""
+    with wt.KafkaBroker() as broker:
+        topic = create(db, broker, "frozen", "frozen_t")
+        db.execute("INSERT INTO frozen_t SELECT g, 'a' FROM generate_series(1, 100) g")
+        wt.wait_caught_up(db, "frozen")
+        assert status(db, "frozen")["state"] == "running"
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            db.execute("INSERT INTO frozen_t SELECT g, 'b' FROM generate_series(101, 1100) g")
+            paused_at = time.monotonic()
+            s = wt.wait_for(lambda: (x := status(db, "frozen"))["state"] == "error" and x,
+                            STALL_TIMEOUT_S + 15, 0.1, "the stall to show")
+            detected_after = time.monotonic() - paused_at
+            assert "walship.stall_timeout" in s["last_error"], s["last_error"]
+            assert s["in_flight"] > 0 and s["worker_pid"] is not None  # waiting, not failing
+            time.sleep(2)
+            assert status(db, "frozen")["state"] == "error"
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        continued_at = time.monotonic()
+        wt.wait_for(lambda: status(db, "frozen")["state"] == "running", 90, 0.2,
+                    "the stream to recover by itself")
+        wt.wait_caught_up(db, "frozen", timeout=120)
+        recovered_after = time.monotonic() - continued_at
+        counts = received(broker, topic)
+        assert set(counts) == set(range(1, 1101))
+        print(f"frozen broker: shown as error after {detected_after:.1f} s "
+              f"(stall_timeout {STALL_TIMEOUT_S} s), caught up {recovered_after:.1f} s after "
+              f"SIGCONT, 1100 committed, {sum(c - 1 for c in counts.values())} duplicates, "
+              f"0 lost")
+        db.execute("SELECT walship.drop_stream('frozen')")
