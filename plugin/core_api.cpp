@@ -128,6 +128,14 @@ bool ws_options_table_included(const ws_options *opts, const char *schema, const
                                         table != nullptr ? table : "");
 }
 
+bool ws_options_table_excluded(const ws_options *opts, const char *schema, const char *table)
+{
+    if (opts == nullptr)
+        return false;
+    return opts->options.table_excluded(schema != nullptr ? schema : "",
+                                        table != nullptr ? table : "");
+}
+
 bool ws_options_message_included(const ws_options *opts, const char *prefix)
 {
     if (opts == nullptr)

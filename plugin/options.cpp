@@ -407,6 +407,11 @@ bool Options::table_included(std::string_view schema, std::string_view table) co
     return !any_table_matches(exclude_tables, schema, table);
 }
 
+bool Options::table_excluded(std::string_view schema, std::string_view table) const
+{
+    return any_table_matches(exclude_tables, schema, table);
+}
+
 bool Options::message_included(std::string_view prefix) const
 {
     if (!messages)

@@ -64,6 +64,7 @@ struct Options {
     void set(const char *name, const char *value);
 
     bool table_included(std::string_view schema, std::string_view table) const;
+    bool table_excluded(std::string_view schema, std::string_view table) const;
     bool message_included(std::string_view prefix) const;
 
   private:

@@ -166,6 +166,40 @@ static bool is_streamable(Relation relation)
            RelationGetRelid(relation) >= FirstNormalObjectId && !is_walship_table(relation);
 }
 
+/*
+ * Is this table selected by the tables / exclude-tables options? A partition is, when it
+ * or any partitioned table above it is (naming a partitioned table streams all its
+ * partitions, also those attached later), unless exclude-tables names the partition
+ * itself. Ancestors are read from the (historic) catalog when the entry is built.
+ */
+static bool table_selected(RelationCache *cache, Relation relation, const char *schema,
+                           const char *table)
+{
+    List *ancestors;
+    ListCell *lc;
+    bool selected = false;
+
+    if (ws_options_table_included(cache->options, schema, table))
+        return true;
+    if (!relation->rd_rel->relispartition ||
+        ws_options_table_excluded(cache->options, schema, table))
+        return false;
+    ancestors = get_partition_ancestors(RelationGetRelid(relation));
+    foreach (lc, ancestors) {
+        Oid ancestor = lfirst_oid(lc);
+        char *ancestor_schema = get_namespace_name(get_rel_namespace(ancestor));
+        char *ancestor_table = get_rel_name(ancestor);
+
+        if (ancestor_schema != NULL && ancestor_table != NULL &&
+            ws_options_table_included(cache->options, ancestor_schema, ancestor_table)) {
+            selected = true;
+            break;
+        }
+    }
+    list_free(ancestors);
+    return selected;
+}
+
 static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
 {
     Relation published = relation;
@@ -186,8 +220,10 @@ static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relatio
 
     entry->schema = get_namespace_name(RelationGetNamespace(published));
     entry->table = pstrdup(RelationGetRelationName(published));
-    entry->included = is_streamable(published) &&
-                      ws_options_table_included(cache->options, entry->schema, entry->table);
+    entry->included =
+        is_streamable(published) &&
+        table_selected(cache, relation, get_namespace_name(RelationGetNamespace(relation)),
+                       RelationGetRelationName(relation));
     entry->topic = NULL;
     if (entry->included) {
         entry->topic = psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table);

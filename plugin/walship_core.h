@@ -181,6 +181,10 @@ WS_API void ws_options_settings(const ws_options *opts, ws_plugin_settings *out)
 /* tables / exclude-tables patterns: is schema.table streamed? */
 WS_API bool ws_options_table_included(const ws_options *opts, const char *schema,
                                       const char *table);
+/* Is schema.table named by exclude-tables? (A partition left out by name stays out even
+ * when its partitioned table is streamed.) */
+WS_API bool ws_options_table_excluded(const ws_options *opts, const char *schema,
+                                      const char *table);
 /* messages prefix filter: is a logical message with this prefix streamed? */
 WS_API bool ws_options_message_included(const ws_options *opts, const char *prefix);
 

@@ -43,9 +43,13 @@ $$;
 SELECT * FROM pg_temp.events('partition-root', 'off');
 SELECT * FROM pg_temp.events('partition-root', 'on');
 
--- filters apply to the published name
+-- naming a partitioned table selects all its partitions, under the root's name with
+-- partition-root, else under each partition's own
 SELECT * FROM pg_temp.events('partition-root', 'on', 'tables', 'public.measure');
 SELECT * FROM pg_temp.events('partition-root', 'off', 'tables', 'public.measure');
+-- a partition left out by name stays out; one named alone is selected alone
+SELECT * FROM pg_temp.events('tables', 'public.measure', 'exclude-tables', 'archive.measure_old');
+SELECT * FROM pg_temp.events('partition-root', 'on', 'tables', 'archive.measure_old');
 
 -- TRUNCATE: the partitioned table and its partitions are truncated together
 SELECT count(*) AS consumed FROM pg_logical_slot_get_binary_changes('partition', NULL, NULL);

@@ -1,0 +1,60 @@
+"""Which tables a stream carries: a partitioned table named in `tables` streams all its
+partitions, those attached later included (under each partition's topic, or under the
+root's with partition_root). It used to stream nothing, silently."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import walship_testlib as wt
+
+status = wt.stream_status
+
+
+@pytest.fixture(scope="module")
+def db(pg):
+    pg.execute("CREATE EXTENSION walship")
+    return pg
+
+
+def keys_by_topic(kafka, topics):
+    out: dict[str, set[int]] = {}
+    for m in wt.consume_all(kafka.bootstrap, topics, timeout=60):
+        out.setdefault(m.topic, set()).add(json.loads(m.key)["id"])
+    return out
+
+
+@pytest.mark.parametrize("partition_root", [False, True])
+def test_a_partitioned_table_streams_all_its_partitions(db, kafka, unique, partition_root):
+    root = f"parted_{int(partition_root)}"
+    db.execute(f"CREATE TABLE {root} (id int, at int, PRIMARY KEY (id, at)) "
+               f"PARTITION BY RANGE (at)")
+    db.execute(f"CREATE TABLE {root}_a PARTITION OF {root} FOR VALUES FROM (0) TO (100)")
+    db.execute(f"CREATE TABLE {root}_b PARTITION OF {root} FOR VALUES FROM (100) TO (200) "
+               f"PARTITION BY RANGE (at)")
+    db.execute(f"CREATE TABLE {root}_b1 PARTITION OF {root}_b FOR VALUES FROM (100) TO (200)")
+    name = unique[:40]
+    options = {"topic_prefix": name, "format": "json", "json_schema": False,
+               "partition_root": partition_root}
+    db.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s::jsonb)",
+               [name, kafka.bootstrap, f"public.{root}", json.dumps(options)])
+    wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 30, 0.1, "running")
+    db.execute(f"INSERT INTO {root} SELECT g, g FROM generate_series(1, 10) g")        # _a
+    db.execute(f"INSERT INTO {root} SELECT g, g + 100 FROM generate_series(11, 20) g")  # _b1
+    # attached after the stream was created
+    db.execute(f"CREATE TABLE {root}_c (id int, at int, PRIMARY KEY (id, at))")
+    db.execute(f"ALTER TABLE {root} ATTACH PARTITION {root}_c FOR VALUES FROM (200) TO (300)")
+    db.execute(f"INSERT INTO {root} SELECT g, g + 200 FROM generate_series(21, 30) g")  # _c
+    wt.wait_caught_up(db, name)
+
+    prefix = f"{name}.public."
+    if partition_root:
+        expected = {prefix + root: set(range(1, 31))}
+    else:
+        expected = {prefix + f"{root}_a": set(range(1, 11)),
+                    prefix + f"{root}_b1": set(range(11, 21)),
+                    prefix + f"{root}_c": set(range(21, 31))}
+    assert keys_by_topic(kafka, list(expected)) == expected
+    db.execute("SELECT walship.drop_stream(%s)", [name])
