@@ -17,6 +17,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
+#include "mb/pg_wchar.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -200,6 +201,36 @@ static bool table_selected(RelationCache *cache, Relation relation, const char *
     return selected;
 }
 
+/*
+ * A topic name Kafka accepts, the way Debezium makes one: every character outside
+ * [a-zA-Z0-9._-] becomes '_' (one per character as Java counts them, so a character
+ * outside the BMP, four bytes of UTF-8, becomes two), so that no table name can stop a
+ * stream. Distinct names may meet in one topic ("a b" and "a_b"), as in Debezium.
+ */
+static char *kafka_topic_name(const char *name)
+{
+    StringInfoData buf;
+    const char *p = name;
+
+    initStringInfo(&buf);
+    while (*p != '\0') {
+        unsigned char c = (unsigned char)*p;
+        int len;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '.' || c == '_' || c == '-') {
+            appendStringInfoChar(&buf, (char)c);
+            p++;
+            continue;
+        }
+        len = pg_mblen(p);
+        appendStringInfoString(&buf, GetDatabaseEncoding() == PG_UTF8 && len == 4 ? "__" : "_");
+        for (int i = 0; i < len && *p != '\0'; i++)
+            p++;
+    }
+    return buf.data;
+}
+
 static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
 {
     Relation published = relation;
@@ -226,7 +257,8 @@ static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relatio
                        RelationGetRelationName(relation));
     entry->topic = NULL;
     if (entry->included) {
-        entry->topic = psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table);
+        entry->topic = kafka_topic_name(
+            psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table));
         rowview_init(&entry->view, relation, published);
     }
 

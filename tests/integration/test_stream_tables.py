@@ -58,3 +58,25 @@ def test_a_partitioned_table_streams_all_its_partitions(db, kafka, unique, parti
                     prefix + f"{root}_c": set(range(21, 31))}
     assert keys_by_topic(kafka, list(expected)) == expected
     db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_table_names_kafka_forbids_are_sanitized_as_debezium_does(db, kafka, unique):
+    """Any role with CREATE can name a table so; it must not stop the stream."""
+    tables = {'"bad name!"': "bad_name_", '"Ünïcode"': "_n_code", '"emoji😀t"': "emoji__t"}
+    for table in tables:
+        db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE plain_after (id int PRIMARY KEY)")
+    name = unique[:40]
+    options = {"topic_prefix": name, "format": "json", "json_schema": False}
+    db.execute("SELECT walship.create_stream(%s, %s, NULL, %s::jsonb)",
+               [name, kafka.bootstrap, json.dumps(options)])
+    wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 30, 0.1, "running")
+    for i, table in enumerate(tables):
+        db.execute(f"INSERT INTO {table} VALUES ({i})")
+    db.execute("INSERT INTO plain_after SELECT g FROM generate_series(1, 100) g")
+    wt.wait_caught_up(db, name)
+    expected = {f"{name}.public.{topic}": {i} for i, topic in enumerate(tables.values())}
+    expected[f"{name}.public.plain_after"] = set(range(1, 101))
+    assert keys_by_topic(kafka, list(expected)) == expected
+    assert status(db, name)["state"] == "running"
+    db.execute("SELECT walship.drop_stream(%s)", [name])
