@@ -330,6 +330,13 @@ static void launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
     MemoryContextSwitchTo(old);
     if (!registered) {
         le->handle = NULL;
+        /* the status view says so, rather than "starting" for ever */
+        LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+        entry->state = STREAM_STATE_ERROR;
+        LWLockRelease(walship_shmem->lock);
+        stream_record_error(entry, entry->generation,
+                            "no background worker slot is free for the stream's worker; raise "
+                            "max_worker_processes (and restart the server)");
         if (!le->register_warned)
             ereport(WARNING, (errmsg("walship launcher could not start a worker for stream \"%s\"",
                                      entry->name),

@@ -308,19 +308,19 @@ bool property_allowed(const std::string &name, const char *value, bool secret, s
     }
     if (name == "max.in.flight" || name == "max.in.flight.requests.per.connection") {
         long in_flight = 0;
-        if (parse_int(value, &in_flight) && in_flight > 5) {
+        if (!parse_int(value, &in_flight) || in_flight > 5) {
             why = "Kafka property " + prop +
-                  " must be at most 5: the idempotent producer keeps order only up to 5 "
-                  "requests in flight";
+                  " must be a whole number from 1 to 5: the idempotent producer keeps order "
+                  "only up to 5 requests in flight";
             return false;
         }
         return true;
     }
     if (name == "retries" || name == "message.send.max.retries") {
         long retries = 0;
-        if (parse_int(value, &retries) && retries < 1) {
+        if (!parse_int(value, &retries) || retries < 1) {
             why = "Kafka property " + prop +
-                  " must be at least 1: the idempotent producer needs retries";
+                  " must be a whole number, at least 1: the idempotent producer needs retries";
             return false;
         }
         return true;
@@ -370,14 +370,47 @@ bool property_allowed(const std::string &name, const char *value, bool secret, s
     return true;
 }
 
+/*
+ * librdkafka reads an integer property with strtol and ignores what follows the digits:
+ * "6x" is 6, and a max.in.flight of "6x" passes walship's check of it, then breaks the
+ * producer. So a value that starts like a number must be one, when librdkafka keeps an
+ * integer for it.
+ */
+bool integer_value_with_junk(rd_kafka_conf_t *conf, const std::string &name, const char *value)
+{
+    if (!(std::isdigit(static_cast<unsigned char>(value[0])) || value[0] == '-'))
+        return false;
+    char kept[64];
+    size_t size = sizeof(kept);
+    if (rd_kafka_conf_get(conf, name.c_str(), kept, &size) != RD_KAFKA_CONF_OK)
+        return false;
+    const char *p = kept[0] == '-' ? kept + 1 : kept;
+    if (*p == '\0')
+        return false;
+    for (; *p != '\0'; ++p)
+        if (!std::isdigit(static_cast<unsigned char>(*p)))
+            return false; /* not an integer property */
+    char *end = nullptr;
+    (void)std::strtoll(value, &end, 10);
+    while (*end == ' ')
+        ++end;
+    return *end != '\0';
+}
+
 /* Sets one property on conf, with a message that names it and never shows a secret. */
 bool set_property(rd_kafka_conf_t *conf, const SecretScrubber &scrubber, const std::string &name,
                   const char *value, std::string &why, bool secret = false)
 {
     char errstr[512];
     rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name.c_str(), value, errstr, sizeof(errstr));
-    if (res == RD_KAFKA_CONF_OK)
+    if (res == RD_KAFKA_CONF_OK && !integer_value_with_junk(conf, name, value)) {
         return true;
+    } else if (res == RD_KAFKA_CONF_OK) {
+        why = "invalid value for Kafka property " + quoted(name) +
+              (secret || is_secret_property(name) ? std::string() : " " + quoted(value)) +
+              ": expected a whole number";
+        return false;
+    }
     if (res == RD_KAFKA_CONF_UNKNOWN) {
         why = "unknown Kafka property " + quoted(name) +
               ": see librdkafka's CONFIGURATION.md for the properties a producer accepts";
@@ -1128,6 +1161,15 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
         write_errmsg(errmsg, "unexpected error while creating the Kafka sink");
         return nullptr;
     }
+}
+
+ws_status ws_sink_check_config(const ws_sink_config *config, char *errmsg)
+{
+    ws_sink *sink = ws_sink_create(config, errmsg);
+    if (sink == nullptr)
+        return WS_ERROR;
+    ws_sink_destroy(sink);
+    return WS_OK;
 }
 
 void ws_sink_destroy(ws_sink *sink)

@@ -117,6 +117,37 @@ void stream_check_server_settings(void)
 /* ------------------------------------------------------------------------- */
 /* tables                                                                    */
 
+/*
+ * create_stream's text of one table as a qualified name, or an error naming it. The
+ * parser's own "invalid name syntax" would not say which element is wrong; it only
+ * pallocs before it fails, so its error can be caught without a subtransaction.
+ */
+static List *table_name_list(const char *stream_name, const char *text)
+{
+    MemoryContext cxt = CurrentMemoryContext;
+    List *names = NIL;
+
+    PG_TRY();
+    {
+        names = ws_string_to_qualified_name_list(text);
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(cxt);
+        FlushErrorState();
+        names = NIL;
+    }
+    PG_END_TRY();
+    if (names == NIL || list_length(names) > 3)
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_INVALID_NAME),
+             errmsg("invalid table name \"%s\" in the tables of stream \"%s\"", text, stream_name),
+             errhint("Give each table as name or schema.name, double-quoting names with "
+                     "capitals, spaces or other characters, e.g. public.\"Order Lines\".")));
+    return names;
+}
+
 List *stream_resolve_tables(const char *stream_name, List *names)
 {
     List *result = NIL;
@@ -129,7 +160,7 @@ List *stream_resolve_tables(const char *stream_name, List *names)
         Relation rel;
         char *canonical;
 
-        rv = makeRangeVarFromNameList(ws_string_to_qualified_name_list(text));
+        rv = makeRangeVarFromNameList(table_name_list(stream_name, text));
         relid = RangeVarGetRelid(rv, AccessShareLock, true);
         if (!OidIsValid(relid))
             ereport(ERROR,
@@ -219,7 +250,8 @@ static char *jsonb_scalar_text(const JsonbValue *v)
     }
 }
 
-static int positive_int_option(const char *stream_name, const char *key, const JsonbValue *v)
+static int positive_int_option(const char *stream_name, const char *key, const JsonbValue *v,
+                               long max)
 {
     char *text = jsonb_scalar_text(v);
     char *end;
@@ -228,12 +260,13 @@ static int positive_int_option(const char *stream_name, const char *key, const J
     if (text != NULL && v->type != jbvBool) {
         errno = 0;
         value = strtol(text, &end, 10);
-        if (errno == 0 && *end == '\0' && end != text && value >= 1 && value <= INT_MAX)
+        if (errno == 0 && *end == '\0' && end != text && value >= 1 && value <= max)
             return (int)value;
     }
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("invalid value for option \"%s\" of stream \"%s\"", key, stream_name),
-                    errdetail("Expected a positive integer, got %s.", text ? text : "no number"),
+                    errdetail("Expected an integer from 1 to %ld, got %s.", max,
+                              text ? text : "no number"),
                     errhint("%s is used when walship creates a topic; leave it out for the "
                             "broker's default.",
                             key)));
@@ -511,6 +544,52 @@ static void free_parser(ws_options **parser)
     *parser = NULL;
 }
 
+/*
+ * What is wrong with one broker address of bootstrap_servers ([scheme://]host[:port],
+ * host may be [IPv6]); NULL when nothing is. librdkafka would take a port of 99999
+ * modulo 65536 and connect somewhere else.
+ */
+static const char *broker_address_problem(char *address)
+{
+    char *host = address;
+    char *port = NULL;
+    char *scheme = strstr(address, "://");
+
+    if (scheme != NULL)
+        host = scheme + 3;
+    if (*host == '[') {
+        char *close = strchr(host, ']');
+
+        if (close == NULL)
+            return "an IPv6 address needs its closing ]";
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0')
+            return "expected :port after the IPv6 address";
+    } else {
+        char *colon = strrchr(host, ':');
+
+        if (colon != NULL && strchr(host, ':') != colon)
+            return "write an IPv6 address in brackets, e.g. [::1]:9092";
+        if (colon != NULL) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+        if (*host == '\0')
+            return "the host is missing";
+    }
+    if (port != NULL) {
+        char *end;
+        long value;
+
+        errno = 0;
+        value = strtol(port, &end, 10);
+        if (*port == '\0' || *end != '\0' || errno != 0 || value < 1 || value > 65535)
+            return "the port must be a number from 1 to 65535";
+    }
+    return NULL;
+}
+
 StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers, List *tables,
                                   Jsonb *options)
 {
@@ -550,7 +629,19 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                              errmsg("invalid bootstrap_servers for stream \"%s\": \"%s\"", name,
                                     bootstrap_servers),
                              errhint("Give the Kafka brokers as host:port[,host:port...].")));
-            n += (end > start);
+            if (end > start) {
+                const char *why_bad = broker_address_problem(pnstrdup(start, end - start));
+
+                if (why_bad != NULL)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("invalid broker \"%.*s\" in bootstrap_servers of stream "
+                                    "\"%s\": %s",
+                                    (int)(end - start), start, name, why_bad),
+                             errhint("Give the Kafka brokers as host:port[,host:port...], e.g. "
+                                     "kafka1:9092,kafka2:9092.")));
+                n++;
+            }
         }
         if (n == 0 || strstr(bootstrap_servers, ",,") != NULL)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -601,12 +692,13 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                     continue;
                 }
                 if (strcmp(key, "partitions") == 0) {
-                    config->partitions = positive_int_option(name, key, &v);
+                    config->partitions = positive_int_option(name, key, &v, STREAM_MAX_PARTITIONS);
                     continue;
                 }
                 if (strcmp(key, "replication_factor") == 0 ||
                     strcmp(key, "replication-factor") == 0) {
-                    config->replication_factor = positive_int_option(name, key, &v);
+                    config->replication_factor =
+                        positive_int_option(name, key, &v, STREAM_MAX_REPLICATION_FACTOR);
                     continue;
                 }
 
@@ -731,4 +823,17 @@ StreamConfig *stream_config_load(const char *name)
     if (!found)
         return NULL;
     return stream_config_build(name, bootstrap, tables, options);
+}
+
+/* The Kafka sink's settings of a stream (pointing into config). */
+void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->bootstrap_servers = config->bootstrap_servers;
+    sc->prop_names = (const char *const *)config->kafka_names;
+    sc->prop_values = (const char *const *)config->kafka_values;
+    sc->prop_secret = config->kafka_secret;
+    sc->nprops = config->nkafka;
+    sc->topic_partitions = config->partitions;
+    sc->topic_replication_factor = config->replication_factor;
 }

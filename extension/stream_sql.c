@@ -588,7 +588,18 @@ static void create_stream(FunctionCallInfo fcinfo)
     if (table_names != NIL)
         tables = stream_resolve_tables(name, table_names);
     config = stream_config_build(name, bootstrap, tables, options);
-    (void)config;
+    {
+        /* librdkafka checks some properties only together, when it creates a producer */
+        ws_sink_config sc;
+        char why[WS_ERRMSG_SIZE];
+
+        stream_config_sink(config, &sc);
+        if (ws_sink_check_config(&sc, why) != WS_OK)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("invalid Kafka configuration for stream \"%s\": %s", name, why),
+                            errhint("Fix the stream's kafka properties; librdkafka's "
+                                    "CONFIGURATION.md says which combinations it accepts.")));
+    }
 
     if (SearchNamedReplicationSlot(slot_name, true) != NULL)
         ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),

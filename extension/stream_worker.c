@@ -460,14 +460,7 @@ static void create_sink(void)
     ws_sink_config sc;
     char why[WS_ERRMSG_SIZE];
 
-    memset(&sc, 0, sizeof(sc));
-    sc.bootstrap_servers = worker.config->bootstrap_servers;
-    sc.prop_names = (const char *const *)worker.config->kafka_names;
-    sc.prop_values = (const char *const *)worker.config->kafka_values;
-    sc.prop_secret = worker.config->kafka_secret;
-    sc.nprops = worker.config->nkafka;
-    sc.topic_partitions = worker.config->partitions;
-    sc.topic_replication_factor = worker.config->replication_factor;
+    stream_config_sink(worker.config, &sc);
     worker.sink = ws_sink_create(&sc, why);
     if (worker.sink == NULL)
         ereport(ERROR, (errcode(ERRCODE_CONFIG_FILE_ERROR),

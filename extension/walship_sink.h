@@ -57,6 +57,10 @@ WS_API bool ws_sink_property_is_secret(const char *name);
 
 /* Creates an idempotent producer (acks=all, murmur2_random partitioner). */
 WS_API ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg);
+/* Checks a whole configuration the way ws_sink_create does, including librdkafka's
+ * checks of properties together (e.g. linger.ms below message.timeout.ms), by creating
+ * a producer and destroying it at once; nothing is produced. */
+WS_API ws_status ws_sink_check_config(const ws_sink_config *config, char *errmsg);
 /* Destroys without waiting; call ws_sink_flush first for a graceful stop. */
 WS_API void ws_sink_destroy(ws_sink *sink);
 

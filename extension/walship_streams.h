@@ -32,6 +32,13 @@
 #define STREAM_ERROR_MAXLEN 1024 /* a message and its hint */
 /* The role that manages streams (created by the extension, granted by a superuser). */
 #define STREAM_ADMIN_ROLE "walship_admin"
+/*
+ * Bounds of the topic settings walship creates topics with: Kafka's own for the
+ * replication factor (an int16), and far beyond any real topic for partitions, so that
+ * a typo (1e9) is an error at create_stream rather than a stream failing for ever.
+ */
+#define STREAM_MAX_PARTITIONS 100000
+#define STREAM_MAX_REPLICATION_FACTOR 32767
 /* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */
 #define STREAM_SECRET_FILE_MAXLEN (1024 * 1024)
 
@@ -144,6 +151,9 @@ extern List *stream_resolve_tables(const char *stream_name, List *names);
 /* Reads the catalog row (caller is in a transaction); NULL when there is none. */
 extern StreamConfig *stream_config_load(const char *name);
 extern void stream_check_server_settings(void);
+struct ws_sink_config;
+/* The Kafka sink's settings of a stream (pointing into config). */
+extern void stream_config_sink(const StreamConfig *config, struct ws_sink_config *sc);
 
 /* stream_position.c: where a stream's worker left its slot (never ereports) */
 extern bool stream_position_save(const char *slot_name, XLogRecPtr lsn);

@@ -342,3 +342,40 @@ TEST(SinkProperty, OverlappingSecretsAreScrubbedWhole)
     EXPECT_EQ(error.find("hunter2"), std::string::npos) << error;
     EXPECT_EQ(error.find("and-more"), std::string::npos) << error;
 }
+
+/* librdkafka would read "6x" as 6: walship wants the whole value to be a number. */
+TEST(SinkProperty, NumbersWithTrailingJunkAreRefused)
+{
+    for (const char *name :
+         {"max.in.flight", "retries", "socket.timeout.ms", "batch.num.messages"}) {
+        std::string why = check(name, "6000x");
+        EXPECT_NE(why.find(std::string("\"") + name + "\""), std::string::npos)
+            << name << ": " << why;
+        EXPECT_NE(why.find("whole number"), std::string::npos) << name << ": " << why;
+    }
+    EXPECT_EQ(check("socket.timeout.ms", "6000"), "");
+    EXPECT_EQ(check("linger.ms", "5"), "");
+    EXPECT_EQ(check("linger.ms", "0.5"), "");
+    EXPECT_EQ(check("max.in.flight", "5"), "");
+    EXPECT_EQ(check("compression.type", "lz4"), "");
+    EXPECT_EQ(check("client.id", "7-up"), "");
+}
+
+/* Combinations librdkafka checks only when it creates a producer. */
+TEST(SinkProperty, TheWholeConfigurationIsCheckedTogether)
+{
+    ws_sink_config config{};
+    const char *names[] = {"linger.ms", "message.timeout.ms"};
+    const char *values[] = {"100", "50"};
+    config.bootstrap_servers = kNowhere;
+    config.prop_names = names;
+    config.prop_values = values;
+    config.nprops = 2;
+    config.topic_partitions = -1;
+    config.topic_replication_factor = -1;
+    char errmsg[WS_ERRMSG_SIZE] = "";
+    EXPECT_EQ(ws_sink_check_config(&config, errmsg), WS_ERROR);
+    EXPECT_NE(std::string(errmsg).find("linger.ms"), std::string::npos) << errmsg;
+    values[0] = "5";
+    EXPECT_EQ(ws_sink_check_config(&config, errmsg), WS_OK) << errmsg;
+}
