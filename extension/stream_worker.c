@@ -566,6 +566,16 @@ static void acquire_own_slot(void)
                         errhint(RECREATE_HINT, worker.name)));
     }
     ws_replication_slot_acquire(slot_name, true);
+    if (ws_slot_invalidated(MyReplicationSlot))
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("replication slot \"%s\" of stream \"%s\" was invalidated; the WAL it "
+                        "still needed is gone, so its changes since then cannot be sent",
+                        slot_name, worker.name),
+                 errdetail("A slot that falls further behind than max_slot_wal_keep_size is "
+                           "invalidated at a checkpoint (pg_replication_slots.wal_status is "
+                           "\"lost\")."),
+                 errhint(RECREATE_HINT, worker.name)));
     confirmed = MyReplicationSlot->data.confirmed_flush;
     if (noted && confirmed > left_at)
         ereport(

@@ -44,6 +44,13 @@
 #define ws_replication_slot_acquire(name, nowait) ReplicationSlotAcquire((name), (nowait))
 #endif
 
+/* Has the slot been invalidated (max_slot_wal_keep_size, and from 16 other causes)? */
+#if PG_VERSION_NUM >= 160000
+#define ws_slot_invalidated(slot) ((slot)->data.invalidated != RS_INVAL_NONE)
+#else
+#define ws_slot_invalidated(slot) (!XLogRecPtrIsInvalid((slot)->data.invalidated_at))
+#endif
+
 /* 17 lets an extension name its wait events; before that they all show as "Extension". */
 #if PG_VERSION_NUM >= 170000
 #define ws_wait_event(name) WaitEventExtensionNew(name)

@@ -14,6 +14,7 @@
 
 #include "walship/v1/change_event.pb.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <climits>
@@ -175,8 +176,23 @@ ws_status ws_encode_key(ws_encoder *enc, const ws_change *change, const uint8_t 
     return encode(enc, change, out, outlen, errmsg, true);
 }
 
+/*
+ * libprotobuf reports a bad message (e.g. a string that is not UTF-8) on stderr, which is
+ * the server log: one line per call of decode_event with bad input. The caller gets an
+ * error of its own instead; silence libprotobuf's logging once.
+ */
+static void silence_protobuf_logging()
+{
+    static const bool silenced = [] {
+        google::protobuf::SetLogHandler(nullptr);
+        return true;
+    }();
+    (void)silenced;
+}
+
 ws_status ws_event_to_json(const uint8_t *data, size_t len, char **json, char *errmsg)
 {
+    silence_protobuf_logging();
     return guarded(errmsg, [&] {
         using walship::InputError;
         if (json == nullptr)
