@@ -26,7 +26,10 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "replication/slot.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/spin.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -351,6 +354,102 @@ static void launcher_start_worker(int i, StreamShared *entry, TimestampTz now)
     le->terminate_sent = false;
 }
 
+/* Drops one slot of a stream that no longer exists; a failure is a warning. */
+static void drop_orphan_slot(const char *name)
+{
+    MemoryContext cxt = CurrentMemoryContext;
+
+    PG_TRY();
+    {
+        ReplicationSlotDrop(name, true);
+        (void)stream_position_forget(name);
+        (void)stream_slot_forget_owned(name);
+        ereport(LOG, (errmsg("walship launcher dropped replication slot \"%s\": its stream "
+                             "no longer exists",
+                             name),
+                      errdetail("The stream's catalog row is gone (deleted, its schema "
+                                "dropped, or its create_stream lost in a crash); the slot "
+                                "would hold WAL for ever.")));
+    }
+    PG_CATCH();
+    {
+        ErrorData *edata;
+
+        MemoryContextSwitchTo(cxt);
+        edata = CopyErrorData();
+        FlushErrorState();
+        if (MyReplicationSlot != NULL)
+            ReplicationSlotRelease();
+        ereport(WARNING, (errmsg("walship launcher could not drop replication slot \"%s\" "
+                                 "of a stream that no longer exists: %s",
+                                 name, edata->message)));
+        FreeErrorData(edata);
+    }
+    PG_END_TRY();
+}
+
+/*
+ * Drops the slots create_stream made whose stream is gone: no catalog row (deleted by
+ * hand, the schema dropped, or create_stream's transaction lost in a crash), no process
+ * using the slot, and its creating backend gone. The creator's check comes before a
+ * fresh read of the catalog: a creator that has exited has committed or aborted, so a
+ * commit shows in that read.
+ */
+static void launcher_drop_orphan_slots(void)
+{
+    List *candidates = NIL;
+    List *orphans = NIL;
+    ListCell *lc;
+    CatalogStream *streams;
+    int nstreams;
+    size_t prefix_len = strlen(STREAM_SLOT_PREFIX);
+
+    LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+    for (int i = 0; i < max_replication_slots; i++) {
+        ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
+        char name[NAMEDATALEN];
+        bool candidate;
+
+        if (!slot->in_use)
+            continue;
+        SpinLockAcquire(&slot->mutex);
+        strlcpy(name, NameStr(slot->data.name), NAMEDATALEN);
+        candidate = slot->active_pid == 0 && slot->data.database == MyDatabaseId &&
+                    strcmp(NameStr(slot->data.plugin), "walship") == 0 &&
+                    strncmp(name, STREAM_SLOT_PREFIX, prefix_len) == 0;
+        SpinLockRelease(&slot->mutex);
+        if (candidate)
+            candidates = lappend(candidates, pstrdup(name));
+    }
+    LWLockRelease(ReplicationSlotControlLock);
+    if (candidates == NIL)
+        return;
+
+    foreach (lc, candidates) {
+        char *name = lfirst(lc);
+        int creator = 0;
+
+        if (!stream_slot_owned(name, &creator))
+            continue; /* not made by create_stream: not ours to drop */
+        if (creator != 0 && BackendPidGetProc(creator) != NULL)
+            continue; /* create_stream may still be in its transaction */
+        orphans = lappend(orphans, name);
+    }
+    if (orphans == NIL)
+        return;
+
+    (void)launcher_read_catalog(&streams, &nstreams);
+    foreach (lc, orphans) {
+        char *name = lfirst(lc);
+
+        if (find_catalog_stream(streams, nstreams, name + prefix_len) != NULL)
+            continue;
+        drop_orphan_slot(name);
+    }
+    if (streams)
+        pfree(streams);
+}
+
 /*
  * One pass: make the running workers match the catalog. Returns how long the launcher
  * may sleep before a pending restart is due (ms; -1 = nothing pending).
@@ -363,8 +462,11 @@ static long launcher_pass(void)
     long sleep_ms = -1;
     bool table_full = false;
 
-    if (!launcher_read_catalog(&streams, &nstreams))
-        return -1;
+    /*
+     * Without the extension (DROP EXTENSION, DROP SCHEMA walship CASCADE) there are no
+     * streams: the pass below stops whatever workers still run.
+     */
+    (void)launcher_read_catalog(&streams, &nstreams);
 
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     for (int s = 0; s < nstreams; s++) {
@@ -457,6 +559,7 @@ static long launcher_pass(void)
 
     if (streams)
         pfree(streams);
+    launcher_drop_orphan_slots();
     return sleep_ms;
 }
 

@@ -123,3 +123,63 @@ bool stream_position_forget(const char *slot_name)
     snprintf(dir, sizeof(dir), "%s/%s", DataDir, POSITION_DIR);
     return fsync_path(dir, O_RDONLY);
 }
+
+/*
+ * Which walship_* slots walship made. create_stream marks each slot it creates with the
+ * pid of its backend; drop_stream removes the mark. The launcher drops a marked slot
+ * that has no catalog row once its creator is gone (a crash during create_stream, a
+ * catalog row deleted by hand, DROP SCHEMA walship CASCADE), and leaves alone the
+ * walship_* slots that someone else made.
+ */
+static void owned_path(char *path, size_t size, const char *slot_name)
+{
+    snprintf(path, size, "%s/%s/%s.stream", DataDir, POSITION_DIR, slot_name);
+}
+
+bool stream_slot_mark_owned(const char *slot_name, int creator_pid)
+{
+    char dir[MAXPGPATH];
+    char path[MAXPGPATH];
+    char text[64];
+    int len;
+    int fd;
+    bool ok;
+
+    snprintf(dir, sizeof(dir), "%s/%s", DataDir, POSITION_DIR);
+    if (mkdir(dir, pg_dir_create_mode) != 0 && errno != EEXIST)
+        return false;
+    owned_path(path, sizeof(path), slot_name);
+    len = snprintf(text, sizeof(text), "creator %d\n", creator_pid);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
+    if (fd < 0)
+        return false;
+    ok = write(fd, text, len) == len && fsync(fd) == 0;
+    if (close(fd) != 0)
+        ok = false;
+    return ok && fsync_path(dir, O_RDONLY);
+}
+
+bool stream_slot_owned(const char *slot_name, int *creator_pid)
+{
+    char path[MAXPGPATH];
+    FILE *file;
+    int fields;
+
+    owned_path(path, sizeof(path), slot_name);
+    file = fopen(path, "r");
+    if (file == NULL)
+        return false;
+    fields = fscanf(file, "creator %d", creator_pid);
+    fclose(file);
+    if (fields != 1)
+        *creator_pid = 0;
+    return true;
+}
+
+bool stream_slot_forget_owned(const char *slot_name)
+{
+    char path[MAXPGPATH];
+
+    owned_path(path, sizeof(path), slot_name);
+    return unlink(path) == 0 || errno == ENOENT;
+}

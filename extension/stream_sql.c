@@ -120,6 +120,7 @@ static void undo_action(PendingAction *action)
         {
             drop_slot_if_exists(action->name);
             (void)stream_position_forget(action->name);
+            (void)stream_slot_forget_owned(action->name);
         }
         PG_CATCH();
         {
@@ -178,6 +179,7 @@ static void stream_xact_callback(XactEvent event, void *arg)
             if (SearchNamedReplicationSlot(action->name, true) != NULL)
                 ReplicationSlotDrop(action->name, true);
             (void)stream_position_forget(action->name);
+            (void)stream_slot_forget_owned(action->name);
         }
         break;
     case XACT_EVENT_PRE_PREPARE:
@@ -624,7 +626,8 @@ static void create_stream(FunctionCallInfo fcinfo)
      * The slot's first note (stream_position.c), replacing any of a dropped stream of the
      * same name: a slot moved before any worker ran is noticed too.
      */
-    if (!stream_position_save(slot_name, start_lsn))
+    if (!stream_slot_mark_owned(slot_name, MyProcPid) ||
+        !stream_position_save(slot_name, start_lsn))
         ereport(ERROR,
                 (errcode_for_file_access(),
                  errmsg("could not note the position of replication slot \"%s\": %m", slot_name)));

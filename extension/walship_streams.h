@@ -160,6 +160,10 @@ extern bool stream_position_save(const char *slot_name, XLogRecPtr lsn);
 /* False when there is no note, or one from another timeline. */
 extern bool stream_position_load(const char *slot_name, XLogRecPtr *lsn);
 extern bool stream_position_forget(const char *slot_name);
+/* The mark of a slot create_stream made (never ereport either). */
+extern bool stream_slot_mark_owned(const char *slot_name, int creator_pid);
+extern bool stream_slot_owned(const char *slot_name, int *creator_pid);
+extern bool stream_slot_forget_owned(const char *slot_name);
 
 /* stream_sql.c */
 extern void stream_install_drop_hook(void);
