@@ -16,6 +16,7 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "replication/logical.h"
@@ -241,6 +242,21 @@ static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *op
     /* see _PG_output_plugin_init: neither is supported, so never offer them */
     ctx->streaming = false;
     ctx->twophase = false;
+
+    /*
+     * Events carry text as UTF-8: a proto3 string must be, and JSON consumers expect it.
+     * Text is passed on as the database stores it, so refuse any other encoding up front
+     * (also when the slot is created) rather than emit events nobody can decode;
+     * SQL_ASCII text can be any bytes at all.
+     */
+    if (GetDatabaseEncoding() != PG_UTF8)
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("the walship output plugin needs a database encoded as UTF8, not %s",
+                        GetDatabaseEncodingName()),
+                 errdetail("walship events carry text as UTF-8, which protobuf and JSON "
+                           "consumers require; walship does not convert from other encodings."),
+                 errhint("Stream from a database created with ENCODING 'UTF8'.")));
 
     /* creating a slot passes no options and decodes nothing */
     if (is_init)
