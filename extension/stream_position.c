@@ -55,23 +55,21 @@ static bool fsync_path(const char *path, int flags)
     return ok;
 }
 
-bool stream_position_save(const char *slot_name, XLogRecPtr lsn)
+/* Replaces $PGDATA/pg_walship/<slot><suffix> by text, durably (write, fsync, rename). */
+static bool write_note(const char *slot_name, const char *suffix, const char *text)
 {
     char dir[MAXPGPATH];
     char tmp[MAXPGPATH];
     char path[MAXPGPATH];
-    char text[256];
-    int len;
+    int len = (int)strlen(text);
     int fd;
     bool ok;
 
     snprintf(dir, sizeof(dir), "%s/%s", DataDir, POSITION_DIR);
     if (mkdir(dir, pg_dir_create_mode) != 0 && errno != EEXIST)
         return false;
-    position_path(tmp, sizeof(tmp), slot_name, ".tmp");
-    position_path(path, sizeof(path), slot_name, "");
-    len = snprintf(text, sizeof(text), "slot %s\nconfirmed %X/%X\ntimeline %u\n", slot_name,
-                   LSN_FORMAT_ARGS(lsn), current_timeline());
+    snprintf(path, sizeof(path), "%s/%s%s", dir, slot_name, suffix);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
     if (fd < 0)
@@ -87,6 +85,15 @@ bool stream_position_save(const char *slot_name, XLogRecPtr lsn)
         return false;
     }
     return fsync_path(dir, O_RDONLY);
+}
+
+bool stream_position_save(const char *slot_name, XLogRecPtr lsn)
+{
+    char text[256];
+
+    snprintf(text, sizeof(text), "slot %s\nconfirmed %X/%X\ntimeline %u\n", slot_name,
+             LSN_FORMAT_ARGS(lsn), current_timeline());
+    return write_note(slot_name, ".position", text);
 }
 
 bool stream_position_load(const char *slot_name, XLogRecPtr *lsn)
@@ -138,25 +145,10 @@ static void owned_path(char *path, size_t size, const char *slot_name)
 
 bool stream_slot_mark_owned(const char *slot_name, int creator_pid)
 {
-    char dir[MAXPGPATH];
-    char path[MAXPGPATH];
     char text[64];
-    int len;
-    int fd;
-    bool ok;
 
-    snprintf(dir, sizeof(dir), "%s/%s", DataDir, POSITION_DIR);
-    if (mkdir(dir, pg_dir_create_mode) != 0 && errno != EEXIST)
-        return false;
-    owned_path(path, sizeof(path), slot_name);
-    len = snprintf(text, sizeof(text), "creator %d\n", creator_pid);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
-    if (fd < 0)
-        return false;
-    ok = write(fd, text, len) == len && fsync(fd) == 0;
-    if (close(fd) != 0)
-        ok = false;
-    return ok && fsync_path(dir, O_RDONLY);
+    snprintf(text, sizeof(text), "creator %d\n", creator_pid);
+    return write_note(slot_name, ".stream", text);
 }
 
 bool stream_slot_owned(const char *slot_name, int *creator_pid)
