@@ -272,8 +272,9 @@ static void require_stream_database(void)
 
 /*
  * Streams are managed by roles with the privileges of walship_admin (superusers have
- * them). EXECUTE on the functions is granted to that role only; checking again here
- * keeps the rule when a superuser grants EXECUTE to someone else, and says what to do.
+ * them). EXECUTE on start/stop/drop_stream is granted to that role only, on create_stream
+ * to PUBLIC (see the extension script); checking here keeps the rule for all four, also
+ * when a superuser grants EXECUTE to someone else, and says what to do.
  */
 static void require_stream_admin(const char *action, const char *name)
 {
@@ -434,8 +435,6 @@ static bool stop_worker_and_wait(const char *name)
     "walship.create_stream(...) -- statement text hidden by walship: its options may hold "        \
     "Kafka secrets"
 
-static char *hidden_statement = NULL; /* in TopMemoryContext: debug_query_string points here */
-
 /*
  * Any options may hold a secret: inline in "kafka", but also in a shape create_stream
  * refuses (an array, a misspelled key, a property in the wrong place), and that refusal
@@ -448,13 +447,8 @@ static bool options_may_hold_secret(Jsonb *options)
 
 static void hide_statement(void)
 {
-    char *previous = hidden_statement;
-
-    hidden_statement = MemoryContextStrdup(TopMemoryContext, HIDDEN_STATEMENT);
-    debug_query_string = hidden_statement;
-    if (previous != NULL)
-        pfree(previous);
-    pgstat_report_activity(STATE_RUNNING, hidden_statement);
+    debug_query_string = HIDDEN_STATEMENT;
+    pgstat_report_activity(STATE_RUNNING, HIDDEN_STATEMENT);
 }
 
 /* ------------------------------------------------------------------------- */

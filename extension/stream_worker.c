@@ -208,6 +208,26 @@ static void serve_sink_logs(void)
 /* Confirming                                                                */
 
 /*
+ * Checkpoints save a dirty slot, but a crash before the next one restarts the stream
+ * from the last saved position, sending again everything since: save it ourselves, at
+ * most every SLOT_SAVE_INTERVAL_MS (one small fsync'd file) unless now, so that a crash
+ * re-sends only what Kafka had not acknowledged plus about that much acknowledged work.
+ */
+static void save_slot(bool now)
+{
+    TimestampTz at;
+
+    if (worker.saved >= worker.confirmed || MyReplicationSlot == NULL)
+        return;
+    at = GetCurrentTimestamp();
+    if (!now && !TimestampDifferenceExceeds(worker.last_save, at, SLOT_SAVE_INTERVAL_MS))
+        return;
+    ReplicationSlotSave();
+    worker.saved = worker.confirmed;
+    worker.last_save = at;
+}
+
+/*
  * Tells the slot what Kafka holds. between_records: the decoder is not in the middle
  * of a record, so when the sink is idle everything decoded so far is safe.
  */
@@ -224,21 +244,7 @@ static void confirm(bool between_records)
         ReplicationSlotMarkDirty();
         worker.confirmed = target;
     }
-    /*
-     * Checkpoints save a dirty slot, but a crash before the next one restarts the stream
-     * from the last saved position, sending again everything since: save it ourselves,
-     * at most every SLOT_SAVE_INTERVAL_MS (one small fsync'd file), so a crash re-sends
-     * only what Kafka had not acknowledged plus about that much acknowledged work.
-     */
-    if (worker.saved < worker.confirmed) {
-        TimestampTz now = GetCurrentTimestamp();
-
-        if (TimestampDifferenceExceeds(worker.last_save, now, SLOT_SAVE_INTERVAL_MS)) {
-            ReplicationSlotSave();
-            worker.saved = worker.confirmed;
-            worker.last_save = now;
-        }
-    }
+    save_slot(false);
 }
 
 /*
@@ -337,10 +343,7 @@ static void stream_finish(bool between_records)
     serve_sink_logs();
     confirm(between_records);
     /* a clean stop leaves the slot saved: a crash right after re-sends nothing */
-    if (worker.saved < worker.confirmed && MyReplicationSlot != NULL) {
-        ReplicationSlotSave();
-        worker.saved = worker.confirmed;
-    }
+    save_slot(true);
     publish(true);
 
     if (between_records) {

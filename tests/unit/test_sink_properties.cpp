@@ -28,24 +28,39 @@ using Properties = std::vector<std::pair<std::string, std::string>>;
 /* No connection is attempted before the first event, so nothing needs to listen here. */
 constexpr const char *kNowhere = "127.0.0.1:1";
 
+/* A sink configuration over properties, which it keeps so that its C strings live on. */
+struct SinkConfig {
+    SinkConfig(const char *bootstrap, Properties props, int partitions = -1,
+               int replication_factor = -1)
+        : properties(std::move(props))
+    {
+        for (const auto &property : properties) {
+            names.push_back(property.first.c_str());
+            values.push_back(property.second.c_str());
+        }
+        config.bootstrap_servers = bootstrap;
+        config.prop_names = names.data();
+        config.prop_values = values.data();
+        config.nprops = static_cast<int>(properties.size());
+        config.topic_partitions = partitions;
+        config.topic_replication_factor = replication_factor;
+    }
+
+    SinkConfig(const SinkConfig &) = delete; /* config points into this object */
+    SinkConfig &operator=(const SinkConfig &) = delete;
+
+    const Properties properties;
+    std::vector<const char *> names;
+    std::vector<const char *> values;
+    ws_sink_config config{};
+};
+
 SinkPtr create_sink(const char *bootstrap, const Properties &properties, std::string &error,
                     int partitions = -1, int replication_factor = -1)
 {
-    std::vector<const char *> names;
-    std::vector<const char *> values;
-    for (const auto &property : properties) {
-        names.push_back(property.first.c_str());
-        values.push_back(property.second.c_str());
-    }
-    ws_sink_config config{};
-    config.bootstrap_servers = bootstrap;
-    config.prop_names = names.data();
-    config.prop_values = values.data();
-    config.nprops = static_cast<int>(properties.size());
-    config.topic_partitions = partitions;
-    config.topic_replication_factor = replication_factor;
+    SinkConfig sink_config(bootstrap, properties, partitions, replication_factor);
     char errmsg[WS_ERRMSG_SIZE] = "";
-    SinkPtr sink(ws_sink_create(&config, errmsg));
+    SinkPtr sink(ws_sink_create(&sink_config.config, errmsg));
     error = errmsg;
     return sink;
 }
@@ -364,18 +379,10 @@ TEST(SinkProperty, NumbersWithTrailingJunkAreRefused)
 /* Combinations librdkafka checks only when it creates a producer. */
 TEST(SinkProperty, TheWholeConfigurationIsCheckedTogether)
 {
-    ws_sink_config config{};
-    const char *names[] = {"linger.ms", "message.timeout.ms"};
-    const char *values[] = {"100", "50"};
-    config.bootstrap_servers = kNowhere;
-    config.prop_names = names;
-    config.prop_values = values;
-    config.nprops = 2;
-    config.topic_partitions = -1;
-    config.topic_replication_factor = -1;
     char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_check_config(&config, errmsg), WS_ERROR);
+    SinkConfig refused(kNowhere, {{"linger.ms", "100"}, {"message.timeout.ms", "50"}});
+    EXPECT_EQ(ws_sink_check_config(&refused.config, errmsg), WS_ERROR);
     EXPECT_NE(std::string(errmsg).find("linger.ms"), std::string::npos) << errmsg;
-    values[0] = "5";
-    EXPECT_EQ(ws_sink_check_config(&config, errmsg), WS_OK) << errmsg;
+    SinkConfig accepted(kNowhere, {{"linger.ms", "5"}, {"message.timeout.ms", "50"}});
+    EXPECT_EQ(ws_sink_check_config(&accepted.config, errmsg), WS_OK) << errmsg;
 }
