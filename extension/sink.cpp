@@ -18,6 +18,15 @@
  * its transaction for good and ws_sink_poll returns WS_ERROR: the stream restarts from
  * the slot and sends that transaction again. Nothing is confirmed that Kafka lacks.
  *
+ * Dead letters: with a dead-letter topic configured, an event Kafka refuses for good
+ * because of the event itself (its size) is replaced by a small JSON record naming it,
+ * produced to that topic in the same transaction: the watermark passes the transaction
+ * once the dead letter is acknowledged, and the stream goes on. Only refusals that are
+ * certainly about that one event qualify: the producer's own limits, checked before the
+ * event is queued, and a broker's size refusal of an event larger than batch.size, which
+ * travels alone in its batch. A broker refusing a batch of smaller events, a topic Kafka
+ * refuses, an authorization failure: those are the stream's configuration, and stop it.
+ *
  * Topics: the first event for a topic sends CreateTopics (the stream's partitions and
  * replication factor, and max.message.bytes to match the producer's message.max.bytes)
  * and answers QUEUE_FULL until the broker has answered, so the worker keeps checking
@@ -67,6 +76,13 @@ constexpr int kTopicCreateMaxBackoffMs = 10000;
 constexpr int kTopicCreateBudgetMs = 60000;
 /* Kafka's own limit on topic names. */
 constexpr size_t kTopicNameMaxLength = 249;
+/* A message's opaque: its transaction's id (bits 0-39), the interned table it is about
+ * (bits 40-62, 0 = none) and whether it is a dead letter (bit 63). */
+constexpr unsigned kOpaqueSourceShift = 40;
+constexpr uint64_t kOpaqueTxnMask = (uint64_t{1} << kOpaqueSourceShift) - 1;
+constexpr uint32_t kOpaqueMaxSources = uint32_t{1} << 23;
+constexpr uint64_t kOpaqueDeadLetter = uint64_t{1} << 63;
+static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "message opaques must hold 64 bits");
 /* Log lines waiting for ws_sink_next_log; beyond this the oldest are dropped (and
  * counted) rather than growing without bound when the worker does not read them. */
 constexpr size_t kMaxQueuedLogLines = 1000;
@@ -550,6 +566,131 @@ struct LogLine {
     std::string text;
 };
 
+/* What a message's opaque carries (see kOpaqueSourceShift). */
+struct MessageTag {
+    uint64_t txn;
+    uint32_t source;
+    bool dead_letter;
+
+    void *opaque() const
+    {
+        return reinterpret_cast<void *>(
+            static_cast<uintptr_t>(txn | (uint64_t{source} << kOpaqueSourceShift) |
+                                   (dead_letter ? kOpaqueDeadLetter : 0)));
+    }
+
+    static MessageTag of(const void *opaque)
+    {
+        const uint64_t bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(opaque));
+        return MessageTag{bits & kOpaqueTxnMask,
+                          static_cast<uint32_t>((bits & ~kOpaqueDeadLetter) >> kOpaqueSourceShift),
+                          (bits & kOpaqueDeadLetter) != 0};
+    }
+};
+
+/* An event Kafka refused for good, to be written to the dead-letter topic instead. */
+struct DeadLetter {
+    uint64_t txn;
+    uint32_t source;
+    std::string topic;
+    std::string key;
+    size_t size;
+    uint64_t commit_lsn;
+    uint64_t xid;
+    std::string error; /* the error's name, e.g. MSG_SIZE_TOO_LARGE */
+    std::string reason;
+};
+
+void append_json_string(std::string &out, std::string_view text)
+{
+    out += '"';
+    for (unsigned char c : text) {
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            if (c < 0x20) {
+                char escaped[8];
+                std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+                out += escaped;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    out += '"';
+}
+
+/* The dead-letter record's value: what the event was, never its row. */
+std::string dead_letter_value(const DeadLetter &letter, const std::string &table)
+{
+    std::string out = "{\"table\":";
+    if (table.empty())
+        out += "null";
+    else
+        append_json_string(out, table);
+    out += ",\"topic\":";
+    append_json_string(out, letter.topic);
+    out += ",\"commit_lsn\":";
+    append_json_string(out, walship::format_lsn(letter.commit_lsn));
+    out += ",\"xid\":" + std::to_string(letter.xid);
+    out += ",\"size\":" + std::to_string(letter.size);
+    out += ",\"error\":";
+    append_json_string(out, letter.error);
+    out += ",\"reason\":";
+    append_json_string(out, letter.reason);
+    out += "}";
+    return out;
+}
+
+/* A header of a message librdkafka reports on, as text; empty when absent. */
+std::string header_text(const rd_kafka_message_t *message, const char *name)
+{
+    rd_kafka_headers_t *headers = nullptr;
+    const void *value = nullptr;
+    size_t size = 0;
+    if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        value == nullptr)
+        return std::string();
+    return std::string(static_cast<const char *>(value), size);
+}
+
+/* The commit LSN and xid an event carries in its walship.lsn / walship.xid headers. */
+uint64_t header_lsn(const rd_kafka_message_t *message)
+{
+    const std::string text = header_text(message, "walship.lsn");
+    unsigned int hi = 0, lo = 0;
+    if (std::sscanf(text.c_str(), "%X/%X", &hi, &lo) != 2)
+        return 0;
+    return (uint64_t{hi} << 32) | lo;
+}
+
+uint64_t header_xid(const rd_kafka_message_t *message)
+{
+    return std::strtoull(header_text(message, "walship.xid").c_str(), nullptr, 10);
+}
+
+/* Refusals of an event for its size: permanent, and about that event when it was alone. */
+bool is_size_refusal(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
 /* A header value and the number it was formatted from. */
 struct HeaderText {
     bool valid = false;
@@ -614,6 +755,17 @@ struct ws_sink {
      * never completes): later topics skip the attempt. */
     bool topic_creation_unavailable = false;
     SecretScrubber scrubber;
+
+    /* Dead letters (ws_sink_config.dead_letter_topic); empty: refused events fail. */
+    std::string dead_letter_topic;
+    /* batch.size: an event larger than this travels alone in its batch. */
+    size_t batch_max_bytes = 0;
+    /* The tables events are about, interned: a message's opaque holds the index. */
+    std::vector<std::string> sources{std::string()};
+    std::unordered_map<std::string, uint32_t> source_ids;
+    /* Refused by the broker, to be produced to the dead-letter topic at the next poll;
+     * their transactions wait for them. */
+    std::deque<DeadLetter> dead_letters;
 
     /* What the callbacks recorded. Fixed buffers, so that a failure is kept even when
      * memory ran out while describing it. */
@@ -705,21 +857,33 @@ struct ws_sink {
     class AckClock
     {
       public:
-        explicit AckClock(ws_sink &sink) : sink_(sink), acked_(sink.stats.events_acked) {}
+        explicit AckClock(ws_sink &sink) : sink_(sink), acked_(acknowledged(sink)) {}
         ~AckClock()
         {
-            if (sink_.stats.events_acked != acked_)
+            if (acknowledged(sink_) != acked_)
                 sink_.stats.last_ack_time_us = unix_micros_now();
         }
         AckClock(const AckClock &) = delete;
         AckClock &operator=(const AckClock &) = delete;
 
       private:
+        static uint64_t acknowledged(const ws_sink &sink)
+        {
+            return sink.stats.events_acked + sink.stats.events_dead_lettered;
+        }
+
         ws_sink &sink_;
         uint64_t acked_;
     };
 
+    enum class Readiness { Ready, Wait, Refused };
+
     SinkTopic &topic(const char *name);
+    /* Creates the topic if needed and its handle: Wait while it is being created. */
+    Readiness prepare_topic(SinkTopic &topic, std::string &why);
+    uint32_t source_id(const char *table);
+    ws_produce_result produce_dead_letter(const DeadLetter &letter, std::string &why);
+    void write_dead_letters();
     void start_topic_creation(SinkTopic &topic);
     void serve_admin_results(int timeout_ms);
     void finish_topic_creation(SinkTopic &topic, rd_kafka_resp_err_t err, const char *reason);
@@ -735,34 +899,58 @@ namespace
 void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
 {
     ws_sink *sink = static_cast<ws_sink *>(opaque);
-    auto txn = static_cast<walship::DeliveryWatermark::TransactionId>(
-        reinterpret_cast<uintptr_t>(message->_private));
+    const MessageTag tag = MessageTag::of(message->_private);
     try {
         if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            if (!sink->watermark.event_acked(txn)) {
+            if (!sink->watermark.event_acked(tag.txn)) {
                 sink->record_failure("delivery report for an event of no pending transaction "
                                      "(a walship bug)");
                 return;
             }
-            ++sink->stats.events_acked; /* the time: serve() reads the clock once per poll */
+            if (tag.dead_letter)
+                ++sink->stats.events_dead_lettered;
+            else
+                ++sink->stats.events_acked; /* the time: serve() reads the clock once per poll */
             sink->has_last_error = false;
             return;
         }
-        sink->watermark.event_failed(txn);
-        std::string text = "could not deliver an event to Kafka topic " +
-                           quoted(rd_kafka_topic_name(message->rkt)) + ": " +
-                           rd_kafka_err2str(message->err) + " (" + rd_kafka_err2name(message->err) +
-                           ")";
-        if (message->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-            message->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE)
-            text += "; the event (" + std::to_string(message->key_len + message->len) +
-                    " bytes) is larger than the topic's max.message.bytes (default: the broker's "
-                    "message.max.bytes): raise the topic's max.message.bytes (kafka-configs "
-                    "--alter --add-config max.message.bytes=...) or stop streaming this table";
+        const size_t size = message->key_len + message->len;
+        std::string text =
+            std::string("could not deliver ") + (tag.dead_letter ? "a dead letter" : "an event") +
+            " to Kafka topic " + quoted(rd_kafka_topic_name(message->rkt)) + ": " +
+            rd_kafka_err2str(message->err) + " (" + rd_kafka_err2name(message->err) + ")";
+        if (!tag.dead_letter && is_size_refusal(message->err) && !sink->dead_letter_topic.empty() &&
+            size > sink->batch_max_bytes) {
+            /* Alone in its batch: the refusal is this event's. Its transaction keeps
+             * waiting, for the dead letter now. */
+            sink->dead_letters.push_back(
+                DeadLetter{tag.txn, tag.source, rd_kafka_topic_name(message->rkt),
+                           std::string(static_cast<const char *>(message->key), message->key_len),
+                           size, header_lsn(message), header_xid(message),
+                           rd_kafka_err2name(message->err), std::move(text)});
+            return;
+        }
+        sink->watermark.event_failed(tag.txn);
+        if (is_size_refusal(message->err)) {
+            text += "; the event (" + std::to_string(size) +
+                    " bytes) or the batch it travelled in is larger than the topic's "
+                    "max.message.bytes (default: the broker's message.max.bytes): raise the "
+                    "topic's max.message.bytes (kafka-configs --alter --add-config "
+                    "max.message.bytes=...) to at least the producer's message.max.bytes";
+            if (tag.dead_letter)
+                ;
+            else if (sink->dead_letter_topic.empty())
+                text += ", or set the stream option on_refused to dead_letter";
+            else
+                text += " (an event no larger than batch.size, " +
+                        std::to_string(sink->batch_max_bytes) +
+                        " bytes, shares its batch: its refusal may be another event's, so it is "
+                        "not dead-lettered)";
+        }
         sink->record_failure(sink->scrubber.scrub(text));
     } catch (...) {
         /* The event's fate is unknown now: never confirm past it. */
-        sink->watermark.event_failed(txn);
+        sink->watermark.event_failed(tag.txn);
         sink->record_out_of_memory();
     }
 }
@@ -811,6 +999,135 @@ SinkTopic &ws_sink::topic(const char *name)
     }
     last_topic = found->second.get();
     return *last_topic;
+}
+
+ws_sink::Readiness ws_sink::prepare_topic(SinkTopic &topic, std::string &why)
+{
+    if (topic.state == TopicState::Unchecked) {
+        if (!is_valid_topic_name(topic.name)) {
+            topic.state = TopicState::Refused;
+            topic.refusal = "invalid Kafka topic name " + quoted(topic.name) +
+                            ": Kafka allows only ASCII letters, digits, '.', '_' and '-', "
+                            "at most 249 of them";
+        } else if (topic_creation_unavailable) {
+            topic.state = TopicState::Ready;
+        } else {
+            start_topic_creation(topic);
+        }
+    }
+    if (topic.state == TopicState::Creating)
+        serve_admin_results(0);
+    if (topic.state == TopicState::Retrying && Clock::now() >= topic.retry_at)
+        start_topic_creation(topic);
+    switch (topic.state) {
+    case TopicState::Creating:
+    case TopicState::Retrying:
+        why = "waiting for Kafka topic " + quoted(topic.name) + " to be created";
+        return Readiness::Wait;
+    case TopicState::Refused:
+        why = topic.refusal;
+        return Readiness::Refused;
+    case TopicState::Unchecked:
+    case TopicState::Ready:
+        break;
+    }
+    /* Only now: a topic handle makes librdkafka ask for the topic's metadata, which has
+     * the broker auto-create it (with its defaults) if it may, racing CreateTopics. */
+    if (topic.handle == nullptr) {
+        topic.handle = rd_kafka_topic_new(kafka, topic.name.c_str(), nullptr);
+        if (topic.handle == nullptr) {
+            topic.state = TopicState::Refused;
+            topic.refusal = "could not use Kafka topic " + quoted(topic.name) + ": " +
+                            rd_kafka_err2str(rd_kafka_last_error());
+            why = topic.refusal;
+            return Readiness::Refused;
+        }
+    }
+    return Readiness::Ready;
+}
+
+uint32_t ws_sink::source_id(const char *table)
+{
+    if (table == nullptr || table[0] == '\0')
+        return 0;
+    if (sources.size() > 1 && sources.back() == table)
+        return static_cast<uint32_t>(sources.size() - 1);
+    auto found = source_ids.find(table);
+    if (found != source_ids.end())
+        return found->second;
+    if (sources.size() >= kOpaqueMaxSources)
+        return 0; /* a dead letter would name no table; nothing else depends on it */
+    sources.emplace_back(table);
+    const auto id = static_cast<uint32_t>(sources.size() - 1);
+    source_ids.emplace(sources.back(), id);
+    return id;
+}
+
+/*
+ * Produces the dead letter of a refused event, tagged with the event's transaction, so
+ * that the watermark waits for its acknowledgement. QUEUE_FULL while the dead-letter
+ * topic is being created or the queue is full: call again.
+ */
+ws_produce_result ws_sink::produce_dead_letter(const DeadLetter &letter, std::string &why)
+{
+    SinkTopic &dlq = topic(dead_letter_topic.c_str());
+    switch (prepare_topic(dlq, why)) {
+    case Readiness::Wait:
+        return WS_PRODUCE_QUEUE_FULL;
+    case Readiness::Refused:
+        why = "could not write the dead letter of a refused event (" + letter.reason + "): " + why;
+        return WS_PRODUCE_FAILED;
+    case Readiness::Ready:
+        break;
+    }
+    const std::string &table = letter.source < sources.size() ? sources[letter.source] : "";
+    const std::string value = dead_letter_value(letter, table);
+    HeaderText lsn;
+    HeaderText xid;
+    lsn.set_lsn(letter.commit_lsn);
+    xid.set_decimal(letter.xid);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        kafka, RD_KAFKA_V_RKT(dlq.handle), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(letter.key.data(), letter.key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char *>(value.data()), value.size()),
+        RD_KAFKA_V_HEADER("walship.lsn", lsn.text, lsn.length),
+        RD_KAFKA_V_HEADER("walship.xid", xid.text, xid.length),
+        RD_KAFKA_V_OPAQUE((MessageTag{letter.txn, letter.source, true}.opaque())), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        why = "Kafka producer queue is full (" + std::to_string(watermark.in_flight()) +
+              " events in flight)";
+        return WS_PRODUCE_QUEUE_FULL;
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        check_fatal();
+        why = "could not produce the dead letter of a refused event (" + letter.reason +
+              ") to Kafka topic " + quoted(dlq.name) + ": " + rd_kafka_err2str(err) + " (" +
+              rd_kafka_err2name(err) + ")";
+        return WS_PRODUCE_FAILED;
+    }
+    add_log(kLogWarning, "dead-lettered an event of " +
+                             (table.empty() ? std::string("no table") : "table " + quoted(table)) +
+                             " with commit LSN " + walship::format_lsn(letter.commit_lsn) + " (" +
+                             std::to_string(letter.size) + " bytes) to Kafka topic " +
+                             quoted(dlq.name) + ": " + letter.reason);
+    return WS_PRODUCE_OK;
+}
+
+/* Dead letters of events the broker refused, in the order of the refusals. */
+void ws_sink::write_dead_letters()
+{
+    while (!dead_letters.empty() && failure_status == WS_OK) {
+        std::string why;
+        const DeadLetter &letter = dead_letters.front();
+        ws_produce_result result = produce_dead_letter(letter, why);
+        if (result == WS_PRODUCE_QUEUE_FULL)
+            return;
+        if (result == WS_PRODUCE_FAILED) {
+            watermark.event_failed(letter.txn);
+            record_failure(scrubber.scrub(why));
+        }
+        dead_letters.pop_front();
+    }
 }
 
 void ws_sink::start_topic_creation(SinkTopic &topic)
@@ -1059,6 +1376,16 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
         }
 
         std::unique_ptr<ws_sink> sink(new ws_sink());
+        if (config->dead_letter_topic != nullptr) {
+            sink->dead_letter_topic = config->dead_letter_topic;
+            if (!is_valid_topic_name(sink->dead_letter_topic)) {
+                write_errmsg(errmsg, "invalid dead-letter topic name " +
+                                         quoted(sink->dead_letter_topic) +
+                                         ": Kafka allows only ASCII letters, digits, '.', '_' "
+                                         "and '-', at most 249 of them");
+                return nullptr;
+            }
+        }
         sink->topic_partitions = config->topic_partitions;
         sink->topic_replication_factor = config->topic_replication_factor;
         auto secret = [config](int i) {
@@ -1121,6 +1448,11 @@ ws_sink *ws_sink_create(const ws_sink_config *config, char *errmsg)
                               &queue_max_kbytes_size) == RD_KAFKA_CONF_OK)
             sink->queue_max_bytes =
                 static_cast<size_t>(std::strtoull(queue_max_kbytes, nullptr, 10)) * 1024;
+        char batch_size[32];
+        size_t batch_size_size = sizeof(batch_size);
+        if (rd_kafka_conf_get(conf.get(), "batch.size", batch_size, &batch_size_size) ==
+            RD_KAFKA_CONF_OK)
+            sink->batch_max_bytes = static_cast<size_t>(std::strtoull(batch_size, nullptr, 10));
         /* After the stream's properties: these make the sink work, they are not tunable. */
         if (!set_property(conf.get(), sink->scrubber, "log.queue", "true", why)) {
             write_errmsg(errmsg, why);
@@ -1207,9 +1539,9 @@ void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn)
     }
 }
 
-ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const uint8_t *key,
-                                  size_t keylen, const uint8_t *value, size_t valuelen,
-                                  uint64_t commit_lsn, uint32_t xid, char *errmsg)
+ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const char *table,
+                                  const uint8_t *key, size_t keylen, const uint8_t *value,
+                                  size_t valuelen, uint64_t commit_lsn, uint32_t xid, char *errmsg)
 {
     if (sink == nullptr) {
         write_errmsg(errmsg, "no Kafka sink");
@@ -1239,95 +1571,101 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const u
             sink->record_failure(WS_ERROR, errmsg != nullptr ? errmsg : "event without a topic");
             return WS_PRODUCE_FAILED;
         }
+        const walship::DeliveryWatermark::TransactionId txn = sink->watermark.open_transaction();
+        if (txn > kOpaqueTxnMask) {
+            /* a trillion transactions in one worker's life: start again from the slot */
+            sink->watermark.fail_open_transaction();
+            sink->record_failure("transaction ids of this Kafka producer are used up; the "
+                                 "stream restarts");
+            write_errmsg(errmsg, sink->failure);
+            return WS_PRODUCE_FAILED;
+        }
 
         SinkTopic &topic = sink->topic(topic_name);
-        if (topic.state == TopicState::Unchecked) {
-            if (!is_valid_topic_name(topic.name)) {
-                topic.state = TopicState::Refused;
-                topic.refusal = "invalid Kafka topic name " + quoted(topic.name) +
-                                ": Kafka allows only ASCII letters, digits, '.', '_' and '-', "
-                                "at most 249 of them";
-            } else if (sink->topic_creation_unavailable) {
-                topic.state = TopicState::Ready;
-            } else {
-                sink->start_topic_creation(topic);
-            }
-        }
-        if (topic.state == TopicState::Creating)
-            sink->serve_admin_results(0);
-        if (topic.state == TopicState::Retrying && Clock::now() >= topic.retry_at)
-            sink->start_topic_creation(topic);
-        switch (topic.state) {
-        case TopicState::Creating:
-        case TopicState::Retrying:
-            write_errmsg(errmsg,
-                         "waiting for Kafka topic " + quoted(topic.name) + " to be created");
+        std::string why;
+        switch (sink->prepare_topic(topic, why)) {
+        case ws_sink::Readiness::Wait:
+            write_errmsg(errmsg, why);
             return WS_PRODUCE_QUEUE_FULL;
-        case TopicState::Refused:
+        case ws_sink::Readiness::Refused:
             sink->watermark.fail_open_transaction();
-            sink->record_failure(topic.refusal);
-            write_errmsg(errmsg, topic.refusal);
+            sink->record_failure(why);
+            write_errmsg(errmsg, why);
             return WS_PRODUCE_FAILED;
-        case TopicState::Unchecked:
-        case TopicState::Ready:
+        case ws_sink::Readiness::Ready:
             break;
-        }
-        /* Only now: a topic handle makes librdkafka ask for the topic's metadata, which
-         * has the broker auto-create it (with its defaults) if it may, racing
-         * CreateTopics. */
-        if (topic.handle == nullptr) {
-            topic.handle = rd_kafka_topic_new(sink->kafka, topic_name, nullptr);
-            if (topic.handle == nullptr) {
-                topic.state = TopicState::Refused;
-                topic.refusal = "could not use Kafka topic " + quoted(topic.name) + ": " +
-                                rd_kafka_err2str(rd_kafka_last_error());
-                sink->watermark.fail_open_transaction();
-                sink->record_failure(topic.refusal);
-                write_errmsg(errmsg, topic.refusal);
-                return WS_PRODUCE_FAILED;
-            }
         }
 
         /* A NULL value is a tombstone; a NULL key is no key. */
         const size_t key_size = key != nullptr ? keylen : 0;
         const size_t value_size = value != nullptr ? valuelen : 0;
-        if (sink->queue_max_bytes > 0 && key_size + value_size > sink->queue_max_bytes) {
+        const MessageTag tag{txn, sink->source_id(table), false};
+        /* The producer's own refusals of this very event: a dead letter, or a failure. */
+        auto refuse = [&](rd_kafka_resp_err_t err, std::string text) {
+            if (!sink->dead_letter_topic.empty()) {
+                DeadLetter letter{txn,
+                                  tag.source,
+                                  topic.name,
+                                  std::string(reinterpret_cast<const char *>(key), key_size),
+                                  key_size + value_size,
+                                  commit_lsn,
+                                  xid,
+                                  rd_kafka_err2name(err),
+                                  std::move(text)};
+                std::string failed;
+                ws_produce_result result = sink->produce_dead_letter(letter, failed);
+                if (result == WS_PRODUCE_OK) {
+                    sink->watermark.event_produced();
+                    ++sink->stats.events_produced;
+                    return WS_PRODUCE_OK;
+                }
+                if (result == WS_PRODUCE_QUEUE_FULL) {
+                    write_errmsg(errmsg, failed);
+                    return WS_PRODUCE_QUEUE_FULL;
+                }
+                text = failed;
+            } else {
+                text += "; or set the stream option on_refused to dead_letter";
+            }
             sink->watermark.fail_open_transaction();
-            sink->record_failure(
-                "could not produce an event to Kafka topic " + quoted(topic.name) +
-                ": the event (" + std::to_string(key_size + value_size) +
-                " bytes) is larger than the producer queue: raise the Kafka property "
-                "\"queue.buffering.max.kbytes\" (" +
-                std::to_string(sink->queue_max_bytes / 1024) +
-                ") above \"message.max.bytes\" or stop streaming this table");
+            sink->record_failure(text);
             write_errmsg(errmsg, sink->failure);
             return WS_PRODUCE_FAILED;
-        }
+        };
+        if (sink->queue_max_bytes > 0 && key_size + value_size > sink->queue_max_bytes)
+            return refuse(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                          "could not produce an event to Kafka topic " + quoted(topic.name) +
+                              ": the event (" + std::to_string(key_size + value_size) +
+                              " bytes) is larger than the producer queue: raise the Kafka "
+                              "property \"queue.buffering.max.kbytes\" (" +
+                              std::to_string(sink->queue_max_bytes / 1024) +
+                              ") above \"message.max.bytes\" or stop streaming this table");
         sink->lsn_header.set_lsn(commit_lsn);
         sink->xid_header.set_decimal(xid);
-        const walship::DeliveryWatermark::TransactionId txn = sink->watermark.open_transaction();
         rd_kafka_resp_err_t err = rd_kafka_producev(
             sink->kafka, RD_KAFKA_V_RKT(topic.handle), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(key, key_size),
             RD_KAFKA_V_VALUE(const_cast<uint8_t *>(value), value_size),
             RD_KAFKA_V_HEADER("walship.lsn", sink->lsn_header.text, sink->lsn_header.length),
             RD_KAFKA_V_HEADER("walship.xid", sink->xid_header.text, sink->xid_header.length),
-            RD_KAFKA_V_OPAQUE(reinterpret_cast<void *>(static_cast<uintptr_t>(txn))),
-            RD_KAFKA_V_END);
+            RD_KAFKA_V_OPAQUE(tag.opaque()), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             write_errmsg(errmsg, "Kafka producer queue is full (" +
                                      std::to_string(sink->watermark.in_flight()) +
                                      " events in flight)");
             return WS_PRODUCE_QUEUE_FULL;
         }
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            return refuse(err, "could not produce an event to Kafka topic " + quoted(topic.name) +
+                                   ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) +
+                                   "); the event (" + std::to_string(key_size + value_size) +
+                                   " bytes) is larger than the Kafka property "
+                                   "\"message.max.bytes\": raise it (and the topic's "
+                                   "max.message.bytes) or stop streaming this table");
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             sink->check_fatal();
-            std::string why = "could not produce an event to Kafka topic " + quoted(topic.name) +
-                              ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
-            if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-                why += "; the event (" + std::to_string(key_size + value_size) +
-                       " bytes) is larger than the Kafka property \"message.max.bytes\": raise "
-                       "it (and the topic's max.message.bytes) or stop streaming this table";
+            why = "could not produce an event to Kafka topic " + quoted(topic.name) + ": " +
+                  rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
             sink->watermark.fail_open_transaction();
             sink->record_failure(why);
             write_errmsg(errmsg, sink->failure);
@@ -1358,6 +1696,7 @@ ws_status ws_sink_poll(ws_sink *sink, int timeout_ms, char *errmsg)
     }
     try {
         sink->serve(timeout_ms);
+        sink->write_dead_letters();
         sink->check_fatal();
         if (sink->failure_status != WS_OK) {
             write_errmsg(errmsg, sink->failure);
@@ -1383,8 +1722,19 @@ ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, char *errmsg)
     }
     try {
         {
+            /* Dead letters are produced as the refusals behind them are served. */
             const ws_sink::AckClock ack_clock(*sink);
-            rd_kafka_flush(sink->kafka, std::max(timeout_ms, 0));
+            const Clock::time_point deadline =
+                Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+            do {
+                sink->write_dead_letters();
+                auto remaining =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+                rd_kafka_flush(sink->kafka,
+                               static_cast<int>(std::max<int64_t>(remaining.count(), 0)));
+                sink->serve_admin_results(0);
+            } while (!sink->dead_letters.empty() && sink->failure_status == WS_OK &&
+                     Clock::now() < deadline);
         }
         sink->serve_admin_results(0);
         sink->check_fatal();

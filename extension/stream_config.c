@@ -10,7 +10,8 @@
  *     tables comes from create_stream's own argument, and without topic_prefix the
  *     plugin uses the database name, as it does for pg_recvlogical;
  *   - kafka: an object of librdkafka producer properties;
- *   - partitions, replication_factor: for the topics walship creates.
+ *   - partitions, replication_factor: for the topics walship creates;
+ *   - on_refused: stop (the default) or dead_letter, for events Kafka refuses for good.
  */
 #include "postgres.h"
 
@@ -37,12 +38,14 @@
 #include "utils/relcache.h"
 #include "utils/varlena.h"
 
+#include "walship_plugin.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
 
 #define OPTIONS_HINT                                                                               \
     "Stream options are the walship output plugin's options (topic_prefix, format, "               \
-    "include_before, ...; '_' or '-'), plus kafka, partitions and replication_factor."
+    "include_before, ...; '_' or '-'), plus kafka, partitions, replication_factor and "            \
+    "on_refused."
 
 /* walship's own tables, never streamed: the catalog holds Kafka credentials */
 #define WALSHIP_TABLES "walship.*"
@@ -148,9 +151,11 @@ static List *table_name_list(const char *stream_name, const char *text)
     return names;
 }
 
-List *stream_resolve_tables(const char *stream_name, List *names)
+List *stream_resolve_tables(const char *stream_name, List *names, List **relids)
 {
     List *result = NIL;
+
+    *relids = NIL;
     ListCell *lc;
 
     foreach (lc, names) {
@@ -211,8 +216,10 @@ List *stream_resolve_tables(const char *stream_name, List *names)
                              canonical)));
         relation_close(rel, NoLock);
 
-        if (!list_member(result, makeString(canonical)))
+        if (!list_member(result, makeString(canonical))) {
             result = lappend(result, makeString(canonical));
+            *relids = lappend_oid(*relids, relid);
+        }
     }
     return result;
 }
@@ -695,6 +702,30 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                     config->partitions = positive_int_option(name, key, &v, STREAM_MAX_PARTITIONS);
                     continue;
                 }
+                if (strcmp(key, "on_refused") == 0 || strcmp(key, "on-refused") == 0) {
+                    char *policy = jsonb_scalar_text(&v);
+
+                    if (policy != NULL && v.type == jbvString && strcmp(policy, "stop") == 0)
+                        config->dead_letter = false;
+                    else if (policy != NULL && v.type == jbvString &&
+                             (strcmp(policy, "dead_letter") == 0 ||
+                              strcmp(policy, "dead-letter") == 0))
+                        config->dead_letter = true;
+                    else
+                        ereport(
+                            ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("invalid value for option \"%s\" of stream \"%s\"", key, name),
+                             errdetail("Expected \"stop\" or \"dead_letter\", got %s.",
+                                       policy != NULL ? policy : "no string"),
+                             errhint("on_refused says what happens to an event Kafka refuses "
+                                     "for good (e.g. larger than message.max.bytes): stop "
+                                     "the stream in front of it (\"stop\", the default) or "
+                                     "write a note of it to the topic "
+                                     "<topic_prefix>.walship.dead_letter and go on "
+                                     "(\"dead_letter\").")));
+                    continue;
+                }
                 if (strcmp(key, "replication_factor") == 0 ||
                     strcmp(key, "replication-factor") == 0) {
                     config->replication_factor =
@@ -767,6 +798,23 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
     }
     PG_END_TRY();
     free_parser(&parser);
+
+    if (config->dead_letter) {
+        const char *prefix = NULL;
+        ListCell *lc;
+
+        foreach (lc, config->plugin_options) {
+            DefElem *elem = lfirst(lc);
+
+            if (strcmp(elem->defname, "topic-prefix") == 0 && strVal(elem->arg)[0] != '\0')
+                prefix = strVal(elem->arg);
+        }
+        /* the plugin's rule: the topic prefix, else the database name */
+        if (prefix == NULL)
+            prefix = get_database_name(MyDatabaseId);
+        config->dead_letter_topic =
+            walship_kafka_topic_name(psprintf("%s.walship.dead_letter", prefix));
+    }
     return config;
 }
 
@@ -781,13 +829,16 @@ StreamConfig *stream_config_load(const char *name)
     int ret;
     char *bootstrap = NULL;
     List *tables = NIL;
+    List *relids = NIL;
     Jsonb *options = NULL;
     bool found = false;
+    StreamConfig *config;
 
     args[0] = CStringGetTextDatum(name);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    ret = SPI_execute_with_args("SELECT bootstrap_servers, tables, options FROM walship.streams "
+    ret = SPI_execute_with_args("SELECT bootstrap_servers, tables, options, "
+                                "table_oids::pg_catalog.oid[] FROM walship.streams "
                                 "WHERE name OPERATOR(pg_catalog.=) $1",
                                 1, argtypes, args, NULL, true, 1);
     if (ret != SPI_OK_SELECT)
@@ -816,13 +867,27 @@ StreamConfig *stream_config_load(const char *name)
         }
         d = SPI_getbinval(tup, desc, 3, &isnull);
         options = isnull ? NULL : DatumGetJsonbPCopy(d);
+        d = SPI_getbinval(tup, desc, 4, &isnull);
+        if (!isnull) {
+            Datum *elems;
+            bool *nulls;
+            int n;
+
+            deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+                              &elems, &nulls, &n);
+            for (int i = 0; i < n; i++)
+                if (!nulls[i])
+                    relids = lappend_oid(relids, DatumGetObjectId(elems[i]));
+        }
         MemoryContextSwitchTo(spi);
     }
     SPI_finish();
     MemoryContextSwitchTo(caller);
     if (!found)
         return NULL;
-    return stream_config_build(name, bootstrap, tables, options);
+    config = stream_config_build(name, bootstrap, tables, options);
+    config->table_oids = relids;
+    return config;
 }
 
 /* The Kafka sink's settings of a stream (pointing into config). */
@@ -836,4 +901,5 @@ void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
     sc->nprops = config->nkafka;
     sc->topic_partitions = config->partitions;
     sc->topic_replication_factor = config->replication_factor;
+    sc->dead_letter_topic = config->dead_letter_topic;
 }

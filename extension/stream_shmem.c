@@ -111,7 +111,7 @@ void stream_record_error(StreamShared *entry, uint32 generation, const char *mes
 
 WS_SQL_FUNCTION(walship_stream_runtime);
 
-#define RUNTIME_COLS 12
+#define RUNTIME_COLS 13
 
 static Datum timestamp_or_null(TimestampTz t, bool *isnull)
 {
@@ -170,6 +170,7 @@ Datum walship_stream_runtime(PG_FUNCTION_ARGS)
         nulls[9] = (e->last_error[0] == '\0');
         values[10] = timestamp_or_null(e->last_error_time, &nulls[10]);
         values[11] = timestamp_or_null(e->started_at, &nulls[11]);
+        values[12] = Int64GetDatum((int64)e->dead_letters);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum)0;

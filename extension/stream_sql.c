@@ -509,14 +509,15 @@ static void create_stream(FunctionCallInfo fcinfo)
     char *bootstrap;
     List *table_names = NIL;
     List *tables = NIL;
+    List *relids = NIL;
     Jsonb *options = NULL;
     StreamConfig *config;
     char *slot_name;
     XLogRecPtr start_lsn;
     int ret;
-    Datum values[4];
-    char nulls[4] = {' ', ' ', ' ', ' '};
-    Oid types[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID};
+    Datum values[5];
+    char nulls[5] = {' ', ' ', ' ', ' ', ' '};
+    Oid types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID, OIDARRAYOID};
 
     stream_require_preloaded();
     require_stream_database();
@@ -582,7 +583,7 @@ static void create_stream(FunctionCallInfo fcinfo)
     catalog_finish();
 
     if (table_names != NIL)
-        tables = stream_resolve_tables(name, table_names);
+        tables = stream_resolve_tables(name, table_names, &relids);
     config = stream_config_build(name, bootstrap, tables, options);
     {
         /* librdkafka checks some properties only together, when it creates a producer */
@@ -636,17 +637,24 @@ static void create_stream(FunctionCallInfo fcinfo)
         foreach (lc, tables)
             elems[i++] = CStringGetTextDatum(strVal(lfirst(lc)));
         values[2] = PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
-    } else
+        i = 0;
+        foreach (lc, relids)
+            elems[i++] = ObjectIdGetDatum(lfirst_oid(lc));
+        values[4] =
+            PointerGetDatum(construct_array(elems, i, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+    } else {
         nulls[2] = 'n';
+        nulls[4] = 'n';
+    }
     if (options != NULL)
         values[3] = JsonbPGetDatum(options);
     else
         values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
 
     catalog_connect();
-    ret = spi_exec("INSERT INTO walship.streams (name, bootstrap_servers, tables, options) "
-                   "VALUES ($1, $2, $3, $4)",
-                   4, types, values, nulls, false);
+    ret = spi_exec("INSERT INTO walship.streams (name, bootstrap_servers, tables, options, "
+                   "table_oids) VALUES ($1, $2, $3, $4, $5::pg_catalog.regclass[])",
+                   5, types, values, nulls, false);
     if (ret != SPI_OK_INSERT)
         elog(ERROR, "could not insert stream \"%s\" into walship.streams", name);
     catalog_finish();

@@ -45,6 +45,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "walship_plugin.h"
@@ -91,10 +92,11 @@ typedef struct StreamWorker {
     TimestampTz last_commit_time; /* of the last transaction that produced events */
     TimestampTz stop_deadline;    /* 0 until a stop was requested */
     TimestampTz last_publish;
-    TimestampTz waiting_since; /* events in flight and no ack since; 0 = none in flight */
-    uint64 acked_at_wait;      /* events_acked when waiting_since was set */
-    bool sink_idle;            /* nothing was open or waiting for Kafka at the last service */
-    bool kafka_error;          /* the sink reported a broker error at the last publish */
+    TimestampTz waiting_since;  /* events in flight and no ack since; 0 = none in flight */
+    uint64 acked_at_wait;       /* events acknowledged when waiting_since was set */
+    uint64 dead_letters_before; /* the stream's dead letters before this worker started */
+    bool sink_idle;             /* nothing was open or waiting for Kafka at the last service */
+    bool kafka_error;           /* the sink reported a broker error at the last publish */
     uint32 wait_event;
 } StreamWorker;
 
@@ -132,9 +134,10 @@ static bool stall_detected(const ws_sink_stats *stats, TimestampTz now, char *wh
         worker.waiting_since = 0;
         return false;
     }
-    if (worker.waiting_since == 0 || stats->events_acked != worker.acked_at_wait) {
+    if (worker.waiting_since == 0 ||
+        stats->events_acked + stats->events_dead_lettered != worker.acked_at_wait) {
         worker.waiting_since = now;
-        worker.acked_at_wait = stats->events_acked;
+        worker.acked_at_wait = stats->events_acked + stats->events_dead_lettered;
         return false;
     }
     if (!TimestampDifferenceExceeds(worker.waiting_since, now, walship_stall_timeout))
@@ -176,6 +179,7 @@ static void publish(bool force)
         e->bytes_produced = stats.bytes_produced;
         e->events_acked = stats.events_acked;
         e->in_flight = stats.in_flight;
+        e->dead_letters = worker.dead_letters_before + stats.events_dead_lettered;
         e->last_ack_time =
             stats.last_ack_time_us != 0 ? stats.last_ack_time_us - UNIX_TO_PG_EPOCH_US : 0;
         e->last_commit_time = worker.last_commit_time;
@@ -368,15 +372,15 @@ static void hook_begin(void *arg, TransactionId xid, XLogRecPtr commit_lsn)
     ws_sink_begin_txn(worker.sink, commit_lsn);
 }
 
-static void hook_event(void *arg, const char *topic, const uint8_t *key, size_t keylen,
-                       const uint8_t *value, size_t valuelen, TransactionId xid,
+static void hook_event(void *arg, const char *topic, const char *table, const uint8_t *key,
+                       size_t keylen, const uint8_t *value, size_t valuelen, TransactionId xid,
                        XLogRecPtr commit_lsn, TimestampTz commit_time)
 {
     char why[WS_ERRMSG_SIZE];
 
     for (;;) {
-        ws_produce_result result =
-            ws_sink_produce(worker.sink, topic, key, keylen, value, valuelen, commit_lsn, xid, why);
+        ws_produce_result result = ws_sink_produce(worker.sink, topic, table, key, keylen, value,
+                                                   valuelen, commit_lsn, xid, why);
 
         if (result == WS_PRODUCE_OK)
             break;
@@ -451,6 +455,21 @@ static StreamConfig *load_config(void)
     PushActiveSnapshot(GetTransactionSnapshot());
     MemoryContextSwitchTo(worker.context);
     config = stream_config_load(worker.name);
+    if (config != NULL && list_length(config->table_oids) == list_length(config->tables)) {
+        ListCell *name_cell;
+        ListCell *oid_cell;
+
+        forboth(
+            name_cell, config->tables, oid_cell,
+            config->table_oids) if (!SearchSysCacheExists1(RELOID,
+                                                           ObjectIdGetDatum(lfirst_oid(oid_cell))))
+            ereport(WARNING, (errmsg("table %s of walship stream \"%s\" was dropped",
+                                     strVal(lfirst(name_cell)), worker.name),
+                              errdetail("The stream goes on with its other tables; "
+                                        "walship.stream_status lists the dropped ones."),
+                              errhint("A table created since under the same name is not streamed: "
+                                      "drop the stream and create it again to stream it.")));
+    }
     PopActiveSnapshot();
     CommitTransactionCommand();
     MemoryContextSwitchTo(worker.context);
@@ -633,6 +652,16 @@ static void stream_worker_run(void)
     hooks.begin = hook_begin;
     hooks.event = hook_event;
     hooks.commit = hook_commit;
+    if (worker.config->table_oids != NIL) {
+        Oid *relids = palloc(sizeof(Oid) * list_length(worker.config->table_oids));
+        int n = 0;
+        ListCell *lc;
+
+        foreach (lc, worker.config->table_oids)
+            relids[n++] = lfirst_oid(lc);
+        hooks.tables = relids;
+        hooks.ntables = n;
+    }
     walship_plugin_attach_hooks(worker.ctx, &hooks);
 
     /* transactions that commit after confirmed_flush may have begun at restart_lsn */
@@ -686,6 +715,7 @@ void walship_stream_main(Datum main_arg)
             worker.entry->events_acked = 0;
             worker.entry->in_flight = 0;
             worker.entry->kafka_error = false;
+            worker.dead_letters_before = worker.entry->dead_letters;
         }
     }
     LWLockRelease(walship_shmem->lock);

@@ -32,6 +32,14 @@ typedef struct ws_sink_config {
     int nprops;
     int topic_partitions;         /* for topics walship creates; -1 = broker default */
     int topic_replication_factor; /* -1 = broker default */
+    /*
+     * Where events Kafka refuses for good (larger than the producer's message.max.bytes
+     * or its queue, or refused by the broker for their size when they travel alone in
+     * their batch) go instead: a JSON record of the event's table, topic, commit LSN,
+     * xid, size and the reason, keyed by the event's key; never the row. NULL: such an
+     * event fails, and the stream stops in front of its transaction (the default).
+     */
+    const char *dead_letter_topic;
 } ws_sink_config;
 
 typedef enum ws_produce_result {
@@ -43,9 +51,10 @@ typedef enum ws_produce_result {
 typedef struct ws_sink_stats {
     uint64_t events_produced; /* handed to librdkafka */
     uint64_t bytes_produced;
-    uint64_t events_acked;    /* delivery reports with success */
-    uint64_t in_flight;       /* produced, not yet reported */
-    int64_t last_ack_time_us; /* Unix epoch micros of the last successful ack; 0 = never */
+    uint64_t events_acked;         /* delivery reports with success */
+    uint64_t events_dead_lettered; /* refused events whose dead letter Kafka acknowledged */
+    uint64_t in_flight;            /* produced, not yet reported */
+    int64_t last_ack_time_us;      /* Unix epoch micros of the last successful ack; 0 = never */
 } ws_sink_stats;
 
 /* Validates one librdkafka property with librdkafka's own parser (no handle created).
@@ -66,10 +75,12 @@ WS_API void ws_sink_destroy(ws_sink *sink);
 
 /* Transactions bracket events so the watermark knows what "all earlier" means. */
 WS_API void ws_sink_begin_txn(ws_sink *sink, uint64_t commit_lsn);
-/* Hands one event to librdkafka (copied). Headers walship.lsn / walship.xid are added. */
-WS_API ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic, const uint8_t *key,
-                                         size_t keylen, const uint8_t *value, size_t valuelen,
-                                         uint64_t commit_lsn, uint32_t xid, char *errmsg);
+/* Hands one event to librdkafka (copied). Headers walship.lsn / walship.xid are added.
+ * table ("schema.table", NULL for events of no table) is what a dead letter names. */
+WS_API ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic, const char *table,
+                                         const uint8_t *key, size_t keylen, const uint8_t *value,
+                                         size_t valuelen, uint64_t commit_lsn, uint32_t xid,
+                                         char *errmsg);
 /* Every event of the transaction has been produced (zero events is fine). */
 WS_API void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn);
 

@@ -95,6 +95,8 @@ typedef struct StreamShared {
     uint64 bytes_produced;
     uint64 events_acked;
     uint64 in_flight;
+    /* events written to the dead-letter topic since the server started (not per worker) */
+    uint64 dead_letters;
     TimestampTz started_at;
     TimestampTz last_commit_time;
     TimestampTz last_ack_time;
@@ -130,6 +132,9 @@ typedef struct StreamConfig {
     char *bootstrap_servers;
     /* canonical "schema.table" names from create_stream's tables; NIL = every table */
     List *tables;
+    /* the same tables by OID (walship.streams.table_oids), which the worker follows
+     * through renames; NIL with tables NIL, or for a row written before there were OIDs */
+    List *table_oids;
     /* plugin options in the plugin's spelling: DefElem with a String value each */
     List *plugin_options;
     /* librdkafka properties passed through; values given in the file form are read */
@@ -139,6 +144,9 @@ typedef struct StreamConfig {
     bool *kafka_secret;     /* never shown: a secret by name, or read from a file */
     int partitions;         /* -1 = broker default */
     int replication_factor; /* -1 = broker default */
+    /* on_refused = dead_letter: where refused events go; NULL: they stop the stream */
+    bool dead_letter;
+    char *dead_letter_topic;
 } StreamConfig;
 
 extern bool stream_name_is_valid(const char *name);
@@ -146,8 +154,9 @@ extern char *stream_slot_name(const char *name);
 /* Builds and validates a stream's configuration; ERRORs naming whatever is wrong. */
 extern StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers,
                                          List *tables, Jsonb *options);
-/* Resolves create_stream's table names to canonical names, checking each table. */
-extern List *stream_resolve_tables(const char *stream_name, List *names);
+/* Resolves create_stream's table names to canonical names, checking each table; their
+ * OIDs go to *relids, in the same order. */
+extern List *stream_resolve_tables(const char *stream_name, List *names, List **relids);
 /* Reads the catalog row (caller is in a transaction); NULL when there is none. */
 extern StreamConfig *stream_config_load(const char *name);
 extern void stream_check_server_settings(void);

@@ -268,8 +268,9 @@ static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *op
         opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 
     s->database = lookup_database_name(context);
+    /* a database name may hold characters Kafka forbids; a given prefix cannot */
     if (s->topic_prefix == NULL)
-        s->topic_prefix = s->database;
+        s->topic_prefix = walship_kafka_topic_name(s->database);
     s->message_topic = psprintf("%s.message", s->topic_prefix);
     s->transaction_topic = psprintf("%s.transaction", s->topic_prefix);
 
@@ -304,6 +305,8 @@ void walship_plugin_attach_hooks(LogicalDecodingContext *ctx, const WalshipStrea
         elog(ERROR, "walship stream hooks must set begin, event and commit");
     s->hooks = *hooks;
     s->hooked = true;
+    if (hooks->tables != NULL)
+        relation_cache_follow(hooks->tables, hooks->ntables);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -333,7 +336,7 @@ static void fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecP
  * event (source.commit_lsn) and, in a stream, to the hooks.
  */
 static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
-                       const ws_change *change, const char *topic)
+                       const ws_change *change, const char *topic, const char *table)
 {
     char core_msg[WS_ERRMSG_SIZE];
     const uint8_t *value;
@@ -357,7 +360,7 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
         if (status != WS_OK)
             report_core_error(status, "encode an event", core_msg);
 
-        s->hooks.event(s->hooks.arg, topic, keycopy, keylen, value, valuelen, txn->xid,
+        s->hooks.event(s->hooks.arg, topic, table, keycopy, keylen, value, valuelen, txn->xid,
                        txn->commit_lsn, txn->commit_time);
         if (keycopy != NULL)
             pfree(keycopy);
@@ -388,7 +391,7 @@ static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
     memset(&change, 0, sizeof(change));
     change.op = WS_OP_BEGIN;
     fill_source(s, txn, txn->first_lsn, &change.source);
-    send_event(ctx, s, txn, &change, s->transaction_topic);
+    send_event(ctx, s, txn, &change, s->transaction_topic, NULL);
     txn->begin_sent = true;
 }
 
@@ -434,7 +437,7 @@ static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
         change.op = WS_OP_COMMIT;
         fill_source(s, txn, commit_lsn, &change.source);
         change.event_count = txn->ndata;
-        send_event(ctx, s, txn, &change, s->transaction_topic);
+        send_event(ctx, s, txn, &change, s->transaction_topic, NULL);
 
         MemoryContextSwitchTo(oldcxt);
         MemoryContextReset(s->change_context);
@@ -496,7 +499,7 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
     event.source.relation_oid = entry->published_relid;
 
     send_begin_if_needed(ctx, s);
-    send_event(ctx, s, &s->txn, &event, entry->topic);
+    send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified);
     s->txn.ndata++;
 
     MemoryContextSwitchTo(oldcxt);
@@ -565,7 +568,7 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         event.ntruncated = ntruncated;
         event.truncate_cascade = change->data.truncate.cascade;
         event.truncate_restart_identity = change->data.truncate.restart_seqs;
-        send_event(ctx, s, &s->txn, &event, entries[i]->topic);
+        send_event(ctx, s, &s->txn, &event, entries[i]->topic, entries[i]->qualified);
         s->txn.ndata++;
     }
 
@@ -595,7 +598,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
     if (transactional) {
         fill_source(s, &s->txn, message_lsn, &event.source);
         send_begin_if_needed(ctx, s);
-        send_event(ctx, s, &s->txn, &event, s->message_topic);
+        send_event(ctx, s, &s->txn, &event, s->message_topic, NULL);
         s->txn.ndata++;
     } else {
         /*
@@ -614,7 +617,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
 
         if (s->hooked)
             s->hooks.begin(s->hooks.arg, own.xid, own.commit_lsn);
-        send_event(ctx, s, &own, &event, s->message_topic);
+        send_event(ctx, s, &own, &event, s->message_topic, NULL);
         if (s->hooked)
             s->hooks.commit(s->hooks.arg, own.xid, own.commit_lsn, own.nevents);
     }

@@ -27,6 +27,7 @@
 #include "utils/syscache.h"
 
 #include "relation_cache.h"
+#include "walship_plugin.h"
 
 typedef struct RelationCache {
     MemoryContext context;
@@ -34,6 +35,10 @@ typedef struct RelationCache {
     const ws_options *options;
     bool partition_root;
     const char *topic_prefix;
+    /* relation_cache_follow: the selected tables by OID, sorted */
+    bool following;
+    Oid *followed;
+    int nfollowed;
     MemoryContextCallback forget;
 } RelationCache;
 
@@ -167,6 +172,39 @@ static bool is_streamable(Relation relation)
            RelationGetRelid(relation) >= FirstNormalObjectId && !is_walship_table(relation);
 }
 
+static int oid_compare(const void *a, const void *b)
+{
+    Oid x = *(const Oid *)a;
+    Oid y = *(const Oid *)b;
+
+    return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+void relation_cache_follow(const Oid *relids, int nrelids)
+{
+    RelationCache *cache = active_cache;
+
+    if (cache == NULL)
+        elog(ERROR, "walship relation cache is not initialized");
+    cache->followed = MemoryContextAlloc(cache->context, sizeof(Oid) * Max(nrelids, 1));
+    if (nrelids > 0)
+        memcpy(cache->followed, relids, sizeof(Oid) * nrelids);
+    cache->nfollowed = nrelids;
+    qsort(cache->followed, nrelids, sizeof(Oid), oid_compare);
+    cache->following = true;
+    invalidate_all();
+}
+
+/* Does the stream name this table (by OID with relation_cache_follow, else by name)? */
+static bool table_named(RelationCache *cache, Oid relid, const char *schema, const char *table)
+{
+    if (cache->following)
+        return bsearch(&relid, cache->followed, cache->nfollowed, sizeof(Oid), oid_compare) !=
+                   NULL &&
+               !ws_options_table_excluded(cache->options, schema, table);
+    return ws_options_table_included(cache->options, schema, table);
+}
+
 /*
  * Is this table selected by the tables / exclude-tables options? A partition is, when it
  * or any partitioned table above it is (naming a partitioned table streams all its
@@ -180,7 +218,7 @@ static bool table_selected(RelationCache *cache, Relation relation, const char *
     ListCell *lc;
     bool selected = false;
 
-    if (ws_options_table_included(cache->options, schema, table))
+    if (table_named(cache, RelationGetRelid(relation), schema, table))
         return true;
     if (!relation->rd_rel->relispartition ||
         ws_options_table_excluded(cache->options, schema, table))
@@ -192,7 +230,7 @@ static bool table_selected(RelationCache *cache, Relation relation, const char *
         char *ancestor_table = get_rel_name(ancestor);
 
         if (ancestor_schema != NULL && ancestor_table != NULL &&
-            ws_options_table_included(cache->options, ancestor_schema, ancestor_table)) {
+            table_named(cache, ancestor, ancestor_schema, ancestor_table)) {
             selected = true;
             break;
         }
@@ -204,16 +242,18 @@ static bool table_selected(RelationCache *cache, Relation relation, const char *
 /*
  * A topic name Kafka accepts, the way Debezium makes one: every character outside
  * [a-zA-Z0-9._-] becomes '_' (one per character as Java counts them, so a character
- * outside the BMP, four bytes of UTF-8, becomes two), so that no table name can stop a
- * stream. Distinct names may meet in one topic ("a b" and "a_b"), as in Debezium.
+ * outside the BMP, four bytes of UTF-8, becomes two), and a name longer than Kafka's 249
+ * characters is cut there, so that no table name can stop a stream. Distinct names may
+ * meet in one topic ("a b" and "a_b", or two long names alike in their first 249
+ * characters), as in Debezium.
  */
-static char *kafka_topic_name(const char *name)
+char *walship_kafka_topic_name(const char *name)
 {
     StringInfoData buf;
     const char *p = name;
 
     initStringInfo(&buf);
-    while (*p != '\0') {
+    while (*p != '\0' && buf.len < WALSHIP_TOPIC_NAME_MAXLEN) {
         unsigned char c = (unsigned char)*p;
         int len;
 
@@ -228,6 +268,12 @@ static char *kafka_topic_name(const char *name)
         for (int i = 0; i < len && *p != '\0'; i++)
             p++;
     }
+    if (buf.len > WALSHIP_TOPIC_NAME_MAXLEN)
+        buf.data[buf.len = WALSHIP_TOPIC_NAME_MAXLEN] = '\0';
+    /* "." and ".." are the only names of valid characters Kafka refuses */
+    if (strcmp(buf.data, ".") == 0 || strcmp(buf.data, "..") == 0)
+        for (char *q = buf.data; *q != '\0'; q++)
+            *q = '_';
     return buf.data;
 }
 
@@ -256,8 +302,10 @@ static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relatio
         table_selected(cache, relation, get_namespace_name(RelationGetNamespace(relation)),
                        RelationGetRelationName(relation));
     entry->topic = NULL;
+    entry->qualified = NULL;
     if (entry->included) {
-        entry->topic = kafka_topic_name(
+        entry->qualified = psprintf("%s.%s", entry->schema, entry->table);
+        entry->topic = walship_kafka_topic_name(
             psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table));
         rowview_init(&entry->view, relation, published);
     }

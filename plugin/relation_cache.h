@@ -37,7 +37,8 @@ typedef struct RelationCacheEntry {
     bool included; /* tables / exclude-tables let it through */
 
     /* Only built for included relations. */
-    char *topic; /* <topic-prefix>.<schema>.<table> */
+    char *topic;     /* <topic-prefix>.<schema>.<table>, made valid for Kafka */
+    char *qualified; /* <schema>.<table>, for the stream worker's dead letters */
     RowView view;
 } RelationCacheEntry;
 
@@ -55,6 +56,12 @@ extern void relation_cache_create(MemoryContext parent, const ws_options *opts, 
  * relation_cache_purge.
  */
 extern RelationCacheEntry *relation_cache_get(Relation relation);
+
+/*
+ * Selects tables by OID from now on (a stream's tables, followed through renames)
+ * instead of by the tables option's names; exclude-tables still applies.
+ */
+extern void relation_cache_follow(const Oid *relids, int nrelids);
 
 /* Frees the entries invalidated since the last call; no entry may be in use. */
 extern void relation_cache_purge(void);

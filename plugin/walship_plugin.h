@@ -19,13 +19,33 @@ typedef struct WalshipStreamHooks {
     void *arg;
     /* a transaction whose commit record ends at commit_lsn starts */
     void (*begin)(void *arg, TransactionId xid, XLogRecPtr commit_lsn);
-    /* one event: topic, key (keylen 0 when none), value; buffers valid during the call only */
-    void (*event)(void *arg, const char *topic, const uint8_t *key, size_t keylen,
-                  const uint8_t *value, size_t valuelen, TransactionId xid, XLogRecPtr commit_lsn,
-                  TimestampTz commit_time);
+    /*
+     * one event: topic, the table it is about ("schema.table" as events name it; NULL for
+     * transaction and message events), key (keylen 0 when none), value; buffers valid
+     * during the call only
+     */
+    void (*event)(void *arg, const char *topic, const char *table, const uint8_t *key,
+                  size_t keylen, const uint8_t *value, size_t valuelen, TransactionId xid,
+                  XLogRecPtr commit_lsn, TimestampTz commit_time);
     /* the transaction ended; nevents events were handed to event() for it */
     void (*commit)(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents);
+    /*
+     * The stream's tables by OID, followed through renames (and their partitions, also
+     * those attached later); exclude-tables still applies. NULL: the tables option, by
+     * name, as for any client. Copied.
+     */
+    const Oid *tables;
+    int ntables;
 } WalshipStreamHooks;
+
+/* Kafka's limit on topic names, in characters (all ASCII here). */
+#define WALSHIP_TOPIC_NAME_MAXLEN 249
+
+/*
+ * The Kafka topic for a name (palloc'd): characters Kafka forbids become '_', and the
+ * name is cut at Kafka's 249 characters, as Debezium does. Needs the database encoding.
+ */
+extern char *walship_kafka_topic_name(const char *name);
 
 /* Attach hooks to a context created with the walship plugin (after CreateDecodingContext). */
 extern void walship_plugin_attach_hooks(LogicalDecodingContext *ctx,

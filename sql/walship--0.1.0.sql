@@ -48,7 +48,11 @@ GRANT USAGE ON SCHEMA walship TO PUBLIC;
 CREATE TABLE walship.streams (
     name text PRIMARY KEY CHECK (name ~ '^[a-z0-9_]{1,55}$'),
     bootstrap_servers text NOT NULL,
-    tables text[],                       -- NULL: every table
+    tables text[],                       -- NULL: every table; names as given, canonical
+    -- the same tables by identity: a renamed table keeps streaming (regclass, so that
+    -- pg_dump writes names and a restore finds the new OIDs); stream_status lists the
+    -- dropped ones
+    table_oids regclass[] CHECK (cardinality(table_oids) = cardinality(tables)),
     options jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
     enabled boolean NOT NULL DEFAULT true,
     created_at timestamptz NOT NULL DEFAULT now()
@@ -93,7 +97,8 @@ CREATE FUNCTION walship._stream_runtime(
     OUT name text, OUT state text, OUT worker_pid integer,
     OUT events_produced bigint, OUT bytes_produced bigint, OUT events_acked bigint,
     OUT in_flight bigint, OUT last_commit_time timestamptz, OUT last_ack_time timestamptz,
-    OUT last_error text, OUT last_error_time timestamptz, OUT worker_started_at timestamptz)
+    OUT last_error text, OUT last_error_time timestamptz, OUT worker_started_at timestamptz,
+    OUT dead_letters bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'walship_stream_runtime'
 LANGUAGE C STRICT VOLATILE;
@@ -103,7 +108,8 @@ CREATE FUNCTION walship.stream_status(
     OUT slot_name name, OUT confirmed_flush_lsn pg_lsn, OUT current_lsn pg_lsn,
     OUT lag_bytes numeric, OUT events_produced bigint, OUT bytes_produced bigint,
     OUT events_acked bigint, OUT in_flight bigint, OUT last_commit_time timestamptz,
-    OUT last_ack_time timestamptz, OUT last_error text, OUT last_error_time timestamptz)
+    OUT last_ack_time timestamptz, OUT last_error text, OUT last_error_time timestamptz,
+    OUT dead_letters bigint, OUT dropped_tables text[])
 RETURNS SETOF record
 LANGUAGE sql STABLE
 AS $$
@@ -126,7 +132,11 @@ AS $$
            pg_catalog.pg_wal_lsn_diff(n.lsn, ps.confirmed_flush_lsn),
            coalesce(r.events_produced, 0), coalesce(r.bytes_produced, 0),
            coalesce(r.events_acked, 0), coalesce(r.in_flight, 0),
-           r.last_commit_time, r.last_ack_time, r.last_error, r.last_error_time
+           r.last_commit_time, r.last_ack_time, r.last_error, r.last_error_time,
+           coalesce(r.dead_letters, 0),
+           -- tables are followed by OID: renamed ones keep streaming, dropped ones are here
+           ARRAY(SELECT t.name FROM unnest(s.tables, s.table_oids) AS t(name, oid)
+                  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.oid))
       FROM walship.streams s
       CROSS JOIN now_lsn n
       LEFT JOIN walship._stream_runtime() r ON r.name = s.name

@@ -223,9 +223,10 @@ class SinkUnderTest
         for (;;) {
             char errmsg[WS_ERRMSG_SIZE] = "";
             ws_produce_result result = ws_sink_produce(
-                sink_, event.topic.c_str(), reinterpret_cast<const uint8_t *>(event.key.data()),
-                event.key.size(), reinterpret_cast<const uint8_t *>(event.value.data()),
-                event.value.size(), txn.commit_lsn, txn.xid, errmsg);
+                sink_, event.topic.c_str(), nullptr,
+                reinterpret_cast<const uint8_t *>(event.key.data()), event.key.size(),
+                reinterpret_cast<const uint8_t *>(event.value.data()), event.value.size(),
+                txn.commit_lsn, txn.xid, errmsg);
             ws_sink_stats stats;
             ws_sink_get_stats(sink_, &stats);
             max_in_flight_ = std::max(max_in_flight_, stats.in_flight);
@@ -566,7 +567,7 @@ TEST(SinkKafka, TopicCreationThatCannotCompleteIsReportedNotFatal)
     Transaction next{0x2000000, 9, {Event{"app.public.payments", "k", "event-100"}}};
     ws_sink_begin_txn(sink.get(), next.commit_lsn);
     char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.payments", nullptr, 0, nullptr, 0,
+    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.payments", nullptr, nullptr, 0, nullptr, 0,
                               next.commit_lsn, next.xid, errmsg),
               WS_PRODUCE_OK)
         << errmsg;
@@ -737,7 +738,7 @@ TEST(SinkKafka, PermanentDeliveryErrorFailsThePollAndHoldsTheWatermark)
      * failed one, and every poll keeps saying the stream must restart. */
     ws_sink_begin_txn(sink.get(), third.commit_lsn);
     char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, 0, nullptr, 0,
+    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
                               third.commit_lsn, third.xid, errmsg),
               WS_PRODUCE_FAILED);
     ws_sink_end_txn(sink.get(), third.commit_lsn);
@@ -818,7 +819,8 @@ TEST(SinkKafka, EventsOutsideTheirTransactionAreABug)
     MockCluster cluster(1);
     SinkUnderTest sink(cluster.bootstraps(), {});
     char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, 0, nullptr, 0, 0x10, 1, errmsg),
+    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
+                              errmsg),
               WS_PRODUCE_FAILED);
     EXPECT_NE(std::string(errmsg).find("outside a transaction"), std::string::npos) << errmsg;
     EXPECT_EQ(sink.poll(0), WS_ERROR);
@@ -826,7 +828,8 @@ TEST(SinkKafka, EventsOutsideTheirTransactionAreABug)
 
     SinkUnderTest other(cluster.bootstraps(), {});
     ws_sink_begin_txn(other.get(), 0x20);
-    EXPECT_EQ(ws_sink_produce(other.get(), "app.public.t", nullptr, 0, nullptr, 0, 0x10, 1, errmsg),
+    EXPECT_EQ(ws_sink_produce(other.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
+                              errmsg),
               WS_PRODUCE_FAILED);
     EXPECT_NE(std::string(errmsg).find("0/20"), std::string::npos) << errmsg;
     ws_sink_end_txn(other.get(), 0x20);
@@ -854,16 +857,16 @@ TEST(SinkKafka, TombstonesAndKeylessEventsAreDelivered)
     char errmsg[WS_ERRMSG_SIZE] = "";
     const uint8_t key[] = {'k'};
     const uint8_t value[] = {'v'};
-    ASSERT_EQ(
-        ws_sink_produce(sink.get(), "app.public.t", key, sizeof(key), nullptr, 0, 0x10, 7, errmsg),
-        WS_PRODUCE_QUEUE_FULL)
+    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
+                              0x10, 7, errmsg),
+              WS_PRODUCE_QUEUE_FULL)
         << "the first event of a topic waits for its creation: " << errmsg;
     ASSERT_TRUE(sink.poll_until([&] {
-        return ws_sink_produce(sink.get(), "app.public.t", key, sizeof(key), nullptr, 0, 0x10, 7,
-                               errmsg) != WS_PRODUCE_QUEUE_FULL;
+        return ws_sink_produce(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
+                               0x10, 7, errmsg) != WS_PRODUCE_QUEUE_FULL;
     }));
-    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, 0, value, sizeof(value), 0x10, 7,
-                              errmsg),
+    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, value, sizeof(value),
+                              0x10, 7, errmsg),
               WS_PRODUCE_OK)
         << errmsg;
     ws_sink_end_txn(sink.get(), 0x10);
@@ -958,7 +961,7 @@ TEST(SinkKafka, TopicCreationWaitsWhileTheClusterIsDown)
     char errmsg[WS_ERRMSG_SIZE] = "";
     const Clock::time_point until = Clock::now() + std::chrono::milliseconds(2500);
     sink.poll_until([&] {
-        EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, 0, nullptr, 0,
+        EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
                                   txn.commit_lsn, txn.xid, errmsg),
                   WS_PRODUCE_QUEUE_FULL);
         return Clock::now() >= until;
