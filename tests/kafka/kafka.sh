@@ -16,15 +16,41 @@
 #                           that halves its start time
 #   kafka.sh classpath      print the broker's classpath (resolving it first)
 #
+# A cluster, for fault tests (kill the leader of a partition, lose the quorum, ...):
+#
+#   kafka.sh cluster-start <dir> [N]
+#                           N (default 3) KRaft nodes in <dir>/node1..N, each a broker
+#                           and a controller (a static quorum of N voters), on free
+#                           127.0.0.1 ports; replication factor min(N,3) for new and
+#                           internal topics, min.insync.replicas min(N,2), no unclean
+#                           leader election. Starts every node that does not run, all at
+#                           once, waits until each serves metadata and the metadata lists
+#                           N brokers, then prints the bootstrap list 127.0.0.1:P1,...
+#                           on stdout and writes it to <dir>/bootstrap. If <dir> holds a
+#                           stopped (or partly stopped) cluster, its nodes start again on
+#                           their ports and data.
+#   kafka.sh cluster-stop <dir>    stop every node (SIGTERM to all at once, so the quorum
+#                           lasts until the brokers are down; SIGKILL after 30 s)
+#   kafka.sh cluster-kill <dir>    SIGKILL every node
+#   kafka.sh cluster-status <dir>  a line per node: nodeK running|stopped PID|- ADDRESS;
+#                           exit 0 if every node runs, 1 if not
+#
+# A node is a broker directory: kafka.sh start|stop|kill|status <dir>/nodeK work on it
+# (start: again on its ports and data; ready when that node serves metadata, whether or
+# not the others run, but a node gets there only while a majority of the voters runs).
+#
 # Environment:
 #   WALSHIP_CACHE                 cache root (default ~/.cache/walship); jars go to
 #                                 $WALSHIP_CACHE/kafka-<version>/
-#   WALSHIP_KAFKA_HEAP            heap options (default "-Xmx512m -Xms128m")
+#   WALSHIP_KAFKA_HEAP            heap options (default "-Xmx512m -Xms128m"; a cluster
+#                                 node's default is "-Xmx384m -Xms128m", the value when
+#                                 the cluster was set up is kept in <dir>/nodeK/heap)
 #   WALSHIP_KAFKA_JVM_OPTS        extra JVM options
 #   WALSHIP_KAFKA_START_TIMEOUT   seconds to wait for the broker (default 90)
-#   WALSHIP_KAFKA_PORT            fixed broker port instead of a free one
+#   WALSHIP_KAFKA_PORT            fixed broker port instead of a free one (not clusters)
 #   WALSHIP_KAFKA_CONFIG          extra server.properties lines (newline separated),
-#                                 applied when <dir> is first set up; later lines win
+#                                 applied when <dir> is first set up (a cluster: every
+#                                 node); later lines win
 #   WALSHIP_KAFKA_CDS             0: no class-data-sharing archive (default 1)
 #   JAVA_HOME / JAVA              the Java to run (default: java on PATH)
 set -euo pipefail
@@ -39,6 +65,8 @@ JARS="$CACHE_ROOT/kafka-$KAFKA_VERSION"
 JAVA="${JAVA:-${JAVA_HOME:+$JAVA_HOME/bin/}java}"
 PYTHON="${PYTHON:-python3}"
 START_TIMEOUT="${WALSHIP_KAFKA_START_TIMEOUT:-90}"
+DEFAULT_HEAP="-Xmx512m -Xms128m"   # launch takes a cluster node's <dir>/heap instead
+CLUSTER_HEAP="-Xmx384m -Xms128m"   # three JVMs on a small machine
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -198,7 +226,7 @@ cds_archive() {
 # JVM=(java options -cp classpath); extra options as arguments
 jvm_cmd() {
     # shellcheck disable=SC2206
-    local heap=(${WALSHIP_KAFKA_HEAP:--Xmx512m -Xms128m}) extra=(${WALSHIP_KAFKA_JVM_OPTS:-})
+    local heap=(${WALSHIP_KAFKA_HEAP:-$DEFAULT_HEAP}) extra=(${WALSHIP_KAFKA_JVM_OPTS:-})
     local cds=()
     if [[ "${WALSHIP_KAFKA_CDS:-1}" == 1 && -f "$(cds_archive)" ]]; then
         cds=(-XX:SharedArchiveFile="$(cds_archive)" -Xshare:auto)
@@ -275,6 +303,13 @@ setup_dir() {
     local dir="$1"
     [[ -f "$dir/data/meta.properties" ]] && return 0
     rm -rf "$dir/data"
+    if [[ -f "$dir/cluster.id" ]]; then
+        # a cluster node whose data is gone (a lost disk, for tests): format it again
+        # into its cluster, keeping its config and ports
+        log "$dir: no data; formatting it again as node of cluster $(cat "$dir/cluster.id")"
+        format_cluster_node "$dir"
+        return 0
+    fi
     write_config "$dir"
     local cluster_id
     cluster_id="$(random_cluster_id)"
@@ -301,6 +336,7 @@ launch() {
     shift
     local bootstrap
     bootstrap="$(bootstrap_of "$dir")"
+    if [[ -f "$dir/heap" ]]; then DEFAULT_HEAP="$(cat "$dir/heap")"; fi
     JVM=()
     jvm_cmd "$@"
     echo "===== kafka.sh start $(date -u +%FT%TZ) Kafka $KAFKA_VERSION on $bootstrap" >>"$dir/kafka.log"
@@ -426,6 +462,242 @@ status() {
     exit 1
 }
 
+# --- cluster -------------------------------------------------------------------------
+# The node directories of cluster <dir>, node1 first.
+cluster_nodes() {
+    local dir="$1" k=1
+    while [[ -f "$dir/node$k/server.properties" ]]; do
+        echo "$dir/node$k"
+        k=$((k + 1))
+    done
+}
+
+# <n> distinct free 127.0.0.1 ports (all bound at once, so no two are the same)
+free_ports() {
+    "$PYTHON" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(*[s.getsockname()[1] for s in socks])
+for s in socks:
+    s.close()
+EOF
+}
+
+# format_cluster_node <node dir>: KRaft storage of a static-quorum node (the voters are
+# in its config, so no --standalone / --initial-controllers), with its cluster's id.
+format_cluster_node() {
+    local dir="$1"
+    DEFAULT_HEAP="$(cat "$dir/heap")"
+    JVM=()
+    jvm_cmd
+    if ! "${JVM[@]}" kafka.tools.StorageTool format --cluster-id "$(cat "$dir/cluster.id")" \
+            --config "$dir/server.properties" >"$dir/format.log" 2>&1; then
+        cat "$dir/format.log" >&2
+        die "kafka-storage format failed in $dir"
+    fi
+}
+
+# cluster_setup <dir> <n>: config, cluster id and formatted storage of node1..n
+cluster_setup() {
+    local dir="$1" n="$2" ports k voters="" rf isr
+    ports=($(free_ports $((2 * n)))) || die "could not pick free ports"
+    [[ ${#ports[@]} -eq $((2 * n)) ]] || die "could not pick $((2 * n)) free ports"
+    rf=$((n < 3 ? n : 3))
+    isr=$((n < 2 ? n : 2))
+    for ((k = 1; k <= n; k++)); do
+        voters="${voters:+$voters,}$k@127.0.0.1:${ports[2 * k - 1]}"
+    done
+    local cluster_id node
+    cluster_id="$(random_cluster_id)"
+    echo "$cluster_id" >"$dir/cluster.id"
+    for ((k = 1; k <= n; k++)); do
+        node="$dir/node$k"
+        rm -rf "$node"
+        mkdir -p "$node"
+        echo "$cluster_id" >"$node/cluster.id"
+        echo "${WALSHIP_KAFKA_HEAP:-$CLUSTER_HEAP}" >"$node/heap"
+        cat >"$node/server.properties.tmp" <<EOF
+# written by tests/kafka/kafka.sh cluster-start for a throwaway test cluster: node $k of $n
+process.roles=broker,controller
+node.id=$k
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:${ports[2 * k - 2]},CONTROLLER://127.0.0.1:${ports[2 * k - 1]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${ports[2 * k - 2]},CONTROLLER://127.0.0.1:${ports[2 * k - 1]}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$node/data
+num.partitions=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
+unclean.leader.election.enable=false
+auto.create.topics.enable=true
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+group.initial.rebalance.delay.ms=0
+# a crashed or stopped (SIGSTOP) node is fenced, and leaves the ISRs of its partitions,
+# once its session times out: 5 s instead of 9 s; a restarted node also waits for that
+# before it registers again
+broker.session.timeout.ms=5000
+broker.heartbeat.interval.ms=500
+# leaders stay where the test put them (no preferred-leader election every 5 minutes);
+# AdminClient.elect_leaders moves them back
+auto.leader.rebalance.enable=false
+num.network.threads=2
+num.io.threads=2
+num.replica.fetchers=1
+num.recovery.threads.per.data.dir=1
+log.retention.hours=-1
+log.retention.bytes=-1
+EOF
+        if [[ -n "${WALSHIP_KAFKA_CONFIG:-}" ]]; then
+            printf '# WALSHIP_KAFKA_CONFIG\n%s\n' "$WALSHIP_KAFKA_CONFIG" >>"$node/server.properties.tmp"
+        fi
+        # last: a node directory counts (cluster_nodes) once its config is complete
+        mv "$node/server.properties.tmp" "$node/server.properties"
+    done
+    local pids=() failed=0 pid
+    for ((k = 1; k <= n; k++)); do
+        ( format_cluster_node "$dir/node$k" ) &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    if [[ $failed -ne 0 ]]; then
+        rm -rf "$dir"/node*/ "$dir/cluster.id"
+        die "formatting the cluster in $dir failed"
+    fi
+}
+
+# wait_brokers <bootstrap> <n> <timeout>: until the metadata lists n brokers
+wait_brokers() {
+    "$PYTHON" - "$@" <<'EOF'
+import sys, time
+bootstrap, n, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+try:
+    from confluent_kafka.admin import AdminClient
+except ImportError:
+    sys.exit(0)  # every node said "Kafka Server started": that has to do
+client = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 2})
+deadline = time.monotonic() + timeout
+seen = 0
+while time.monotonic() < deadline:
+    try:
+        seen = len(client.list_topics(timeout=3).brokers)
+        if seen >= n:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.1)
+print(f"the metadata lists {seen} of {n} brokers", file=sys.stderr)
+sys.exit(1)
+EOF
+}
+
+cluster_bootstrap() {
+    local node list=""
+    for node in "$@"; do list="${list:+$list,}$(bootstrap_of "$node")"; done
+    echo "$list"
+}
+
+cluster_start() {
+    local dir="$1" want="${2:-}"
+    [[ -z "$want" || "$want" =~ ^[1-9][0-9]*$ ]] || die "the node count must be a positive number, not '$want'"
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd -P)"
+    [[ ! -f "$dir/server.properties" ]] || die "$dir is a single-node broker's directory (kafka.sh start)"
+    command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or JAVA)"
+    fetch  # here, not in the parallel starts
+    local t0 nodes=()
+    t0="$(date +%s.%N)"
+    mapfile -t nodes < <(cluster_nodes "$dir")
+    if [[ ${#nodes[@]} -eq 0 ]]; then
+        cluster_setup "$dir" "${want:-3}"
+        mapfile -t nodes < <(cluster_nodes "$dir")
+    elif [[ -n "$want" && "$want" -ne ${#nodes[@]} ]]; then
+        die "$dir holds a cluster of ${#nodes[@]} nodes, not $want"
+    fi
+    local n=${#nodes[@]} node pid jobs=() started=() failed=() i
+    # All at once: a node is ready only once a majority of the voters runs.
+    for node in "${nodes[@]}"; do
+        pid="$(read_pid "$node")"
+        is_our_broker "$pid" "$node" && continue
+        ( start "$node" ) </dev/null >"$node/start.out" 2>"$node/start.err" &
+        jobs+=($!)
+        started+=("$node")
+    done
+    for i in "${!jobs[@]}"; do
+        wait "${jobs[$i]}" || failed+=("${started[$i]}")
+    done
+    for node in "${started[@]}"; do
+        sed "s/^kafka.sh: /kafka.sh: ${node##*/}: /" "$node/start.err" >&2
+    done
+    local bootstrap
+    bootstrap="$(cluster_bootstrap "${nodes[@]}")"
+    if [[ ${#failed[@]} -eq 0 ]] && ! wait_brokers "$bootstrap" "$n" "$START_TIMEOUT"; then
+        failed=("${nodes[@]}")
+        for node in "${nodes[@]}"; do
+            log "----- last lines of $node/kafka.log -----"
+            tail -n 30 "$node/kafka.log" >&2 || true
+        done
+    fi
+    if [[ ${#failed[@]} -ne 0 ]]; then
+        log "ERROR: the cluster in $dir did not come up (failed: ${failed[*]##*/});" \
+            "killing the nodes this command started: ${started[*]##*/}"
+        for node in "${started[@]}"; do ( stop "$node" KILL ) || true; done
+        exit 1
+    fi
+    echo "$bootstrap" >"$dir/bootstrap"
+    local pids=""
+    for node in "${nodes[@]}"; do pids="${pids:+$pids }$(read_pid "$node")"; done
+    log "Kafka $KAFKA_VERSION cluster of $n ready on $bootstrap (pids $pids;" \
+        "started ${#started[@]}) in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f s", b-a}');" \
+        "logs $dir/node*/kafka.log"
+    echo "$bootstrap"
+}
+
+cluster_stop() {
+    local dir="$1" how="$2" nodes=() node jobs=() rc=0 pid
+    [[ -d "$dir" ]] || die "no such directory: $dir"
+    dir="$(cd "$dir" && pwd -P)"
+    mapfile -t nodes < <(cluster_nodes "$dir")
+    [[ ${#nodes[@]} -gt 0 ]] || die "no cluster in $dir"
+    # All at once: the brokers' controlled shutdowns need the controller quorum, which
+    # one by one the last node would not have (it would wait 30 s for SIGKILL).
+    for node in "${nodes[@]}"; do
+        ( stop "$node" "$how" ) &
+        jobs+=($!)
+    done
+    for pid in "${jobs[@]}"; do wait "$pid" || rc=1; done
+    return $rc
+}
+
+cluster_status() {
+    local dir="$1" nodes=() node pid all=0
+    [[ -d "$dir" ]] || exit 1
+    dir="$(cd "$dir" && pwd -P)"
+    mapfile -t nodes < <(cluster_nodes "$dir")
+    [[ ${#nodes[@]} -gt 0 ]] || exit 1
+    for node in "${nodes[@]}"; do
+        pid="$(read_pid "$node")"
+        if is_our_broker "$pid" "$node"; then
+            echo "${node##*/} running $pid $(bootstrap_of "$node")"
+        else
+            echo "${node##*/} stopped - $(bootstrap_of "$node")"
+            all=1
+        fi
+    done
+    exit $all
+}
+
 cmd="${1:-}"
 case "$cmd" in
     start)  [[ $# -eq 2 ]] || usage; start "$2" ;;
@@ -434,5 +706,9 @@ case "$cmd" in
     status) [[ $# -eq 2 ]] || usage; status "$2" ;;
     fetch)  fetch; log "Kafka $KAFKA_VERSION jars in $JARS" ;;
     classpath) fetch; classpath; echo ;;
+    cluster-start)  [[ $# -eq 2 || $# -eq 3 ]] || usage; cluster_start "$2" "${3:-}" ;;
+    cluster-stop)   [[ $# -eq 2 ]] || usage; cluster_stop "$2" TERM ;;
+    cluster-kill)   [[ $# -eq 2 ]] || usage; cluster_stop "$2" KILL ;;
+    cluster-status) [[ $# -eq 2 ]] || usage; cluster_status "$2" ;;
     *) usage ;;
 esac
