@@ -92,6 +92,16 @@ def pytest_runtest_makereport(item, call):
             report.sections.append((f"{name} log tail", f"(unavailable: {e})"))
 
 
+# Measured figures tests report (the fault suite's committed / duplicates / lost), printed
+# at the end of the run so that CI's output carries them.
+_figures: list[str] = []
+
+
+@pytest.fixture
+def figures():
+    return _figures.append
+
+
 # A skipped integration test did not run: the suite must not pass as green with one.
 _skipped: list[str] = []
 
@@ -107,6 +117,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _figures:
+        terminalreporter.section("walship figures")
+        for line in _figures:
+            terminalreporter.write_line(line)
     if _skipped:
         terminalreporter.write_line(
             f"walship: {len(_skipped)} test(s) skipped; skipped tests fail this suite: "
