@@ -276,7 +276,7 @@ bool is_plain_kerberos_value(const char *value, bool path)
  * directory unless given as a path), internal.termination.signal (a signal sent to the
  * server's threads), and the legacy consumer's offset.store.* (a file it writes). The
  * remaining file paths (ssl.*.location, sasl.kerberos.keytab) are only read, as TLS
- * material or by kinit; the README says who may set them.
+ * material or by kinit; docs/security.md says who may set them.
  */
 bool property_allowed(const std::string &name, const char *value, bool secret, std::string &why)
 {

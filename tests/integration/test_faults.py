@@ -1,7 +1,7 @@
 """The fault suite: a stream under load (tests/lib/walship_faults.py) through crashes of
 PostgreSQL, a frozen and a killed broker, and a 3-broker KRaft cluster losing its
 busiest partition's leader and then two brokers. Each scenario asserts 0 lost, 0
-phantoms and 0 per-key order violations, and the duplicate bound of the README's
+phantoms and 0 per-key order violations, and the duplicate bound of docs/streams.md's
 delivery section where one applies; its figures are printed at the end of the run
 ("walship figures").
 

@@ -4,7 +4,7 @@
 - a Kafka secret never shows in the server log, pg_stat_activity, the status view, an
   error, a pg_dump of a role that is not walship_admin, or what logical decoding of
   walship's own catalog yields; a secret given in the file form appears nowhere at all;
-- the privilege table of the README, role by role;
+- the privilege table of docs/security.md, role by role;
 - a slot dropped or moved by someone else while its stream did not run is reported,
   with how to recover, instead of streaming on with a gap.
 """
@@ -372,7 +372,7 @@ def test_a_bad_value_read_from_a_file_is_named_but_not_shown(db, kafka):
 
 
 # --------------------------------------------------------------------------------------
-# Privileges, role by role (the README's table)
+# Privileges, role by role (the table in docs/security.md)
 
 
 def test_privileges_role_by_role(db, kafka):

@@ -1,4 +1,4 @@
-"""Faults a stream survives, as the README's "Delivery guarantees" state them:
+"""Faults a stream survives, as docs/streams.md's "Delivery guarantees" state them:
 
 - after a crash it sends again only what Kafka had not acknowledged, plus about a second
   of acknowledged work (the worker saves its slot's confirmed position at most once a
