@@ -76,6 +76,8 @@ constexpr int kTopicCreateMaxBackoffMs = 10000;
 constexpr int kTopicCreateBudgetMs = 60000;
 /* Kafka's own limit on topic names. */
 constexpr size_t kTopicNameMaxLength = 249;
+/* A dead letter carries the event's key up to this size, else no key (key_omitted). */
+constexpr size_t kDeadLetterMaxKeyBytes = 65536;
 /* A message's opaque: its transaction's id (bits 0-39), the interned table it is about
  * (bits 40-62, 0 = none) and whether it is a dead letter (bit 63). */
 constexpr unsigned kOpaqueSourceShift = 40;
@@ -593,6 +595,7 @@ struct DeadLetter {
     uint64_t txn;
     uint32_t source;
     std::string topic;
+    bool has_key; /* a NULL key stays NULL */
     std::string key;
     size_t size;
     uint64_t commit_lsn;
@@ -648,6 +651,9 @@ std::string dead_letter_value(const DeadLetter &letter, const std::string &table
     append_json_string(out, walship::format_lsn(letter.commit_lsn));
     out += ",\"xid\":" + std::to_string(letter.xid);
     out += ",\"size\":" + std::to_string(letter.size);
+    out += ",\"key_size\":" + std::to_string(letter.key.size());
+    if (letter.key.size() > kDeadLetterMaxKeyBytes)
+        out += ",\"key_omitted\":true";
     out += ",\"error\":";
     append_json_string(out, letter.error);
     out += ",\"reason\":";
@@ -759,7 +765,7 @@ struct ws_sink {
     /* Dead letters (ws_sink_config.dead_letter_topic); empty: refused events fail. */
     std::string dead_letter_topic;
     /* batch.size: an event larger than this travels alone in its batch. */
-    size_t batch_max_bytes = 0;
+    size_t batch_max_bytes = SIZE_MAX; /* not known: no refusal is certainly one event's */
     /* The tables events are about, interned: a message's opaque holds the index. */
     std::vector<std::string> sources{std::string()};
     std::unordered_map<std::string, uint32_t> source_ids;
@@ -923,11 +929,13 @@ void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
             size > sink->batch_max_bytes) {
             /* Alone in its batch: the refusal is this event's. Its transaction keeps
              * waiting, for the dead letter now. */
-            sink->dead_letters.push_back(
-                DeadLetter{tag.txn, tag.source, rd_kafka_topic_name(message->rkt),
-                           std::string(static_cast<const char *>(message->key), message->key_len),
-                           size, header_lsn(message), header_xid(message),
-                           rd_kafka_err2name(message->err), std::move(text)});
+            sink->dead_letters.push_back(DeadLetter{
+                tag.txn, tag.source, rd_kafka_topic_name(message->rkt), message->key != nullptr,
+                message->key != nullptr
+                    ? std::string(static_cast<const char *>(message->key), message->key_len)
+                    : std::string(),
+                size, header_lsn(message), header_xid(message), rd_kafka_err2name(message->err),
+                std::move(text)});
             return;
         }
         sink->watermark.event_failed(tag.txn);
@@ -1088,7 +1096,10 @@ ws_produce_result ws_sink::produce_dead_letter(const DeadLetter &letter, std::st
     xid.set_decimal(letter.xid);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         kafka, RD_KAFKA_V_RKT(dlq.handle), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(letter.key.data(), letter.key.size()),
+        RD_KAFKA_V_KEY(
+            letter.has_key && letter.key.size() <= kDeadLetterMaxKeyBytes ? letter.key.data()
+                                                                          : nullptr,
+            letter.has_key && letter.key.size() <= kDeadLetterMaxKeyBytes ? letter.key.size() : 0),
         RD_KAFKA_V_VALUE(const_cast<char *>(value.data()), value.size()),
         RD_KAFKA_V_HEADER("walship.lsn", lsn.text, lsn.length),
         RD_KAFKA_V_HEADER("walship.xid", xid.text, xid.length),
@@ -1105,11 +1116,16 @@ ws_produce_result ws_sink::produce_dead_letter(const DeadLetter &letter, std::st
               rd_kafka_err2name(err) + ")";
         return WS_PRODUCE_FAILED;
     }
-    add_log(kLogWarning, "dead-lettered an event of " +
-                             (table.empty() ? std::string("no table") : "table " + quoted(table)) +
-                             " with commit LSN " + walship::format_lsn(letter.commit_lsn) + " (" +
-                             std::to_string(letter.size) + " bytes) to Kafka topic " +
-                             quoted(dlq.name) + ": " + letter.reason);
+    try {
+        add_log(kLogWarning,
+                "dead-lettered an event of " +
+                    (table.empty() ? std::string("no table") : "table " + quoted(table)) +
+                    " with commit LSN " + walship::format_lsn(letter.commit_lsn) + " (" +
+                    std::to_string(letter.size) + " bytes) to Kafka topic " + quoted(dlq.name) +
+                    ": " + letter.reason);
+    } catch (...) {
+        ++logs_dropped; /* produced: the caller's bookkeeping must follow, whatever the log */
+    }
     return WS_PRODUCE_OK;
 }
 
@@ -1606,7 +1622,10 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const c
                 DeadLetter letter{txn,
                                   tag.source,
                                   topic.name,
-                                  std::string(reinterpret_cast<const char *>(key), key_size),
+                                  key != nullptr,
+                                  key != nullptr
+                                      ? std::string(reinterpret_cast<const char *>(key), key_size)
+                                      : std::string(),
                                   key_size + value_size,
                                   commit_lsn,
                                   xid,
@@ -1732,7 +1751,9 @@ ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, char *errmsg)
                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
                 rd_kafka_flush(sink->kafka,
                                static_cast<int>(std::max<int64_t>(remaining.count(), 0)));
-                sink->serve_admin_results(0);
+                /* a dead letter waiting for its topic: wait for the creation, not spin */
+                if (!sink->dead_letters.empty())
+                    sink->serve(10);
             } while (!sink->dead_letters.empty() && sink->failure_status == WS_OK &&
                      Clock::now() < deadline);
         }

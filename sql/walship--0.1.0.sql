@@ -136,7 +136,8 @@ AS $$
            coalesce(r.dead_letters, 0),
            -- tables are followed by OID: renamed ones keep streaming, dropped ones are here
            ARRAY(SELECT t.name FROM unnest(s.tables, s.table_oids) AS t(name, oid)
-                  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.oid))
+                  WHERE t.oid IS NOT NULL
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.oid))
       FROM walship.streams s
       CROSS JOIN now_lsn n
       LEFT JOIN walship._stream_runtime() r ON r.name = s.name
@@ -167,7 +168,7 @@ GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.stream_status() TO walship_admin;
 GRANT SELECT ON walship.stream_status TO walship_admin;
 -- Monitoring roles see status (never options, which may hold secrets).
-GRANT SELECT (name, enabled) ON walship.streams TO pg_monitor;
+GRANT SELECT (name, enabled, tables, table_oids) ON walship.streams TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship.stream_status() TO pg_monitor;
 GRANT SELECT ON walship.stream_status TO pg_monitor;
