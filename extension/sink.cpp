@@ -907,6 +907,27 @@ void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque)
     ws_sink *sink = static_cast<ws_sink *>(opaque);
     const MessageTag tag = MessageTag::of(message->_private);
     try {
+        if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR && message->offset < 0) {
+            /*
+             * No offset: librdkafka 2.0 acknowledged the event implicitly, because a
+             * later request of the partition succeeded after this one failed in a way
+             * that left it possibly persisted. For the first requests of a producer id
+             * on a partition that inference is wrong: the broker accepts any first
+             * sequence number of a producer it does not know, so the later request
+             * succeeds while this one was never stored (fixed in librdkafka 2.3,
+             * #4438). Seen here: an event missing from Kafka after a stream restart.
+             * Never confirm such an event: send its transaction again.
+             */
+            sink->watermark.event_failed(tag.txn);
+            sink->record_failure(
+                "Kafka acknowledged an event to topic " +
+                quoted(rd_kafka_topic_name(message->rkt)) + " [" +
+                std::to_string(message->partition) +
+                "] without an offset (librdkafka inferred it from a later request after an "
+                "uncertain failure, which cannot prove it was stored): the stream restarts from "
+                "its slot and sends the transaction again");
+            return;
+        }
         if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (!sink->watermark.event_acked(tag.txn)) {
                 sink->record_failure("delivery report for an event of no pending transaction "

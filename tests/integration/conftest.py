@@ -81,7 +81,7 @@ def pytest_runtest_makereport(item, call):
     if report.when not in ("call", "setup") or not report.failed:
         return
     funcargs = getattr(item, "funcargs", {})
-    for name in ("pg", "kafka"):
+    for name in ("pg", "cluster", "kafka"):
         obj = funcargs.get(name)
         if obj is None:
             continue
