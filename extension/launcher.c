@@ -565,6 +565,8 @@ static long launcher_pass(void)
 
 void walship_launcher_main(Datum main_arg)
 {
+    uint32 wait_event;
+
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
     BackgroundWorkerUnblockSignals();
@@ -586,6 +588,7 @@ void walship_launcher_main(Datum main_arg)
     scan_context =
         AllocSetContextCreate(TopMemoryContext, "walship launcher scan", ALLOCSET_DEFAULT_SIZES);
     ereport(LOG, (errmsg("walship launcher started in database \"%s\"", walship_database)));
+    wait_event = ws_wait_event("WalshipLauncherMain");
 
     for (;;) {
         long sleep_ms;
@@ -609,7 +612,7 @@ void walship_launcher_main(Datum main_arg)
         if (sleep_ms < 0 || sleep_ms > naptime_ms)
             sleep_ms = naptime_ms;
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms,
-                        PG_WAIT_EXTENSION);
+                        wait_event);
         ResetLatch(MyLatch);
     }
 

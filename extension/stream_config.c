@@ -11,7 +11,8 @@
  *     plugin uses the database name, as it does for pg_recvlogical;
  *   - kafka: an object of librdkafka producer properties;
  *   - partitions, replication_factor: for the topics walship creates;
- *   - on_refused: stop (the default) or dead_letter, for events Kafka refuses for good.
+ *   - on_refused: stop (the default) or dead_letter, for events Kafka refuses for good;
+ *   - failover: the stream's slot is a failover slot (PostgreSQL 17 and later).
  */
 #include "postgres.h"
 
@@ -724,6 +725,27 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                                      "write a note of it to the topic "
                                      "<topic_prefix>.walship.dead_letter and go on "
                                      "(\"dead_letter\").")));
+                    continue;
+                }
+                if (strcmp(key, "failover") == 0) {
+                    if (v.type != jbvBool)
+                        ereport(
+                            ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("invalid value for option \"failover\" of stream \"%s\"", name),
+                             errdetail("Expected true or false."),
+                             errhint("failover: true makes the stream's slot a failover "
+                                     "slot, which physical standbys with "
+                                     "sync_replication_slots = on keep in step.")));
+                    config->failover = v.val.boolean;
+                    if (config->failover && !WS_HAVE_FAILOVER_SLOTS)
+                        ereport(ERROR,
+                                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                 errmsg("option \"failover\" of stream \"%s\" needs PostgreSQL "
+                                        "17 or later; this server runs %s",
+                                        name, PG_VERSION),
+                                 errhint("Failover slots came with PostgreSQL 17. Leave the "
+                                         "option out, or upgrade.")));
                     continue;
                 }
                 if (strcmp(key, "replication_factor") == 0 ||

@@ -380,6 +380,7 @@ static bool stop_worker_and_wait(const char *name)
     pid_t pid;
     uint32 generation;
     TimestampTz deadline;
+    uint32 wait_event;
 
     if (walship_shmem == NULL)
         return true; /* not preloaded: no worker can run */
@@ -402,6 +403,7 @@ static bool stop_worker_and_wait(const char *name)
 
     /* the worker waits up to walship.stop_timeout for Kafka; give it a margin */
     deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), walship_stop_timeout + 5000);
+    wait_event = ws_wait_event("WalshipStopStream");
     for (;;) {
         bool gone;
 
@@ -412,8 +414,7 @@ static bool stop_worker_and_wait(const char *name)
             return true;
         if (GetCurrentTimestamp() >= deadline)
             return false;
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20,
-                        PG_WAIT_EXTENSION);
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20, wait_event);
         ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     }
@@ -458,7 +459,7 @@ static void hide_statement(void)
  * Creates the stream's logical slot the way pg_create_logical_replication_slot does;
  * returns its confirmed position.
  */
-static XLogRecPtr create_stream_slot(const char *slot_name)
+static XLogRecPtr create_stream_slot(const char *slot_name, bool failover)
 {
     LogicalDecodingContext *ctx;
     XLogRecPtr confirmed;
@@ -467,7 +468,7 @@ static XLogRecPtr create_stream_slot(const char *slot_name)
      * Ephemeral first, so that an error before it is complete drops it; persistent once
      * it has found its start point.
      */
-    ws_replication_slot_create(slot_name, RS_EPHEMERAL);
+    ws_replication_slot_create(slot_name, RS_EPHEMERAL, failover);
     ctx = CreateInitDecodingContext("walship", NIL, false, InvalidXLogRecPtr,
                                     XL_ROUTINE(.page_read = read_local_xlog_page,
                                                .segment_open = wal_segment_open,
@@ -616,7 +617,7 @@ static void create_stream(FunctionCallInfo fcinfo)
 
     /* the slot first: afterwards this transaction writes */
     add_pending(PENDING_DROP_SLOT_ON_ABORT, slot_name);
-    start_lsn = create_stream_slot(slot_name);
+    start_lsn = create_stream_slot(slot_name, config->failover);
     /*
      * The slot's first note (stream_position.c), replacing any of a dropped stream of the
      * same name: a slot moved before any worker ran is noticed too.

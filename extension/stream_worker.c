@@ -96,7 +96,13 @@ typedef struct StreamWorker {
     uint64 acked_at_wait;       /* events acknowledged when waiting_since was set */
     uint64 dead_letters_before; /* the stream's dead letters before this worker started */
     bool sink_idle;             /* nothing was open or waiting for Kafka at the last service */
-    bool kafka_error;           /* the sink reported a broker error at the last publish */
+    /* failover slots: the physical standbys (synchronized_standby_slots) have WAL up to
+     * standby_ok; standby_target is the end of WAL last asked about */
+    XLogRecPtr standby_ok;
+    XLogRecPtr standby_target;
+    TimestampTz standby_wait_since; /* waiting for the standbys since; 0 = not waiting */
+    TimestampTz standby_warned;
+    bool kafka_error; /* the sink reported a broker error at the last publish */
     uint32 wait_event;
 } StreamWorker;
 
@@ -170,6 +176,16 @@ static void publish(bool force)
         kafka_error = stall_detected(&stats, now, why);
     else
         (void)stall_detected(&stats, now, NULL);
+    if (!kafka_error && worker.standby_wait_since != 0 && walship_stall_timeout > 0 &&
+        TimestampDifferenceExceeds(worker.standby_wait_since, now, walship_stall_timeout)) {
+        kafka_error = true;
+        snprintf(why, sizeof(why),
+                 "waiting for the standbys of synchronized_standby_slots (\"%s\") to confirm "
+                 "WAL up to %X/%X before decoding it (the slot is a failover slot): is a "
+                 "standby down, or does the setting name a slot this server does not have?",
+                 GetConfigOption("synchronized_standby_slots", true, false),
+                 LSN_FORMAT_ARGS(worker.standby_target));
+    }
 
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     if (worker.entry->generation == worker.generation) {
@@ -490,6 +506,44 @@ static void create_sink(void)
                                worker.name, why)));
 }
 
+/*
+ * How far decoding may go: the WAL flushed so far and, for a failover slot, no further
+ * than the physical standbys of synchronized_standby_slots have confirmed, as walsenders
+ * do for such slots: Kafka then never holds a change that a promoted standby lacks. The
+ * standbys are asked about one target at a time, so that a stream under steady load
+ * still moves on while the end of WAL keeps moving.
+ */
+static XLogRecPtr decodable_end(void)
+{
+    XLogRecPtr end = GetFlushRecPtr(NULL);
+
+#if WS_HAVE_FAILOVER_SLOTS
+    if (MyReplicationSlot->data.failover) {
+        if (worker.standby_target == InvalidXLogRecPtr ||
+            worker.standby_target <= worker.standby_ok)
+            worker.standby_target = end;
+        if (StandbySlotsHaveCaughtup(worker.standby_target, DEBUG1)) {
+            worker.standby_ok = worker.standby_target;
+            worker.standby_wait_since = 0;
+        } else {
+            TimestampTz now = GetCurrentTimestamp();
+
+            if (worker.standby_wait_since == 0)
+                worker.standby_wait_since = now;
+            /* a standby that lags for long: say why, once in a while (PostgreSQL's words) */
+            if (walship_stall_timeout > 0 &&
+                TimestampDifferenceExceeds(worker.standby_wait_since, now, walship_stall_timeout) &&
+                TimestampDifferenceExceeds(worker.standby_warned, now, walship_stall_timeout)) {
+                worker.standby_warned = now;
+                (void)StandbySlotsHaveCaughtup(worker.standby_target, WARNING);
+            }
+        }
+        return Min(end, worker.standby_ok);
+    }
+#endif
+    return end;
+}
+
 static void decode_forever(void)
 {
     LogicalDecodingContext *ctx = worker.ctx;
@@ -509,7 +563,7 @@ static void decode_forever(void)
         }
 
         /* read_local_xlog_page waits for WAL that does not exist yet: stay below it */
-        end_of_wal = GetFlushRecPtr(NULL);
+        end_of_wal = decodable_end();
         while (ctx->reader->EndRecPtr < end_of_wal) {
             XLogRecord *record;
             char *errm = NULL;
@@ -533,7 +587,7 @@ static void decode_forever(void)
 
         if (records > 0)
             idle_sleep_ms = IDLE_SLEEP_MIN_MS;
-        if (ctx->reader->EndRecPtr < GetFlushRecPtr(NULL)) {
+        if (ctx->reader->EndRecPtr < decodable_end()) {
             /* more WAL came while we decoded: no sleep */
             service(0, true);
             continue;
@@ -557,6 +611,45 @@ static void decode_forever(void)
     "Drop the stream with walship.drop_stream('%s') and create it again, then rebuild what "       \
     "its topics feed from a fresh copy of the tables. Only walship should use slots named "        \
     "walship_*: grant REPLICATION sparingly."
+
+/*
+ * Why a slot was invalidated, by the name pg_replication_slots.invalidation_reason uses
+ * (16+; 15 knows only the removed WAL), what it means and how to keep it from recurring.
+ */
+static void slot_invalidation(ReplicationSlot *slot, const char **cause, const char **detail,
+                              const char **advice)
+{
+    *cause = "wal_removed";
+    *detail = "The WAL it still needed was removed: it fell further behind than "
+              "max_slot_wal_keep_size (pg_replication_slots.wal_status is \"lost\").";
+    *advice = "Raise max_slot_wal_keep_size, or watch lag_bytes in walship.stream_status.";
+#if PG_VERSION_NUM >= 160000
+    switch (slot->data.invalidated) {
+    case RS_INVAL_HORIZON:
+        *cause = "rows_removed";
+        *detail = "Catalog rows its decoding needed were removed by VACUUM (on a standby: the "
+                  "primary removed them).";
+        *advice = "On a standby, set hot_standby_feedback = on and use a physical slot.";
+        break;
+    case RS_INVAL_WAL_LEVEL:
+        *cause = "wal_level_insufficient";
+        *detail = "wal_level was lowered below logical (on the primary, for a standby's slot).";
+        *advice = "Keep wal_level = logical.";
+        break;
+#if PG_VERSION_NUM >= 180000
+    case RS_INVAL_IDLE_TIMEOUT:
+        *cause = "idle_timeout";
+        *detail = "It was not used for longer than idle_replication_slot_timeout (the stream "
+                  "was stopped, or its worker could not run).";
+        *advice = "Raise idle_replication_slot_timeout (0 disables it), or do not leave the "
+                  "stream stopped that long.";
+        break;
+#endif
+    default:
+        break;
+    }
+#endif
+}
 
 /*
  * Acquires the stream's slot, refusing a slot that someone else dropped or moved while
@@ -588,16 +681,19 @@ static void acquire_own_slot(void)
                         errhint(RECREATE_HINT, worker.name)));
     }
     ws_replication_slot_acquire(slot_name, true);
-    if (ws_slot_invalidated(MyReplicationSlot))
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("replication slot \"%s\" of stream \"%s\" was invalidated; the WAL it "
-                        "still needed is gone, so its changes since then cannot be sent",
-                        slot_name, worker.name),
-                 errdetail("A slot that falls further behind than max_slot_wal_keep_size is "
-                           "invalidated at a checkpoint (pg_replication_slots.wal_status is "
-                           "\"lost\")."),
-                 errhint(RECREATE_HINT, worker.name)));
+    if (ws_slot_invalidated(MyReplicationSlot)) {
+        const char *cause;
+        const char *detail;
+        const char *advice;
+
+        slot_invalidation(MyReplicationSlot, &cause, &detail, &advice);
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("replication slot \"%s\" of stream \"%s\" was invalidated (%s); its "
+                               "changes since then cannot be sent",
+                               slot_name, worker.name, cause),
+                        errdetail("%s", detail),
+                        errhint("%s %s", advice, psprintf(RECREATE_HINT, worker.name))));
+    }
     confirmed = MyReplicationSlot->data.confirmed_flush;
     if (noted && confirmed > left_at)
         ereport(

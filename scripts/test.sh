@@ -1,45 +1,115 @@
 #!/usr/bin/env bash
-# Runs every walship test: builds and installs the module, then the unit tests
-# (GoogleTest, no server), the regression tests (pg_regress on a throwaway cluster) and
-# the integration tests (throwaway PostgreSQL + a real local Kafka broker; they fail,
-# never skip, when the broker cannot start).
+# Runs every walship test, on every supported PostgreSQL: builds and installs the module,
+# then the unit tests (GoogleTest, no server), the regression tests (pg_regress on a
+# throwaway cluster) and the integration tests (throwaway PostgreSQL + a real local Kafka
+# broker; they fail, never skip, when the broker cannot start).
+#
+# PostgreSQL 15 is Debian's; 16, 17 and 18 come from scripts/install-pg.sh. Per version:
+#   - 15 and 18: build (warnings as errors), regression suite, the whole integration
+#     suite; on 15 also the unit tests and the format check, on 18 also the PGXS build;
+#   - 16 and 17: build, regression suite, and the integration smoke set (the SQL API,
+#     pg_recvlogical, events through a stream, the stream's tables, failover).
+# Environment: WALSHIP_PG_VERSIONS (default "15 16 17 18") picks the versions,
+# WALSHIP_PG_FULL (default "15 18") those that get the whole integration suite.
 # Installing packages and into PostgreSQL's directories needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+VERSIONS=${WALSHIP_PG_VERSIONS:-15 16 17 18}
+FULL=" ${WALSHIP_PG_FULL:-15 18} "
+SMOKE=(tests/integration/test_stream_sql.py tests/integration/test_recvlogical.py
+       tests/integration/test_stream_events.py tests/integration/test_stream_tables.py
+       tests/integration/test_failover.py)
+
 # A fresh machine first gets what the build and the tests need (quick when present).
-[[ ${WALSHIP_SKIP_DEPS:-0} == 1 ]] || scripts/install-deps.sh
+if [[ ${WALSHIP_SKIP_DEPS:-0} != 1 ]]; then
+    scripts/install-deps.sh
+fi
+needs_pg=()
+for v in $VERSIONS; do
+    [[ $v == 15 || -x $(scripts/pg-config.sh "$v") ]] || needs_pg+=("$v")
+done
+((${#needs_pg[@]} == 0)) || scripts/install-pg.sh "${needs_pg[@]}"
 
 if git rev-parse --git-dir >/dev/null 2>&1; then
     echo "== format (one .clang-format for C and C++)"
     git ls-files '*.c' '*.h' '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
 fi
 
-BUILD=${WALSHIP_BUILD_DIR:-build}
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_WERROR=ON
-cmake --build "$BUILD" -j"$(nproc)"
 SUDO=; [[ $(id -u) -eq 0 ]] || SUDO=sudo  # PostgreSQL's directories belong to root
-$SUDO cmake --install "$BUILD"
+BASE_BUILD=${WALSHIP_BUILD_DIR:-build}
+t0=$SECONDS
+unit_done=no
 
-echo "== unit tests"
-# The sink's real-broker tests get a broker of their own (their crash test kills it).
-kafka_dir=$(mktemp -d /tmp/walship-unit-kafka.XXXXXX)
-trap 'tests/kafka/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true; rm -rf "$kafka_dir"' EXIT
-WALSHIP_TEST_KAFKA=$(tests/kafka/kafka.sh start "$kafka_dir")
-export WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR=$kafka_dir
-# The broker-crash test kills and restarts that broker: run it alone, after the rest.
-crash=SinkRealKafka.BrokerCrash
-ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -j"$(nproc)" -E "$crash" | tee "$BUILD/ctest.log"
-ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -R "$crash" | tee -a "$BUILD/ctest.log"
-# A skipped test is a test that did not run: it must not pass as green.
-if grep -q "(Skipped)" "$BUILD/ctest.log"; then
-    echo "unit tests: some tests were skipped" >&2
-    exit 1
-fi
-tests/kafka/kafka.sh stop "$kafka_dir"
+unit_tests() {
+    local build=$1
+    echo "== unit tests"
+    # The sink's real-broker tests get a broker of their own (their crash test kills it).
+    local kafka_dir
+    kafka_dir=$(mktemp -d /tmp/walship-unit-kafka.XXXXXX)
+    trap 'tests/kafka/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true; rm -rf "$kafka_dir"' EXIT
+    WALSHIP_TEST_KAFKA=$(tests/kafka/kafka.sh start "$kafka_dir")
+    export WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR=$kafka_dir
+    # The broker-crash test kills and restarts that broker: run it alone, after the rest.
+    local crash=SinkRealKafka.BrokerCrash
+    ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)" -E "$crash" | tee "$build/ctest.log"
+    ctest --test-dir "$build" --output-on-failure --no-tests=error -R "$crash" | tee -a "$build/ctest.log"
+    # A skipped test is a test that did not run: it must not pass as green.
+    if grep -q "(Skipped)" "$build/ctest.log"; then
+        echo "unit tests: some tests were skipped" >&2
+        exit 1
+    fi
+    tests/kafka/kafka.sh stop "$kafka_dir"
+    unset WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR
+}
 
-echo "== regression tests"
-tests/run_regress.sh
+# The PGXS build, in a copy of the tree (PGXS builds next to the sources): it must build
+# and export exactly what the CMake build exports.
+pgxs_build() {
+    local pg_config=$1 cmake_so=$2 tree
+    echo "== PGXS build ($("$pg_config" --version))"
+    tree=$(mktemp -d /tmp/walship-pgxs.XXXXXX)
+    git ls-files | tar -cf - -T - | tar -xf - -C "$tree"
+    make -s -C "$tree" -f Makefile.pgxs PG_CONFIG="$pg_config" -j"$(nproc)" >/dev/null
+    if ! diff <(nm -D --defined-only "$tree/walship.so" | awk '{print $3}' | sort) \
+              <(nm -D --defined-only "$cmake_so" | awk '{print $3}' | sort); then
+        echo "PGXS build: walship.so exports other symbols than the CMake build's" >&2
+        exit 1
+    fi
+    rm -rf "$tree"
+}
 
-echo "== integration tests"
-WALSHIP_BUILD_DIR="$BUILD" python3 -m pytest -v -p no:cacheprovider tests/integration
+for v in $VERSIONS; do
+    pg_config=$(scripts/pg-config.sh "$v")
+    [[ -x $pg_config ]] || { echo "no pg_config for PostgreSQL $v at $pg_config" >&2; exit 1; }
+    export PG_CONFIG=$pg_config
+    build=$BASE_BUILD
+    [[ $v == 15 ]] || build=$BASE_BUILD-pg$v
+    echo "== PostgreSQL $v: build ($("$pg_config" --version), $build)"
+    tests_opt=ON
+    [[ $unit_done == no ]] || tests_opt=OFF
+    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_WERROR=ON \
+        -DPG_CONFIG="$pg_config" -DWALSHIP_TESTS=$tests_opt >/dev/null
+    cmake --build "$build" -j"$(nproc)"
+    $SUDO cmake --install "$build" >/dev/null
+
+    if [[ $unit_done == no ]]; then
+        unit_tests "$build"
+        unit_done=yes
+    fi
+    if [[ $v == 18 ]]; then
+        pgxs_build "$pg_config" "$build/walship.so"
+    fi
+
+    echo "== PostgreSQL $v: regression tests"
+    tests/run_regress.sh
+
+    if [[ $FULL == *" $v "* ]]; then
+        echo "== PostgreSQL $v: integration tests"
+        WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider tests/integration
+    else
+        echo "== PostgreSQL $v: integration smoke tests"
+        WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider "${SMOKE[@]}"
+    fi
+    echo "== PostgreSQL $v: passed ($((SECONDS - t0)) s so far)"
+done

@@ -121,7 +121,7 @@ psql_admin "CREATE DATABASE $dbname TEMPLATE template0 ENCODING 'UTF8' LC_COLLAT
 
 status=0
 (cd "$regress_dir" &&
-    "$pg_regress" --use-existing --host="$tmp" --port="$port" --user="$owner" \
+    "$pg_regress" --use-existing --bindir="$bindir" --host="$tmp" --port="$port" --user="$owner" \
         --dbname="$dbname" --inputdir="$regress_dir" --outputdir="$regress_dir" \
         "${tests[@]}") || status=$?
 

@@ -55,7 +55,8 @@ def test_an_invalidated_slot_says_so_and_how_to_recover(db, kafka):
     db.execute("SELECT walship.start_stream('lagging')")
     s = wt.wait_for(lambda: (x := wt.stream_status(db, "lagging"))["state"] == "error" and x,
                     30, 0.2, "the stream to fail")
-    assert 'replication slot "walship_lagging" of stream "lagging" was invalidated' \
-        in s["last_error"]
+    assert 'replication slot "walship_lagging" of stream "lagging" was invalidated ' \
+        '(wal_removed)' in s["last_error"]
+    assert "max_slot_wal_keep_size" in s["last_error"]
     assert "walship.drop_stream('lagging')" in s["last_error"]
     db.execute("SELECT walship.drop_stream('lagging')")

@@ -64,12 +64,19 @@ class LoadGenerator:
     """Commits the load (see the module's docstring) at about ``rate`` transactions a
     second in a thread of its own, until stop()."""
 
-    def __init__(self, pg, rate: float = 300, seed: int = 7):
+    def __init__(self, pg, rate: float = 300, seed: int = 7, resume: bool = False):
+        """``resume``: go on after what the database holds (a promoted standby's load)."""
         self.pg = pg
         self.rate = rate
         self.random = random.Random(seed)
         self.seq = 0
         self.next_id = 1
+        if resume:
+            self.seq = pg.scalar(
+                "SELECT greatest((SELECT max(seq) FROM f_ins), (SELECT max(seq) FROM f_hotlog), "
+                "(SELECT max(id) FROM f_other), 0)")
+            self.next_id = pg.scalar(
+                f"SELECT coalesce(max(id), 0) + 1 FROM f_ins WHERE id < {ROLLBACK_BASE}")
         self.next_rollback_id = ROLLBACK_BASE
         self.commits = 0
         self.failures = 0  # transactions whose outcome the client did not see

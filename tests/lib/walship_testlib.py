@@ -317,6 +317,45 @@ class PgCluster:
                 f.write(f"{key} = {_conf_value(value)}\n")
         self._initialized = True
 
+    @classmethod
+    def standby_of(cls, primary: "PgCluster", slot: str, name: str = "standby",
+                   settings: Mapping[str, Any] | None = None, **kwargs) -> "PgCluster":
+        """A physical standby of ``primary``: pg_basebackup over the physical slot ``slot``
+        (which must exist), streaming from it (``primary_conninfo`` names a database, as
+        slot synchronization needs), started. ``settings`` adds postgresql.conf lines."""
+        standby = cls(name, start=False, settings=settings, **kwargs)
+        try:
+            standby._check_preload_installed()
+            standby._run([standby.bin("pg_basebackup"), "-D", standby.data_dir,
+                          "-h", str(primary.socket_dir), "-p", str(primary.port),
+                          "-U", primary.user, "-X", "stream", "-S", slot, "--no-sync"],
+                         timeout=300)
+            standby.has_output_plugin_libraries = primary.has_output_plugin_libraries
+            conf = standby.settings()
+            conf["primary_conninfo"] = (f"host={primary.socket_dir} port={primary.port} "
+                                        f"user={primary.user} dbname=postgres")
+            conf["primary_slot_name"] = slot
+            conf["hot_standby"] = True
+            with open(standby.data_dir / "postgresql.conf", "a") as f:
+                f.write("\n# --- walship test standby (tests/lib/walship_testlib.py) ---\n")
+                for key, value in conf.items():
+                    f.write(f"{key} = {_conf_value(value)}\n")
+            (standby.data_dir / "standby.signal").touch()
+            if _running_as_root():
+                pw = _as_postgres_kwargs()
+                os.chown(standby.data_dir / "standby.signal", pw["user"], pw["group"])
+            standby._initialized = True
+            standby.start()
+        except BaseException:
+            standby.cleanup()
+            raise
+        return standby
+
+    def promote(self, timeout: float = 60) -> None:
+        """pg_ctl promote: the standby becomes a primary (waits until it accepts writes)."""
+        self._run([self.bin("pg_ctl"), "-D", self.data_dir, "-w", "-t", str(int(timeout)),
+                   "promote"], timeout=timeout + 30)
+
     def settings(self) -> dict[str, Any]:
         """The postgresql.conf lines this cluster writes."""
         s: dict[str, Any] = {
