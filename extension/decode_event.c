@@ -10,8 +10,8 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "compat.h"
 #include "walship_core.h"
-#include "worker_compat.h"
 
 WS_SQL_FUNCTION(walship_decode_event);
 

@@ -66,6 +66,8 @@
 #define SLOT_SAVE_INTERVAL_MS 1000
 /* Poll while librdkafka's queue is full. */
 #define BACKPRESSURE_POLL_MS 10
+/* while a failover slot waits for its standbys */
+#define STANDBY_POLL_MS 10
 /* The status view is refreshed at most this often while Kafka is busy (and at every state
  * change, and as soon as Kafka has acknowledged everything). */
 #define PUBLISH_INTERVAL_MS 100
@@ -544,6 +546,27 @@ static XLogRecPtr decodable_end(void)
     return end;
 }
 
+/*
+ * A record is read whole, and may end past what the standbys confirmed when it began
+ * before: a commit record must not be decoded until they have all of it. Waits, serving
+ * Kafka and stop requests (not between records: nothing past the watermark is confirmed).
+ */
+static void wait_for_standbys(XLogRecPtr record_end)
+{
+#if WS_HAVE_FAILOVER_SLOTS
+    while (MyReplicationSlot->data.failover && decodable_end() < record_end) {
+        service(STANDBY_POLL_MS, false);
+        CHECK_FOR_INTERRUPTS();
+        if (stop_pending)
+            stream_finish(false);
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+    }
+#endif
+}
+
 static void decode_forever(void)
 {
     LogicalDecodingContext *ctx = worker.ctx;
@@ -573,8 +596,10 @@ static void decode_forever(void)
                 ereport(ERROR,
                         (errmsg("walship stream \"%s\" could not read WAL at %X/%X: %s",
                                 worker.name, LSN_FORMAT_ARGS(ctx->reader->EndRecPtr), errm)));
-            if (record != NULL)
+            if (record != NULL) {
+                wait_for_standbys(ctx->reader->EndRecPtr);
                 LogicalDecodingProcessRecord(ctx, ctx->reader);
+            }
             /* transactions the reorder buffer ran for catalog access left us none */
             CurrentResourceOwner = worker.owner;
 
@@ -625,6 +650,9 @@ static void slot_invalidation(ReplicationSlot *slot, const char **cause, const c
     *advice = "Raise max_slot_wal_keep_size, or watch lag_bytes in walship.stream_status.";
 #if PG_VERSION_NUM >= 160000
     switch (slot->data.invalidated) {
+    case RS_INVAL_NONE:
+    case RS_INVAL_WAL_REMOVED:
+        break;
     case RS_INVAL_HORIZON:
         *cause = "rows_removed";
         *detail = "Catalog rows its decoding needed were removed by VACUUM (on a standby: the "
@@ -646,6 +674,14 @@ static void slot_invalidation(ReplicationSlot *slot, const char **cause, const c
         break;
 #endif
     default:
+        /* a cause newer than walship */
+#if PG_VERSION_NUM >= 180000
+        *cause = GetSlotInvalidationCauseName(slot->data.invalidated);
+#else
+        *cause = "unknown";
+#endif
+        *detail = "PostgreSQL invalidated it (pg_replication_slots.invalidation_reason).";
+        *advice = "";
         break;
     }
 #endif

@@ -24,7 +24,7 @@
 #include "utils/jsonb.h"
 
 #include "walship_core.h"
-#include "worker_compat.h"
+#include "compat.h"
 
 /* The slot of stream <name> is walship_<name>; both must fit in a NameData. */
 #define STREAM_SLOT_PREFIX "walship_"

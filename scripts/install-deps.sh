@@ -12,7 +12,7 @@ SUDO=
 if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
 
 packages=(
-    build-essential cmake pkg-config git
+    build-essential cmake pkg-config git python3 python3-pip
     postgresql-15 postgresql-server-dev-15 postgresql-contrib
     librdkafka-dev libprotobuf-dev protobuf-compiler libgtest-dev
     postgresql-15-wal2json postgresql-15-decoderbufs

