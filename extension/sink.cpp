@@ -39,6 +39,7 @@
 #include "walship_sink.h"
 #include "sink_internal.hpp"
 #include "watermark.hpp"
+#include "json_out.hpp"
 
 #include <librdkafka/rdkafka.h>
 
@@ -604,39 +605,6 @@ struct DeadLetter {
     std::string reason;
 };
 
-void append_json_string(std::string &out, std::string_view text)
-{
-    out += '"';
-    for (unsigned char c : text) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20) {
-                char escaped[8];
-                std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-                out += escaped;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    out += '"';
-}
-
 /* The dead-letter record's value: what the event was, never its row. */
 std::string dead_letter_value(const DeadLetter &letter, const std::string &table)
 {
@@ -644,20 +612,20 @@ std::string dead_letter_value(const DeadLetter &letter, const std::string &table
     if (table.empty())
         out += "null";
     else
-        append_json_string(out, table);
+        walship::json::append_string(out, table);
     out += ",\"topic\":";
-    append_json_string(out, letter.topic);
+    walship::json::append_string(out, letter.topic);
     out += ",\"commit_lsn\":";
-    append_json_string(out, walship::format_lsn(letter.commit_lsn));
+    walship::json::append_string(out, walship::format_lsn(letter.commit_lsn));
     out += ",\"xid\":" + std::to_string(letter.xid);
     out += ",\"size\":" + std::to_string(letter.size);
     out += ",\"key_size\":" + std::to_string(letter.key.size());
     if (letter.key.size() > kDeadLetterMaxKeyBytes)
         out += ",\"key_omitted\":true";
     out += ",\"error\":";
-    append_json_string(out, letter.error);
+    walship::json::append_string(out, letter.error);
     out += ",\"reason\":";
-    append_json_string(out, letter.reason);
+    walship::json::append_string(out, letter.reason);
     out += "}";
     return out;
 }

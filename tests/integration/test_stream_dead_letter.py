@@ -68,7 +68,8 @@ def test_by_default_a_refused_event_stops_the_stream_and_says_how_to_go_on(db, k
     wt.wait_for(lambda: status(db, name)["worker_pid"] not in (None, pid), 30, 0.1, "a retry")
     # row 1 went out; nothing after the refused one did, and it is retried, not skipped:
     # the slot never passes the refused transaction
-    assert ids(wt.consume_all(kafka.bootstrap, topic, timeout=10)) == [1]
+    # (row 1 may arrive twice: each restart may send again what was not yet confirmed)
+    assert set(ids(wt.consume_all(kafka.bootstrap, topic, timeout=10))) == {1}
     confirmed = db.scalar("SELECT confirmed_flush_lsn FROM pg_replication_slots "
                           "WHERE slot_name = %s", ["walship_" + name])
     assert db.scalar("SELECT %s::pg_lsn <= %s::pg_lsn", [confirmed, refused_at])
