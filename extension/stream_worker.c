@@ -546,6 +546,18 @@ static XLogRecPtr decodable_end(void)
     return end;
 }
 
+/* Interrupts, a stop request (see stream_finish for between_records), a reload. */
+static void serve_signals(bool between_records)
+{
+    CHECK_FOR_INTERRUPTS();
+    if (stop_pending)
+        stream_finish(between_records);
+    if (ConfigReloadPending) {
+        ConfigReloadPending = false;
+        ProcessConfigFile(PGC_SIGHUP);
+    }
+}
+
 /*
  * A record is read whole, and may end past what the standbys confirmed when it began
  * before: a commit record must not be decoded until they have all of it. Waits, serving
@@ -556,13 +568,7 @@ static void wait_for_standbys(XLogRecPtr record_end)
 #if WS_HAVE_FAILOVER_SLOTS
     while (MyReplicationSlot->data.failover && decodable_end() < record_end) {
         service(STANDBY_POLL_MS, false);
-        CHECK_FOR_INTERRUPTS();
-        if (stop_pending)
-            stream_finish(false);
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-        }
+        serve_signals(false);
     }
 #endif
 }
@@ -577,13 +583,7 @@ static void decode_forever(void)
         int records = 0;
         int sleep_ms;
 
-        CHECK_FOR_INTERRUPTS();
-        if (stop_pending)
-            stream_finish(true);
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-        }
+        serve_signals(true);
 
         /* read_local_xlog_page waits for WAL that does not exist yet: stay below it */
         end_of_wal = decodable_end();
