@@ -1,5 +1,5 @@
 /*
- * walship_sink.h: the C boundary of the Kafka sink (extension/sink.cpp, librdkafka).
+ * walship_sink.h: the C boundary of the Kafka sink (extension/sink/, librdkafka).
  *
  * Same rules as plugin/walship_core.h: no PostgreSQL header on the C++ side, no
  * exception crosses, no ereport inside; a status plus a message in the caller's

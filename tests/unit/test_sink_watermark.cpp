@@ -1,5 +1,5 @@
 /*
- * test_sink_watermark.cpp: the LSN watermark (extension/watermark.hpp) on its own, without
+ * test_sink_watermark.cpp: the LSN watermark (extension/sink/watermark.hpp) on its own, without
  * Kafka: what the slot may be confirmed up to, for every order in which Kafka answers.
  */
 #include "watermark.hpp"

@@ -16,7 +16,7 @@
  */
 #ifdef POSTGRES_H
 #error                                                                                             \
-    "a PostgreSQL header reached the C++ core; only plugin/*.c and extension/*.c may include them"
+    "a PostgreSQL header reached the C++ core; only the .c files of plugin/ and extension/ may include them"
 #endif
 
 #include <stdexcept>
