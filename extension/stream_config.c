@@ -39,6 +39,7 @@
 #include "utils/relcache.h"
 #include "utils/varlena.h"
 
+#include "core_report.h"
 #include "walship_plugin.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
@@ -49,7 +50,6 @@
     "on_refused."
 
 /* walship's own tables, never streamed: the catalog holds Kafka credentials */
-#define WALSHIP_TABLES "walship.*"
 
 bool stream_name_is_valid(const char *name)
 {
@@ -531,16 +531,12 @@ static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
 static void set_plugin_option(StreamConfig *config, ws_options *parser, const char *key,
                               const char *name, const char *value)
 {
-    char why[WS_ERRMSG_SIZE];
-    ws_status status = ws_options_set(parser, name, value, why);
+    ws_error err;
 
-    if (status == WS_OUT_OF_MEMORY)
-        ereport(ERROR,
-                (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"), errdetail("%s", why)));
-    if (status != WS_OK)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid option \"%s\" for stream \"%s\"", key, config->name),
-                        errdetail("%s", why), errhint(OPTIONS_HINT)));
+    /* the plugin's own error, as pg_recvlogical shows it; the context names the stream */
+    if (ws_options_set(parser, name, value, &err) != WS_OK)
+        ws_ereport(ERROR, &err,
+                   psprintf("invalid option \"%s\" for stream \"%s\"", key, config->name));
     config->plugin_options = lappend(
         config->plugin_options, makeDefElem(pstrdup(name), (Node *)makeString(pstrdup(value)), -1));
 }
@@ -603,8 +599,8 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
 {
     StreamConfig *config = palloc0(sizeof(StreamConfig));
     char why[WS_ERRMSG_SIZE];
+    ws_error err;
     ws_options *parser;
-    char *exclude_tables = NULL;
 
     config->name = pstrdup(name);
     config->slot_name = stream_slot_name(name);
@@ -673,10 +669,9 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
      * The parser is a C++ object outside palloc: free it on the error path too.
      * PG_FINALLY would run it twice on success; one PG_TRY with a catch is enough.
      */
-    parser = ws_options_create(why);
+    parser = ws_options_create(&err);
     if (parser == NULL)
-        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-                        errmsg("could not create the option parser"), errdetail("%s", why)));
+        ws_ereport(ERROR, &err, NULL);
     PG_TRY();
     {
         if (options != NULL) {
@@ -782,36 +777,13 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                                     "boolean",
                                     key, name),
                              errhint(OPTIONS_HINT)));
-                if (strcmp(plugin_name, "exclude-tables") == 0) {
-                    /* checked alone, so that errors name the user's value; set below */
-                    ws_options *check = ws_options_create(why);
-
-                    if (check != NULL) {
-                        ws_status status = ws_options_set(check, plugin_name, value, why);
-
-                        ws_options_destroy(check);
-                        if (status != WS_OK)
-                            ereport(ERROR,
-                                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                                     errmsg("invalid option \"%s\" for stream \"%s\"", key, name),
-                                     errdetail("%s", why), errhint(OPTIONS_HINT)));
-                    }
-                    if (exclude_tables != NULL)
-                        ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
-                                        errmsg("conflicting or redundant options: \"%s\"", key)));
-                    exclude_tables = value;
-                    continue;
-                }
                 set_plugin_option(config, parser, key, plugin_name, value);
             }
         }
 
+        /* walship's own tables never stream: the plugin itself leaves them out */
         if (tables != NIL)
             set_plugin_option(config, parser, "tables", "tables", tables_option_value(tables));
-        /* never the catalog itself: walship.streams holds Kafka credentials */
-        set_plugin_option(config, parser, "exclude_tables", "exclude-tables",
-                          exclude_tables ? psprintf("%s,%s", exclude_tables, WALSHIP_TABLES)
-                                         : WALSHIP_TABLES);
     }
     PG_CATCH();
     {

@@ -16,6 +16,9 @@
 
 #include "walship_core.h"
 
+/* TEMPORARY: until the sink reports through ws_error */
+#define WS_OUT_OF_MEMORY WS_ERROR
+
 #ifdef __cplusplus
 extern "C" {
 #endif

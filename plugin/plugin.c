@@ -26,6 +26,7 @@
 #include "utils/resowner.h"
 
 #include "compat.h"
+#include "core_report.h"
 #include "relation_cache.h"
 #include "rowview.h"
 #include "walship_core.h"
@@ -126,18 +127,6 @@ void _PG_output_plugin_init(OutputPluginCallbacks *cb)
 }
 
 /* ------------------------------------------------------------------------- */
-/* Errors from the C++ core                                                    */
-
-static _Noreturn void report_core_error(ws_status status, const char *what, const char *core_msg)
-{
-    if (status == WS_OUT_OF_MEMORY)
-        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
-                        errdetail("walship could not %s.", what)));
-    ereport(ERROR,
-            (errcode(ERRCODE_INTERNAL_ERROR), errmsg("walship could not %s: %s", what, core_msg)));
-}
-
-/* ------------------------------------------------------------------------- */
 /* Session                                                                     */
 
 static void free_core_objects(void *arg)
@@ -160,28 +149,23 @@ static void free_core_objects(void *arg)
  */
 static void parse_output_parameters(WalshipSession *s, List *options)
 {
-    char core_msg[WS_ERRMSG_SIZE];
+    ws_error err;
     ListCell *lc;
 
-    s->options = ws_options_create(core_msg);
+    s->options = ws_options_create(&err);
     if (s->options == NULL)
-        report_core_error(WS_OUT_OF_MEMORY, "parse options", core_msg);
+        ws_ereport(ERROR, &err, NULL);
 
     foreach (lc, options) {
         DefElem *elem = lfirst(lc);
         const char *value;
-        ws_status status;
 
         Assert(elem->arg == NULL || IsA(elem->arg, String));
         value = elem->arg != NULL ? strVal(elem->arg) : NULL;
 
-        status = ws_options_set(s->options, elem->defname, value, core_msg);
-        if (status == WS_OUT_OF_MEMORY)
-            report_core_error(status, "parse options", core_msg);
-        if (status != WS_OK)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", core_msg),
-                            errhint("Options of the walship output plugin are name=value pairs; "
-                                    "see \"Output plugin options\" in walship's documentation.")));
+        /* the core's error names the option and says what it accepts, and where to read on */
+        if (ws_options_set(s->options, elem->defname, value, &err) != WS_OK)
+            ws_ereport(ERROR, &err, NULL);
 
         /* the core validated it; the shim names topics with it */
         if (strcmp(elem->defname, "topic-prefix") == 0 && value != NULL && value[0] != '\0')
@@ -224,7 +208,7 @@ static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *op
     MemoryContext context;
     MemoryContext oldcxt;
     WalshipSession *s;
-    char core_msg[WS_ERRMSG_SIZE];
+    ws_error err;
 
     context = AllocSetContextCreate(ctx->context, "walship session", ALLOCSET_DEFAULT_SIZES);
     s = MemoryContextAllocZero(context, sizeof(WalshipSession));
@@ -274,11 +258,12 @@ static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *op
     s->message_topic = psprintf("%s.message", s->topic_prefix);
     s->transaction_topic = psprintf("%s.transaction", s->topic_prefix);
 
-    s->encoder = ws_encoder_create(s->options, core_msg);
+    s->encoder = ws_encoder_create(s->options, s->database, &err);
     if (s->encoder == NULL)
-        report_core_error(WS_ERROR, "create its encoder", core_msg);
+        ws_ereport(ERROR, &err, NULL);
 
-    relation_cache_create(context, s->options, s->settings.partition_root, s->topic_prefix);
+    relation_cache_create(context, s->options, s->encoder, s->settings.partition_root,
+                          s->topic_prefix);
     MemoryContextSwitchTo(oldcxt);
 }
 
@@ -338,39 +323,19 @@ static void fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecP
 static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
                        const ws_change *change, const char *topic, const char *table)
 {
-    char core_msg[WS_ERRMSG_SIZE];
-    const uint8_t *value;
-    size_t valuelen;
-    ws_status status;
+    ws_encoded out;
+    ws_error err;
+
+    /* one pass gives the event and, for a stream's Kafka message, its key */
+    if (ws_encode(s->encoder, change, s->hooked, &out, &err) != WS_OK)
+        ws_ereport(ERROR, &err, NULL);
 
     if (s->hooked) {
-        const uint8_t *key;
-        size_t keylen;
-        uint8_t *keycopy = NULL;
-
-        /* walship_core.h keeps a result only until the encoder's next call */
-        status = ws_encode_key(s->encoder, change, &key, &keylen, core_msg);
-        if (status != WS_OK)
-            report_core_error(status, "encode an event key", core_msg);
-        if (keylen > 0) {
-            keycopy = palloc(keylen);
-            memcpy(keycopy, key, keylen);
-        }
-        status = ws_encode_event(s->encoder, change, &value, &valuelen, core_msg);
-        if (status != WS_OK)
-            report_core_error(status, "encode an event", core_msg);
-
-        s->hooks.event(s->hooks.arg, topic, table, keycopy, keylen, value, valuelen, txn->xid,
-                       txn->commit_lsn, txn->commit_time);
-        if (keycopy != NULL)
-            pfree(keycopy);
+        s->hooks.event(s->hooks.arg, topic, table, out.key, out.keylen, out.value, out.valuelen,
+                       txn->xid, txn->commit_lsn, txn->commit_time);
     } else {
-        status = ws_encode_event(s->encoder, change, &value, &valuelen, core_msg);
-        if (status != WS_OK)
-            report_core_error(status, "encode an event", core_msg);
-
         OutputPluginPrepareWrite(ctx, true);
-        appendBinaryStringInfo(ctx->out, (const char *)value, valuelen);
+        appendBinaryStringInfo(ctx->out, (const char *)out.value, out.valuelen);
         OutputPluginWrite(ctx, true);
     }
     txn->nevents++;
@@ -496,7 +461,7 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
     fill_source(s, &s->txn, change->lsn, &event.source);
     event.source.schema = entry->schema;
     event.source.table = entry->table;
-    event.source.relation_oid = entry->published_relid;
+    event.table = entry->table_handle;
 
     send_begin_if_needed(ctx, s);
     send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified);
@@ -563,11 +528,9 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         fill_source(s, &s->txn, change->lsn, &event.source);
         event.source.schema = entries[i]->schema;
         event.source.table = entries[i]->table;
-        event.source.relation_oid = entries[i]->published_relid;
+        event.table = entries[i]->table_handle;
         event.truncated_tables = names;
         event.ntruncated = ntruncated;
-        event.truncate_cascade = change->data.truncate.cascade;
-        event.truncate_restart_identity = change->data.truncate.restart_seqs;
         send_event(ctx, s, &s->txn, &event, entries[i]->topic, entries[i]->qualified);
         s->txn.ndata++;
     }

@@ -26,6 +26,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "core_report.h"
 #include "relation_cache.h"
 #include "walship_plugin.h"
 
@@ -33,6 +34,7 @@ typedef struct RelationCache {
     MemoryContext context;
     HTAB *entries;
     const ws_options *options;
+    const ws_encoder *encoder;
     bool partition_root;
     const char *topic_prefix;
     /* relation_cache_follow: the selected tables by OID, sorted */
@@ -109,8 +111,8 @@ static void forget_cache(void *arg)
         active_cache = NULL;
 }
 
-void relation_cache_create(MemoryContext parent, const ws_options *opts, bool partition_root,
-                           const char *topic_prefix)
+void relation_cache_create(MemoryContext parent, const ws_options *opts, const ws_encoder *encoder,
+                           bool partition_root, const char *topic_prefix)
 {
     MemoryContext context;
     RelationCache *cache;
@@ -120,6 +122,7 @@ void relation_cache_create(MemoryContext parent, const ws_options *opts, bool pa
     cache = MemoryContextAllocZero(context, sizeof(RelationCache));
     cache->context = context;
     cache->options = opts;
+    cache->encoder = encoder;
     cache->partition_root = partition_root;
     cache->topic_prefix = topic_prefix;
 
@@ -277,6 +280,33 @@ char *walship_kafka_topic_name(const char *name)
     return buf.data;
 }
 
+static void free_table_handle(void *arg)
+{
+    RelationCacheEntry *entry = arg;
+
+    if (entry->table_handle != NULL)
+        ws_table_destroy(entry->table_handle);
+    entry->table_handle = NULL;
+}
+
+/* The core's handle of the entry's table, made from its view (see relation_cache.h). */
+static void create_table_handle(RelationCache *cache, RelationCacheEntry *entry)
+{
+    ws_table_desc desc;
+    ws_error err;
+
+    desc.schema = entry->schema;
+    desc.table = entry->table;
+    desc.columns = &entry->view.after;
+    desc.before = &entry->view.before;
+    entry->table_handle = ws_table_create(cache->encoder, &desc, &err);
+    if (entry->table_handle == NULL)
+        ws_ereport(ERROR, &err, NULL);
+    entry->free_table.func = free_table_handle;
+    entry->free_table.arg = entry;
+    MemoryContextRegisterResetCallback(entry->context, &entry->free_table);
+}
+
 static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
 {
     Relation published = relation;
@@ -308,6 +338,7 @@ static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relatio
         entry->topic = walship_kafka_topic_name(
             psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table));
         rowview_init(&entry->view, relation, published);
+        create_table_handle(cache, entry);
     }
 
     if (published != relation)
@@ -356,6 +387,7 @@ RelationCacheEntry *relation_cache_get(Relation relation)
             AllocSetContextCreate(cache->context, "walship relation", ALLOCSET_SMALL_SIZES);
         entry->published_relid = InvalidOid;
         entry->included = false;
+        entry->table_handle = NULL;
     }
 
     if (entry->valid && entry->included &&

@@ -40,15 +40,23 @@ typedef struct RelationCacheEntry {
     char *topic;     /* <topic-prefix>.<schema>.<table>, made valid for Kafka */
     char *qualified; /* <schema>.<table>, for the stream worker's dead letters */
     RowView view;
+    /*
+     * The core's handle of this table version (walship_core.h): created with the view,
+     * destroyed when the entry's context is reset or deleted, which every rebuild and
+     * purge does, so it never outlives the relation version it describes.
+     */
+    ws_table *table_handle;
+    MemoryContextCallback free_table;
 } RelationCacheEntry;
 
 /*
  * Creates the session's cache in a child of `parent`; it goes away with that
- * context. The cache keeps pointers to opts and topic_prefix, which must live as
- * long. Only one cache is active per backend (a backend decodes one slot at a
- * time); invalidation callbacks act on it.
+ * context. The cache keeps pointers to opts, encoder (table handles are made for it)
+ * and topic_prefix, which must live as long. Only one cache is active per backend (a backend
+ * decodes one slot at a time); invalidation callbacks act on it.
  */
-extern void relation_cache_create(MemoryContext parent, const ws_options *opts, bool partition_root,
+extern void relation_cache_create(MemoryContext parent, const ws_options *opts,
+                                  const ws_encoder *encoder, bool partition_root,
                                   const char *topic_prefix);
 
 /*

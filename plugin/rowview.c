@@ -1,9 +1,11 @@
 /*
  * rowview.c: the one place that turns a heap tuple into a ws_row.
  *
- * It owns the type table (which PostgreSQL type travels as which ws_value_kind),
- * the replica identity rules (which columns are key columns, which columns an old
- * tuple really carries) and the value conversions (epochs, infinities, TOAST).
+ * It owns the replica identity rules (which columns are key columns, which columns an
+ * old tuple really carries), what a table description tells about each column beyond
+ * its type (defaults, enum labels, domains' base types) and the value conversions
+ * (epochs, infinities, TOAST). Which type travels as which ws_value_kind is the core's
+ * one type table (ws_type_value_kind).
  * Everything it hands out is borrowed: the encoders read it during the callback
  * and never keep it.
  */
@@ -12,69 +14,25 @@
 #include "access/htup_details.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "datatype/timestamp.h"
 #include "nodes/bitmapset.h"
+#include "nodes/nodes.h"
 #include "utils/builtins.h"
+#include "utils/catcache.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "compat.h"
 #include "rowview.h"
-
-/*
- * The type table. Built-in types with a native representation in the event
- * schema get their own kind; every other type, domains included (the public
- * contract sends a domain as its text form), travels as the text its output
- * function produces.
- */
-static ws_value_kind kind_for_type(Oid typid)
-{
-    switch (typid) {
-    case INT2OID:
-    case INT4OID:
-    case INT8OID:
-    case OIDOID:
-        return WS_VALUE_INT64;
-    case FLOAT4OID:
-    case FLOAT8OID:
-        return WS_VALUE_DOUBLE;
-    case BOOLOID:
-        return WS_VALUE_BOOL;
-    case TEXTOID:
-    case VARCHAROID:
-    case BPCHAROID:
-    case NAMEOID:
-        return WS_VALUE_TEXT;
-    case BYTEAOID:
-        return WS_VALUE_BYTES;
-    case TIMESTAMPOID:
-    case TIMESTAMPTZOID:
-        return WS_VALUE_TIMESTAMP;
-    case DATEOID:
-        return WS_VALUE_DATE;
-    case UUIDOID:
-        return WS_VALUE_UUID;
-    case NUMERICOID:
-        return WS_VALUE_NUMERIC;
-    case JSONOID:
-    case JSONBOID:
-        return WS_VALUE_JSON;
-    case TIMEOID:
-        return WS_VALUE_TIME;
-    case TIMETZOID:
-        return WS_VALUE_TIMETZ;
-    case INTERVALOID:
-        return WS_VALUE_INTERVAL;
-    default:
-        return WS_VALUE_OTHER;
-    }
-}
 
 /*
  * Key columns of an index (its INCLUDE columns are not part of the key). Replica
@@ -112,6 +70,54 @@ static Oid element_type_of(Oid typid)
     Oid elem = get_element_type(getBaseType(typid));
 
     return OidIsValid(elem) ? getBaseType(elem) : InvalidOid;
+}
+
+/* The DEFAULT of column attnum as SQL text (palloc'd), or NULL; generated columns have none. */
+static const char *column_default(TupleDesc desc, Form_pg_attribute attr)
+{
+    TupleConstr *constr = desc->constr;
+
+    if (constr == NULL || !attr->atthasdef || attr->attgenerated != '\0')
+        return NULL;
+    for (int i = 0; i < constr->num_defval; i++) {
+        if (constr->defval[i].adnum == attr->attnum)
+            return deparse_expression(stringToNode(constr->defval[i].adbin), NIL, false, false);
+    }
+    return NULL;
+}
+
+static int enum_label_compare(const void *a, const void *b)
+{
+    const HeapTuple *x = a;
+    const HeapTuple *y = b;
+    float4 ox = ((Form_pg_enum)GETSTRUCT(*x))->enumsortorder;
+    float4 oy = ((Form_pg_enum)GETSTRUCT(*y))->enumsortorder;
+
+    return ox < oy ? -1 : ox > oy ? 1 : 0;
+}
+
+/* An enum's labels in their sort order (palloc'd); NULL and 0 for every other type. */
+static const char *const *enum_labels(Oid typid, int *nlabels)
+{
+    CatCList *list;
+    HeapTuple *members;
+    const char **labels;
+
+    *nlabels = 0;
+    if (get_typtype(typid) != TYPTYPE_ENUM)
+        return NULL;
+    list = SearchSysCacheList1(ENUMTYPOIDNAME, ObjectIdGetDatum(typid));
+    members = palloc(sizeof(HeapTuple) * Max(list->n_members, 1));
+    for (int i = 0; i < list->n_members; i++)
+        members[i] = &list->members[i]->tuple;
+    qsort(members, list->n_members, sizeof(HeapTuple), enum_label_compare);
+    labels = palloc(sizeof(char *) * Max(list->n_members, 1));
+    for (int i = 0; i < list->n_members; i++)
+        labels[i] = pstrdup(NameStr(((Form_pg_enum)GETSTRUCT(members[i]))->enumlabel));
+    *nlabels = list->n_members;
+    ReleaseSysCacheList(list);
+    pfree(members);
+    return labels;
 }
 
 void rowview_init(RowView *view, Relation source, Relation published)
@@ -184,7 +190,7 @@ void rowview_init(RowView *view, Relation source, Relation published)
                  RelationGetRelationName(source));
         col->type_oid = attr->atttypid;
         col->typlen = attr->attlen;
-        col->kind = kind_for_type(attr->atttypid);
+        col->kind = ws_type_value_kind(attr->atttypid);
         getTypeOutputInfo(attr->atttypid, &outfunc, &isvarlena);
         fmgr_info(outfunc, &col->output);
 
@@ -195,6 +201,10 @@ void rowview_init(RowView *view, Relation source, Relation published)
         meta->elem_type_oid = element_type_of(attr->atttypid);
         meta->is_key = bms_is_member(col->source_attno, key);
         meta->not_null = attr->attnotnull;
+        if (get_typtype(attr->atttypid) == TYPTYPE_DOMAIN)
+            meta->base_type_oid = getBaseType(attr->atttypid);
+        meta->default_expr = column_default(desc, attr);
+        meta->enum_labels = enum_labels(getBaseType(attr->atttypid), &meta->nenum_labels);
         meta->value.kind = WS_VALUE_NULL;
 
         if (replident == REPLICA_IDENTITY_FULL)

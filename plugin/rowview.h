@@ -32,7 +32,7 @@ typedef struct RowViewColumn {
     AttrNumber source_attno; /* 1-based, in the tuples the changes carry */
     Oid type_oid;
     int16 typlen;
-    ws_value_kind kind; /* from the one type table, in rowview.c */
+    ws_value_kind kind; /* from the one type table, in the core (ws_type_value_kind) */
     FmgrInfo output;    /* the type's output function, for every text form */
 } RowViewColumn;
 

@@ -26,14 +26,41 @@ extern "C" {
 #define WS_API
 #endif
 
-/* Size of the error buffers the caller passes in. */
+/* Size of each text of a ws_error. */
 #define WS_ERRMSG_SIZE 1024
 
 typedef enum ws_status {
     WS_OK = 0,
-    WS_ERROR = 1,         /* bad input (option, value, bytes): errmsg says which */
-    WS_OUT_OF_MEMORY = 2, /* std::bad_alloc was caught */
+    WS_ERROR = 1, /* *err says what and how bad */
 } ws_status;
+
+/*
+ * What went wrong, as far as the caller must act on it. The C side turns the kind
+ * into a SQLSTATE in one place (ws_ereport, plugin/core_report.c); C++ never picks one.
+ */
+typedef enum ws_error_kind {
+    WS_ERR_NONE = 0,
+    WS_ERR_INVALID_OPTION,     /* an unknown option or a bad value: 22023 */
+    WS_ERR_CONFLICTING_OPTION, /* the same option twice: 42601, as PostgreSQL's own */
+    WS_ERR_INVALID_DATA,       /* bytes that are not what they claim to be: 22P03 */
+    WS_ERR_LIMIT,              /* too large for the format or the setting: 54000 */
+    WS_ERR_OUT_OF_MEMORY,      /* std::bad_alloc: 53200 */
+    WS_ERR_KAFKA,              /* Kafka or librdkafka failed or refused: 58000 */
+    WS_ERR_INTERNAL,           /* a bug in walship: XX000 */
+} ws_error_kind;
+
+/*
+ * The one error type of both boundary headers (this one and extension/walship_sink.h),
+ * filled by the core's one guard (plugin/core/boundary.hpp): errmsg, errdetail and
+ * errhint as PostgreSQL shows them. Texts are NUL-terminated, never cut inside a UTF-8
+ * character, and empty when absent; secrets are scrubbed before they get here.
+ */
+typedef struct ws_error {
+    ws_error_kind kind;
+    char message[WS_ERRMSG_SIZE];
+    char detail[WS_ERRMSG_SIZE];
+    char hint[WS_ERRMSG_SIZE];
+} ws_error;
 
 typedef enum ws_op {
     WS_OP_INSERT = 1,
@@ -48,7 +75,8 @@ typedef enum ws_op {
 
 /*
  * How the shim hands a value over. The shim picks the kind from the column's type
- * (one table, in plugin/rowview.c); the encoders pick the wire representation.
+ * with ws_type_value_kind (the one type table, in the core); the encoders pick the
+ * wire representation.
  */
 typedef enum ws_value_kind {
     WS_VALUE_NULL = 0,
@@ -105,6 +133,11 @@ typedef struct ws_column {
     uint32_t elem_type_oid; /* arrays: the element's type OID (its base type); else 0 */
     bool is_key;            /* part of the replica identity (primary key or RI index) */
     bool not_null;          /* attnotnull */
+    /* What a table description (ws_table_desc) tells beyond the row; rows may leave it 0. */
+    uint32_t base_type_oid;         /* a domain's base type (through nested domains); else 0 */
+    const char *default_expr;       /* the column's DEFAULT as SQL text; NULL when none */
+    const char *const *enum_labels; /* an enum's labels in their sort order; NULL otherwise */
+    int nenum_labels;
     ws_value value;
 } ws_column;
 
@@ -112,6 +145,33 @@ typedef struct ws_row {
     const ws_column *columns;
     int ncolumns;
 } ws_row;
+
+/* ------------------------------------------------------------------------- */
+/* Tables: what is the same for every row of one version of one table.         */
+
+/*
+ * A table handle. The shim's relation cache creates one when it builds an entry for a
+ * streamed table and destroys it when the entry is invalidated (ALTER TABLE, RENAME,
+ * a type or schema change), so the core computes once per table version what every
+ * row needs: each column's representation, the protobuf column heads, the Kafka
+ * Connect schemas of key and value. A handle is immutable and belongs to the encoder
+ * it was made with; it may outlive neither that encoder's options nor be shared
+ * between threads while it is being created.
+ */
+typedef struct ws_table ws_table;
+
+typedef struct ws_table_desc {
+    const char *schema;
+    const char *table;
+    /* every published column, in attribute order (values are not read) */
+    const ws_row *columns;
+    /*
+     * The columns the old tuple of an UPDATE or DELETE carries, in the same order: the
+     * replica identity's, every column with REPLICA IDENTITY FULL, none with NOTHING
+     * (NULL or no columns). Each one is a column of `columns`, by name.
+     */
+    const ws_row *before;
+} ws_table_desc;
 
 typedef struct ws_source {
     const char *database;
@@ -122,12 +182,18 @@ typedef struct ws_source {
     uint64_t commit_lsn; /* end LSN of the commit record */
     uint64_t change_lsn; /* LSN of this change */
     int64_t commit_time_us;
-    uint32_t relation_oid; /* lets encoders cache per-table work; 0 when no table */
 } ws_source;
 
 typedef struct ws_change {
     ws_op op;
     ws_source source;
+    /*
+     * The table of a row or TRUNCATE event (ws_table_create); its rows are then in its
+     * column order: `after` has every column, `before` the old tuple's columns. NULL:
+     * no table (transaction and message events), or a caller without handles (tests),
+     * whose rows are then described by their own column fields, at a cost per event.
+     */
+    const struct ws_table *table;
     /*
      * The row as it is after the change (INSERT, UPDATE) and as the server logged
      * it before (UPDATE, DELETE: replica identity columns, or the whole row with
@@ -139,8 +205,6 @@ typedef struct ws_change {
     /* TRUNCATE: every relation truncated together, "schema.table" each */
     const char *const *truncated_tables;
     int ntruncated;
-    bool truncate_cascade;
-    bool truncate_restart_identity;
     /* MESSAGE */
     const char *message_prefix;
     const char *message_content;
@@ -168,15 +232,14 @@ typedef struct ws_plugin_settings {
     bool messages;
     ws_origin_filter origin;
     bool partition_root;
-    bool has_table_filter; /* tables or exclude-tables given */
 } ws_plugin_settings;
 
-WS_API ws_options *ws_options_create(char *errmsg);
+WS_API ws_options *ws_options_create(ws_error *err);
 WS_API void ws_options_destroy(ws_options *opts);
 /* Sets one option; an unknown name or a bad value is WS_ERROR naming it and the accepted values.
  * Setting the same option twice is an error ("conflicting or redundant options"). */
 WS_API ws_status ws_options_set(ws_options *opts, const char *name, const char *value,
-                                char *errmsg);
+                                ws_error *err);
 WS_API void ws_options_settings(const ws_options *opts, ws_plugin_settings *out);
 /* tables / exclude-tables patterns: is schema.table streamed? */
 WS_API bool ws_options_table_included(const ws_options *opts, const char *schema,
@@ -193,28 +256,40 @@ WS_API bool ws_options_message_included(const ws_options *opts, const char *pref
 
 typedef struct ws_encoder ws_encoder;
 
-/* The encoder copies what it needs from opts. */
-WS_API ws_encoder *ws_encoder_create(const ws_options *opts, char *errmsg);
+/* The encoder copies what it needs from opts; database names events of no table. */
+WS_API ws_encoder *ws_encoder_create(const ws_options *opts, const char *database, ws_error *err);
 WS_API void ws_encoder_destroy(ws_encoder *enc);
+
+/* A table's handle for this encoder (see ws_table above); NULL on error. */
+WS_API ws_table *ws_table_create(const ws_encoder *enc, const ws_table_desc *desc, ws_error *err);
+WS_API void ws_table_destroy(ws_table *table);
+
+/* One encoded change: buffers of the encoder, valid until its next ws_encode. */
+typedef struct ws_encoded {
+    const uint8_t *key; /* the Kafka key; keylen 0 when the change has none */
+    size_t keylen;
+    const uint8_t *value; /* the event (with framing=varint, its length prefix included) */
+    size_t valuelen;
+} ws_encoded;
+
 /*
- * Encodes one change. On WS_OK *out and *outlen point into the encoder's own buffer,
- * valid until the next call on this encoder (with framing=varint, the length
- * prefix is included).
+ * Encodes one change: the event and, with with_key, its Kafka key (the key columns as
+ * a walship.v1.Row, or Debezium's JSON key) in the same pass.
  */
-WS_API ws_status ws_encode_event(ws_encoder *enc, const ws_change *change, const uint8_t **out,
-                                 size_t *outlen, char *errmsg);
+WS_API ws_status ws_encode(ws_encoder *enc, const ws_change *change, bool with_key, ws_encoded *out,
+                           ws_error *err);
+
 /*
- * Encodes the Kafka message key of a change: the key columns as a walship.v1.Row
- * (protobuf) or Debezium's JSON key. *outlen is 0 when the change has no key.
+ * The one type table: how the shim hands over a value of this type (WS_VALUE_OTHER,
+ * its output text, for every type without a native kind, domains included).
  */
-WS_API ws_status ws_encode_key(ws_encoder *enc, const ws_change *change, const uint8_t **out,
-                               size_t *outlen, char *errmsg);
+WS_API ws_value_kind ws_type_value_kind(uint32_t type_oid);
 
 /* ------------------------------------------------------------------------- */
 /* decode_event: one protobuf ChangeEvent rendered as JSON for people.         */
 
 /* On WS_OK *json is a malloc'd NUL-terminated string the caller frees with ws_free. */
-WS_API ws_status ws_event_to_json(const uint8_t *data, size_t len, char **json, char *errmsg);
+WS_API ws_status ws_event_to_json(const uint8_t *data, size_t len, char **json, ws_error *err);
 WS_API void ws_free(void *p);
 
 #ifdef __cplusplus

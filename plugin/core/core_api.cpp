@@ -1,14 +1,15 @@
 /*
  * core_api.cpp: the extern "C" functions of walship_core.h.
  *
- * The only place where C++ meets the C shim. Every function runs its body inside
- * guarded(), which turns std::bad_alloc into WS_OUT_OF_MEMORY and every other
- * exception into WS_ERROR with its message copied into the caller's buffer, so no
+ * The only place where the plugin's C++ meets the C shim. Every function runs its body
+ * inside the one guard (boundary.hpp), which fills the caller's ws_error, so no
  * exception ever reaches C (and no PostgreSQL ERROR ever unwinds C++ frames: the
  * shim ereports after we return).
  */
+#include "boundary.hpp"
 #include "core_error.hpp"
 #include "encoder.hpp"
+#include "type_map.hpp"
 #include "options.hpp"
 #include "walship_core.h"
 
@@ -30,64 +31,25 @@ struct ws_encoder {
     std::unique_ptr<walship::Encoder> encoder;
 };
 
+using walship::guarded;
+
 namespace
 {
 
-/* Copies msg into the caller's WS_ERRMSG_SIZE buffer, never splitting a UTF-8 character. */
-void set_error(char *errmsg, const char *msg)
+[[noreturn]] void null_argument(const char *function)
 {
-    if (errmsg == nullptr)
-        return;
-    size_t n = std::strlen(msg);
-    if (n >= WS_ERRMSG_SIZE) {
-        n = WS_ERRMSG_SIZE - 1;
-        while (n > 0 && (static_cast<unsigned char>(msg[n]) & 0xC0) == 0x80)
-            n--;
-    }
-    std::memcpy(errmsg, msg, n);
-    errmsg[n] = '\0';
-}
-
-template <typename Body> ws_status guarded(char *errmsg, Body &&body) noexcept
-{
-    try {
-        body();
-        return WS_OK;
-    } catch (const std::bad_alloc &) {
-        set_error(errmsg, "out of memory");
-        return WS_OUT_OF_MEMORY;
-    } catch (const std::exception &e) {
-        set_error(errmsg, e.what());
-        return WS_ERROR;
-    } catch (...) {
-        set_error(errmsg, "unexpected internal error in the walship core");
-        return WS_ERROR;
-    }
-}
-
-ws_status encode(ws_encoder *enc, const ws_change *change, const uint8_t **out, size_t *outlen,
-                 char *errmsg, bool key)
-{
-    return guarded(errmsg, [&] {
-        if (enc == nullptr || change == nullptr || out == nullptr || outlen == nullptr)
-            throw walship::InputError("walship encoder called with a null argument");
-        *out = nullptr;
-        *outlen = 0;
-        std::string_view bytes =
-            key ? enc->encoder->encode_key(*change) : enc->encoder->encode_event(*change);
-        *out = reinterpret_cast<const uint8_t *>(bytes.data());
-        *outlen = bytes.size();
-    });
+    throw walship::CoreError(WS_ERR_INTERNAL,
+                             std::string(function) + " called with a null argument");
 }
 
 } // namespace
 
 extern "C" {
 
-ws_options *ws_options_create(char *errmsg)
+ws_options *ws_options_create(ws_error *err)
 {
     ws_options *opts = nullptr;
-    guarded(errmsg, [&] { opts = new ws_options(); });
+    guarded(err, [&] { opts = new ws_options(); });
     return opts;
 }
 
@@ -96,11 +58,11 @@ void ws_options_destroy(ws_options *opts)
     delete opts;
 }
 
-ws_status ws_options_set(ws_options *opts, const char *name, const char *value, char *errmsg)
+ws_status ws_options_set(ws_options *opts, const char *name, const char *value, ws_error *err)
 {
-    return guarded(errmsg, [&] {
+    return guarded(err, [&] {
         if (opts == nullptr)
-            throw walship::InputError("ws_options_set called without options");
+            null_argument("ws_options_set");
         opts->options.set(name, value);
     });
 }
@@ -118,7 +80,6 @@ void ws_options_settings(const ws_options *opts, ws_plugin_settings *out)
     out->messages = o.messages;
     out->origin = o.origin == walship::OriginFilter::None ? WS_ORIGIN_NONE : WS_ORIGIN_ANY;
     out->partition_root = o.partition_root;
-    out->has_table_filter = !o.tables.empty() || !o.exclude_tables.empty();
 }
 
 bool ws_options_table_included(const ws_options *opts, const char *schema, const char *table)
@@ -144,19 +105,20 @@ bool ws_options_message_included(const ws_options *opts, const char *prefix)
     return opts->options.message_included(prefix != nullptr ? prefix : "");
 }
 
-ws_encoder *ws_encoder_create(const ws_options *opts, char *errmsg)
+ws_encoder *ws_encoder_create(const ws_options *opts, const char *database, ws_error *err)
 {
     ws_encoder *enc = nullptr;
-    ws_status status = guarded(errmsg, [&] {
+    guarded(err, [&] {
         walship::Options defaults;
         const walship::Options &o = opts != nullptr ? opts->options : defaults;
+        std::string db = database != nullptr ? database : "";
         auto holder = std::make_unique<ws_encoder>();
         holder->encoder = o.format == walship::EventFormat::Json
-                              ? walship::make_debezium_encoder(o)
-                              : walship::make_protobuf_encoder(o);
+                              ? walship::make_debezium_encoder(o, std::move(db))
+                              : walship::make_protobuf_encoder(o, std::move(db));
         enc = holder.release();
     });
-    return status == WS_OK ? enc : nullptr;
+    return enc;
 }
 
 void ws_encoder_destroy(ws_encoder *enc)
@@ -164,16 +126,44 @@ void ws_encoder_destroy(ws_encoder *enc)
     delete enc;
 }
 
-ws_status ws_encode_event(ws_encoder *enc, const ws_change *change, const uint8_t **out,
-                          size_t *outlen, char *errmsg)
+ws_table *ws_table_create(const ws_encoder *enc, const ws_table_desc *desc, ws_error *err)
 {
-    return encode(enc, change, out, outlen, errmsg, false);
+    ws_table *table = nullptr;
+    guarded(err, [&] {
+        if (enc == nullptr || desc == nullptr)
+            null_argument("ws_table_create");
+        auto holder = std::make_unique<ws_table>();
+        holder->table = walship::describe_table(*desc);
+        holder->plan = enc->encoder->plan_table(holder->table);
+        table = holder.release();
+    });
+    return table;
 }
 
-ws_status ws_encode_key(ws_encoder *enc, const ws_change *change, const uint8_t **out,
-                        size_t *outlen, char *errmsg)
+void ws_table_destroy(ws_table *table)
 {
-    return encode(enc, change, out, outlen, errmsg, true);
+    delete table;
+}
+
+ws_status ws_encode(ws_encoder *enc, const ws_change *change, bool with_key, ws_encoded *out,
+                    ws_error *err)
+{
+    return guarded(err, [&] {
+        if (enc == nullptr || change == nullptr || out == nullptr)
+            null_argument("ws_encode");
+        *out = ws_encoded{};
+        walship::Encoded encoded = enc->encoder->encode(
+            *change, change->table != nullptr ? change->table->plan.get() : nullptr, with_key);
+        out->key = reinterpret_cast<const uint8_t *>(encoded.key.data());
+        out->keylen = encoded.key.size();
+        out->value = reinterpret_cast<const uint8_t *>(encoded.value.data());
+        out->valuelen = encoded.value.size();
+    });
+}
+
+ws_value_kind ws_type_value_kind(uint32_t type_oid)
+{
+    return walship::value_kind_for_type(type_oid);
 }
 
 /*
@@ -190,30 +180,36 @@ static void silence_protobuf_logging()
     (void)silenced;
 }
 
-ws_status ws_event_to_json(const uint8_t *data, size_t len, char **json, char *errmsg)
+ws_status ws_event_to_json(const uint8_t *data, size_t len, char **json, ws_error *err)
 {
     silence_protobuf_logging();
-    return guarded(errmsg, [&] {
-        using walship::InputError;
+    return guarded(err, [&] {
         if (json == nullptr)
-            throw InputError("ws_event_to_json called without an output pointer");
+            null_argument("ws_event_to_json");
+        /* every refusal says what decode_event takes */
+        auto invalid = [](const std::string &message) {
+            return walship::InputError(
+                message, {},
+                "walship.decode_event() takes one walship.v1.ChangeEvent as the walship output "
+                "plugin writes it with format=protobuf.");
+        };
         *json = nullptr;
         if (data == nullptr && len > 0)
-            throw InputError("invalid walship event: no data");
+            throw invalid("invalid walship event: no data");
         if (len > static_cast<size_t>(INT_MAX))
-            throw InputError("invalid walship event: " + std::to_string(len) +
-                             " bytes is larger than a protobuf message can be");
+            throw walship::LimitError("invalid walship event: " + std::to_string(len) +
+                                      " bytes is larger than a protobuf message can be");
         walship::v1::ChangeEvent event;
         if (!event.ParseFromArray(data, static_cast<int>(len)))
-            throw InputError("invalid walship event: the bytes are not a protobuf "
-                             "walship.v1.ChangeEvent");
+            throw invalid("invalid walship event: the bytes are not a protobuf "
+                          "walship.v1.ChangeEvent");
         /* arbitrary bytes often parse as unknown fields: a real event always has op */
         if (event.op() == walship::v1::OPERATION_UNSPECIFIED)
-            throw InputError("invalid walship event: no operation (op) set; the bytes are not a "
-                             "walship.v1.ChangeEvent (a varint-framed stream must be split first)");
+            throw invalid("invalid walship event: no operation (op) set; the bytes are not a "
+                          "walship.v1.ChangeEvent (a varint-framed stream must be split first)");
         if (!walship::v1::Operation_IsValid(event.op()))
-            throw InputError("invalid walship event: unknown operation " +
-                             std::to_string(static_cast<int>(event.op())));
+            throw invalid("invalid walship event: unknown operation " +
+                          std::to_string(static_cast<int>(event.op())));
 
         google::protobuf::util::JsonPrintOptions print;
         print.always_print_primitive_fields = false;
@@ -221,7 +217,7 @@ ws_status ws_event_to_json(const uint8_t *data, size_t len, char **json, char *e
         std::string text;
         auto status = google::protobuf::util::MessageToJsonString(event, &text, print);
         if (!status.ok())
-            throw InputError("invalid walship event: " + status.ToString());
+            throw invalid("invalid walship event: " + status.ToString());
         char *copy = static_cast<char *>(std::malloc(text.size() + 1));
         if (copy == nullptr)
             throw std::bad_alloc();

@@ -1,8 +1,11 @@
 /*
- * encoder.cpp: checks on the shim's change view that both encoders rely on.
+ * encoder.cpp: table descriptions, and the checks on the shim's change view that both
+ * encoders rely on.
  */
 #include "core_error.hpp"
 #include "encoder.hpp"
+
+#include <string>
 
 namespace walship
 {
@@ -10,7 +13,62 @@ namespace walship
 namespace
 {
 
-void validate_row(const ws_row *row, const char *which)
+/* A broken view from the shim is a bug in walship, not bad input from a user. */
+[[noreturn]] void bug(const std::string &message)
+{
+    throw CoreError(WS_ERR_INTERNAL, message);
+}
+
+const char *or_empty(const char *s)
+{
+    return s != nullptr ? s : "";
+}
+
+TableColumn describe_column(const ws_column &c)
+{
+    TableColumn out;
+    out.name = c.name;
+    out.type_name = or_empty(c.type_name);
+    out.type_oid = c.type_oid;
+    out.typmod = c.typmod;
+    out.elem_type_oid = c.elem_type_oid;
+    out.base_type_oid = c.base_type_oid;
+    out.is_key = c.is_key;
+    out.not_null = c.not_null;
+    out.has_default = c.default_expr != nullptr;
+    out.default_expr = or_empty(c.default_expr);
+    for (int i = 0; i < c.nenum_labels && c.enum_labels != nullptr; i++)
+        out.enum_labels.emplace_back(or_empty(c.enum_labels[i]));
+    return out;
+}
+
+/* Marks the columns of `before` (a subsequence of the table's, by name) as the old tuple's. */
+void match_before(Table &table, const ws_row *before, bool strict)
+{
+    size_t next = 0;
+    int n = before != nullptr ? before->ncolumns : 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = before->columns[i].name;
+        while (next < table.columns.size() && table.columns[next].name != name)
+            next++;
+        if (next == table.columns.size()) {
+            if (strict)
+                bug("invalid table description: old tuple column \"" + std::string(name) +
+                    "\" is not a column of " + table.schema + "." + table.table +
+                    " (or out of order)");
+            /* a test's old row of columns the new row lacks: describe it alone */
+            table.before.clear();
+            for (TableColumn &column : table.columns)
+                column.before_index = -1;
+            return;
+        }
+        table.columns[next].before_index = static_cast<int>(table.before.size());
+        table.before.push_back(static_cast<int>(next));
+        next++;
+    }
+}
+
+void validate_row(const ws_row *row, const char *which, bool names)
 {
     if (row == nullptr)
         return;
@@ -18,23 +76,56 @@ void validate_row(const ws_row *row, const char *which)
         throw InputError(std::string("invalid change: the ") + which + " row has no column array");
     for (int i = 0; i < row->ncolumns; i++) {
         const ws_column &column = row->columns[i];
-        if (column.name == nullptr)
+        if (names && column.name == nullptr)
             throw InputError(std::string("invalid change: column ") + std::to_string(i + 1) +
                              " of the " + which + " row has no name");
         const ws_value &value = column.value;
         int kind = static_cast<int>(value.kind);
         if (kind < WS_VALUE_NULL || kind > WS_VALUE_OTHER)
-            throw InputError("invalid change: column \"" + std::string(column.name) +
-                             "\" has unknown value kind " + std::to_string(kind));
+            throw InputError("invalid change: column " + std::to_string(i + 1) + " of the " +
+                             which + " row has unknown value kind " + std::to_string(kind));
         if (value.len > 0 && value.data == nullptr)
-            throw InputError("invalid change: column \"" + std::string(column.name) +
-                             "\" has a length but no data");
+            throw InputError("invalid change: column " + std::to_string(i + 1) + " of the " +
+                             which + " row has a length but no data");
     }
 }
 
 } // namespace
 
-void validate_change(const ws_change &change)
+Table describe_table(const ws_table_desc &desc)
+{
+    const ws_row *columns = desc.columns;
+    validate_row(columns, "table's", true);
+    validate_row(desc.before, "old tuple's", true);
+    Table table;
+    table.schema = or_empty(desc.schema);
+    table.table = or_empty(desc.table);
+    int n = columns != nullptr ? columns->ncolumns : 0;
+    table.columns.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; i++) {
+        table.columns.push_back(describe_column(columns->columns[i]));
+        table.has_key = table.has_key || columns->columns[i].is_key;
+    }
+    match_before(table, desc.before, true);
+    return table;
+}
+
+Table describe_change_table(const ws_change &change)
+{
+    const ws_row *row = change.after != nullptr ? change.after : change.before;
+    Table table;
+    table.schema = or_empty(change.source.schema);
+    table.table = or_empty(change.source.table);
+    int n = row != nullptr ? row->ncolumns : 0;
+    for (int i = 0; i < n; i++) {
+        table.columns.push_back(describe_column(row->columns[i]));
+        table.has_key = table.has_key || row->columns[i].is_key;
+    }
+    match_before(table, change.before, false);
+    return table;
+}
+
+void validate_change(const ws_change &change, const Table *table)
 {
     switch (change.op) {
     case WS_OP_INSERT:
@@ -61,8 +152,20 @@ void validate_change(const ws_change &change)
     default:
         throw InputError("invalid change: unknown operation " + std::to_string(change.op));
     }
-    validate_row(change.before, "old");
-    validate_row(change.after, "new");
+    bool described = table != nullptr;
+    validate_row(change.before, "old", !described);
+    validate_row(change.after, "new", !described);
+    if (!described)
+        return;
+    /* the relation cache rebuilds a table's view and handle together: a mismatch is a bug */
+    if (change.after != nullptr &&
+        change.after->ncolumns != static_cast<int>(table->columns.size()))
+        bug("invalid change: the new row has " + std::to_string(change.after->ncolumns) +
+            " columns, its table " + std::to_string(table->columns.size()));
+    if (change.before != nullptr &&
+        change.before->ncolumns != static_cast<int>(table->before.size()))
+        bug("invalid change: the old row has " + std::to_string(change.before->ncolumns) +
+            " columns, its table's old tuple " + std::to_string(table->before.size()));
 }
 
 const ws_row *key_row(const ws_change &change)

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace walship
 {
@@ -77,27 +78,101 @@ class EventBuffer
     std::string bytes_;
 };
 
+/* One column of a table, as described once by the shim (ws_table_desc). */
+struct TableColumn {
+    std::string name;
+    std::string type_name;
+    uint32_t type_oid = 0;
+    int32_t typmod = -1;
+    uint32_t elem_type_oid = 0;
+    uint32_t base_type_oid = 0; /* domains: the base type; else 0 */
+    bool is_key = false;
+    bool not_null = false;
+    bool has_default = false;
+    std::string default_expr;
+    std::vector<std::string> enum_labels;
+    int before_index = -1; /* its position in the old tuple; -1 when the old tuple lacks it */
+};
+
+/* What every row of one table version shares; the core's side of a ws_table. */
+struct Table {
+    std::string schema;
+    std::string table;
+    std::vector<TableColumn> columns;
+    std::vector<int> before; /* the old tuple's columns, as indexes into columns */
+    bool has_key = false;    /* some column is_key */
+};
+
+/* Copies and checks a shim's description (before must be a subsequence of columns). */
+Table describe_table(const ws_table_desc &desc);
+
+/*
+ * A description of the change's table from its own rows, for callers without table
+ * handles (unit tests): the new row's columns (else the old row's), the old row's
+ * columns matched to them by name.
+ */
+Table describe_change_table(const ws_change &change);
+
+/*
+ * What one encoder computed once for one table; each encoder derives its own. It points
+ * to its table, which outlives it (both live in one ws_table).
+ */
+class TablePlan
+{
+  public:
+    explicit TablePlan(const Table &table) : table_(table) {}
+    virtual ~TablePlan() = default;
+
+    const Table &table() const
+    {
+        return table_;
+    }
+
+  private:
+    const Table &table_;
+};
+
+/* One encoded change; the views point into the encoder's buffers. */
+struct Encoded {
+    std::string_view key; /* empty when the change has none (or it was not asked for) */
+    std::string_view value;
+};
+
 class Encoder
 {
   public:
     virtual ~Encoder() = default;
 
-    /* The event, framed if the options say so; valid until the next encode_event. */
-    virtual std::string_view encode_event(const ws_change &change) = 0;
+    /* Everything this encoder needs per row of `table`, computed once. */
+    virtual std::unique_ptr<TablePlan> plan_table(const Table &table) const = 0;
 
-    /* The Kafka key, empty when the change has none; valid until the next encode_key. */
-    virtual std::string_view encode_key(const ws_change &change) = 0;
+    /*
+     * The event (framed if the options say so) and, with with_key, its Kafka key.
+     * plan is the change's table's plan, or null for a change of no table or of a
+     * caller without handles (the encoder then plans the change's own columns).
+     * Valid until the next encode.
+     */
+    virtual Encoded encode(const ws_change &change, const TablePlan *plan, bool with_key) = 0;
 };
 
-std::unique_ptr<Encoder> make_protobuf_encoder(const Options &options);
-std::unique_ptr<Encoder> make_debezium_encoder(const Options &options);
+std::unique_ptr<Encoder> make_protobuf_encoder(const Options &options, std::string database);
+std::unique_ptr<Encoder> make_debezium_encoder(const Options &options, std::string database);
 
-/* Checks what every encoder relies on (rows present for their operation, ...). */
-void validate_change(const ws_change &change);
+/*
+ * Checks what every encoder relies on (rows present for their operation, ...), and with
+ * a table that the rows have its shape.
+ */
+void validate_change(const ws_change &change, const Table *table);
 
 /* The row whose is_key columns form the key: after, or before for DELETE. */
 const ws_row *key_row(const ws_change &change);
 
 } // namespace walship
+
+/* A table handle of walship_core.h: the description and one encoder's plan of it. */
+struct ws_table {
+    walship::Table table;
+    std::unique_ptr<walship::TablePlan> plan;
+};
 
 #endif

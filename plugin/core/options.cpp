@@ -34,10 +34,23 @@ bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/*
+ * Every option error says where the options are described: the same hint whether the
+ * option came from pg_recvlogical -o, the SQL decoding functions or create_stream.
+ */
+constexpr const char *kOptionsHint =
+    "Options of the walship output plugin are name=value pairs; see \"Output plugin "
+    "options\" in walship's documentation.";
+
+[[noreturn]] void invalid_option(const std::string &message)
+{
+    throw CoreError(WS_ERR_INVALID_OPTION, message, {}, kOptionsHint);
+}
+
 [[noreturn]] void invalid_value(const char *option, const char *value, const std::string &expected)
 {
-    throw InputError("invalid value \"" + std::string(value) + "\" for option \"" + option +
-                     "\": " + expected);
+    invalid_option("invalid value \"" + std::string(value) + "\" for option \"" + option +
+                   "\": " + expected);
 }
 
 const char *const kBooleanValues = "expected a boolean (true, false, on, off, yes, no, 1 or 0)";
@@ -67,7 +80,7 @@ bool parse_boolean(const char *option, const char *value, bool *ok = nullptr)
 const char *require_value(const char *option, const char *value, const char *expected)
 {
     if (value == nullptr)
-        throw InputError("option \"" + std::string(option) + "\" requires a value: " + expected);
+        invalid_option("option \"" + std::string(option) + "\" requires a value: " + expected);
     return value;
 }
 
@@ -384,20 +397,22 @@ bool NamePattern::matches(std::string_view name) const
 void Options::set(const char *name, const char *value)
 {
     if (name == nullptr)
-        throw InputError("option name must not be null");
+        invalid_option("option name must not be null");
     for (size_t i = 0; i < sizeof(kOptions) / sizeof(kOptions[0]); i++) {
         const OptionSpec &spec = kOptions[i];
         if (std::strcmp(spec.name, name) != 0)
             continue;
         uint32_t bit = uint32_t{1} << i;
         if ((seen_ & bit) != 0)
-            throw InputError("conflicting or redundant options: \"" + std::string(name) + "\"");
+            throw CoreError(WS_ERR_CONFLICTING_OPTION,
+                            "conflicting or redundant options: \"" + std::string(name) + "\"", {},
+                            kOptionsHint);
         spec.apply(*this, spec.name, value);
         seen_ |= bit;
         return;
     }
-    throw InputError("unrecognized option \"" + std::string(name) +
-                     "\" for the walship output plugin; valid options are: " + option_list());
+    invalid_option("unrecognized option \"" + std::string(name) +
+                   "\" for the walship output plugin; valid options are: " + option_list());
 }
 
 bool Options::table_included(std::string_view schema, std::string_view table) const

@@ -59,7 +59,8 @@ struct Options {
 
     /*
      * Sets one option from its name and text value (value may be null: "-o name"
-     * without a value, which means true for a boolean). Throws InputError.
+     * without a value, which means true for a boolean). Throws CoreError (WS_ERR_INVALID_OPTION,
+     * WS_ERR_CONFLICTING_OPTION).
      */
     void set(const char *name, const char *value);
 

@@ -41,7 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace walship
@@ -220,15 +220,6 @@ inline const char *or_empty(const char *s)
 }
 
 /*
- * Does the NUL-terminated s equal the n bytes at cached? cached holds no NUL, so
- * strncmp stops at the end of a shorter s and s is never read past its terminator.
- */
-inline bool same_text(const char *cached, size_t n, const char *s)
-{
-    return std::strncmp(cached, s, n) == 0 && s[n] == '\0';
-}
-
-/*
  * The output buffer, with room for a varint length prefix in front of the body like
  * EventBuffer, but sized up front and never zero-filled: the size pass says how
  * many bytes the write pass fills, every one of them.
@@ -366,20 +357,37 @@ uint8_t *put_value(uint8_t *p, const ws_value &value)
 }
 
 /* ------------------------------------------------------------------------- */
-/* Cached per-table parts                                                      */
+/* Per-table parts, encoded once per table version (ProtobufPlan)              */
 
 /*
- * Fields 1-3 of every Column of one row (name, type_oid, type_name), encoded once
- * and kept back to back in one buffer. The buffer doubles as the cache key: on
- * every use each column's type OID, name and type name are checked against it (the
- * names right where they sit inside the encoded fields), and it is rebuilt when they
- * differ, so an ALTER TABLE or a RENAME needs no invalidation callback. The check
- * reads a few short strings, far less work than copying them into a message and
- * validating them again on the way out was.
+ * Fields 1-3 of every Column of one row shape (name, type_oid, type_name), encoded once
+ * and kept back to back in one buffer, with each column's key flag.
  */
-class RowHeads
+class ColumnHeads
 {
   public:
+    /* The heads of the table's columns, or of those `subset` lists (indexes into them). */
+    void build(const Table &table, const std::vector<int> *subset)
+    {
+        clear();
+        size_t n = subset != nullptr ? subset->size() : table.columns.size();
+        for (size_t i = 0; i < n; i++) {
+            const TableColumn &c =
+                table.columns[subset != nullptr ? static_cast<size_t>((*subset)[i]) : i];
+            add(c.name, c.type_oid, c.type_name, c.is_key);
+        }
+    }
+
+    /* The heads a row's own columns describe (callers without table handles). */
+    void build(const ws_row *row)
+    {
+        clear();
+        for (int i = 0; row != nullptr && i < row->ncolumns; i++) {
+            const ws_column &c = row->columns[i];
+            add(c.name, c.type_oid, or_empty(c.type_name), c.is_key);
+        }
+    }
+
     /* Column i's encoded fields 1-3. */
     std::string_view head(int i) const
     {
@@ -387,101 +395,97 @@ class RowHeads
         return std::string_view(bytes_.data() + h.offset, h.size);
     }
 
-    /* Makes the heads describe row's columns, rebuilding them if they do not. */
-    const RowHeads &for_row(const ws_row &row)
+    bool is_key(int i) const
     {
-        if (!matches(row))
-            rebuild(row);
-        return *this;
+        return heads_[static_cast<size_t>(i)].is_key;
     }
 
   private:
     struct Head {
-        size_t offset; /* into bytes_: the encoded fields */
+        size_t offset; /* into bytes_ */
         size_t size;
-        size_t name_offset; /* into bytes_: the name and the type name inside them */
-        size_t name_len;
-        size_t type_name_offset;
-        size_t type_name_len;
-        uint32_t type_oid;
+        bool is_key;
     };
 
-    bool matches(const ws_row &row) const
+    void clear()
     {
-        if (!valid_ || heads_.size() != static_cast<size_t>(row.ncolumns))
-            return false;
-        const char *bytes = bytes_.data();
-        for (int i = 0; i < row.ncolumns; i++) {
-            const Head &h = heads_[static_cast<size_t>(i)];
-            const ws_column &c = row.columns[i];
-            if (h.type_oid != c.type_oid || !same_text(bytes + h.name_offset, h.name_len, c.name) ||
-                !same_text(bytes + h.type_name_offset, h.type_name_len, or_empty(c.type_name)))
-                return false;
-        }
-        return true;
+        heads_.clear();
+        bytes_.clear();
     }
 
-    void rebuild(const ws_row &row)
+    void add(std::string_view name, uint32_t type_oid, std::string_view type_name, bool is_key)
     {
-        valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
-        size_t n = static_cast<size_t>(row.ncolumns);
-        heads_.resize(n);
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
-            const ws_column &c = row.columns[i];
-            Head &h = heads_[i];
-            h.name_len = std::strlen(c.name);
-            h.type_name_len = std::strlen(or_empty(c.type_name));
-            h.type_oid = c.type_oid;
-            h.offset = total;
-            h.size =
-                string_size(h.name_len) + scalar_size(h.type_oid) + string_size(h.type_name_len);
-            total += h.size;
-        }
-        bytes_.resize(total);
-        auto *start = reinterpret_cast<uint8_t *>(&bytes_[0]);
-        for (size_t i = 0; i < n; i++) {
-            const ws_column &c = row.columns[i];
-            Head &h = heads_[i];
-            uint8_t *p = start + h.offset;
-            /* an empty string is left out: its offset then points at nothing */
-            h.name_offset = static_cast<size_t>(p - start) + string_size(h.name_len) - h.name_len;
-            p = put_string(p, column_tag::name, c.name, h.name_len);
-            p = put_scalar(p, column_tag::type_oid, h.type_oid);
-            h.type_name_offset =
-                static_cast<size_t>(p - start) + string_size(h.type_name_len) - h.type_name_len;
-            put_string(p, column_tag::type_name, or_empty(c.type_name), h.type_name_len);
-        }
-        valid_ = true;
+        Head h;
+        h.offset = bytes_.size();
+        h.size = string_size(name.size()) + scalar_size(type_oid) + string_size(type_name.size());
+        h.is_key = is_key;
+        bytes_.resize(h.offset + h.size);
+        auto *p = reinterpret_cast<uint8_t *>(&bytes_[h.offset]);
+        p = put_string(p, column_tag::name, name.data(), name.size());
+        p = put_scalar(p, column_tag::type_oid, type_oid);
+        put_string(p, column_tag::type_name, type_name.data(), type_name.size());
+        heads_.push_back(h);
     }
 
-    bool valid_ = false;
     std::string bytes_;
     std::vector<Head> heads_;
 };
 
-/* Source fields 1-3 (database, schema, table), encoded once. */
+/* Source fields 1-3 (database, schema, table). */
+std::string encode_source_head(std::string_view database, std::string_view schema,
+                               std::string_view table)
+{
+    std::string bytes(string_size(database.size()) + string_size(schema.size()) +
+                          string_size(table.size()),
+                      '\0');
+    auto *p = reinterpret_cast<uint8_t *>(&bytes[0]);
+    p = put_string(p, source_tag::database, database.data(), database.size());
+    p = put_string(p, source_tag::schema, schema.data(), schema.size());
+    put_string(p, source_tag::table, table.data(), table.size());
+    return bytes;
+}
+
+/* Everything one table version's events share. Partitions published as their root share it. */
+class ProtobufPlan final : public TablePlan
+{
+  public:
+    ProtobufPlan(const Table &table, std::string_view database)
+        : TablePlan(table), source_head(encode_source_head(database, table.schema, table.table))
+    {
+        after.build(table, nullptr);
+        before.build(table, &table.before); /* the replica identity, or all with FULL */
+    }
+
+    /* For a caller without handles: the heads the change's rows describe themselves. */
+    ProtobufPlan(const Table &table, const ws_change &change) : TablePlan(table)
+    {
+        after.build(change.after);
+        before.build(change.before);
+    }
+
+    std::string source_head;
+    ColumnHeads after;
+    ColumnHeads before;
+};
+
+/*
+ * The source head of an event without a table handle (transaction and message events,
+ * callers without handles), kept while database, schema and table stay the same.
+ */
 class SourceHead
 {
   public:
     const std::string &for_source(const ws_source &source)
     {
-        const char *database = or_empty(source.database);
-        const char *schema = or_empty(source.schema);
-        const char *table = or_empty(source.table);
-        if (!valid_ || !same_text(database_.data(), database_.size(), database) ||
-            !same_text(schema_.data(), schema_.size(), schema) ||
-            !same_text(table_.data(), table_.size(), table)) {
+        std::string_view database = or_empty(source.database);
+        std::string_view schema = or_empty(source.schema);
+        std::string_view table = or_empty(source.table);
+        if (!valid_ || database != database_ || schema != schema_ || table != table_) {
             valid_ = false; /* until rebuilt completely: an allocation may fail halfway */
             database_.assign(database);
             schema_.assign(schema);
             table_.assign(table);
-            bytes_.resize(string_size(database_.size()) + string_size(schema_.size()) +
-                          string_size(table_.size()));
-            auto *p = reinterpret_cast<uint8_t *>(&bytes_[0]);
-            p = put_string(p, source_tag::database, database_.data(), database_.size());
-            p = put_string(p, source_tag::schema, schema_.data(), schema_.size());
-            put_string(p, source_tag::table, table_.data(), table_.size());
+            bytes_ = encode_source_head(database_, schema_, table_);
             valid_ = true;
         }
         return bytes_;
@@ -495,26 +499,19 @@ class SourceHead
     std::string bytes_;
 };
 
-/* Everything cached for one relation. Partitions published as their root share it. */
-struct TableHeads {
-    SourceHead source;
-    RowHeads after;
-    RowHeads before; /* the old row's columns: the replica identity, or all with FULL */
-};
-
 /* ------------------------------------------------------------------------- */
 /* Rows                                                                        */
 
 /*
  * One row of an event between the size pass and the write pass: its columns' heads
  * and the sizes of each column's Value and whole Column, computed once in plan()
- * and reused when writing. The same row gives the key (its is_key columns) and
+ * and reused when writing. The same row gives the key (its key columns) and
  * the before or after Row (all of them).
  */
 class PlannedRow
 {
   public:
-    void plan(const ws_row *row, const RowHeads *heads)
+    void plan(const ws_row *row, const ColumnHeads *heads)
     {
         row_ = row;
         heads_ = heads;
@@ -529,7 +526,7 @@ class PlannedRow
             s.column = heads->head(i).size() + 1 + varint_size(s.value) + s.value;
             size_t field = 1 + varint_size(s.column) + s.column;
             all_size_ += field;
-            if (c.is_key)
+            if (heads->is_key(i))
                 key_size_ += field;
         }
     }
@@ -544,15 +541,14 @@ class PlannedRow
     {
         int n = row_ != nullptr ? row_->ncolumns : 0;
         for (int i = 0; i < n; i++) {
-            const ws_column &c = row_->columns[i];
-            if (keys_only && !c.is_key)
+            if (keys_only && !heads_->is_key(i))
                 continue;
             const Sizes &s = sizes_[static_cast<size_t>(i)];
             std::string_view head = heads_->head(i);
             p = put_sub_head(p, field_tag, s.column);
             p = put_raw(p, head.data(), head.size());
             p = put_sub_head(p, column_tag::value, s.value);
-            p = put_value(p, c.value);
+            p = put_value(p, row_->columns[i].value);
         }
         return p;
     }
@@ -564,7 +560,7 @@ class PlannedRow
     };
 
     const ws_row *row_ = nullptr;
-    const RowHeads *heads_ = nullptr;
+    const ColumnHeads *heads_ = nullptr;
     std::vector<Sizes> sizes_;
     size_t all_size_ = 0;
     size_t key_size_ = 0;
@@ -576,12 +572,14 @@ class TextKey
   public:
     explicit TextKey(const char *name)
     {
-        ws_column column{};
-        column.name = name;
-        column.type_oid = kTextTypeOid;
-        column.type_name = "text";
-        RowHeads heads;
-        head_ = std::string(heads.for_row(ws_row{&column, 1}).head(0));
+        Table table;
+        table.columns.resize(1);
+        table.columns[0].name = name;
+        table.columns[0].type_oid = kTextTypeOid;
+        table.columns[0].type_name = "text";
+        ColumnHeads heads;
+        heads.build(table, nullptr);
+        head_ = std::string(heads.head(0));
     }
 
     size_t size(std::string_view text) const
@@ -611,7 +609,7 @@ class TextKey
 void check_message_size(size_t size)
 {
     if (size > static_cast<size_t>(INT_MAX))
-        throw InputError("event too large: " + std::to_string(size) +
+        throw LimitError("event too large: " + std::to_string(size) +
                          " bytes exceeds protobuf's 2 GB message limit");
 }
 
@@ -629,20 +627,42 @@ void check_written(const uint8_t *start, const uint8_t *end, size_t planned)
 class ProtobufEncoder final : public Encoder
 {
   public:
-    explicit ProtobufEncoder(const Options &options)
+    ProtobufEncoder(const Options &options, std::string database)
         : include_before_(options.include_before), framed_(options.framing == Framing::Varint),
-          prefix_key_("prefix"), id_key_("id")
+          database_(std::move(database)), prefix_key_("prefix"), id_key_("id")
     {
     }
 
-    std::string_view encode_event(const ws_change &change) override
+    std::unique_ptr<TablePlan> plan_table(const Table &table) const override
     {
-        validate_change(change);
+        return std::make_unique<ProtobufPlan>(table, database_);
+    }
+
+    Encoded encode(const ws_change &change, const TablePlan *table_plan, bool with_key) override
+    {
+        validate_change(change, table_plan != nullptr ? &table_plan->table() : nullptr);
+        const ProtobufPlan *plan = static_cast<const ProtobufPlan *>(table_plan);
+        if (plan == nullptr &&
+            (change.before != nullptr || change.after != nullptr || change.op == WS_OP_TRUNCATE)) {
+            /* a caller without handles: plan the change's own columns, for this event only */
+            scratch_plan_ = std::make_unique<ProtobufPlan>(scratch_table_, change);
+            plan = scratch_plan_.get();
+        }
+        Encoded out;
+        out.value = encode_event(change, plan);
+        if (with_key)
+            out.key = encode_key(change);
+        return out;
+    }
+
+  private:
+    std::string_view encode_event(const ws_change &change, const ProtobufPlan *plan)
+    {
         const ws_source &in = change.source;
-        TableHeads &table = table_heads(in.relation_oid);
 
         /* size pass */
-        const std::string &source_head = table.source.for_source(in);
+        const std::string &source_head =
+            change.table != nullptr ? plan->source_head : source_head_.for_source(in);
         const char *origin = or_empty(in.origin);
         size_t origin_len = std::strlen(origin);
         bool truncate = change.op == WS_OP_TRUNCATE;
@@ -659,12 +679,10 @@ class ProtobufEncoder final : public Encoder
         bool want_after = change.after != nullptr && change.op != WS_OP_DELETE;
         bool plan_before = want_before || (key_source != nullptr && key_source == change.before);
         bool plan_after = want_after || (key_source != nullptr && key_source == change.after);
-        before_.plan(plan_before ? change.before : nullptr,
-                     plan_before ? &table.before.for_row(*change.before) : nullptr);
-        after_.plan(plan_after ? change.after : nullptr,
-                    plan_after ? &table.after.for_row(*change.after) : nullptr);
-        const PlannedRow &key = key_source == change.after ? after_ : before_;
-        size_t key_size = key_source != nullptr ? key.size(true) : 0;
+        before_.plan(plan_before ? change.before : nullptr, plan_before ? &plan->before : nullptr);
+        after_.plan(plan_after ? change.after : nullptr, plan_after ? &plan->after : nullptr);
+        key_ = key_source == nullptr ? nullptr : key_source == change.after ? &after_ : &before_;
+        size_t key_size = key_ != nullptr ? key_->size(true) : 0;
 
         bool is_message = change.op == WS_OP_MESSAGE;
         const char *prefix = or_empty(change.message_prefix);
@@ -698,7 +716,7 @@ class ProtobufEncoder final : public Encoder
         }
 
         if (key_size > 0)
-            p = key.put(p, event_tag::key, true);
+            p = key_->put(p, event_tag::key, true);
         if (want_before) {
             p = put_sub_head(p, event_tag::before, before_.size(false));
             p = before_.put(p, kRowColumnsTag, false);
@@ -719,14 +737,13 @@ class ProtobufEncoder final : public Encoder
     }
 
     /*
-     * The key columns as a walship.v1.Row. Changes without key columns that still
-     * have a natural key get the one Debezium uses, so that their Kafka partition is
-     * stable: a logical message is keyed by its prefix, a transaction boundary by
-     * its "xid:commit_lsn" id. TRUNCATE has no key.
+     * The key columns as a walship.v1.Row, from the row planned for the event. Changes
+     * without key columns that still have a natural key get the one Debezium uses, so
+     * that their Kafka partition is stable: a logical message is keyed by its prefix, a
+     * transaction boundary by its "xid:commit_lsn" id. TRUNCATE has no key.
      */
-    std::string_view encode_key(const ws_change &change) override
+    std::string_view encode_key(const ws_change &change)
     {
-        validate_change(change);
         if (change.op == WS_OP_MESSAGE)
             return text_key(prefix_key_, or_empty(change.message_prefix));
         if (change.op == WS_OP_BEGIN || change.op == WS_OP_COMMIT) {
@@ -736,42 +753,15 @@ class ProtobufEncoder final : public Encoder
             end = std::to_chars(end, id + sizeof(id), change.source.commit_lsn).ptr;
             return text_key(id_key_, std::string_view(id, static_cast<size_t>(end - id)));
         }
-
-        const ws_row *row = key_row(change);
-        if (row == nullptr)
+        if (key_ == nullptr)
             return std::string_view();
-        TableHeads &table = table_heads(change.source.relation_oid);
-        RowHeads &heads = row == change.after ? table.after : table.before;
-        after_.plan(row, &heads.for_row(*row));
-        size_t total = after_.size(true);
+        size_t total = key_->size(true);
         if (total == 0) /* every Column has bytes, so none means no key columns */
             return std::string_view();
         check_message_size(total);
         uint8_t *start = key_buffer_.begin(total);
-        check_written(start, after_.put(start, kRowColumnsTag, true), total);
+        check_written(start, key_->put(start, kRowColumnsTag, true), total);
         return key_buffer_.finish(false);
-    }
-
-  private:
-    /*
-     * The cache entry of a relation; changes without one (relation_oid 0) share a
-     * scratch entry that the checks simply rebuild when it does not fit. The last
-     * entry used is remembered, as rows mostly come in runs of one table.
-     */
-    TableHeads &table_heads(uint32_t oid)
-    {
-        if (oid == 0)
-            return scratch_;
-        if (last_ != nullptr && last_oid_ == oid)
-            return *last_;
-        if (tables_.size() >= kMaxCachedTables && tables_.find(oid) == tables_.end()) {
-            last_ = nullptr;
-            tables_.clear(); /* dropped tables must not pile up in a long-lived worker */
-        }
-        TableHeads &entry = tables_[oid];
-        last_ = &entry;
-        last_oid_ = oid;
-        return entry;
     }
 
     std::string_view text_key(const TextKey &key, std::string_view text)
@@ -783,16 +773,15 @@ class ProtobufEncoder final : public Encoder
         return key_buffer_.finish(false);
     }
 
-    static constexpr size_t kMaxCachedTables = 10000;
-
     bool include_before_;
     bool framed_;
-    std::unordered_map<uint32_t, TableHeads> tables_; /* node-based: entries never move */
-    TableHeads *last_ = nullptr;
-    uint32_t last_oid_ = 0;
-    TableHeads scratch_;
+    std::string database_;
+    SourceHead source_head_;
+    Table scratch_table_; /* empty: a scratch plan reads its heads from the rows */
+    std::unique_ptr<ProtobufPlan> scratch_plan_;
     PlannedRow before_;
-    PlannedRow after_; /* also the key row of encode_key */
+    PlannedRow after_;
+    const PlannedRow *key_ = nullptr; /* the row the key columns come from, in this event */
     TextKey prefix_key_;
     TextKey id_key_;
     WireBuffer event_buffer_;
@@ -801,9 +790,9 @@ class ProtobufEncoder final : public Encoder
 
 } // namespace
 
-std::unique_ptr<Encoder> make_protobuf_encoder(const Options &options)
+std::unique_ptr<Encoder> make_protobuf_encoder(const Options &options, std::string database)
 {
-    return std::make_unique<ProtobufEncoder>(options);
+    return std::make_unique<ProtobufEncoder>(options, std::move(database));
 }
 
 } // namespace walship

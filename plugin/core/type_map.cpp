@@ -4,6 +4,7 @@
  */
 #include "core_error.hpp"
 #include "type_map.hpp"
+#include "encoder.hpp"
 #include "json_out.hpp"
 
 namespace walship
@@ -37,49 +38,58 @@ enum class TypeFamily : uint8_t {
 struct BuiltinType {
     uint32_t oid; /* pg_type.oid, fixed for builtin types since PostgreSQL 7 */
     const char *name;
-    TypeFamily family;
+    ws_value_kind kind; /* how the shim hands a value over */
+    TypeFamily family;  /* how Debezium's JSON writes it */
 };
 
 /*
- * THE type mapping table. Every type not listed (enums, domains, composites,
- * ranges, inet, money, bit, geometric types, extension types) is written as its
- * output text, a JSON string.
+ * THE type table, the only one: the shim asks it for each column's value kind
+ * (ws_type_value_kind) and the JSON encoder for each column's representation. Every
+ * type not listed (enums, domains, composites, ranges, inet, money, bit, geometric
+ * types, extension types) travels as its output text (WS_VALUE_OTHER) and is written
+ * as a JSON string.
  */
 constexpr BuiltinType kBuiltinTypes[] = {
-    {16, "boolean", TypeFamily::Bool},
-    {17, "bytea", TypeFamily::Bytea},
-    {18, "\"char\"", TypeFamily::Text},
-    {19, "name", TypeFamily::Text},
-    {20, "bigint", TypeFamily::Int8},
-    {21, "smallint", TypeFamily::Int2},
-    {23, "integer", TypeFamily::Int4},
-    {25, "text", TypeFamily::Text},
-    {26, "oid", TypeFamily::Int8}, /* unsigned 32-bit: needs int64 */
-    {114, "json", TypeFamily::Json},
-    {142, "xml", TypeFamily::Xml},
-    {700, "real", TypeFamily::Float4},
-    {701, "double precision", TypeFamily::Float8},
-    {1042, "character", TypeFamily::Text},
-    {1043, "character varying", TypeFamily::Text},
-    {1082, "date", TypeFamily::Date},
-    {1083, "time without time zone", TypeFamily::Time},
-    {1114, "timestamp without time zone", TypeFamily::Timestamp},
-    {1184, "timestamp with time zone", TypeFamily::TimestampTz},
-    {1186, "interval", TypeFamily::Interval},
-    {1266, "time with time zone", TypeFamily::TimeTz},
-    {1700, "numeric", TypeFamily::Numeric},
-    {2950, "uuid", TypeFamily::Uuid},
-    {3802, "jsonb", TypeFamily::Json},
+    {16, "boolean", WS_VALUE_BOOL, TypeFamily::Bool},
+    {17, "bytea", WS_VALUE_BYTES, TypeFamily::Bytea},
+    {18, "\"char\"", WS_VALUE_OTHER, TypeFamily::Text},
+    {19, "name", WS_VALUE_TEXT, TypeFamily::Text},
+    {20, "bigint", WS_VALUE_INT64, TypeFamily::Int8},
+    {21, "smallint", WS_VALUE_INT64, TypeFamily::Int2},
+    {23, "integer", WS_VALUE_INT64, TypeFamily::Int4},
+    {25, "text", WS_VALUE_TEXT, TypeFamily::Text},
+    {26, "oid", WS_VALUE_INT64, TypeFamily::Int8}, /* unsigned 32-bit: needs int64 */
+    {114, "json", WS_VALUE_JSON, TypeFamily::Json},
+    {142, "xml", WS_VALUE_OTHER, TypeFamily::Xml},
+    {700, "real", WS_VALUE_DOUBLE, TypeFamily::Float4},
+    {701, "double precision", WS_VALUE_DOUBLE, TypeFamily::Float8},
+    {1042, "character", WS_VALUE_TEXT, TypeFamily::Text},
+    {1043, "character varying", WS_VALUE_TEXT, TypeFamily::Text},
+    {1082, "date", WS_VALUE_DATE, TypeFamily::Date},
+    {1083, "time without time zone", WS_VALUE_TIME, TypeFamily::Time},
+    {1114, "timestamp without time zone", WS_VALUE_TIMESTAMP, TypeFamily::Timestamp},
+    {1184, "timestamp with time zone", WS_VALUE_TIMESTAMP, TypeFamily::TimestampTz},
+    {1186, "interval", WS_VALUE_INTERVAL, TypeFamily::Interval},
+    {1266, "time with time zone", WS_VALUE_TIMETZ, TypeFamily::TimeTz},
+    {1700, "numeric", WS_VALUE_NUMERIC, TypeFamily::Numeric},
+    {2950, "uuid", WS_VALUE_UUID, TypeFamily::Uuid},
+    {3802, "jsonb", WS_VALUE_JSON, TypeFamily::Json},
 };
 
 constexpr uint32_t kBoxOid = 603; /* the one builtin type whose array delimiter is ';' */
 
-TypeFamily family_of(uint32_t oid)
+const BuiltinType *builtin_type(uint32_t oid)
 {
     for (const BuiltinType &type : kBuiltinTypes)
         if (type.oid == oid)
-            return type.family;
-    return TypeFamily::Text;
+            return &type;
+    return nullptr;
+}
+
+TypeFamily family_of(uint32_t oid)
+{
+    const BuiltinType *type = builtin_type(oid);
+    return type != nullptr ? type->family : TypeFamily::Text;
 }
 
 /*
@@ -196,7 +206,13 @@ void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool op
 
 } // namespace
 
-ColumnRepr json_repr_for(const ws_column &column, const Options &options)
+ws_value_kind value_kind_for_type(uint32_t type_oid)
+{
+    const BuiltinType *type = builtin_type(type_oid);
+    return type != nullptr ? type->kind : WS_VALUE_OTHER;
+}
+
+ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
 {
     ColumnRepr out;
     uint32_t oid = column.type_oid;

@@ -1,12 +1,12 @@
 /*
- * type_map.hpp: the one table that maps PostgreSQL types to Debezium's JSON
- * representation.
+ * type_map.hpp: the one type table: which PostgreSQL type travels as which
+ * ws_value_kind (the shim asks, once per column), and how Debezium's JSON writes it.
  *
- * The C shim already chose each value's ws_value_kind (that is all the protobuf
- * encoder needs). Debezium's JSON depends on more: the column's type OID and typmod
- * decide between, say, io.debezium.time.Timestamp (millis) and MicroTimestamp
- * (micros), and options decide how numeric and interval look. Builtin type OIDs are
- * stable across PostgreSQL versions, so they are constants here rather than headers.
+ * The value kind is all the protobuf encoder needs. Debezium's JSON depends on more:
+ * the column's type OID and typmod decide between, say, io.debezium.time.Timestamp
+ * (millis) and MicroTimestamp (micros), and options decide how numeric and interval
+ * look. Builtin type OIDs are stable across PostgreSQL versions, so they are
+ * constants here rather than headers.
  */
 #ifndef WALSHIP_TYPE_MAP_HPP
 #define WALSHIP_TYPE_MAP_HPP
@@ -58,7 +58,13 @@ struct ColumnRepr {
     int8_t fraction_digits = 6; /* ZonedTimestamp: fixed width, or -1 for as few as needed */
 };
 
-ColumnRepr json_repr_for(const ws_column &column, const Options &options);
+struct TableColumn;
+
+/* The value kind of a type: its own for the builtin types of the table, else OTHER. */
+ws_value_kind value_kind_for_type(uint32_t type_oid);
+
+/* A column's representation; computed once per table version (see TablePlan). */
+ColumnRepr json_repr_for(const TableColumn &column, const Options &options);
 
 /*
  * The Kafka Connect schema of one field, as JsonConverter writes it, without the

@@ -543,7 +543,6 @@ class ChangeBuilder
         change_.source.commit_lsn = 53195832;
         change_.source.change_lsn = 53195829;
         change_.source.commit_time_us = 1700000000123456;
-        change_.source.relation_oid = 16384;
     }
 
     ChangeBuilder &after(std::vector<ColumnSpec> columns)
@@ -556,11 +555,28 @@ class ChangeBuilder
         change_.before = add_row(columns);
         return *this;
     }
-    ChangeBuilder &table(const char *schema, const char *table, uint32_t oid)
+    ChangeBuilder &table(const char *schema, const char *table)
     {
         change_.source.schema = schema;
         change_.source.table = table;
-        change_.source.relation_oid = oid;
+        return *this;
+    }
+    /*
+     * Gives the change a table handle of enc, as the shim's relation cache does: the
+     * table described by the new row's columns (else the old row's), the old row's
+     * columns as its old tuple. Call after after() and before().
+     */
+    ChangeBuilder &with_table(ws_encoder *enc)
+    {
+        ws_table_desc desc{};
+        desc.schema = change_.source.schema;
+        desc.table = change_.source.table;
+        desc.columns = change_.after != nullptr ? change_.after : change_.before;
+        desc.before = change_.before;
+        ws_error err{};
+        table_.reset(ws_table_create(enc, &desc, &err));
+        EXPECT_NE(table_, nullptr) << err.message;
+        change_.table = table_.get();
         return *this;
     }
     ws_change &change()
@@ -584,7 +600,15 @@ class ChangeBuilder
         return &rows_.back();
     }
 
+    struct TableDeleter {
+        void operator()(ws_table *t) const
+        {
+            ws_table_destroy(t);
+        }
+    };
+
     ws_change change_{};
+    std::unique_ptr<ws_table, TableDeleter> table_;
     std::deque<std::vector<ws_column>> columns_;
     std::deque<ws_row> rows_;
 };
@@ -610,23 +634,29 @@ using EncoderPtr = std::unique_ptr<ws_encoder, EncoderDeleter>;
 /* Options from name/value pairs; fails the test on any error. */
 inline OptionsPtr make_options(const std::vector<std::pair<const char *, const char *>> &pairs)
 {
-    char err[WS_ERRMSG_SIZE] = "";
-    OptionsPtr opts(ws_options_create(err));
-    EXPECT_NE(opts, nullptr) << err;
+    ws_error err{};
+    OptionsPtr opts(ws_options_create(&err));
+    EXPECT_NE(opts, nullptr) << err.message;
     for (const auto &p : pairs)
-        EXPECT_EQ(ws_options_set(opts.get(), p.first, p.second, err), WS_OK)
-            << p.first << "=" << (p.second ? p.second : "(null)") << ": " << err;
+        EXPECT_EQ(ws_options_set(opts.get(), p.first, p.second, &err), WS_OK)
+            << p.first << "=" << (p.second ? p.second : "(null)") << ": " << err.message;
     return opts;
+}
+
+/* The whole error of setting one option on fresh options (kind WS_ERR_NONE when it succeeds). */
+inline ws_error option_failure(const char *name, const char *value)
+{
+    ws_error err{};
+    OptionsPtr opts(ws_options_create(&err));
+    if (ws_options_set(opts.get(), name, value, &err) == WS_OK)
+        err = ws_error{};
+    return err;
 }
 
 /* The error message of setting one option on fresh options ("" when it succeeds). */
 inline std::string option_error(const char *name, const char *value)
 {
-    char err[WS_ERRMSG_SIZE] = "";
-    OptionsPtr opts(ws_options_create(err));
-    if (ws_options_set(opts.get(), name, value, err) == WS_OK)
-        return "";
-    return err;
+    return option_failure(name, value).message;
 }
 
 /*
@@ -647,43 +677,46 @@ class TestEncoder
     explicit TestEncoder(const Settings &settings = {})
     {
         OptionsPtr opts = make_options(settings.pairs);
-        char err[WS_ERRMSG_SIZE] = "";
-        encoder_.reset(ws_encoder_create(opts.get(), err));
-        EXPECT_NE(encoder_, nullptr) << err;
+        ws_error err{};
+        encoder_.reset(ws_encoder_create(opts.get(), "shop", &err));
+        EXPECT_NE(encoder_, nullptr) << err.message;
+    }
+
+    /* The event and its key, from one ws_encode. */
+    ws_encoded encode(const ws_change *change)
+    {
+        ws_encoded out{};
+        ws_error err{};
+        ws_status status = ws_encode(encoder_.get(), change, true, &out, &err);
+        EXPECT_EQ(status, WS_OK) << err.message;
+        return status == WS_OK ? out : ws_encoded{};
     }
 
     std::string event(const ws_change *change)
     {
-        const uint8_t *out = nullptr;
-        size_t len = 0;
-        char err[WS_ERRMSG_SIZE] = "";
-        ws_status status = ws_encode_event(encoder_.get(), change, &out, &len, err);
-        EXPECT_EQ(status, WS_OK) << err;
-        if (status != WS_OK)
-            return "";
-        return std::string(reinterpret_cast<const char *>(out), len);
+        ws_encoded out = encode(change);
+        return std::string(reinterpret_cast<const char *>(out.value), out.valuelen);
     }
 
     std::string key(const ws_change *change)
     {
-        const uint8_t *out = nullptr;
-        size_t len = 0;
-        char err[WS_ERRMSG_SIZE] = "";
-        ws_status status = ws_encode_key(encoder_.get(), change, &out, &len, err);
-        EXPECT_EQ(status, WS_OK) << err;
-        if (status != WS_OK)
-            return "";
-        return std::string(reinterpret_cast<const char *>(out), len);
+        ws_encoded out = encode(change);
+        return std::string(reinterpret_cast<const char *>(out.key), out.keylen);
+    }
+
+    /* The error of encoding a change that must fail. */
+    ws_error failure(const ws_change *change)
+    {
+        ws_encoded out{};
+        ws_error err{};
+        EXPECT_EQ(ws_encode(encoder_.get(), change, true, &out, &err), WS_ERROR);
+        return err;
     }
 
     /* The error message of encoding a change that must fail. */
     std::string event_error(const ws_change *change)
     {
-        const uint8_t *out = nullptr;
-        size_t len = 0;
-        char err[WS_ERRMSG_SIZE] = "";
-        EXPECT_EQ(ws_encode_event(encoder_.get(), change, &out, &len, err), WS_ERROR);
-        return err;
+        return failure(change).message;
     }
 
     ws_encoder *get()

@@ -520,15 +520,25 @@ TEST(CoreDebezium, OldRowCarriesEveryFieldOfTheTable)
     /* REPLICA IDENTITY DEFAULT: a DELETE logs only the key; the shim passes only it */
     const std::string name = "Anne";
     TestEncoder enc(kJson);
+    /* the table as the shim's relation cache describes it: every column, the key as old tuple */
+    ChangeBuilder shape(WS_OP_UPDATE);
+    shape.after({{"id", INT4OID, v_int(1), true, -1, true},
+                 {"name", TEXTOID, v_text(name), false, -1, true},
+                 {"qty", INT4OID, v_int(3), false, -1, true},
+                 {"note", TEXTOID, v_null()}});
+    shape.before({{"id", INT4OID, v_int(1), true, -1, true}});
+    shape.with_table(enc.get());
     ChangeBuilder insert(WS_OP_INSERT);
     insert.after({{"id", INT4OID, v_int(1), true, -1, true},
                   {"name", TEXTOID, v_text(name), false, -1, true},
                   {"qty", INT4OID, v_int(3), false, -1, true},
                   {"note", TEXTOID, v_null()}});
+    insert.change().table = shape.get()->table;
     std::string inserted = enc.event(insert.get());
 
     ChangeBuilder del(WS_OP_DELETE);
     del.before({{"id", INT4OID, v_int(1), true, -1, true}});
+    del.change().table = shape.get()->table;
     std::string deleted = enc.event(del.get());
     EXPECT_EQ(schema_text(deleted), schema_text(inserted));
     /* JsonConverter rejects null in required fields: Debezium writes zero values there */
@@ -547,10 +557,12 @@ TEST(CoreDebezium, OldRowCarriesEveryFieldOfTheTable)
                   {"name", TEXTOID, v_text(name), false, -1, true},
                   {"qty", INT4OID, v_int(3), false, -1, true},
                   {"note", TEXTOID, v_null()}});
+    update.change().table = shape.get()->table;
     before = parse_json(enc.event(update.get()))["payload"]["before"];
     EXPECT_EQ(before.keys(), (std::vector<std::string>{"id", "name", "qty", "note"}));
 
-    /* a fresh session whose first event is the DELETE only knows the key column */
+    /* a caller without the table's handle only knows the key column */
+    del.change().table = nullptr;
     TestEncoder fresh(kJson);
     Json event = parse_json(fresh.event(del.get()));
     EXPECT_EQ(event["payload"]["before"].keys(), (std::vector<std::string>{"id"}));
@@ -583,7 +595,7 @@ TEST(CoreDebezium, Truncate)
     truncate.change().truncated_tables = tables;
     truncate.change().ntruncated = 1;
 
-    /* before any row of the table: the table's columns are unknown */
+    /* without the table's handle: the table's columns are unknown */
     Json event = parse_json(enc.event(truncate.get()));
     EXPECT_EQ(event["payload"]["op"].str(), "t");
     EXPECT_TRUE(event["payload"]["before"].is_null());
@@ -592,10 +604,12 @@ TEST(CoreDebezium, Truncate)
     EXPECT_EQ(event["schema"].field_schema("after")["fields"].items.size(), 0u);
     EXPECT_EQ(enc.key(truncate.get()), "");
 
-    /* after one: the table's schema */
+    /* with the table's handle, as the shim passes it: the table's schema */
     ChangeBuilder insert(WS_OP_INSERT);
     insert.after({{"id", INT4OID, v_int(1), true, -1, true}});
+    insert.with_table(enc.get());
     std::string inserted = enc.event(insert.get());
+    truncate.change().table = insert.get()->table;
     std::string truncated = enc.event(truncate.get());
     EXPECT_EQ(schema_text(truncated), schema_text(inserted));
     /* and the truncate did not evict the table's schema */
@@ -606,7 +620,7 @@ TEST(CoreDebezium, LogicalMessages)
 {
     const std::string content = "Bar";
     ChangeBuilder b(WS_OP_MESSAGE);
-    b.table(nullptr, nullptr, 0);
+    b.table(nullptr, nullptr);
     b.change().message_prefix = "foo";
     b.change().message_content = content.data();
     b.change().message_len = content.size();
@@ -646,12 +660,12 @@ TEST(CoreDebezium, TransactionMetadataEvents)
 {
     TestEncoder enc(json_with({{"json-schema", "false"}}));
     ChangeBuilder begin(WS_OP_BEGIN);
-    begin.table(nullptr, nullptr, 0);
+    begin.table(nullptr, nullptr);
     EXPECT_EQ(enc.event(begin.get()), "{\"status\":\"BEGIN\",\"id\":\"571:53195832\","
                                       "\"event_count\":null,\"data_collections\":null,"
                                       "\"ts_ms\":1700000000123}");
     ChangeBuilder commit(WS_OP_COMMIT);
-    commit.table(nullptr, nullptr, 0);
+    commit.table(nullptr, nullptr);
     commit.change().event_count = 2;
     EXPECT_EQ(enc.event(commit.get()), "{\"status\":\"END\",\"id\":\"571:53195832\","
                                        "\"event_count\":2,\"data_collections\":null,"
@@ -702,7 +716,7 @@ TEST(CoreDebezium, SchemaCacheFollowsTableChanges)
     /* ALTER TABLE RENAME: same relation OID, new name */
     ChangeBuilder renamed(WS_OP_INSERT);
     renamed.after({{"id", INT4OID, v_int(3), true, -1, true}, {"note", TEXTOID, v_text(note)}});
-    renamed.table("public", "purchases", 16384);
+    renamed.table("public", "purchases");
     Json third = parse_json(enc.event(renamed.get()));
     EXPECT_EQ(third["schema"]["name"].str(), "shop.public.purchases.Envelope");
 }
@@ -711,7 +725,7 @@ TEST(CoreDebezium, NamesWithQuotesAreEscaped)
 {
     ChangeBuilder b(WS_OP_INSERT);
     b.after({{"we\"ird", INT4OID, v_int(1), true}});
-    b.table("My \"Schema\"", "Tab\\le", 20000);
+    b.table("My \"Schema\"", "Tab\\le");
     TestEncoder enc(kJson);
     Json event = parse_json(enc.event(b.get()));
     EXPECT_EQ(event["schema"]["name"].str(), "shop.My \"Schema\".Tab\\le.Envelope");

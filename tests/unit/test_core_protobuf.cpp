@@ -46,12 +46,12 @@ uint64_t read_varint(const std::string &bytes, size_t &pos)
 std::string to_json(const std::string &bytes, std::string *error = nullptr)
 {
     char *json = nullptr;
-    char err[WS_ERRMSG_SIZE] = "";
-    ws_status status =
-        ws_event_to_json(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), &json, err);
+    ws_error err{};
+    ws_status status = ws_event_to_json(reinterpret_cast<const uint8_t *>(bytes.data()),
+                                        bytes.size(), &json, &err);
     if (status != WS_OK) {
         if (error != nullptr)
-            *error = err;
+            *error = err.message;
         return "";
     }
     std::string out(json);
@@ -234,7 +234,6 @@ TEST(CoreProtobuf, TruncateListsEveryTable)
     ChangeBuilder b(WS_OP_TRUNCATE);
     b.change().truncated_tables = tables;
     b.change().ntruncated = 2;
-    b.change().truncate_cascade = true;
     TestEncoder enc;
     v1::ChangeEvent event = parse_event(enc.event(b.get()));
     EXPECT_EQ(event.op(), v1::TRUNCATE);
@@ -250,7 +249,7 @@ TEST(CoreProtobuf, MessageEventsAndTheirPrefixKey)
 {
     const std::string content("binary\0payload", 14);
     ChangeBuilder b(WS_OP_MESSAGE);
-    b.table(nullptr, nullptr, 0);
+    b.table(nullptr, nullptr);
     b.change().message_prefix = "audit";
     b.change().message_content = content.data();
     b.change().message_len = content.size();
@@ -276,13 +275,13 @@ TEST(CoreProtobuf, TransactionBoundaries)
 {
     TestEncoder enc;
     ChangeBuilder begin(WS_OP_BEGIN);
-    begin.table(nullptr, nullptr, 0);
+    begin.table(nullptr, nullptr);
     v1::ChangeEvent event = parse_event(enc.event(begin.get()));
     EXPECT_EQ(event.op(), v1::BEGIN);
     EXPECT_EQ(event.event_count(), 0u);
 
     ChangeBuilder commit(WS_OP_COMMIT);
-    commit.table(nullptr, nullptr, 0);
+    commit.table(nullptr, nullptr);
     commit.change().event_count = 3;
     event = parse_event(enc.event(commit.get()));
     EXPECT_EQ(event.op(), v1::COMMIT);
@@ -309,7 +308,7 @@ TEST(CoreProtobuf, ReusedEncoderLeavesNothingBehind)
                   {"extra", TEXTOID, v_text(a)}});
     update.change().source.origin = "node_b";
     ChangeBuilder message(WS_OP_MESSAGE);
-    message.table(nullptr, nullptr, 0);
+    message.table(nullptr, nullptr);
     message.change().message_prefix = "p";
     ChangeBuilder truncate(WS_OP_TRUNCATE);
     truncate.change().truncated_tables = tables;
@@ -410,11 +409,10 @@ TEST(CoreProtobuf, InvalidChangesAreRejectedWithAMessage)
     nameless.after({{nullptr, INT4OID, v_int(1)}});
     EXPECT_EQ(enc.event_error(nameless.get()),
               "invalid change: column 1 of the new row has no name");
-    char err[WS_ERRMSG_SIZE] = "";
-    const uint8_t *out = nullptr;
-    size_t len = 0;
-    EXPECT_EQ(ws_encode_event(nullptr, insert.get(), &out, &len, err), WS_ERROR);
-    EXPECT_EQ(ws_encode_key(enc.get(), nullptr, &out, &len, err), WS_ERROR);
+    ws_error err{};
+    ws_encoded out{};
+    EXPECT_EQ(ws_encode(nullptr, insert.get(), true, &out, &err), WS_ERROR);
+    EXPECT_EQ(ws_encode(enc.get(), nullptr, true, &out, &err), WS_ERROR);
 }
 
 TEST(CoreDecodeEvent, RendersAnEventAsJson)
@@ -454,6 +452,6 @@ TEST(CoreDecodeEvent, RejectsBytesThatAreNotAnEvent)
     EXPECT_EQ(to_json(odd.SerializeAsString(), &error), "");
     EXPECT_EQ(error, "invalid walship event: unknown operation 99");
 
-    char err[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_event_to_json(nullptr, 5, nullptr, err), WS_ERROR);
+    ws_error err{};
+    EXPECT_EQ(ws_event_to_json(nullptr, 5, nullptr, &err), WS_ERROR);
 }

@@ -370,29 +370,28 @@ TEST(CoreProtobufWire, EveryOperationAndEventShape)
     auto &truncate = add(WS_OP_TRUNCATE);
     truncate.change().truncated_tables = tables;
     truncate.change().ntruncated = 3;
-    truncate.change().truncate_cascade = true;
     add(WS_OP_TRUNCATE).change().ntruncated = 0;
 
     auto &message = add(WS_OP_MESSAGE);
-    message.table(nullptr, nullptr, 0);
+    message.table(nullptr, nullptr);
     message.change().message_prefix = "audit";
     message.change().message_content = content.data();
     message.change().message_len = content.size();
     message.change().message_transactional = true;
     auto &bare_message = add(WS_OP_MESSAGE); /* empty prefix and content, not transactional */
-    bare_message.table(nullptr, nullptr, 0);
+    bare_message.table(nullptr, nullptr);
     bare_message.change().source.xid = 0;
     bare_message.change().source.commit_time_us = 0;
 
     auto &begin = add(WS_OP_BEGIN);
-    begin.table(nullptr, nullptr, 0);
+    begin.table(nullptr, nullptr);
     begin.change().event_count = 5; /* only COMMIT carries it */
     auto &commit = add(WS_OP_COMMIT);
-    commit.table(nullptr, nullptr, 0);
+    commit.table(nullptr, nullptr);
     commit.change().event_count = 1000;
     commit.change().source.origin = "upstream";
     auto &empty_commit = add(WS_OP_COMMIT);
-    empty_commit.table(nullptr, nullptr, 0);
+    empty_commit.table(nullptr, nullptr);
     empty_commit.change().source.xid = 4294967295u;
     empty_commit.change().source.commit_lsn = UINT64_MAX;
 
@@ -485,14 +484,14 @@ TEST(CoreProtobufWire, InterleavedTablesKeepTheirOwnColumns)
     const std::string t = "t";
     ChangeBuilder a(WS_OP_INSERT), b(WS_OP_UPDATE), c(WS_OP_DELETE), none(WS_OP_INSERT);
     a.after({{"id", INT4OID, v_int(1), true, -1, true, 0, "integer"}});
-    b.table("sales", "lines", 20000);
+    b.table("sales", "lines");
     b.before({{"order_id", INT8OID, v_int(1), true}, {"line", INT4OID, v_int(2), true}});
     b.after({{"order_id", INT8OID, v_int(1), true},
              {"line", INT4OID, v_int(3), true},
              {"note", TEXTOID, v_text(t)}});
-    c.table("sales", "lines", 20000);
+    c.table("sales", "lines");
     c.before({{"order_id", INT8OID, v_int(1), true}, {"line", INT4OID, v_int(3), true}});
-    none.table("x", "y", 0);
+    none.table("x", "y");
     none.after({{"z", TEXTOID, v_text(t)}});
     TestEncoder enc;
     for (int round = 0; round < 3; round++)
@@ -566,7 +565,7 @@ TEST(CoreProtobufWire, RandomChangesMatchTheGeneratedSerializer)
         for (int n = 0; n < 1500; n++) {
             static const ws_op ops[] = {WS_OP_INSERT, WS_OP_UPDATE, WS_OP_DELETE, WS_OP_READ};
             ChangeBuilder b(ops[pick(4)]);
-            b.table("public", pick(2) == 0 ? "t1" : "t2", static_cast<uint32_t>(1 + pick(3)));
+            b.table("public", pick(2) == 0 ? "t1" : "t2");
             b.change().source.xid = static_cast<uint32_t>(rng());
             b.change().source.commit_lsn = rng() >> pick(64);
             b.change().source.change_lsn = rng() >> pick(64);

@@ -205,7 +205,8 @@ SELECT e->'after'->>'c_text' AS c_text, e->'after'->'c_int_array' AS c_int_array
           FROM pg_logical_slot_get_binary_changes('types', NULL, NULL,
                                                   'format', 'json', 'json-schema', 'false')) s;
 
--- DELETE: the old row is the replica identity (the primary key)
+-- DELETE: the old row logs the replica identity (the primary key); Debezium JSON writes
+-- every field of the table, the others null, whatever the session decoded before
 DELETE FROM alltypes WHERE id = 2;
 SELECT e->>'op' AS op, e->'before' AS before, e->'key' AS key, e->'after' IS NULL AS no_after
   FROM (SELECT walship.decode_event(data) AS e

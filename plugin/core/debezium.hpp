@@ -1,0 +1,150 @@
+/*
+ * debezium.hpp: the parts of the Debezium JSON encoder (format=json), by concern:
+ *
+ *   debezium_schema.cpp   the Kafka Connect schemas: fixed ones (source, transaction
+ *                         and message events) and each table's key and value schema,
+ *                         built once per table version (DebeziumPlan)
+ *   debezium_values.cpp   one column value as Debezium writes it (ValueWriter)
+ *   debezium_encoder.cpp  the envelopes of row, message and transaction events, keys
+ */
+#ifndef WALSHIP_DEBEZIUM_HPP
+#define WALSHIP_DEBEZIUM_HPP
+
+#include "core_error.hpp"
+#include "encoder.hpp"
+#include "options.hpp"
+#include "pg_values.hpp"
+#include "type_map.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace walship
+{
+namespace debezium
+{
+
+/* ------------------------------------------------------------------------- */
+/* Fixed schemas, as JsonConverter writes them                                  */
+
+inline constexpr std::string_view kSourceSchemaField =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"version\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"connector\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"name\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"},"
+    "{\"type\":\"string\",\"optional\":true,\"name\":\"io.debezium.data.Enum\",\"version\":1,"
+    "\"parameters\":{\"allowed\":\"true,first,first_in_data_collection,last_in_data_collection,"
+    "last,false,incremental\"},\"default\":\"false\",\"field\":\"snapshot\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"db\"},"
+    "{\"type\":\"string\",\"optional\":true,\"field\":\"sequence\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"schema\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"txId\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"lsn\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"},"
+    "{\"type\":\"string\",\"optional\":true,\"field\":\"origin\"}"
+    "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\",\"version\":1,"
+    "\"field\":\"source\"}";
+
+inline constexpr std::string_view kTransactionBlockField =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"total_order\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"data_collection_order\"}"
+    "],\"optional\":true,\"name\":\"event.block\",\"version\":1,\"field\":\"transaction\"}";
+
+inline constexpr std::string_view kEnvelopeTrailingFields =
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"op\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ms\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"}";
+
+inline constexpr std::string_view kMessageValueSchemaHead =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"op\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ms\"},";
+inline constexpr std::string_view kMessageValueSchemaTail =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":true,\"field\":\"prefix\"},"
+    "{\"type\":\"bytes\",\"optional\":true,\"field\":\"content\"}"
+    "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Message\",\"version\":1,"
+    "\"field\":\"message\"}"
+    "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.MessageValue\","
+    "\"version\":1}";
+
+inline constexpr std::string_view kMessageKeySchema =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":true,\"field\":\"prefix\"}"
+    "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.MessageKey\","
+    "\"version\":1}";
+
+inline constexpr std::string_view kTransactionValueSchema =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"status\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"event_count\"},"
+    "{\"type\":\"array\",\"items\":{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"data_collection\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"event_count\"}"
+    "],\"optional\":true,\"name\":\"event.collection\",\"version\":1},"
+    "\"optional\":true,\"field\":\"data_collections\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"}"
+    "],\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataValue\","
+    "\"version\":1}";
+
+inline constexpr std::string_view kTransactionKeySchema =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"}"
+    "],\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataKey\","
+    "\"version\":1}";
+
+/* ------------------------------------------------------------------------- */
+/* One table version                                                            */
+
+/*
+ * What every row event of one table version shares: each column's representation and
+ * the complete schemas of key and value, which never change between its rows.
+ */
+class DebeziumPlan final : public TablePlan
+{
+  public:
+    /* logical_name: the topic prefix, else the database name (Debezium's topic.prefix) */
+    DebeziumPlan(const Table &table, const Options &options, std::string_view logical_name);
+
+    std::vector<ColumnRepr> reprs; /* per column of the table */
+    std::string envelope;          /* the value schema of row events */
+    std::string key;               /* the key schema; empty when the table has no key columns */
+};
+
+/* ------------------------------------------------------------------------- */
+/* Values                                                                       */
+
+/* Writes column values; owns the scratch buffers that keep the hot path allocation-free. */
+class ValueWriter
+{
+  public:
+    /* One value of a column of representation repr (not_null: declared NOT NULL). */
+    void write(std::string &out, const ColumnRepr &repr, bool not_null, const ws_value &value);
+
+  private:
+    void write_scalar(std::string &out, const ColumnRepr &repr, const ws_value &value);
+    void write_as_string(std::string &out, const ws_value &value);
+    void write_numeric(std::string &out, const ColumnRepr &repr, std::string_view text);
+    void write_array(std::string &out, const ColumnRepr &repr, const ws_value &value);
+    void write_array_element(std::string &out, const ColumnRepr &repr, std::string_view text);
+
+    std::string scratch_;
+    std::string bytes_;
+    pgval::Decimal decimal_;
+    std::vector<pgval::ArrayElement> elements_;
+    std::string element_storage_;
+};
+
+} // namespace debezium
+} // namespace walship
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * debezium_schema.cpp: the Kafka Connect schemas of one table version, as Debezium's
+ * PostgreSQL connector declares them and JsonConverter writes them: the Value struct
+ * shared by before and after, the Envelope around it, and the Key struct. Built once
+ * when the table's handle is created, then copied into every event of the table.
+ */
+#include "core_error.hpp"
+#include "debezium.hpp"
+#include "json_out.hpp"
+
+namespace walship
+{
+namespace debezium
+{
+
+namespace
+{
+
+using json::append_raw;
+using json::append_string;
+
+void append_field_schemas(std::string &out, const Table &table,
+                          const std::vector<ColumnRepr> &reprs, bool keys_only)
+{
+    bool first = true;
+    for (size_t i = 0; i < table.columns.size(); i++) {
+        const TableColumn &column = table.columns[i];
+        if (keys_only && !column.is_key)
+            continue;
+        if (!first)
+            out += ',';
+        first = false;
+        append_field_schema_open(out, reprs[i], !column.not_null);
+        out += ",\"field\":";
+        append_string(out, column.name);
+        out += '}';
+    }
+}
+
+} // namespace
+
+DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
+                           std::string_view logical_name)
+    : TablePlan(table)
+{
+    reprs.reserve(table.columns.size());
+    for (const TableColumn &column : table.columns)
+        reprs.push_back(json_repr_for(column, options));
+
+    std::string prefix(logical_name);
+    prefix += '.';
+    prefix += table.schema;
+    prefix += '.';
+    prefix += table.table;
+
+    /* the Value struct, shared by before and after */
+    std::string value;
+    value += "{\"type\":\"struct\",\"fields\":[";
+    append_field_schemas(value, table, reprs, false);
+    value += "],\"optional\":true,\"name\":";
+    append_string(value, prefix + ".Value");
+
+    envelope += "{\"type\":\"struct\",\"fields\":[";
+    envelope += value;
+    envelope += ",\"field\":\"before\"},";
+    envelope += value;
+    envelope += ",\"field\":\"after\"},";
+    append_raw(envelope, kSourceSchemaField);
+    envelope += ',';
+    append_raw(envelope, kTransactionBlockField);
+    envelope += ',';
+    append_raw(envelope, kEnvelopeTrailingFields);
+    envelope += "],\"optional\":false,\"name\":";
+    append_string(envelope, prefix + ".Envelope");
+    envelope += ",\"version\":2}";
+
+    if (table.has_key) {
+        key += "{\"type\":\"struct\",\"fields\":[";
+        append_field_schemas(key, table, reprs, true);
+        key += "],\"optional\":false,\"name\":";
+        append_string(key, prefix + ".Key");
+        key += '}';
+    }
+}
+
+} // namespace debezium
+} // namespace walship
