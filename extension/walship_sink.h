@@ -17,7 +17,7 @@
 #include "walship_core.h"
 
 /* TEMPORARY: until the sink reports through ws_error */
-#define WS_OUT_OF_MEMORY WS_ERROR
+#define WS_OUT_OF_MEMORY ((ws_status)2)
 
 #ifdef __cplusplus
 extern "C" {
