@@ -49,8 +49,6 @@ from .kafka import KafkaBroker, KafkaCluster
 from .partitioning import java_murmur2, java_partition
 from .streams import stream_status, wait_caught_up
 
-KAFKA_SH = REPO_ROOT / "tests" / "kafka" / "kafka.sh"
-
 __all__ = [
     "PgCluster",
     "KafkaBroker",
