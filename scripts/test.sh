@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs every walship test, on every supported PostgreSQL: builds and installs the module,
-# then the unit tests (GoogleTest, no server), the regression tests (pg_regress on a
-# throwaway cluster) and the integration tests (throwaway PostgreSQL + a real local Kafka
-# broker; they fail, never skip, when the broker cannot start).
+# then the unit tests (GoogleTest, no server, no broker), the regression tests (pg_regress
+# on a throwaway cluster) and the integration tests (throwaway PostgreSQL + a real local
+# Kafka broker; they fail, never skip, when the broker cannot start).
 #
 # PostgreSQL 15 is Debian's; 16, 17 and 18 come from scripts/install-pg.sh. Per version:
 #   - 15 and 18: build (warnings as errors), regression suite, the whole integration
-#     suite; on 15 also the unit tests and the format check, on 18 also the PGXS build;
+#     suite; on 18 also the PGXS build;
 #   - 16 and 17: build, regression suite, and the integration smoke set (the SQL API,
-#     pg_recvlogical, events through a stream, the stream's tables, failover).
+#     pg_recvlogical, events through a stream, the stream's tables, failover);
+#   - the first version (15) also builds the GoogleTest executables: the unit tests run
+#     after its build (ctest -LE broker), the sink against a real broker (ctest -L broker)
+#     in its integration stage. The format check runs once, first.
 # Environment: WALSHIP_PG_VERSIONS (default "15 16 17 18") picks the versions,
 # WALSHIP_PG_FULL (default "15 18") those that get the whole integration suite.
 # Installing packages and into PostgreSQL's directories needs root (or sudo).
@@ -42,33 +45,43 @@ t0=$SECONDS
 unit_done=no
 
 kafka_dir=
-stop_unit_kafka() {
+stop_test_kafka() {
     if [[ -n $kafka_dir ]]; then
         tests/kafka/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true
         rm -rf "$kafka_dir"
         kafka_dir=
     fi
 }
-trap stop_unit_kafka EXIT
+trap stop_test_kafka EXIT
+
+# A skipped test is a test that did not run: it must not pass as green.
+no_skips() {
+    if grep -q "(Skipped)" "$1"; then
+        echo "$2: some tests were skipped" >&2
+        exit 1
+    fi
+}
 
 unit_tests() {
     local build=$1
     echo "== unit tests"
-    # The sink's real-broker tests get a broker of their own (their crash test kills it).
-    kafka_dir=$(mktemp -d /tmp/walship-unit-kafka.XXXXXX)
+    ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)" -LE broker | tee "$build/ctest.log"
+    no_skips "$build/ctest.log" "unit tests"
+}
+
+# The sink against a real broker (ctest label "broker"), with a broker of its own that
+# the test harness starts (its crash test kills and restarts it: run alone, last).
+sink_broker_tests() {
+    local build=$1 crash=SinkRealKafka.BrokerCrash
+    echo "== PostgreSQL $v: the Kafka sink against a real broker"
+    kafka_dir=$(mktemp -d /tmp/walship-sink-kafka.XXXXXX)
     WALSHIP_TEST_KAFKA=$(tests/kafka/kafka.sh start "$kafka_dir")
     export WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR=$kafka_dir
-    # The broker-crash test kills and restarts that broker: run it alone, after the rest.
-    local crash=SinkRealKafka.BrokerCrash
-    ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)" -E "$crash" | tee "$build/ctest.log"
-    ctest --test-dir "$build" --output-on-failure --no-tests=error -R "$crash" | tee -a "$build/ctest.log"
-    # A skipped test is a test that did not run: it must not pass as green.
-    if grep -q "(Skipped)" "$build/ctest.log"; then
-        echo "unit tests: some tests were skipped" >&2
-        exit 1
-    fi
+    ctest --test-dir "$build" --output-on-failure --no-tests=error -L broker -E "$crash" | tee "$build/ctest-broker.log"
+    ctest --test-dir "$build" --output-on-failure --no-tests=error -L broker -R "$crash" | tee -a "$build/ctest-broker.log"
+    no_skips "$build/ctest-broker.log" "sink broker tests"
     tests/kafka/kafka.sh stop "$kafka_dir"
-    stop_unit_kafka
+    stop_test_kafka
     unset WALSHIP_TEST_KAFKA WALSHIP_TEST_KAFKA_CRASH_DIR
 }
 
@@ -113,6 +126,9 @@ for v in $VERSIONS; do
     echo "== PostgreSQL $v: regression tests"
     tests/run_regress.sh
 
+    if [[ $tests_opt == ON ]]; then
+        sink_broker_tests "$build"
+    fi
     if [[ $FULL == *" $v "* ]]; then
         echo "== PostgreSQL $v: integration tests"
         WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider tests/integration

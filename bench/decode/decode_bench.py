@@ -11,23 +11,26 @@ decodes exactly the same WAL. Each slot is then read with
 one warm-up pass over all slots, then ROUNDS rounds over all slots (round-robin, so
 drift on the machine hits every plugin alike). Reported: median and min.
 
-Standard library only; talks to the server through psql.
+Standard library and the test harness (tests/lib/walship_testlib: its throwaway
+cluster); talks to the server through psql.
 """
 import argparse
 import datetime
 import os
 import platform
-import pwd
 import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "lib"))
+import walship_testlib as wt  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # plugins under test: (label, slot name, output plugin, peek options)
@@ -40,7 +43,7 @@ PLUGINS = [
     ("wal2json", "bench_wal2json", "wal2json", [("format-version", "2")]),
     ("decoderbufs", "bench_decoderbufs", "decoderbufs", []),
 ]
-ALLOW_LIST = "pgoutput, test_decoding, walship, wal2json, decoderbufs"
+ALLOW_LIST = ("pgoutput", "test_decoding", "walship", "wal2json", "decoderbufs")
 
 SCHEMA_SQL = r"""
 CREATE TABLE bench_t (
@@ -95,75 +98,22 @@ def log(msg):
     print(f"[decode-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def sql_literal(s):
     return "'" + s.replace("'", "''") + "'"
 
 
 class Cluster:
-    """A throwaway cluster under a temp dir, run as the postgres OS user when we are root."""
+    """psql sessions against the benchmark's cluster (a PgCluster of the test harness)."""
 
-    def __init__(self, bindir, workdir, port):
-        self.bindir = bindir
-        self.workdir = workdir
-        self.datadir = os.path.join(workdir, "data")
-        self.logfile = os.path.join(workdir, "server.log")
-        self.port = port
-        self.started = False
-        self.as_user = []
-        if os.geteuid() == 0:
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-            pw = pwd.getpwnam("postgres")
-            os.chown(workdir, pw.pw_uid, pw.pw_gid)
-        self.env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(port), PGUSER="postgres",
+    def __init__(self, pg):
+        self.pg = pg
+        self.env = dict(os.environ, PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user,
                         PGDATABASE="postgres", PGAPPNAME="walship-decode-bench", LC_ALL="C")
         for k in ("PGSERVICE", "PGOPTIONS", "PGPASSWORD"):
             self.env.pop(k, None)
 
     def bin(self, name):
-        return os.path.join(self.bindir, name)
-
-    def run_as(self, argv, **kw):
-        return subprocess.run(self.as_user + argv, env=self.env, check=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-
-    def initdb(self):
-        self.run_as([self.bin("initdb"), "-D", self.datadir, "-U", "postgres", "--auth=trust",
-                     "--encoding=UTF8", "--locale=C", "--no-sync"])
-
-    def describe_config(self):
-        out = subprocess.run(self.as_user + [self.bin("postgres"), "--describe-config"],
-                             env=self.env, check=True, stdout=subprocess.PIPE, text=True,
-                             cwd=self.workdir).stdout
-        return {line.split("\t", 1)[0] for line in out.splitlines() if line}
-
-    def configure(self, settings):
-        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
-            f.write("\n# walship decode benchmark\n")
-            for k, v in settings:
-                f.write(f"{k} = {v}\n")
-
-    def start(self):
-        self.run_as([self.bin("pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-w",
-                     "-t", "60", "start"])
-        self.started = True
-
-    def stop(self):
-        if not self.started:
-            return
-        try:
-            subprocess.run(self.as_user + [self.bin("pg_ctl"), "-D", self.datadir, "-m", "immediate",
-                                           "-w", "-t", "60", "stop"],
-                           env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=90)
-        except Exception as e:  # noqa: BLE001 -- cleanup must go on
-            log(f"pg_ctl stop failed: {e}")
-        self.started = False
+        return self.pg.bin(name)
 
     def psql(self, sql, timing=False, check=True):
         """Run sql (a string, or a list of commands) in one session; returns (stdout, stderr, returncode)."""
@@ -317,27 +267,32 @@ def main():
 
     own_workdir = args.workdir is None
     workdir = args.workdir or tempfile.mkdtemp(prefix="walship-decode-bench-")
-    port = free_port()
-    cluster = Cluster(args.bindir, workdir, port)
+    os.chmod(workdir, 0o755)  # the cluster below it may belong to the postgres OS user
+    failed = {}
+    info = {}
+    pg = None
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    failed = {}
-    info = {}
     try:
         # ---------------------------------------------------------------- cluster
-        log(f"initdb in {workdir}, port {port}")
-        cluster.initdb()
-        known = cluster.describe_config()
+        # the harness's throwaway cluster, under workdir: no preloaded library, the
+        # default logical_decoding_work_mem (64MB: no spill at 1000 changes/tx), every
+        # plugin in output_plugin_libraries where the server has that setting
+        pg = wt.PgCluster("decode-bench", bindir=args.bindir, base_dir=workdir, start=False,
+                          shared_preload_libraries="", logical_decoding_work_mem=None,
+                          output_plugins=ALLOW_LIST, keep=False)
+        cluster = Cluster(pg)
+        log(f"initdb in {pg.base_dir}, port {pg.port}")
         # Freeze the walship build under test: the server loads "walship" from a private
         # copy (dynamic_library_path), so a reinstall during the run cannot mix builds.
         walship_src = plugin_file(args.bindir, "walship")
         walship_snapshot = None
+        libdir = os.path.join(pg.base_dir, "lib")
         if os.path.exists(walship_src):
-            libdir = os.path.join(workdir, "lib")
             os.makedirs(libdir, exist_ok=True)
             for _ in range(30):  # do not copy a file that an install is still writing
                 before = os.stat(walship_src)
@@ -350,31 +305,24 @@ def main():
             os.chmod(libdir, 0o755)
             walship_snapshot = describe_file(walship_src)
             log(f"walship under test: {walship_snapshot} (private copy in {libdir})")
-        settings = [
-            ("listen_addresses", "'127.0.0.1'"),
-            ("port", str(port)),
-            ("unix_socket_directories", sql_literal(workdir)),
-            ("wal_level", "logical"),
-            ("max_replication_slots", "16"),
-            ("max_wal_senders", "8"),
-            ("shared_buffers", "'1GB'"),
-            ("max_wal_size", "'16GB'"),
-            ("checkpoint_timeout", "'1h'"),
+        pg.extra_settings.update({
+            "max_replication_slots": 16,
+            "max_wal_senders": 8,
+            "shared_buffers": "1GB",
+            "max_wal_size": "16GB",
+            "checkpoint_timeout": "1h",
             # setup speed only: no fsync and no commit flush while loading the workload;
             # decoding reads WAL that is already written, so this does not change it.
-            ("fsync", "off"),
-            ("synchronous_commit", "off"),
-            ("autovacuum", "off"),
-            # logical_decoding_work_mem stays at its default (64MB): no spill at 1000 changes/tx
-        ]
+            "fsync": False,
+            "synchronous_commit": False,
+            "autovacuum": False,
+        })
         if walship_snapshot:
-            settings.append(("dynamic_library_path", sql_literal(os.path.join(workdir, "lib") + ":$libdir")))
+            pg.extra_settings["dynamic_library_path"] = libdir + ":$libdir"
         info["walship_so"] = walship_snapshot or f"{walship_src} not installed"
-        has_allow_list = "output_plugin_libraries" in known
-        if has_allow_list:
-            settings.append(("output_plugin_libraries", sql_literal(ALLOW_LIST)))
-        cluster.configure(settings)
-        cluster.start()
+        pg.init()
+        has_allow_list = bool(pg.has_output_plugin_libraries)
+        pg.start()
         info.update(machine_info(cluster))
         log(f"server: {info['postgres']}")
         decoding_mem = cluster.scalar("SHOW logical_decoding_work_mem")
@@ -521,15 +469,12 @@ def main():
         failed["<run>"] = "interrupted"
     except Exception as e:  # noqa: BLE001
         log(f"ERROR: {e}")
-        try:
-            with open(cluster.logfile) as f:
-                tail = f.readlines()[-30:]
-            log("server log tail:\n" + "".join(tail))
-        except OSError:
-            pass
+        if pg is not None:
+            log("server log tail:\n" + pg.log_tail(30))
         failed["<run>"] = str(e)
     finally:
-        cluster.stop()
+        if pg is not None:
+            pg.cleanup()
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return 1 if failed else 0

@@ -19,13 +19,15 @@ if [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]]; then n="$1"; shift; fi
 workdir="$(mktemp -d /tmp/walship-decode-bench.XXXXXX)"
 cleanup() {
   # the python driver stops the server itself; this is the safety net (kill -9 of python, etc.)
-  if [[ -f "$workdir/data/postmaster.pid" ]]; then
+  local data
+  for data in "$workdir"/walship-pg-*/data; do
+    [[ -f "$data/postmaster.pid" ]] || continue
     if [[ $EUID -eq 0 ]]; then
-      runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$workdir/data" -m immediate -w stop >/dev/null 2>&1 || true
+      runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
     else
-      "$PG_BINDIR/pg_ctl" -D "$workdir/data" -m immediate -w stop >/dev/null 2>&1 || true
+      "$PG_BINDIR/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
-  fi
+  done
   rm -rf "$workdir"
 }
 trap cleanup EXIT

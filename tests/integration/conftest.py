@@ -1,6 +1,6 @@
 """Fixtures for walship's integration tests (real PostgreSQL + real Kafka).
 
-- ``kafka``: one Kafka broker for the whole session (tests/kafka/kafka.sh), or the
+- ``kafka``: one Kafka broker for the whole session (the harness's ``KafkaBroker``), or the
   broker at ``$WALSHIP_KAFKA_BOOTSTRAP``. If it cannot start, every test that uses it
   errors: the suite fails, it never skips.
 - ``pg``: a throwaway PostgreSQL cluster per test module, with walship preloaded.

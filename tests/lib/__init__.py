@@ -1,2 +1,2 @@
-"""walship test helpers; see walship_testlib.py (importable as ``tests.lib.walship_testlib``
+"""walship test helpers; see walship_testlib/ (importable as ``tests.lib.walship_testlib``
 or, with tests/lib on sys.path, as ``walship_testlib``)."""
