@@ -5,11 +5,19 @@ wal2json and decoderbufs, on one throwaway PostgreSQL cluster and one workload.
 Usage: see bench/decode/run.sh (python3 decode_bench.py --help).
 
 Every plugin gets its own logical slot, created BEFORE the workload, so every slot
-decodes exactly the same WAL. Each slot is then read with
+decodes exactly the same WAL. The floor under them all is walship_bench_noop
+(noop_plugin.c, compiled here against the server): it decodes everything and writes one
+byte per change, so what a plugin costs beyond it is the plugin's own work.
+
+Each slot is read once with
     SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(...)
-(peek: nothing is consumed, so every measurement decodes the same changes again):
-one warm-up pass over all slots, then ROUNDS rounds over all slots (round-robin, so
-drift on the machine hits every plugin alike). Reported: median and min.
+(rows and bytes out, and a warm-up), then timed ROUNDS times over all slots
+(round-robin, so drift on the machine hits every plugin alike), by default the way
+clients read a slot (--via stream): pg_recvlogical streams a copy of the slot to its
+end through a walsender and writes to /dev/null, and the walsender's CPU time and the
+wall time are measured. --via sql times the peek itself instead; the SQL function
+materializes its whole output in a tuplestore (temporary files beyond work_mem), which
+then costs more than decoding for large outputs. Reported: median and min.
 
 Standard library and the test harness (tests/lib/walship_testlib: its throwaway
 cluster); talks to the server through psql.
@@ -35,6 +43,7 @@ import walship_testlib as wt  # noqa: E402
 # --------------------------------------------------------------------------------------
 # plugins under test: (label, slot name, output plugin, peek options)
 PLUGINS = [
+    ("floor (no-op)", "bench_noop", "walship_bench_noop", []),
     ("walship (protobuf)", "bench_walship_pb", "walship", [("format", "protobuf")]),
     ("walship (json)", "bench_walship_json", "walship", [("format", "json")]),
     ("pgoutput", "bench_pgoutput", "pgoutput",
@@ -43,7 +52,9 @@ PLUGINS = [
     ("wal2json", "bench_wal2json", "wal2json", [("format-version", "2")]),
     ("decoderbufs", "bench_decoderbufs", "decoderbufs", []),
 ]
-ALLOW_LIST = ("pgoutput", "test_decoding", "walship", "wal2json", "decoderbufs")
+ALLOW_LIST = ("pgoutput", "test_decoding", "walship", "wal2json", "decoderbufs",
+              "walship_bench_noop")
+NOOP_SOURCE = Path(__file__).resolve().parent / "noop_plugin.c"
 
 SCHEMA_SQL = r"""
 CREATE TABLE bench_t (
@@ -163,6 +174,62 @@ def parse_timed(out):
     return rows, bytes_, times[1], (cpu[1] - cpu[0]) / 1e9
 
 
+def build_noop(bindir, libdir):
+    """Compiles the floor plugin against the server under test into libdir; None or why not."""
+    pg_config = os.path.join(bindir, "pg_config")
+    inc = subprocess.run([pg_config, "--includedir-server"], stdout=subprocess.PIPE,
+                         text=True).stdout.strip()
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or not inc:
+        return "no C compiler or no server headers (pg_config --includedir-server)"
+    p = subprocess.run([cc, "-O2", "-fPIC", "-shared", "-Wall", "-Werror", "-Wno-unused-parameter",
+                        "-I", inc, "-o", os.path.join(libdir, "walship_bench_noop.so"),
+                        str(NOOP_SOURCE)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    return None if p.returncode == 0 else f"compiling {NOOP_SOURCE.name} failed: {p.stdout.strip()}"
+
+
+def stream_slot(cluster, slot, opts, end_lsn, tag):
+    """Streams a copy of slot up to end_lsn through pg_recvlogical into /dev/null.
+
+    Returns (wall seconds, walsender CPU seconds). The walsender's CPU comes from its
+    /proc/<pid>/schedstat, sampled every millisecond until it exits (the last sample is
+    at most about a millisecond short)."""
+    copy = f"{slot}_run"
+    cluster.psql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                 f"WHERE slot_name = {sql_literal(copy)}")
+    cluster.psql(f"SELECT pg_copy_logical_replication_slot({sql_literal(slot)}, {sql_literal(copy)})")
+    appname = f"decode-bench-{tag}"
+    argv = [cluster.bin("pg_recvlogical"), "-d", "postgres", "-S", copy, "--start",
+            "-E", end_lsn, "-f", "/dev/null", "--no-loop", "-s", "3600", "-F", "0"]
+    for k, v in opts:
+        argv += ["-o", f"{k}={v}"]
+    env = dict(cluster.env, PGAPPNAME=appname)
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pid, cpu_ns = None, 0
+    while p.poll() is None:
+        if pid is None:
+            v = cluster.scalar(f"SELECT active_pid FROM pg_replication_slots "
+                               f"WHERE slot_name = {sql_literal(copy)} AND active")
+            pid = int(v) if v else None
+        if pid is not None:
+            try:
+                with open(f"/proc/{pid}/schedstat") as f:
+                    cpu_ns = int(f.read().split()[0])
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.001)
+    wall = time.monotonic() - t0
+    err = p.stderr.read()
+    cluster.psql(f"SELECT pg_drop_replication_slot({sql_literal(copy)})", check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"pg_recvlogical failed ({p.returncode}): {err.strip()}")
+    if pid is None:
+        raise RuntimeError("pg_recvlogical ended before its walsender could be found")
+    return wall, cpu_ns / 1e9
+
+
 def cpu_busy(interval=2.0):
     """Share of all CPUs busy (any process) over interval seconds, from /proc/stat."""
     def snap():
@@ -233,6 +300,9 @@ def main():
     ap.add_argument("--bindir", default="/usr/lib/postgresql/15/bin")
     ap.add_argument("--results-dir", default=None, help="where decode-<date>.md goes (default bench/results)")
     ap.add_argument("--no-results", action="store_true", help="do not write a result file")
+    ap.add_argument("--via", choices=("stream", "sql"), default="stream",
+                    help="time reading a slot through a walsender (pg_recvlogical, the default) "
+                         "or the SQL peek function")
     ap.add_argument("--only", default=None,
                     help="comma-separated plugin labels/slots to run (default: all); e.g. walship,pgoutput")
     ap.add_argument("--profile", default=None, metavar="SLOT",
@@ -292,8 +362,13 @@ def main():
         walship_src = plugin_file(args.bindir, "walship")
         walship_snapshot = None
         libdir = os.path.join(pg.base_dir, "lib")
+        os.makedirs(libdir, exist_ok=True)
+        os.chmod(libdir, 0o755)
+        noop_problem = build_noop(args.bindir, libdir)
+        if noop_problem:
+            failed["bench_noop"] = noop_problem
+            log(f"FAILED floor (no-op): {noop_problem}")
         if os.path.exists(walship_src):
-            os.makedirs(libdir, exist_ok=True)
             for _ in range(30):  # do not copy a file that an install is still writing
                 before = os.stat(walship_src)
                 time.sleep(0.5)
@@ -317,8 +392,7 @@ def main():
             "synchronous_commit": False,
             "autovacuum": False,
         })
-        if walship_snapshot:
-            pg.extra_settings["dynamic_library_path"] = libdir + ":$libdir"
+        pg.extra_settings["dynamic_library_path"] = libdir + ":$libdir"
         info["walship_so"] = walship_snapshot or f"{walship_src} not installed"
         pg.init()
         has_allow_list = bool(pg.has_output_plugin_libraries)
@@ -333,6 +407,8 @@ def main():
         # ---------------------------------------------------------------- slots (before the workload)
         active = []
         for label, slot, plugin, opts in plugins:
+            if slot in failed:
+                continue
             out, err, rc = cluster.psql(
                 f"SELECT lsn FROM pg_create_logical_replication_slot({sql_literal(slot)}, {sql_literal(plugin)})",
                 check=False)
@@ -395,11 +471,21 @@ def main():
             if r is not None:
                 log(f"warm-up {label:20s} {r[0]:8.3f} s (cpu {r[1]:.3f} s)  {rows[slot]} rows  "
                     f"{outbytes[slot] / 1e6:.1f} MB")
+        def timed(label, slot, opts, what):
+            if args.via == "sql":
+                return peek(label, slot, opts, what)
+            try:
+                return stream_slot(cluster, slot, opts, lsn1, f"{slot}-{what.replace(' ', '-')}")
+            except RuntimeError as e:
+                failed[slot] = f"{what}: {e}"
+                log(f"FAILED {label}: {failed[slot]}")
+                return None
+
         for rnd in range(args.rounds):
             for label, slot, _, opts in active:
                 if slot in failed:
                     continue
-                r = peek(label, slot, opts, f"peek round {rnd + 1}")
+                r = timed(label, slot, opts, f"round {rnd + 1}")
                 if r is not None:
                     times[slot].append(r[0])
                     cputimes[slot].append(r[1])
@@ -421,17 +507,19 @@ def main():
         cpumed = {s: statistics.median(t) for s, t in cputimes.items() if t and s not in failed}
         ref_pg = med.get("bench_pgoutput")
         ref_w2j = med.get("bench_wal2json")
+        floor_cpu = cpumed.get("bench_noop")
         header = ["plugin", "changes", "rows out", "median s", "min s", "cpu s", "changes/s",
-                  "output MB", "vs pgoutput", "vs wal2json"]
+                  "output MB", "cpu / floor", "vs pgoutput", "vs wal2json"]
         table = []
         for label, slot, _, _ in plugins:
             if slot in failed or slot not in med:
-                table.append([label, str(nchanges), "—", "FAILED", "—", "—", "—", "—", "—", "—"])
+                table.append([label, str(nchanges), "—", "FAILED", "—", "—", "—", "—", "—", "—", "—"])
                 continue
             m = med[slot]
             table.append([
                 label, str(nchanges), str(rows[slot]), f"{m:.3f}", f"{mins[slot]:.3f}", f"{cpumed[slot]:.3f}",
                 f"{nchanges / m:,.0f}", f"{outbytes[slot] / 1e6:.1f}",
+                fmt_ratio(cpumed[slot] / floor_cpu if floor_cpu else None),
                 fmt_ratio(ref_pg / m if ref_pg else None),
                 fmt_ratio(ref_w2j / m if ref_w2j else None),
             ])
@@ -454,6 +542,17 @@ def main():
                 verdict = "MET" if min(r) >= need else ("NOT MET" if max(r) < need else "UNCLEAR (noise)")
                 notes.append(f"target walship protobuf >= {name}: {verdict} "
                              f"({r[0]:.2f}x by median wall, {r[1]:.2f}x by min wall, {r[2]:.2f}x by median cpu)")
+        # issue 8's targets: the plugin's cost over the floor's, by median walsender CPU
+        for slot, need, name in (("bench_walship_pb", 1.25, "walship protobuf"),
+                                 ("bench_walship_json", 2.0, "walship json (with schemas)")):
+            if floor_cpu and slot in cpumed:
+                r = cpumed[slot] / floor_cpu
+                rmin = min(cputimes[slot]) / max(cputimes["bench_noop"])
+                rmax = max(cputimes[slot]) / min(cputimes["bench_noop"])
+                verdict = "MET" if rmax <= need else ("NOT MET" if rmin > need else "UNCLEAR (noise)")
+                notes.append(f"target {name} <= {need:.2f}x the floor's time: {verdict} "
+                             f"({r:.2f}x by median cpu, {rmin:.2f}x-{rmax:.2f}x over all runs; "
+                             f"wall {med[slot] / med['bench_noop']:.2f}x by median)")
         for n in notes:
             print(n)
         for slot, err in failed.items():
@@ -578,14 +677,25 @@ def write_results(results_dir, args, info, nchanges, ntx, tx_size, wal_bytes, lo
     L.append(f"- table: 6 columns (id bigint pk, integer, text ~37 chars, numeric(14,4), timestamptz, boolean)")
     L.append(f"- workload: {ntx} transactions x {tx_size} changes = {nchanges} changes, 60% INSERT / "
              f"30% UPDATE / 10% DELETE; {wal_bytes / 1e6:.1f} MB of WAL; loaded in {load_s:.1f} s")
-    L.append("- one slot per plugin, all created before the workload; each timed as "
-             "`SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(slot, NULL, NULL, opts)` "
-             f"(psql \\timing), one warm-up pass, then {args.rounds} round-robin rounds; median and min")
+    L.append("- floor (no-op): walship_bench_noop (bench/decode/noop_plugin.c): decodes everything, "
+             "writes one byte per change")
+    if args.via == "stream":
+        L.append("- one slot per plugin, all created before the workload; one warm-up "
+                 "`SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(slot, NULL, NULL, opts)` "
+                 f"(rows and bytes out), then {args.rounds} round-robin rounds, each a copy of the slot "
+                 "streamed to the workload's end by `pg_recvlogical --start -E <end> -f /dev/null` through a "
+                 "walsender; cpu s = the walsender's CPU time (/proc/<pid>/schedstat), median s = pg_recvlogical's "
+                 "wall time; median and min")
+    else:
+        L.append("- one slot per plugin, all created before the workload; each timed as "
+                 "`SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(slot, NULL, NULL, opts)` "
+                 f"(psql \\timing), one warm-up pass, then {args.rounds} round-robin rounds; median and min; "
+                 "cpu s = the backend's CPU time during the peek (/proc/self/schedstat)")
     L.append("- options: " + "; ".join(
         f"{label}: " + (", ".join(f"'{k}' '{v}'" for k, v in opts) or "none") for label, _, _, opts in plugins))
     L.append("- rows out = rows returned by the peek (includes BEGIN/COMMIT messages where the plugin "
              "emits them); output MB = sum(length(data)) / 10^6; changes/s = changes / median; "
-             "cpu s = median CPU time of the backend during the peek (/proc/self/schedstat); "
+             "cpu / floor = median cpu / the floor's median cpu; "
              "vs X = X's median wall time / this plugin's (>1 = faster than X)")
     L.append("")
     L.append("## Results")
