@@ -20,6 +20,10 @@
 #include <string_view>
 #include <vector>
 
+#ifndef WALSHIP_VERSION
+#define WALSHIP_VERSION "0.0.0"
+#endif
+
 namespace walship
 {
 namespace debezium
@@ -105,6 +109,16 @@ inline constexpr std::string_view kTransactionKeySchema =
 /* ------------------------------------------------------------------------- */
 /* One table version                                                            */
 
+/* The parts of an event's source block that are the same for every event of a table. */
+struct SourceParts {
+    std::string open;  /* {"version":..,"connector":"postgresql","name":<name>,"ts_ms": */
+    std::string db;    /* ,"db":<database>,"sequence":"[null,\" */
+    std::string table; /* ,"schema":<schema>,"table":<table>,"txId": */
+
+    void build(std::string_view logical_name, std::string_view database, std::string_view schema,
+               std::string_view table_name);
+};
+
 /*
  * What every row event of one table version shares: each column's representation and
  * the complete schemas of key and value, which never change between its rows.
@@ -113,11 +127,19 @@ class DebeziumPlan final : public TablePlan
 {
   public:
     /* logical_name: the topic prefix, else the database name (Debezium's topic.prefix) */
-    DebeziumPlan(const Table &table, const Options &options, std::string_view logical_name);
+    DebeziumPlan(const Table &table, const Options &options, std::string_view logical_name,
+                 std::string_view database);
 
     std::vector<ColumnRepr> reprs; /* per column of the table */
     std::string envelope;          /* the value schema of row events */
     std::string key;               /* the key schema; empty when the table has no key columns */
+
+    /* What every event of the table starts with, ready to copy: */
+    std::string
+        value_open;       /* {"schema":<envelope>,"payload": (json-schema=true), then {"before": */
+    std::string key_open; /* {"schema":<key>,"payload": (json-schema=true); else empty */
+    std::vector<std::string> field_keys; /* per column: "name": (escaped) */
+    SourceParts source;
 };
 
 /* ------------------------------------------------------------------------- */

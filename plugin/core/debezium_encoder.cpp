@@ -23,10 +23,6 @@
 #include <memory>
 #include <utility>
 
-#ifndef WALSHIP_VERSION
-#define WALSHIP_VERSION "0.0.0"
-#endif
-
 namespace walship
 {
 namespace debezium
@@ -83,7 +79,7 @@ class DebeziumEncoder final : public Encoder
 
     std::unique_ptr<TablePlan> plan_table(const Table &table) const override
     {
-        return std::make_unique<DebeziumPlan>(table, options_, logical_name(database_));
+        return std::make_unique<DebeziumPlan>(table, options_, logical_name(database_), database_);
     }
 
     Encoded encode(const ws_change &change, const TablePlan *table_plan, bool with_key) override
@@ -96,7 +92,8 @@ class DebeziumEncoder final : public Encoder
             /* a caller without handles: plan the change's own columns, for this event only */
             scratch_table_ = describe_change_table(change);
             scratch_plan_ = std::make_unique<DebeziumPlan>(
-                scratch_table_, options_, logical_name(or_empty(change.source.database)));
+                scratch_table_, options_, logical_name(or_empty(change.source.database)),
+                or_empty(change.source.database));
             plan = scratch_plan_.get();
         }
 
@@ -146,7 +143,7 @@ class DebeziumEncoder final : public Encoder
                 return std::string_view();
             const std::vector<int> *columns =
                 row == change.before ? &plan->table().before : nullptr;
-            open_with_schema(out, plan->key);
+            append_raw(out, plan->key_open);
             write_row(out, row, columns, *plan, true);
         }
         }
@@ -183,13 +180,12 @@ class DebeziumEncoder final : public Encoder
 
     void write_row_event(std::string &out, const ws_change &change, const DebeziumPlan &plan)
     {
-        open_with_schema(out, plan.envelope);
+        append_raw(out, plan.value_open);
 
         bool with_before = options_.include_before && change.before != nullptr &&
                            (change.op == WS_OP_UPDATE || change.op == WS_OP_DELETE);
         bool with_after =
             change.after != nullptr && change.op != WS_OP_DELETE && change.op != WS_OP_TRUNCATE;
-        out += "{\"before\":";
         if (with_before)
             write_old_row(out, change.before, plan);
         else
@@ -200,7 +196,7 @@ class DebeziumEncoder final : public Encoder
         else
             out += "null";
         out += ",\"source\":";
-        write_source(out, change, change.source.commit_time_us);
+        write_source(out, change, change.source.commit_time_us, plan.source);
         out += ",\"transaction\":null,\"op\":\"";
         switch (change.op) {
         case WS_OP_INSERT:
@@ -244,7 +240,10 @@ class DebeziumEncoder final : public Encoder
         /* a non-transactional message has no commit: Debezium uses the time it saw it */
         int64_t time_us = change.source.commit_time_us != 0 ? change.source.commit_time_us
                                                             : pgval::floor_div(now, 1000);
-        write_source(out, change, time_us);
+        SourceParts &parts = message_source_;
+        parts.build(logical_name(change), or_empty(change.source.database),
+                    or_empty(change.source.schema), or_empty(change.source.table));
+        write_source(out, change, time_us, parts);
         out += ",\"transaction\":null,\"message\":{\"prefix\":";
         append_string(out, or_empty(change.message_prefix));
         out += ",\"content\":";
@@ -271,28 +270,20 @@ class DebeziumEncoder final : public Encoder
         close_with_schema(out);
     }
 
-    void write_source(std::string &out, const ws_change &change, int64_t time_us) const
+    void write_source(std::string &out, const ws_change &change, int64_t time_us,
+                      const SourceParts &parts) const
     {
         const ws_source &source = change.source;
-        out += "{\"version\":\"" WALSHIP_VERSION "\",\"connector\":\"postgresql\",\"name\":";
-        append_string(out, logical_name(change));
-        out += ",\"ts_ms\":";
+        append_raw(out, parts.open);
         append_int(out, pgval::floor_div(time_us, 1000));
         out += change.op == WS_OP_READ ? ",\"snapshot\":\"true\"" : ",\"snapshot\":\"false\"";
-        out += ",\"db\":";
-        append_string(out, or_empty(source.database));
-        /* Debezium's [last commit LSN, this LSN]; walship does not track the former */
-        out += ",\"sequence\":\"[null,\\\"";
+        append_raw(out, parts.db);
         append_uint(out, source.change_lsn);
         out += "\\\"]\",\"ts_us\":";
         append_int(out, time_us);
         out += ",\"ts_ns\":";
         append_int(out, time_us * 1000);
-        out += ",\"schema\":";
-        append_string(out, or_empty(source.schema));
-        out += ",\"table\":";
-        append_string(out, or_empty(source.table));
-        out += ",\"txId\":";
+        append_raw(out, parts.table);
         if (source.xid != 0)
             append_uint(out, source.xid);
         else
@@ -322,8 +313,7 @@ class DebeziumEncoder final : public Encoder
             const TableColumn &column = table.columns[k];
             if (k > 0)
                 out += ',';
-            append_string(out, column.name);
-            out += ':';
+            append_raw(out, plan.field_keys[k]);
             int b = column.before_index;
             const ws_value &value = b >= 0 && b < row->ncolumns ? row->columns[b].value : kAbsent;
             values_.write(out, plan.reprs[k], column.not_null, value);
@@ -350,8 +340,7 @@ class DebeziumEncoder final : public Encoder
             if (!first)
                 out += ',';
             first = false;
-            append_string(out, column.name);
-            out += ':';
+            append_raw(out, plan.field_keys[k]);
             values_.write(out, plan.reprs[k], column.not_null, row->columns[i].value);
         }
         out += '}';
@@ -363,6 +352,7 @@ class DebeziumEncoder final : public Encoder
     Table scratch_table_;
     std::unique_ptr<DebeziumPlan> scratch_plan_;
     ValueWriter values_;
+    SourceParts message_source_; /* of the event of no table being written */
     EventBuffer event_buffer_;
     EventBuffer key_buffer_;
 };

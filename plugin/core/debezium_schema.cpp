@@ -39,8 +39,25 @@ void append_field_schemas(std::string &out, const Table &table,
 
 } // namespace
 
+void SourceParts::build(std::string_view logical_name, std::string_view database,
+                        std::string_view schema, std::string_view table_name)
+{
+    open = "{\"version\":\"" WALSHIP_VERSION "\",\"connector\":\"postgresql\",\"name\":";
+    append_string(open, logical_name);
+    open += ",\"ts_ms\":";
+    db = ",\"db\":";
+    append_string(db, database);
+    /* Debezium's [last commit LSN, this LSN]; walship does not track the former */
+    db += ",\"sequence\":\"[null,\\\"";
+    table = ",\"schema\":";
+    append_string(table, schema);
+    table += ",\"table\":";
+    append_string(table, table_name);
+    table += ",\"txId\":";
+}
+
 DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
-                           std::string_view logical_name)
+                           std::string_view logical_name, std::string_view database)
     : TablePlan(table)
 {
     reprs.reserve(table.columns.size());
@@ -81,6 +98,20 @@ DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
         append_string(key, prefix + ".Key");
         key += '}';
     }
+
+    if (options.json_schema) {
+        value_open = "{\"schema\":" + envelope + ",\"payload\":";
+        key_open = "{\"schema\":" + key + ",\"payload\":";
+    }
+    value_open += "{\"before\":";
+    field_keys.reserve(table.columns.size());
+    for (const TableColumn &column : table.columns) {
+        std::string field;
+        append_string(field, column.name);
+        field += ':';
+        field_keys.push_back(std::move(field));
+    }
+    source.build(logical_name, database, table.schema, table.table);
 }
 
 } // namespace debezium
