@@ -121,6 +121,14 @@ void _PG_init(void)
     shmem_startup_hook = walship_shmem_startup;
     stream_install_drop_hook();
 
+    /*
+     * pg_upgrade starts the old and the new server with the libraries preloaded: no
+     * launcher there, so no stream decodes or moves a slot while the cluster is copied
+     * (pg_cron does the same).
+     */
+    if (IsBinaryUpgrade)
+        return;
+
     memset(&bgw, 0, sizeof(bgw));
     bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
     bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;

@@ -73,8 +73,6 @@
 #define PUBLISH_INTERVAL_MS 100
 
 /* Unix epoch micros (the sink's clock) to PostgreSQL's TimestampTz. */
-#define UNIX_TO_PG_EPOCH_US                                                                        \
-    ((int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
 
 typedef struct StreamWorker {
     StreamShared *entry;
@@ -199,7 +197,7 @@ static void publish(bool force)
         e->in_flight = stats.in_flight;
         e->dead_letters = worker.dead_letters_before + stats.events_dead_lettered;
         e->last_ack_time =
-            stats.last_ack_time_us != 0 ? stats.last_ack_time_us - UNIX_TO_PG_EPOCH_US : 0;
+            stats.last_ack_time_us != 0 ? stats.last_ack_time_us - WS_UNIX_EPOCH_OFFSET_US : 0;
         e->last_commit_time = worker.last_commit_time;
         e->confirmed_lsn = worker.confirmed;
         e->kafka_error = kafka_error;
@@ -594,7 +592,8 @@ static void decode_forever(void)
             record = XLogReadRecord(ctx->reader, &errm);
             if (errm)
                 ereport(ERROR,
-                        (errmsg("walship stream \"%s\" could not read WAL at %X/%X: %s",
+                        (errcode(ERRCODE_DATA_CORRUPTED),
+                         errmsg("walship stream \"%s\" could not read WAL at %X/%X: %s",
                                 worker.name, LSN_FORMAT_ARGS(ctx->reader->EndRecPtr), errm)));
             if (record != NULL) {
                 wait_for_standbys(ctx->reader->EndRecPtr);

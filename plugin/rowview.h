@@ -19,13 +19,7 @@
 #include "utils/relcache.h"
 
 #include "walship_core.h"
-
-/*
- * PostgreSQL counts timestamps and dates from 2000-01-01; events count from the
- * Unix epoch, 1970-01-01.
- */
-#define WS_UNIX_EPOCH_OFFSET_DAYS (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
-#define WS_UNIX_EPOCH_OFFSET_US ((int64)WS_UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY)
+#include "walship_plugin.h"
 
 /* What the rest of the shim needs to know about one published column. */
 typedef struct RowViewColumn {

@@ -13,6 +13,7 @@
 
 #include "postgres.h"
 #include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
 #include "replication/logical.h"
 
 typedef struct WalshipStreamHooks {
@@ -37,6 +38,13 @@ typedef struct WalshipStreamHooks {
     const Oid *tables;
     int ntables;
 } WalshipStreamHooks;
+
+/*
+ * PostgreSQL counts timestamps and dates from 2000-01-01; events (and the sink's clock)
+ * count from the Unix epoch, 1970-01-01.
+ */
+#define WS_UNIX_EPOCH_OFFSET_DAYS (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)
+#define WS_UNIX_EPOCH_OFFSET_US ((int64)WS_UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY)
 
 /* Kafka's limit on topic names, in characters (all ASCII here). */
 #define WALSHIP_TOPIC_NAME_MAXLEN 249

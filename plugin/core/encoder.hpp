@@ -36,6 +36,40 @@ inline void release_if_large(std::string &buffer)
         std::string().swap(buffer);
 }
 
+/* Bytes of v as a base-128 varint: one per started group of 7 bits (protobuf's formula). */
+inline size_t varint_size(uint64_t v)
+{
+    int log2 = 63 - __builtin_clzll(v | 1);
+    return static_cast<size_t>(log2 * 9 + 73) / 64;
+}
+
+inline uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = static_cast<uint8_t>(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = static_cast<uint8_t>(v);
+    return p;
+}
+
+/* The room a varint length prefix may need in front of a body: 64 bits in base 128. */
+constexpr size_t kVarintPrefixRoom = 10;
+
+/*
+ * The varint length of the body_len bytes at body, written right before them (the
+ * caller left kVarintPrefixRoom bytes there); returns where the framed bytes start.
+ */
+inline char *frame_with_varint(char *body, size_t body_len)
+{
+    uint8_t prefix[kVarintPrefixRoom];
+    size_t n = static_cast<size_t>(put_varint(prefix, body_len) - prefix);
+    char *start = body - n;
+    for (size_t i = 0; i < n; i++)
+        start[i] = static_cast<char>(prefix[i]);
+    return start;
+}
+
 /*
  * A reused byte buffer with room for an optional varint length prefix in front of
  * the body: the body is written after kPrefixRoom bytes, and finish() writes the
@@ -44,7 +78,7 @@ inline void release_if_large(std::string &buffer)
 class EventBuffer
 {
   public:
-    static constexpr size_t kPrefixRoom = 10; /* a base-128 varint of 64 bits */
+    static constexpr size_t kPrefixRoom = kVarintPrefixRoom;
 
     /* Starts a new body; returns the string to append it to (after the prefix room). */
     std::string &begin()
@@ -58,20 +92,11 @@ class EventBuffer
     std::string_view finish(bool framed)
     {
         size_t body = bytes_.size() - kPrefixRoom;
+        char *data = bytes_.data() + kPrefixRoom;
         if (!framed)
-            return std::string_view(bytes_.data() + kPrefixRoom, body);
-        uint8_t prefix[kPrefixRoom];
-        size_t n = 0;
-        uint64_t v = body;
-        do {
-            uint8_t b = v & 0x7F;
-            v >>= 7;
-            prefix[n++] = static_cast<uint8_t>(v != 0 ? (b | 0x80) : b);
-        } while (v != 0);
-        char *start = bytes_.data() + kPrefixRoom - n;
-        for (size_t i = 0; i < n; i++)
-            start[i] = static_cast<char>(prefix[i]);
-        return std::string_view(start, body + n);
+            return std::string_view(data, body);
+        char *start = frame_with_varint(data, body);
+        return std::string_view(start, body + static_cast<size_t>(data - start));
     }
 
   private:

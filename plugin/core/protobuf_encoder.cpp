@@ -132,23 +132,6 @@ constexpr uint8_t transactional = tag(M::kTransactionalFieldNumber, kVarint);
 
 constexpr uint32_t kTextTypeOid = 25;
 
-/* Bytes of v as a base-128 varint: one per started group of 7 bits (protobuf's formula). */
-inline size_t varint_size(uint64_t v)
-{
-    int log2 = 63 - __builtin_clzll(v | 1);
-    return static_cast<size_t>(log2 * 9 + 73) / 64;
-}
-
-inline uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = static_cast<uint8_t>(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = static_cast<uint8_t>(v);
-    return p;
-}
-
 /* int32 and int64 fields carry negative numbers sign-extended to 64 bits (10 bytes). */
 inline uint64_t signed_varint(int64_t v)
 {
@@ -227,7 +210,7 @@ inline const char *or_empty(const char *s)
 class WireBuffer
 {
   public:
-    static constexpr size_t kPrefixRoom = 10; /* a base-128 varint of 64 bits */
+    static constexpr size_t kPrefixRoom = kVarintPrefixRoom;
 
     uint8_t *begin(size_t body)
     {
@@ -250,16 +233,9 @@ class WireBuffer
     /* The body, with its varint length in front when framed. */
     std::string_view finish(bool framed)
     {
-        uint8_t *start = bytes_.get() + kPrefixRoom;
-        size_t len = body_;
-        if (framed) {
-            uint8_t prefix[kPrefixRoom];
-            size_t n = static_cast<size_t>(put_varint(prefix, body_) - prefix);
-            start -= n;
-            std::memcpy(start, prefix, n);
-            len += n;
-        }
-        return std::string_view(reinterpret_cast<const char *>(start), len);
+        char *body = reinterpret_cast<char *>(bytes_.get() + kPrefixRoom);
+        char *start = framed ? frame_with_varint(body, body_) : body;
+        return std::string_view(start, body_ + static_cast<size_t>(body - start));
     }
 
   private:
