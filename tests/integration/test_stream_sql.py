@@ -5,6 +5,7 @@ leaves behind (nothing), what the status view shows, and that secrets stay hidde
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import psycopg
@@ -400,3 +401,48 @@ def test_drop_extension_drops_streams_and_slots(kafka):
         pg.execute("CREATE EXTENSION walship")
         pg.execute("SELECT walship.create_stream('a', %s, ARRAY['t'])", [kafka.bootstrap])
         wait_state(pg, "a", "running")
+
+
+OPTIONS_HINT = ('Options of the walship output plugin are name=value pairs; see "Output plugin '
+                'options" in walship\'s documentation.')
+
+
+@pytest.mark.parametrize("plugin_options, stream_options, sqlstate, text", [
+    ([("format", "xml")], {"format": "xml"}, "22023",
+     'invalid value "xml" for option "format": expected protobuf or json'),
+    ([("include-before", "maybe")], {"include_before": "maybe"}, "22023",
+     'invalid value "maybe" for option "include-before"'),
+    ([("exclude-tables", "public.a"), ("exclude-tables", "public.b")],
+     {"exclude_tables": "public.a", "exclude-tables": "public.b"}, "42601",
+     'conflicting or redundant options: "exclude-tables"'),
+])
+def test_a_bad_option_reads_the_same_everywhere(db, kafka, plugin_options, stream_options,
+                                                sqlstate, text):
+    """The same bad option gives the same message, SQLSTATE and hint from the SQL decoding
+    functions, pg_recvlogical and create_stream (which adds only the stream as context)."""
+    slot = "same_error"
+    db.execute("SELECT pg_create_logical_replication_slot(%s, 'walship')", [slot])
+    try:
+        args = ", ".join(["%s"] * (2 * len(plugin_options)))
+        flat = [x for pair in plugin_options for x in pair]
+        sql_err = sql_error(db, f"SELECT count(*) FROM pg_logical_slot_peek_binary_changes("
+                                f"%s, NULL, NULL, {args})", [slot, *flat])
+        recv = subprocess.run(
+            [db.bin("pg_recvlogical"), "-h", db.host, "-p", str(db.port), "-U", db.user,
+             "-d", "postgres", "-S", slot, "--start", "--no-loop", "-f", "/dev/null",
+             *[a for k, v in plugin_options for a in ("-o", f"{k}={v}")]],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        db.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+    stream_err = sql_error(db, "SELECT walship.create_stream('s', %s, NULL, %s::jsonb)",
+                           [kafka.bootstrap, json.dumps(stream_options)])
+
+    for err in (sql_err, stream_err):
+        assert err.diag.sqlstate == sqlstate, message(err)
+        assert err.diag.message_primary.startswith(text), message(err)
+        assert err.diag.message_hint == OPTIONS_HINT, message(err)
+    assert sql_err.diag.message_primary == stream_err.diag.message_primary
+    assert "for stream \"s\"" in stream_err.diag.context
+    assert recv.returncode != 0
+    assert text in recv.stderr and OPTIONS_HINT in recv.stderr, recv.stderr
+    assert streams(db) == [] and slots(db) == []
