@@ -2,7 +2,8 @@
  * stream_config.c: a stream's configuration, from create_stream's arguments or from its
  * catalog row, turned into what the stream worker hands on: the output plugin's options
  * (checked by the plugin's own parser, ws_options_set) and the Kafka sink's settings
- * (each property checked by librdkafka's parser, ws_sink_check_property).
+ * (checked as a whole, once, by the sink itself: ws_sink_check_config at create_stream,
+ * ws_sink_create in the worker, with the same errors and no secret in them).
  *
  * create_stream and the worker go through the same code, so a row that was accepted
  * once is read back the same way. The options object holds:
@@ -281,44 +282,6 @@ static int positive_int_option(const char *stream_name, const char *key, const J
     return -1; /* not reached */
 }
 
-/* text with the value of every secret Kafka property of the stream replaced by *** */
-static char *scrub_secrets(const StreamConfig *config, const char *text)
-{
-    char *result = pstrdup(text);
-    bool *done = palloc0(sizeof(bool) * Max(config->nkafka, 1));
-
-    /* longest first: a secret that contains another is replaced whole */
-    for (int round = 0; round < config->nkafka; round++) {
-        const char *secret = NULL;
-        StringInfoData buf;
-        const char *at;
-        const char *from;
-        int longest = -1;
-
-        for (int i = 0; i < config->nkafka; i++)
-            if (!done[i] && config->kafka_secret[i] && config->kafka_values[i] != NULL &&
-                (longest < 0 ||
-                 strlen(config->kafka_values[i]) > strlen(config->kafka_values[longest])))
-                longest = i;
-        if (longest < 0)
-            break;
-        done[longest] = true;
-        secret = config->kafka_values[longest];
-        if (secret[0] == '\0')
-            continue;
-        initStringInfo(&buf);
-        from = result;
-        while ((at = strstr(from, secret)) != NULL) {
-            appendBinaryStringInfo(&buf, from, at - from);
-            appendStringInfoString(&buf, "***");
-            from = at + strlen(secret);
-        }
-        appendStringInfoString(&buf, from);
-        result = buf.data;
-    }
-    return result;
-}
-
 #define FILE_FORM_HINT                                                                             \
     "Give a Kafka property as a string, number or boolean, or as {\"file\": \"/absolute/path\"} "  \
     "to have the server read its value from a file."
@@ -450,7 +413,6 @@ static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
     JsonbIteratorToken tok;
     JsonbValue v;
     int capacity = 8;
-    char **paths;
 
     if (kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
         ereport(ERROR,
@@ -460,8 +422,7 @@ static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
                          "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
     config->kafka_names = palloc(sizeof(char *) * capacity);
     config->kafka_values = palloc(sizeof(char *) * capacity);
-    config->kafka_secret = palloc(sizeof(bool) * capacity);
-    paths = palloc(sizeof(char *) * capacity);
+    config->kafka_files = palloc(sizeof(char *) * capacity);
 
     it = JsonbIteratorInit(kafka->val.binary.data);
     while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
@@ -494,37 +455,20 @@ static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
             capacity *= 2;
             config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * capacity);
             config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * capacity);
-            config->kafka_secret = repalloc(config->kafka_secret, sizeof(bool) * capacity);
-            paths = repalloc(paths, sizeof(char *) * capacity);
+            config->kafka_files = repalloc(config->kafka_files, sizeof(char *) * capacity);
         }
         config->kafka_names[config->nkafka] = name;
         config->kafka_values[config->nkafka] = value;
-        /* a value from a file is a secret whatever the property */
-        config->kafka_secret[config->nkafka] = path != NULL || ws_sink_property_is_secret(name);
-        paths[config->nkafka] = path;
+        /* the sink treats a value from a file as a secret whatever the property */
+        config->kafka_files[config->nkafka] = path;
         config->nkafka++;
     }
 
     /* files are read once every property is known, so that no message shows a secret */
     for (int i = 0; i < config->nkafka; i++)
-        if (paths[i] != NULL)
-            config->kafka_values[i] = read_file_form(config, config->kafka_names[i], paths[i]);
-
-    /* checked once all are known: a message about one must not show another's secret */
-    for (int i = 0; i < config->nkafka; i++) {
-        char why[WS_ERRMSG_SIZE];
-        ws_status status = ws_sink_check_property(config->kafka_names[i], config->kafka_values[i],
-                                                  config->kafka_secret[i], why);
-
-        if (status != WS_OK)
-            ereport(
-                ERROR,
-                (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
-                                                    : ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("%s", scrub_secrets(config, why)),
-                 paths[i] != NULL ? errdetail("The value was read from file \"%s\".", paths[i]) : 0,
-                 errcontext("options of stream \"%s\"", config->name)));
-    }
+        if (config->kafka_files[i] != NULL)
+            config->kafka_values[i] =
+                read_file_form(config, config->kafka_names[i], config->kafka_files[i]);
 }
 
 /* Sets one plugin option through the plugin's parser, reporting its message. */
@@ -598,7 +542,6 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                                   Jsonb *options)
 {
     StreamConfig *config = palloc0(sizeof(StreamConfig));
-    char why[WS_ERRMSG_SIZE];
     ws_error err;
     ws_options *parser;
 
@@ -653,11 +596,6 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                                    bootstrap_servers),
                             errhint("Give the Kafka brokers as host:port[,host:port...].")));
     }
-    if (ws_sink_check_property("bootstrap.servers", bootstrap_servers, false, why) != WS_OK)
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("invalid bootstrap_servers for stream \"%s\"", name), errdetail("%s", why),
-                 errhint("Give the Kafka brokers as host:port[,host:port...].")));
     config->bootstrap_servers = pstrdup(bootstrap_servers);
 
     if (options != NULL && !JB_ROOT_IS_OBJECT(options))
@@ -891,7 +829,7 @@ void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
     sc->bootstrap_servers = config->bootstrap_servers;
     sc->prop_names = (const char *const *)config->kafka_names;
     sc->prop_values = (const char *const *)config->kafka_values;
-    sc->prop_secret = config->kafka_secret;
+    sc->prop_files = (const char *const *)config->kafka_files;
     sc->nprops = config->nkafka;
     sc->topic_partitions = config->partitions;
     sc->topic_replication_factor = config->replication_factor;

@@ -141,7 +141,7 @@ typedef struct StreamConfig {
     int nkafka;
     char **kafka_names;
     char **kafka_values;
-    bool *kafka_secret;     /* never shown: a secret by name, or read from a file */
+    char **kafka_files;     /* the file each value was read from, or NULL: never shown */
     int partitions;         /* -1 = broker default */
     int replication_factor; /* -1 = broker default */
     /* on_refused = dead_letter: where refused events go; NULL: they stop the stream */
