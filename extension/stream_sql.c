@@ -649,10 +649,8 @@ static void create_stream(FunctionCallInfo fcinfo)
         nulls[2] = 'n';
         nulls[4] = 'n';
     }
-    if (options != NULL)
-        values[3] = JsonbPGetDatum(options);
-    else
-        values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+    /* the options as the worker takes them, checked above: it passes them through */
+    values[3] = JsonbPGetDatum(config->options);
 
     catalog_connect();
     ret = spi_exec("INSERT INTO walship.streams (name, bootstrap_servers, tables, options, "
