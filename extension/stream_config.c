@@ -423,64 +423,85 @@ static char *read_file_form(const StreamConfig *config, const char *name, const 
     return buf.data;
 }
 
-static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
+/* An option whose value must be a JSON object. */
+static void require_object(const StreamConfig *config, const char *key, const JsonbValue *v,
+                           const char *hint)
 {
-    JsonbIterator *it;
-    JsonbIteratorToken tok;
-    JsonbValue v;
-    int capacity = 8;
-
-    if (kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
+    if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("option \"kafka\" of stream \"%s\" must be a JSON object", config->name),
-                 errhint("Pass librdkafka producer properties, e.g. "
-                         "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
-    config->kafka_names = palloc(sizeof(char *) * capacity);
-    config->kafka_values = palloc(sizeof(char *) * capacity);
-    config->kafka_files = palloc(sizeof(char *) * capacity);
-    /* as given (inline values, or the paths of the file form), for the catalog */
-    config->kafka_json = JsonbToCString(NULL, kafka->val.binary.data, kafka->val.binary.len);
+                 errmsg("option \"%s\" of stream \"%s\" must be a JSON object", key, config->name),
+                 errhint("%s", hint)));
+}
 
-    it = JsonbIteratorInit(kafka->val.binary.data);
+typedef void (*member_fn)(StreamConfig *config, ws_options *parser, const char *key,
+                          const JsonbValue *v);
+
+/* fn for each member of a JSON object, in the order jsonb keeps them. */
+static void each_member(JsonbContainer *object, member_fn fn, StreamConfig *config,
+                        ws_options *parser)
+{
+    JsonbIterator *it = JsonbIteratorInit(object);
+    JsonbIteratorToken tok;
+    JsonbValue v;
+
     while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-        char *name;
-        char *value;
-        char *path;
+        char *key;
 
         if (tok != WJB_KEY)
             continue;
-        name = pnstrdup(v.val.string.val, v.val.string.len);
+        key = pnstrdup(v.val.string.val, v.val.string.len);
         tok = JsonbIteratorNext(&it, &v, true);
         Assert(tok == WJB_VALUE);
-        path = file_form_path(config, name, &v);
-        value = path != NULL ? NULL : jsonb_scalar_text(&v);
-        if (path == NULL && value == NULL)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number, "
-                            "boolean or {\"file\": \"/path\"}",
-                            name, config->name),
-                     errhint(FILE_FORM_HINT)));
-        if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("Kafka property \"%s\" of stream \"%s\" conflicts with the "
-                            "bootstrap_servers argument",
-                            name, config->name),
-                     errhint("Give the brokers as create_stream's bootstrap_servers only.")));
-        if (config->nkafka == capacity) {
-            capacity *= 2;
-            config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * capacity);
-            config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * capacity);
-            config->kafka_files = repalloc(config->kafka_files, sizeof(char *) * capacity);
-        }
-        config->kafka_names[config->nkafka] = name;
-        config->kafka_values[config->nkafka] = value;
-        /* the sink treats a value from a file as a secret whatever the property */
-        config->kafka_files[config->nkafka] = path;
-        config->nkafka++;
+        fn(config, parser, key, &v);
     }
+}
+
+/* One Kafka property of the stream, its value read later when it is in the file form. */
+static void add_kafka_property(StreamConfig *config, ws_options *parser, const char *name,
+                               const JsonbValue *v)
+{
+    char *path = file_form_path(config, name, v);
+    char *value = path != NULL ? NULL : jsonb_scalar_text(v);
+    int n = config->nkafka;
+
+    if (path == NULL && value == NULL)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number, "
+                               "boolean or {\"file\": \"/path\"}",
+                               name, config->name),
+                        errhint(FILE_FORM_HINT)));
+    if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("Kafka property \"%s\" of stream \"%s\" conflicts with the "
+                               "bootstrap_servers argument",
+                               name, config->name),
+                        errhint("Give the brokers as create_stream's bootstrap_servers only.")));
+    /* room for 8, then twice as much whenever it is full */
+    if (n == 0) {
+        config->kafka_names = palloc(sizeof(char *) * 8);
+        config->kafka_values = palloc(sizeof(char *) * 8);
+        config->kafka_files = palloc(sizeof(char *) * 8);
+    } else if (n >= 8 && (n & (n - 1)) == 0) {
+        config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * n * 2);
+        config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * n * 2);
+        config->kafka_files = repalloc(config->kafka_files, sizeof(char *) * n * 2);
+    }
+    config->kafka_names[n] = pstrdup(name);
+    config->kafka_values[n] = value;
+    /* the sink treats a value from a file as a secret whatever the property */
+    config->kafka_files[n] = path;
+    config->nkafka++;
+}
+
+static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
+{
+    require_object(config, "kafka", kafka,
+                   "Pass librdkafka producer properties, e.g. "
+                   "{\"kafka\": {\"compression.type\": \"lz4\"}}.");
+    /* as given (inline values, or the paths of the file form), for the catalog */
+    config->kafka_json = JsonbToCString(NULL, kafka->val.binary.data, kafka->val.binary.len);
+    each_member(kafka->val.binary.data, add_kafka_property, config, NULL);
 
     /* files are read once every property is known, so that no message shows a secret */
     for (int i = 0; i < config->nkafka; i++)
@@ -646,26 +667,8 @@ static void add_plugin_option(StreamConfig *config, ws_options *parser, const ch
 /* The plugin options of the canonical form: {"plugin": {"topic-prefix": "...", ...}}. */
 static void add_plugin_options(StreamConfig *config, ws_options *parser, const JsonbValue *plugin)
 {
-    JsonbIterator *it;
-    JsonbIteratorToken tok;
-    JsonbValue v;
-
-    if (plugin->type != jbvBinary || !JsonContainerIsObject(plugin->val.binary.data))
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("option \"plugin\" of stream \"%s\" must be a JSON object", config->name),
-                 errhint(OPTIONS_HINT)));
-    it = JsonbIteratorInit(plugin->val.binary.data);
-    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-        char *key;
-
-        if (tok != WJB_KEY)
-            continue;
-        key = pnstrdup(v.val.string.val, v.val.string.len);
-        tok = JsonbIteratorNext(&it, &v, true);
-        Assert(tok == WJB_VALUE);
-        add_plugin_option(config, parser, key, &v);
-    }
+    require_object(config, "plugin", plugin, OPTIONS_HINT);
+    each_member(plugin->val.binary.data, add_plugin_option, config, parser);
 }
 
 /*
@@ -833,22 +836,8 @@ static StreamConfig *build_config(const char *name, const char *bootstrap_server
     }
     PG_TRY();
     {
-        if (options != NULL) {
-            JsonbIterator *it = JsonbIteratorInit(&options->root);
-            JsonbIteratorToken tok;
-            JsonbValue v;
-
-            while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-                char *key;
-
-                if (tok != WJB_KEY)
-                    continue;
-                key = pnstrdup(v.val.string.val, v.val.string.len);
-                tok = JsonbIteratorNext(&it, &v, true);
-                Assert(tok == WJB_VALUE);
-                add_stream_option(config, parser, key, &v);
-            }
-        }
+        if (options != NULL)
+            each_member(&options->root, add_stream_option, config, parser);
         resolve_topic_prefix(config, parser);
         if (checked)
             config->options = canonical_options(config);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 
@@ -53,6 +54,13 @@ bool parse_int(const char *value, long *out)
         return false;
     *out = parsed;
     return true;
+}
+
+/* A whole number from min to max, as librdkafka reads one (strtol's bases). */
+bool whole_number_in(const char *value, long min, long max)
+{
+    long number = 0;
+    return parse_int(value, &number) && number >= min && number <= max;
 }
 
 } // namespace
@@ -143,24 +151,18 @@ bool property_allowed(const std::string &name, const char *value, bool secret, s
         }
         return true;
     }
-    if (name == "max.in.flight" || name == "max.in.flight.requests.per.connection") {
-        long in_flight = 0;
-        if (!parse_int(value, &in_flight) || in_flight > 5) {
-            why = "Kafka property " + prop +
-                  " must be a whole number from 1 to 5: the idempotent producer keeps order "
-                  "only up to 5 requests in flight";
-            return false;
-        }
-        return true;
+    if ((name == "max.in.flight" || name == "max.in.flight.requests.per.connection") &&
+        !whole_number_in(value, LONG_MIN, 5)) {
+        why = "Kafka property " + prop +
+              " must be a whole number from 1 to 5: the idempotent producer keeps order only "
+              "up to 5 requests in flight";
+        return false;
     }
-    if (name == "retries" || name == "message.send.max.retries") {
-        long retries = 0;
-        if (!parse_int(value, &retries) || retries < 1) {
-            why = "Kafka property " + prop +
-                  " must be a whole number, at least 1: the idempotent producer needs retries";
-            return false;
-        }
-        return true;
+    if ((name == "retries" || name == "message.send.max.retries") &&
+        !whole_number_in(value, 1, LONG_MAX)) {
+        why = "Kafka property " + prop +
+              " must be a whole number, at least 1: the idempotent producer needs retries";
+        return false;
     }
     if (name == "queuing.strategy" && std::strcmp(value, "fifo") != 0) {
         why = "Kafka property " + prop + " must be \"fifo\": events must keep their order";
