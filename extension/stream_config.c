@@ -1,18 +1,34 @@
 /*
  * stream_config.c: a stream's configuration, from create_stream's arguments or from its
- * catalog row, turned into what the stream worker hands on: the output plugin's options
- * (checked by the plugin's own parser, ws_options_set) and the Kafka sink's settings
- * (each property checked by librdkafka's parser, ws_sink_check_property).
+ * catalog row, turned by one function (build_config) into what the stream worker hands
+ * on: the output plugin's options, the Kafka sink's settings (producer properties and
+ * topic settings) and the stream's own (on_refused, failover).
  *
- * create_stream and the worker go through the same code, so a row that was accepted
- * once is read back the same way. The options object holds:
+ * create_stream checks each option once: plugin options with the plugin's own parser
+ * (ws_options_set), the Kafka properties as a whole with the sink's one check
+ * (ws_sink_check_config, stream_sql.c), walship's own here; and it stores the canonical
+ * form of the options in the catalog. The worker reads that form back and passes it
+ * through: its plugin checks the plugin options when decoding starts, ws_sink_create the
+ * Kafka properties, with the same errors, so a row written behind walship's back is
+ * held to the same rules.
+ *
+ * The options object create_stream takes holds:
  *   - the output plugin's options, spelled with '_' or '-' (topic_prefix, format, ...);
  *     tables comes from create_stream's own argument, and without topic_prefix the
- *     plugin uses the database name, as it does for pg_recvlogical;
+ *     stream's topics are prefixed with the database name (walship_topic_prefix, the
+ *     plugin's rule, made explicit here);
  *   - kafka: an object of librdkafka producer properties;
  *   - partitions, replication_factor: for the topics walship creates;
  *   - on_refused: stop (the default) or dead_letter, for events Kafka refuses for good;
  *   - failover: the stream's slot is a failover slot (PostgreSQL 17 and later).
+ * The canonical form (canonical_options) has the plugin options in an object "plugin",
+ * in the plugin's spelling, as the text the plugin takes, topic-prefix always among
+ * them; kafka as given (file forms by their path, never the content); partitions and
+ * replication_factor when given; on_refused and failover always:
+ *   {"plugin": {"format": "json", "topic-prefix": "shop"}, "kafka": {"linger.ms": 20},
+ *    "on_refused": "stop", "failover": false}
+ * A row in the first form (written by hand, or by walship before the canonical form)
+ * reads the same way: both are one syntax.
  */
 #include "postgres.h"
 
@@ -32,6 +48,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -281,44 +298,6 @@ static int positive_int_option(const char *stream_name, const char *key, const J
     return -1; /* not reached */
 }
 
-/* text with the value of every secret Kafka property of the stream replaced by *** */
-static char *scrub_secrets(const StreamConfig *config, const char *text)
-{
-    char *result = pstrdup(text);
-    bool *done = palloc0(sizeof(bool) * Max(config->nkafka, 1));
-
-    /* longest first: a secret that contains another is replaced whole */
-    for (int round = 0; round < config->nkafka; round++) {
-        const char *secret = NULL;
-        StringInfoData buf;
-        const char *at;
-        const char *from;
-        int longest = -1;
-
-        for (int i = 0; i < config->nkafka; i++)
-            if (!done[i] && config->kafka_secret[i] && config->kafka_values[i] != NULL &&
-                (longest < 0 ||
-                 strlen(config->kafka_values[i]) > strlen(config->kafka_values[longest])))
-                longest = i;
-        if (longest < 0)
-            break;
-        done[longest] = true;
-        secret = config->kafka_values[longest];
-        if (secret[0] == '\0')
-            continue;
-        initStringInfo(&buf);
-        from = result;
-        while ((at = strstr(from, secret)) != NULL) {
-            appendBinaryStringInfo(&buf, from, at - from);
-            appendStringInfoString(&buf, "***");
-            from = at + strlen(secret);
-        }
-        appendStringInfoString(&buf, from);
-        result = buf.data;
-    }
-    return result;
-}
-
 #define FILE_FORM_HINT                                                                             \
     "Give a Kafka property as a string, number or boolean, or as {\"file\": \"/absolute/path\"} "  \
     "to have the server read its value from a file."
@@ -444,97 +423,104 @@ static char *read_file_form(const StreamConfig *config, const char *name, const 
     return buf.data;
 }
 
-static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
+/* An option whose value must be a JSON object. */
+static void require_object(const StreamConfig *config, const char *key, const JsonbValue *v,
+                           const char *hint)
 {
-    JsonbIterator *it;
-    JsonbIteratorToken tok;
-    JsonbValue v;
-    int capacity = 8;
-    char **paths;
-
-    if (kafka->type != jbvBinary || !JsonContainerIsObject(kafka->val.binary.data))
+    if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("option \"kafka\" of stream \"%s\" must be a JSON object", config->name),
-                 errhint("Pass librdkafka producer properties, e.g. "
-                         "{\"kafka\": {\"compression.type\": \"lz4\"}}.")));
-    config->kafka_names = palloc(sizeof(char *) * capacity);
-    config->kafka_values = palloc(sizeof(char *) * capacity);
-    config->kafka_secret = palloc(sizeof(bool) * capacity);
-    paths = palloc(sizeof(char *) * capacity);
+                 errmsg("option \"%s\" of stream \"%s\" must be a JSON object", key, config->name),
+                 errhint("%s", hint)));
+}
 
-    it = JsonbIteratorInit(kafka->val.binary.data);
+typedef void (*member_fn)(StreamConfig *config, ws_options *parser, const char *key,
+                          const JsonbValue *v);
+
+/* fn for each member of a JSON object, in the order jsonb keeps them. */
+static void each_member(JsonbContainer *object, member_fn fn, StreamConfig *config,
+                        ws_options *parser)
+{
+    JsonbIterator *it = JsonbIteratorInit(object);
+    JsonbIteratorToken tok;
+    JsonbValue v;
+
     while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-        char *name;
-        char *value;
-        char *path;
+        char *key;
 
         if (tok != WJB_KEY)
             continue;
-        name = pnstrdup(v.val.string.val, v.val.string.len);
+        key = pnstrdup(v.val.string.val, v.val.string.len);
         tok = JsonbIteratorNext(&it, &v, true);
         Assert(tok == WJB_VALUE);
-        path = file_form_path(config, name, &v);
-        value = path != NULL ? NULL : jsonb_scalar_text(&v);
-        if (path == NULL && value == NULL)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number, "
-                            "boolean or {\"file\": \"/path\"}",
-                            name, config->name),
-                     errhint(FILE_FORM_HINT)));
-        if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("Kafka property \"%s\" of stream \"%s\" conflicts with the "
-                            "bootstrap_servers argument",
-                            name, config->name),
-                     errhint("Give the brokers as create_stream's bootstrap_servers only.")));
-        if (config->nkafka == capacity) {
-            capacity *= 2;
-            config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * capacity);
-            config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * capacity);
-            config->kafka_secret = repalloc(config->kafka_secret, sizeof(bool) * capacity);
-            paths = repalloc(paths, sizeof(char *) * capacity);
-        }
-        config->kafka_names[config->nkafka] = name;
-        config->kafka_values[config->nkafka] = value;
-        /* a value from a file is a secret whatever the property */
-        config->kafka_secret[config->nkafka] = path != NULL || ws_sink_property_is_secret(name);
-        paths[config->nkafka] = path;
-        config->nkafka++;
-    }
-
-    /* files are read once every property is known, so that no message shows a secret */
-    for (int i = 0; i < config->nkafka; i++)
-        if (paths[i] != NULL)
-            config->kafka_values[i] = read_file_form(config, config->kafka_names[i], paths[i]);
-
-    /* checked once all are known: a message about one must not show another's secret */
-    for (int i = 0; i < config->nkafka; i++) {
-        char why[WS_ERRMSG_SIZE];
-        ws_status status = ws_sink_check_property(config->kafka_names[i], config->kafka_values[i],
-                                                  config->kafka_secret[i], why);
-
-        if (status != WS_OK)
-            ereport(
-                ERROR,
-                (errcode(status == WS_OUT_OF_MEMORY ? ERRCODE_OUT_OF_MEMORY
-                                                    : ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("%s", scrub_secrets(config, why)),
-                 paths[i] != NULL ? errdetail("The value was read from file \"%s\".", paths[i]) : 0,
-                 errcontext("options of stream \"%s\"", config->name)));
+        fn(config, parser, key, &v);
     }
 }
 
-/* Sets one plugin option through the plugin's parser, reporting its message. */
+/* One Kafka property of the stream, its value read later when it is in the file form. */
+static void add_kafka_property(StreamConfig *config, ws_options *parser, const char *name,
+                               const JsonbValue *v)
+{
+    char *path = file_form_path(config, name, v);
+    char *value = path != NULL ? NULL : jsonb_scalar_text(v);
+    int n = config->nkafka;
+
+    if (path == NULL && value == NULL)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("Kafka property \"%s\" of stream \"%s\" must be a string, number, "
+                               "boolean or {\"file\": \"/path\"}",
+                               name, config->name),
+                        errhint(FILE_FORM_HINT)));
+    if (strcmp(name, "bootstrap.servers") == 0 || strcmp(name, "metadata.broker.list") == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("Kafka property \"%s\" of stream \"%s\" conflicts with the "
+                               "bootstrap_servers argument",
+                               name, config->name),
+                        errhint("Give the brokers as create_stream's bootstrap_servers only.")));
+    /* room for 8, then twice as much whenever it is full */
+    if (n == 0) {
+        config->kafka_names = palloc(sizeof(char *) * 8);
+        config->kafka_values = palloc(sizeof(char *) * 8);
+        config->kafka_files = palloc(sizeof(char *) * 8);
+    } else if (n >= 8 && (n & (n - 1)) == 0) {
+        config->kafka_names = repalloc(config->kafka_names, sizeof(char *) * n * 2);
+        config->kafka_values = repalloc(config->kafka_values, sizeof(char *) * n * 2);
+        config->kafka_files = repalloc(config->kafka_files, sizeof(char *) * n * 2);
+    }
+    config->kafka_names[n] = pstrdup(name);
+    config->kafka_values[n] = value;
+    /* the sink treats a value from a file as a secret whatever the property */
+    config->kafka_files[n] = path;
+    config->nkafka++;
+}
+
+static void add_kafka_properties(StreamConfig *config, const JsonbValue *kafka)
+{
+    require_object(config, "kafka", kafka,
+                   "Pass librdkafka producer properties, e.g. "
+                   "{\"kafka\": {\"compression.type\": \"lz4\"}}.");
+    /* as given (inline values, or the paths of the file form), for the catalog */
+    config->kafka_json = JsonbToCString(NULL, kafka->val.binary.data, kafka->val.binary.len);
+    each_member(kafka->val.binary.data, add_kafka_property, config, NULL);
+
+    /* files are read once every property is known, so that no message shows a secret */
+    for (int i = 0; i < config->nkafka; i++)
+        if (config->kafka_files[i] != NULL)
+            config->kafka_values[i] =
+                read_file_form(config, config->kafka_names[i], config->kafka_files[i]);
+}
+
+/*
+ * Sets one plugin option, checked by the plugin's parser (create_stream), or passed
+ * through as it is (parser NULL: the worker, whose plugin checks its options itself).
+ */
 static void set_plugin_option(StreamConfig *config, ws_options *parser, const char *key,
                               const char *name, const char *value)
 {
     ws_error err;
 
     /* the plugin's own error, as pg_recvlogical shows it; the context names the stream */
-    if (ws_options_set(parser, name, value, &err) != WS_OK)
+    if (parser != NULL && ws_options_set(parser, name, value, &err) != WS_OK)
         ws_ereport(ERROR, &err,
                    psprintf("invalid option \"%s\" for stream \"%s\"", key, config->name));
     config->plugin_options = lappend(
@@ -594,20 +580,9 @@ static const char *broker_address_problem(char *address)
     return NULL;
 }
 
-StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers, List *tables,
-                                  Jsonb *options)
+/* bootstrap_servers as create_stream takes them: host:port[,host:port...] */
+static void check_bootstrap_servers(const char *name, const char *bootstrap_servers)
 {
-    StreamConfig *config = palloc0(sizeof(StreamConfig));
-    char why[WS_ERRMSG_SIZE];
-    ws_error err;
-    ws_options *parser;
-
-    config->name = pstrdup(name);
-    config->slot_name = stream_slot_name(name);
-    config->tables = tables;
-    config->partitions = -1;
-    config->replication_factor = -1;
-
     if (bootstrap_servers == NULL || bootstrap_servers[0] == '\0')
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("bootstrap_servers of stream \"%s\" must not be empty", name),
@@ -653,12 +628,197 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
                                    bootstrap_servers),
                             errhint("Give the Kafka brokers as host:port[,host:port...].")));
     }
-    if (ws_sink_check_property("bootstrap.servers", bootstrap_servers, false, why) != WS_OK)
+}
+
+/*
+ * One output plugin option of a stream, given as key (either spelling) with the JSON
+ * value v, set in the plugin's spelling (see set_plugin_option).
+ */
+static void add_plugin_option(StreamConfig *config, ws_options *parser, const char *key,
+                              const JsonbValue *v)
+{
+    char *plugin_name = pstrdup(key);
+    char *value;
+
+    for (char *p = plugin_name; *p; p++)
+        if (*p == '_')
+            *p = '-';
+    if (strcmp(plugin_name, "tables") == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("option \"%s\" of stream \"%s\" is given as create_stream's "
+                               "tables argument",
+                               key, config->name),
+                        errhint("Pass the tables as an array: create_stream(name, servers, "
+                                "ARRAY['public.orders'], options).")));
+    if (strcmp(plugin_name, "framing") == 0)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("invalid bootstrap_servers for stream \"%s\"", name), errdetail("%s", why),
-                 errhint("Give the Kafka brokers as host:port[,host:port...].")));
-    config->bootstrap_servers = pstrdup(bootstrap_servers);
+                 errmsg("option \"%s\" cannot be set for stream \"%s\"", key, config->name),
+                 errdetail("Kafka frames every event as one message."), errhint(OPTIONS_HINT)));
+    value = jsonb_scalar_text(v);
+    if (value == NULL)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("option \"%s\" of stream \"%s\" must be a string, number or boolean",
+                               key, config->name),
+                        errhint(OPTIONS_HINT)));
+    set_plugin_option(config, parser, key, plugin_name, value);
+}
+
+/* The plugin options of the canonical form: {"plugin": {"topic-prefix": "...", ...}}. */
+static void add_plugin_options(StreamConfig *config, ws_options *parser, const JsonbValue *plugin)
+{
+    require_object(config, "plugin", plugin, OPTIONS_HINT);
+    each_member(plugin->val.binary.data, add_plugin_option, config, parser);
+}
+
+/*
+ * One option of a stream's options object: walship's own (kafka, partitions,
+ * replication_factor, on_refused, failover), the canonical form's plugin object, or an
+ * output plugin option.
+ */
+static void add_stream_option(StreamConfig *config, ws_options *parser, const char *key,
+                              const JsonbValue *v)
+{
+    if (strcmp(key, "kafka") == 0) {
+        add_kafka_properties(config, v);
+    } else if (strcmp(key, "plugin") == 0) {
+        add_plugin_options(config, parser, v);
+    } else if (strcmp(key, "partitions") == 0) {
+        config->partitions = positive_int_option(config->name, key, v, STREAM_MAX_PARTITIONS);
+    } else if (strcmp(key, "replication_factor") == 0 || strcmp(key, "replication-factor") == 0) {
+        config->replication_factor =
+            positive_int_option(config->name, key, v, STREAM_MAX_REPLICATION_FACTOR);
+    } else if (strcmp(key, "on_refused") == 0 || strcmp(key, "on-refused") == 0) {
+        char *policy = jsonb_scalar_text(v);
+
+        if (policy != NULL && v->type == jbvString && strcmp(policy, "stop") == 0)
+            config->dead_letter = false;
+        else if (policy != NULL && v->type == jbvString &&
+                 (strcmp(policy, "dead_letter") == 0 || strcmp(policy, "dead-letter") == 0))
+            config->dead_letter = true;
+        else
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("invalid value for option \"%s\" of stream \"%s\"", key, config->name),
+                     errdetail("Expected \"stop\" or \"dead_letter\", got %s.",
+                               policy != NULL ? policy : "no string"),
+                     errhint("on_refused says what happens to an event Kafka refuses for good "
+                             "(e.g. larger than message.max.bytes): stop the stream in front "
+                             "of it (\"stop\", the default) or write a note of it to the topic "
+                             "<topic_prefix>.walship.dead_letter and go on "
+                             "(\"dead_letter\").")));
+    } else if (strcmp(key, "failover") == 0) {
+        if (v->type != jbvBool)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("invalid value for option \"failover\" of stream \"%s\"", config->name),
+                     errdetail("Expected true or false."),
+                     errhint("failover: true makes the stream's slot a failover slot, which "
+                             "physical standbys with sync_replication_slots = on keep in "
+                             "step.")));
+        config->failover = v->val.boolean;
+        if (config->failover && !WS_HAVE_FAILOVER_SLOTS)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("option \"failover\" of stream \"%s\" needs PostgreSQL 17 or "
+                                   "later; this server runs %s",
+                                   config->name, PG_VERSION),
+                            errhint("Failover slots came with PostgreSQL 17. Leave the option out, "
+                                    "or upgrade.")));
+    } else {
+        add_plugin_option(config, parser, key, v);
+    }
+}
+
+/*
+ * The prefix of the stream's topics, by the plugin's one rule (walship_topic_prefix),
+ * made explicit: the stream's plugin options always name it, so the plugin, the
+ * dead-letter topic and the catalog agree on it.
+ */
+static void resolve_topic_prefix(StreamConfig *config, ws_options *parser)
+{
+    DefElem *given = NULL;
+    ListCell *lc;
+
+    foreach (lc, config->plugin_options) {
+        DefElem *elem = lfirst(lc);
+
+        if (strcmp(elem->defname, "topic-prefix") == 0)
+            given = elem;
+    }
+    config->topic_prefix = walship_topic_prefix(given != NULL ? strVal(given->arg) : NULL,
+                                                get_database_name(MyDatabaseId));
+    if (given == NULL)
+        set_plugin_option(config, parser, "topic_prefix", "topic-prefix", config->topic_prefix);
+    else
+        given->arg = (Node *)makeString(config->topic_prefix);
+    if (config->dead_letter)
+        config->dead_letter_topic =
+            walship_kafka_topic_name(psprintf("%s.walship.dead_letter", config->topic_prefix));
+}
+
+/*
+ * The canonical form of a stream's options, what the catalog keeps: every plugin option
+ * in the plugin's spelling as the text the plugin takes, topic-prefix always among them
+ * (tables come from the catalog's own column), the Kafka properties as given (file forms
+ * by their path), and walship's own options, on_refused and failover always.
+ */
+static Jsonb *canonical_options(const StreamConfig *config)
+{
+    StringInfoData buf;
+    ListCell *lc;
+    bool first = true;
+
+    initStringInfo(&buf);
+    appendStringInfoString(&buf, "{\"plugin\": {");
+    foreach (lc, config->plugin_options) {
+        DefElem *elem = lfirst(lc);
+
+        if (strcmp(elem->defname, "tables") == 0)
+            continue;
+        if (!first)
+            appendStringInfoString(&buf, ", ");
+        first = false;
+        escape_json(&buf, elem->defname);
+        appendStringInfoString(&buf, ": ");
+        escape_json(&buf, strVal(elem->arg));
+    }
+    appendStringInfo(&buf, "}, \"kafka\": %s",
+                     config->kafka_json != NULL ? config->kafka_json : "{}");
+    if (config->partitions > 0)
+        appendStringInfo(&buf, ", \"partitions\": %d", config->partitions);
+    if (config->replication_factor > 0)
+        appendStringInfo(&buf, ", \"replication_factor\": %d", config->replication_factor);
+    appendStringInfo(&buf, ", \"on_refused\": \"%s\", \"failover\": %s}",
+                     config->dead_letter ? "dead_letter" : "stop",
+                     config->failover ? "true" : "false");
+    return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * The one function from a stream's options to what it runs with: plugin options,
+ * producer properties, topic settings. checked: create_stream's input, every option
+ * checked once here (plugin options by the plugin's parser; Kafka properties are the
+ * sink's to check, once, with ws_sink_check_config), and the canonical form built for
+ * the catalog. Not checked: the catalog's row in the worker, passed through (its plugin
+ * checks the plugin options, ws_sink_create the Kafka properties); a row in the options'
+ * user form (written by hand, or before there was a canonical form) reads the same way.
+ */
+static StreamConfig *build_config(const char *name, const char *bootstrap_servers, List *tables,
+                                  Jsonb *options, bool checked)
+{
+    StreamConfig *config = palloc0(sizeof(StreamConfig));
+    ws_error err;
+    ws_options *parser = NULL;
+
+    config->name = pstrdup(name);
+    config->slot_name = stream_slot_name(name);
+    config->tables = tables;
+    config->partitions = -1;
+    config->replication_factor = -1;
+
+    if (checked)
+        check_bootstrap_servers(name, bootstrap_servers);
+    config->bootstrap_servers = pstrdup(bootstrap_servers != NULL ? bootstrap_servers : "");
 
     if (options != NULL && !JB_ROOT_IS_OBJECT(options))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -669,118 +829,18 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
      * The parser is a C++ object outside palloc: free it on the error path too.
      * PG_FINALLY would run it twice on success; one PG_TRY with a catch is enough.
      */
-    parser = ws_options_create(&err);
-    if (parser == NULL)
-        ws_ereport(ERROR, &err, NULL);
+    if (checked) {
+        parser = ws_options_create(&err);
+        if (parser == NULL)
+            ws_ereport(ERROR, &err, NULL);
+    }
     PG_TRY();
     {
-        if (options != NULL) {
-            JsonbIterator *it = JsonbIteratorInit(&options->root);
-            JsonbIteratorToken tok;
-            JsonbValue v;
-
-            while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-                char *key;
-                char *plugin_name;
-                char *value;
-
-                if (tok != WJB_KEY)
-                    continue;
-                key = pnstrdup(v.val.string.val, v.val.string.len);
-                tok = JsonbIteratorNext(&it, &v, true);
-                Assert(tok == WJB_VALUE);
-
-                if (strcmp(key, "kafka") == 0) {
-                    add_kafka_properties(config, &v);
-                    continue;
-                }
-                if (strcmp(key, "partitions") == 0) {
-                    config->partitions = positive_int_option(name, key, &v, STREAM_MAX_PARTITIONS);
-                    continue;
-                }
-                if (strcmp(key, "on_refused") == 0 || strcmp(key, "on-refused") == 0) {
-                    char *policy = jsonb_scalar_text(&v);
-
-                    if (policy != NULL && v.type == jbvString && strcmp(policy, "stop") == 0)
-                        config->dead_letter = false;
-                    else if (policy != NULL && v.type == jbvString &&
-                             (strcmp(policy, "dead_letter") == 0 ||
-                              strcmp(policy, "dead-letter") == 0))
-                        config->dead_letter = true;
-                    else
-                        ereport(
-                            ERROR,
-                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                             errmsg("invalid value for option \"%s\" of stream \"%s\"", key, name),
-                             errdetail("Expected \"stop\" or \"dead_letter\", got %s.",
-                                       policy != NULL ? policy : "no string"),
-                             errhint("on_refused says what happens to an event Kafka refuses "
-                                     "for good (e.g. larger than message.max.bytes): stop "
-                                     "the stream in front of it (\"stop\", the default) or "
-                                     "write a note of it to the topic "
-                                     "<topic_prefix>.walship.dead_letter and go on "
-                                     "(\"dead_letter\").")));
-                    continue;
-                }
-                if (strcmp(key, "failover") == 0) {
-                    if (v.type != jbvBool)
-                        ereport(
-                            ERROR,
-                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                             errmsg("invalid value for option \"failover\" of stream \"%s\"", name),
-                             errdetail("Expected true or false."),
-                             errhint("failover: true makes the stream's slot a failover "
-                                     "slot, which physical standbys with "
-                                     "sync_replication_slots = on keep in step.")));
-                    config->failover = v.val.boolean;
-                    if (config->failover && !WS_HAVE_FAILOVER_SLOTS)
-                        ereport(ERROR,
-                                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                                 errmsg("option \"failover\" of stream \"%s\" needs PostgreSQL "
-                                        "17 or later; this server runs %s",
-                                        name, PG_VERSION),
-                                 errhint("Failover slots came with PostgreSQL 17. Leave the "
-                                         "option out, or upgrade.")));
-                    continue;
-                }
-                if (strcmp(key, "replication_factor") == 0 ||
-                    strcmp(key, "replication-factor") == 0) {
-                    config->replication_factor =
-                        positive_int_option(name, key, &v, STREAM_MAX_REPLICATION_FACTOR);
-                    continue;
-                }
-
-                /* an output plugin option, in the plugin's spelling */
-                plugin_name = pstrdup(key);
-                for (char *p = plugin_name; *p; p++)
-                    if (*p == '_')
-                        *p = '-';
-                if (strcmp(plugin_name, "tables") == 0)
-                    ereport(ERROR,
-                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                             errmsg("option \"%s\" of stream \"%s\" is given as create_stream's "
-                                    "tables argument",
-                                    key, name),
-                             errhint("Pass the tables as an array: create_stream(name, servers, "
-                                     "ARRAY['public.orders'], options).")));
-                if (strcmp(plugin_name, "framing") == 0)
-                    ereport(ERROR,
-                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                             errmsg("option \"%s\" cannot be set for stream \"%s\"", key, name),
-                             errdetail("Kafka frames every event as one message."),
-                             errhint(OPTIONS_HINT)));
-                value = jsonb_scalar_text(&v);
-                if (value == NULL)
-                    ereport(ERROR,
-                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                             errmsg("option \"%s\" of stream \"%s\" must be a string, number or "
-                                    "boolean",
-                                    key, name),
-                             errhint(OPTIONS_HINT)));
-                set_plugin_option(config, parser, key, plugin_name, value);
-            }
-        }
-
+        if (options != NULL)
+            each_member(&options->root, add_stream_option, config, parser);
+        resolve_topic_prefix(config, parser);
+        if (checked)
+            config->options = canonical_options(config);
         /* walship's own tables never stream: the plugin itself leaves them out */
         if (tables != NIL)
             set_plugin_option(config, parser, "tables", "tables", tables_option_value(tables));
@@ -792,24 +852,13 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
     }
     PG_END_TRY();
     free_parser(&parser);
-
-    if (config->dead_letter) {
-        const char *prefix = NULL;
-        ListCell *lc;
-
-        foreach (lc, config->plugin_options) {
-            DefElem *elem = lfirst(lc);
-
-            if (strcmp(elem->defname, "topic-prefix") == 0 && strVal(elem->arg)[0] != '\0')
-                prefix = strVal(elem->arg);
-        }
-        /* the plugin's rule: the topic prefix, else the database name */
-        if (prefix == NULL)
-            prefix = get_database_name(MyDatabaseId);
-        config->dead_letter_topic =
-            walship_kafka_topic_name(psprintf("%s.walship.dead_letter", prefix));
-    }
     return config;
+}
+
+StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers, List *tables,
+                                  Jsonb *options)
+{
+    return build_config(name, bootstrap_servers, tables, options, true);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -879,7 +928,7 @@ StreamConfig *stream_config_load(const char *name)
     MemoryContextSwitchTo(caller);
     if (!found)
         return NULL;
-    config = stream_config_build(name, bootstrap, tables, options);
+    config = build_config(name, bootstrap, tables, options, false);
     config->table_oids = relids;
     return config;
 }
@@ -891,7 +940,7 @@ void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
     sc->bootstrap_servers = config->bootstrap_servers;
     sc->prop_names = (const char *const *)config->kafka_names;
     sc->prop_values = (const char *const *)config->kafka_values;
-    sc->prop_secret = config->kafka_secret;
+    sc->prop_files = (const char *const *)config->kafka_files;
     sc->nprops = config->nkafka;
     sc->topic_partitions = config->partitions;
     sc->topic_replication_factor = config->replication_factor;

@@ -48,6 +48,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "core_report.h"
 #include "walship_plugin.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
@@ -161,7 +162,8 @@ static void publish(bool force)
 {
     TimestampTz now = GetCurrentTimestamp();
     ws_sink_stats stats;
-    char why[WS_ERRMSG_SIZE];
+    ws_error err;
+    char *why = err.message;
     bool kafka_error;
 
     if (!force && !TimestampDifferenceExceeds(worker.last_publish, now, PUBLISH_INTERVAL_MS))
@@ -171,7 +173,7 @@ static void publish(bool force)
         return;
 
     ws_sink_get_stats(worker.sink, &stats);
-    kafka_error = ws_sink_last_error(worker.sink, why);
+    kafka_error = ws_sink_last_error(worker.sink, &err);
     if (!kafka_error)
         kafka_error = stall_detected(&stats, now, why);
     else
@@ -179,7 +181,7 @@ static void publish(bool force)
     if (!kafka_error && worker.standby_wait_since != 0 && walship_stall_timeout > 0 &&
         TimestampDifferenceExceeds(worker.standby_wait_since, now, walship_stall_timeout)) {
         kafka_error = true;
-        snprintf(why, sizeof(why),
+        snprintf(why, sizeof(err.message),
                  "waiting for the standbys of synchronized_standby_slots (\"%s\") to confirm "
                  "WAL up to %X/%X before decoding it (the slot is a failover slot): is a "
                  "standby down, or does the setting name a slot this server does not have?",
@@ -274,15 +276,18 @@ static void confirm(bool between_records)
  */
 static void service(int timeout_ms, bool between_records)
 {
-    char why[WS_ERRMSG_SIZE];
+    ws_error err;
     bool sink_idle;
 
-    if (ws_sink_poll(worker.sink, timeout_ms, why) != WS_OK)
-        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                        errmsg("walship stream \"%s\": Kafka did not accept an event: %s",
-                               worker.name, why),
-                        errdetail("The stream restarts from its slot and produces the "
-                                  "unacknowledged transactions again.")));
+    if (ws_sink_poll(worker.sink, timeout_ms, &err) != WS_OK) {
+        if (err.detail[0] == '\0')
+            strlcpy(err.detail,
+                    "The stream restarts from its slot and produces the unacknowledged "
+                    "transactions again.",
+                    sizeof(err.detail));
+        ws_ereport(ERROR, &err,
+                   psprintf("walship stream \"%s\": Kafka did not accept an event", worker.name));
+    }
     serve_sink_logs();
     confirm(between_records);
     sink_idle = ws_sink_idle(worker.sink);
@@ -348,18 +353,23 @@ static void note_position(void)
  */
 static void stream_finish(bool between_records)
 {
-    char why[WS_ERRMSG_SIZE];
+    ws_error err;
 
     note_stop_request();
     pgstat_report_activity(STATE_RUNNING, "stopping: waiting for Kafka");
-    if (ws_sink_flush(worker.sink, Max(ms_until(worker.stop_deadline), 0), why) != WS_OK)
-        ereport(WARNING,
-                (errmsg("walship stream \"%s\" stops with events Kafka has not acknowledged",
-                        worker.name),
-                 errdetail("%s", why),
-                 errhint("They are produced again when the stream starts; raise "
-                         "walship.stop_timeout to wait longer.")));
-    (void)ws_sink_poll(worker.sink, 0, why);
+    if (ws_sink_flush(worker.sink, Max(ms_until(worker.stop_deadline), 0), &err) != WS_OK) {
+        /* what the sink says is the detail of this warning */
+        if (err.detail[0] == '\0')
+            strlcpy(err.detail, err.message, sizeof(err.detail));
+        snprintf(err.message, sizeof(err.message),
+                 "walship stream \"%s\" stops with events Kafka has not acknowledged", worker.name);
+        strlcpy(err.hint,
+                "They are produced again when the stream starts; raise walship.stop_timeout "
+                "to wait longer.",
+                sizeof(err.hint));
+        ws_ereport(WARNING, &err, NULL);
+    }
+    (void)ws_sink_poll(worker.sink, 0, NULL);
     serve_sink_logs();
     confirm(between_records);
     /* a clean stop leaves the slot saved: a crash right after re-sends nothing */
@@ -392,20 +402,25 @@ static void hook_event(void *arg, const char *topic, const char *table, const ui
                        size_t keylen, const uint8_t *value, size_t valuelen, TransactionId xid,
                        XLogRecPtr commit_lsn, TimestampTz commit_time)
 {
-    char why[WS_ERRMSG_SIZE];
+    ws_error err;
 
     for (;;) {
         ws_produce_result result = ws_sink_produce(worker.sink, topic, table, key, keylen, value,
-                                                   valuelen, commit_lsn, xid, why);
+                                                   valuelen, commit_lsn, xid, &err);
 
         if (result == WS_PRODUCE_OK)
             break;
         if (result == WS_PRODUCE_FAILED)
-            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                            errmsg("walship stream \"%s\" could not produce to topic \"%s\": %s",
-                                   worker.name, topic, why)));
+            ws_ereport(
+                ERROR, &err,
+                psprintf("walship stream \"%s\" producing to topic \"%s\"", worker.name, topic));
 
-        /* queue full: backpressure, never drop; Kafka's acks make room */
+        /*
+         * Backpressure, never drop: the queue is full (Kafka's acknowledgements make room)
+         * or the topic is being created (polling serves its creation). Either way: serve
+         * the sink, check interrupts, try again.
+         */
+        Assert(result == WS_PRODUCE_QUEUE_FULL || result == WS_PRODUCE_TOPIC_PENDING);
         service(BACKPRESSURE_POLL_MS, false);
         CHECK_FOR_INTERRUPTS();
         if (stop_pending) {
@@ -496,14 +511,14 @@ static StreamConfig *load_config(void)
 static void create_sink(void)
 {
     ws_sink_config sc;
-    char why[WS_ERRMSG_SIZE];
+    ws_error err;
 
     stream_config_sink(worker.config, &sc);
-    worker.sink = ws_sink_create(&sc, why);
+    /* the same check create_stream made, whoever wrote the catalog row */
+    worker.sink = ws_sink_create(&sc, &err);
     if (worker.sink == NULL)
-        ereport(ERROR, (errcode(ERRCODE_CONFIG_FILE_ERROR),
-                        errmsg("walship stream \"%s\" could not create its Kafka producer: %s",
-                               worker.name, why)));
+        ws_ereport(ERROR, &err,
+                   psprintf("walship stream \"%s\" creating its Kafka producer", worker.name));
 }
 
 /*

@@ -135,13 +135,16 @@ typedef struct StreamConfig {
     /* the same tables by OID (walship.streams.table_oids), which the worker follows
      * through renames; NIL with tables NIL, or for a row written before there were OIDs */
     List *table_oids;
-    /* plugin options in the plugin's spelling: DefElem with a String value each */
+    /* plugin options in the plugin's spelling: DefElem with a String value each;
+     * topic-prefix always among them */
     List *plugin_options;
+    char *topic_prefix; /* the prefix of the stream's topics (walship_topic_prefix) */
     /* librdkafka properties passed through; values given in the file form are read */
     int nkafka;
     char **kafka_names;
     char **kafka_values;
-    bool *kafka_secret;     /* never shown: a secret by name, or read from a file */
+    char **kafka_files;     /* the file each value was read from, or NULL: never shown */
+    char *kafka_json;       /* the kafka object as given (file forms by path); NULL: none */
     int partitions;         /* -1 = broker default */
     int replication_factor; /* -1 = broker default */
     /* on_refused = dead_letter: where refused events go; NULL: they stop the stream */
@@ -149,17 +152,25 @@ typedef struct StreamConfig {
     char *dead_letter_topic;
     /* failover: the slot is a failover slot (17+), synchronized to physical standbys */
     bool failover;
+    /* what the catalog keeps (walship.streams.options): the canonical form of the options
+     * (see stream_config.c); NULL for a configuration read from the catalog */
+    Jsonb *options;
 } StreamConfig;
 
 extern bool stream_name_is_valid(const char *name);
 extern char *stream_slot_name(const char *name);
-/* Builds and validates a stream's configuration; ERRORs naming whatever is wrong. */
+/*
+ * Builds a stream's configuration from create_stream's arguments, checking every option
+ * once (ERRORs name whatever is wrong) except the Kafka properties, which only
+ * ws_sink_check_config checks; config->options is what the catalog keeps.
+ */
 extern StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers,
                                          List *tables, Jsonb *options);
 /* Resolves create_stream's table names to canonical names, checking each table; their
  * OIDs go to *relids, in the same order. */
 extern List *stream_resolve_tables(const char *stream_name, List *names, List **relids);
-/* Reads the catalog row (caller is in a transaction); NULL when there is none. */
+/* Reads the catalog row (caller is in a transaction); NULL when there is none. Its
+ * options pass through: the plugin and the sink check what they take. */
 extern StreamConfig *stream_config_load(const char *name);
 extern void stream_check_server_settings(void);
 struct ws_sink_config;

@@ -280,6 +280,17 @@ char *walship_kafka_topic_name(const char *name)
     return buf.data;
 }
 
+/*
+ * The one rule for the prefix of a stream's topics: topic-prefix when given (and not
+ * empty), else the database name made a valid topic name.
+ */
+char *walship_topic_prefix(const char *given, const char *database)
+{
+    if (given != NULL && given[0] != '\0')
+        return pstrdup(given);
+    return walship_kafka_topic_name(database);
+}
+
 static void free_table_handle(void *arg)
 {
     RelationCacheEntry *entry = arg;

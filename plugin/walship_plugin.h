@@ -55,6 +55,10 @@ typedef struct WalshipStreamHooks {
  */
 extern char *walship_kafka_topic_name(const char *name);
 
+/* The prefix of a stream's topics (palloc'd): given when not NULL or empty, else the
+ * database name as walship_kafka_topic_name makes it. */
+extern char *walship_topic_prefix(const char *given, const char *database);
+
 /* Attach hooks to a context created with the walship plugin (after CreateDecodingContext). */
 extern void walship_plugin_attach_hooks(LogicalDecodingContext *ctx,
                                         const WalshipStreamHooks *hooks);

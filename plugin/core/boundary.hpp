@@ -21,18 +21,27 @@
 namespace walship
 {
 
-/* Copies text into one of err's buffers, never cutting a UTF-8 character in half. */
-inline void copy_error_text(char (&out)[WS_ERRMSG_SIZE], std::string_view text)
+/*
+ * Copies text into out (size bytes, size > 0), NUL-terminated, cut before the first
+ * UTF-8 character that does not fit whole. Allocates nothing.
+ */
+inline void copy_text(char *out, size_t size, std::string_view text) noexcept
 {
     size_t n = text.size();
-    if (n >= WS_ERRMSG_SIZE) {
-        n = WS_ERRMSG_SIZE - 1;
+    if (n >= size) {
+        n = size - 1;
         while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80)
             n--;
     }
     if (n > 0)
         std::memcpy(out, text.data(), n);
     out[n] = '\0';
+}
+
+/* Copies text into one of err's buffers, never cutting a UTF-8 character in half. */
+inline void copy_error_text(char (&out)[WS_ERRMSG_SIZE], std::string_view text) noexcept
+{
+    copy_text(out, sizeof(out), text);
 }
 
 /* Fills err (which may be NULL: the caller does not want to know). */

@@ -165,7 +165,10 @@ def test_stream_lifecycle_and_status(db, kafka, unique):
                "'{\"topic_prefix\": \"sql\"}')", [name, kafka.bootstrap])
     row = db.execute("SELECT bootstrap_servers, tables, options, enabled FROM walship.streams "
                      "WHERE name = %s", [name])[0]
-    assert row == (kafka.bootstrap, ["public.items"], {"topic_prefix": "sql"}, True)
+    # the options' canonical form: plugin options as the worker hands them to the plugin
+    assert row == (kafka.bootstrap, ["public.items"],
+                   {"plugin": {"topic-prefix": "sql"}, "kafka": {}, "on_refused": "stop",
+                    "failover": False}, True)
     assert f"walship_{name}" in slots(db)
     assert db.scalar("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s",
                      [f"walship_{name}"]) == "walship"

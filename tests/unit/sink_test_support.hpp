@@ -113,10 +113,10 @@ class SinkUnderTest
         config.nprops = static_cast<int>(properties.size());
         config.topic_partitions = partitions;
         config.topic_replication_factor = replication_factor;
-        char errmsg[WS_ERRMSG_SIZE] = "";
-        sink_ = ws_sink_create(&config, errmsg);
+        ws_error err{};
+        sink_ = ws_sink_create(&config, &err);
         if (sink_ == nullptr) {
-            ADD_FAILURE() << "ws_sink_create: " << errmsg;
+            ADD_FAILURE() << "ws_sink_create: " << err.message;
             return;
         }
         /* The mock cluster cannot create topics (it names a controller it does not have):
@@ -154,10 +154,10 @@ class SinkUnderTest
     /* One ws_sink_poll; remembers the last error. */
     ws_status poll(int timeout_ms)
     {
-        char errmsg[WS_ERRMSG_SIZE] = "";
-        ws_status status = ws_sink_poll(sink_, timeout_ms, errmsg);
+        ws_error err{};
+        ws_status status = ws_sink_poll(sink_, timeout_ms, &err);
         if (status != WS_OK)
-            last_poll_error_ = errmsg;
+            last_poll_error_ = err.message;
         drain_logs();
         return status;
     }
@@ -174,29 +174,31 @@ class SinkUnderTest
         return true;
     }
 
-    /* ws_sink_produce the way the stream worker does: on QUEUE_FULL, poll and retry. */
+    /* ws_sink_produce the way the stream worker does: on QUEUE_FULL (the queue) or
+     * TOPIC_PENDING (the topic's creation), poll and retry. */
     ws_produce_result produce(const Event &event, const Transaction &txn)
     {
         const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(kPatienceMs);
         for (;;) {
-            char errmsg[WS_ERRMSG_SIZE] = "";
+            ws_error err{};
             ws_produce_result result = ws_sink_produce(
                 sink_, event.topic.c_str(), nullptr,
                 reinterpret_cast<const uint8_t *>(event.key.data()), event.key.size(),
                 reinterpret_cast<const uint8_t *>(event.value.data()), event.value.size(),
-                txn.commit_lsn, txn.xid, errmsg);
+                txn.commit_lsn, txn.xid, &err);
             ws_sink_stats stats;
             ws_sink_get_stats(sink_, &stats);
             max_in_flight_ = std::max(max_in_flight_, stats.in_flight);
-            if (result != WS_PRODUCE_QUEUE_FULL) {
+            if (result != WS_PRODUCE_QUEUE_FULL && result != WS_PRODUCE_TOPIC_PENDING) {
                 if (result != WS_PRODUCE_OK)
-                    last_produce_error_ = errmsg;
+                    last_produce_error_ = err.message;
                 return result;
             }
-            ++queue_full_;
+            if (result == WS_PRODUCE_QUEUE_FULL)
+                ++queue_full_;
             if (Clock::now() >= deadline) {
                 last_produce_error_ =
-                    "still QUEUE_FULL after the test's patience: " + std::string(errmsg);
+                    "still waiting after the test's patience: " + std::string(err.message);
                 return WS_PRODUCE_FAILED;
             }
             poll(10);

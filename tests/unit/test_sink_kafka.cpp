@@ -88,8 +88,8 @@ TEST(SinkKafka, DeliversEveryEventAndTheWatermarkReachesTheLastCommit)
     EXPECT_EQ(stats.in_flight, 0u);
     EXPECT_GT(stats.bytes_produced, 0u);
     EXPECT_GT(stats.last_ack_time_us, 0);
-    char flush_error[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_flush(sink.get(), 1000, flush_error), WS_OK) << flush_error;
+    ws_error flush_error{};
+    EXPECT_EQ(ws_sink_flush(sink.get(), 1000, &flush_error), WS_OK) << flush_error.message;
 
     expect_delivered_exactly_once(cluster.bootstraps(), "app.public.orders", txns);
     expect_delivered_exactly_once(cluster.bootstraps(), "app.public.items", txns);
@@ -111,11 +111,11 @@ TEST(SinkKafka, TopicCreationThatCannotCompleteIsReportedNotFatal)
 
     Transaction next{0x2000000, 9, {Event{"app.public.payments", "k", "event-100"}}};
     ws_sink_begin_txn(sink.get(), next.commit_lsn);
-    char errmsg[WS_ERRMSG_SIZE] = "";
+    ws_error err{};
     EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.payments", nullptr, nullptr, 0, nullptr, 0,
-                              next.commit_lsn, next.xid, errmsg),
+                              next.commit_lsn, next.xid, &err),
               WS_PRODUCE_OK)
-        << errmsg;
+        << err.message;
     ws_sink_end_txn(sink.get(), next.commit_lsn);
     ASSERT_TRUE(sink.deliver_all());
     EXPECT_FALSE(sink.has_log("could not create Kafka topic \"app.public.payments\""));
@@ -158,8 +158,8 @@ TEST(SinkKafka, BrokersDownThenUpLoseNothingAndConfirmNothingEarly)
     ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
     std::vector<Transaction> during = workload(20, 8, topics, 5, 0x2000000, 1000);
     ASSERT_TRUE(sink.hand_over(during));
-    char error[WS_ERRMSG_SIZE] = "";
-    ASSERT_TRUE(sink.poll_until([&] { return ws_sink_last_error(sink.get(), error); }))
+    ws_error error{};
+    ASSERT_TRUE(sink.poll_until([&] { return ws_sink_last_error(sink.get(), &error); }))
         << "no broker error reported while every broker is down";
     /* A good while down: the producer retries, nothing is acknowledged or confirmed. */
     const Clock::time_point until = Clock::now() + std::chrono::milliseconds(1500);
@@ -173,8 +173,8 @@ TEST(SinkKafka, BrokersDownThenUpLoseNothingAndConfirmNothingEarly)
     ASSERT_EQ(rd_kafka_mock_broker_set_up(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
     ASSERT_TRUE(sink.deliver_all());
     EXPECT_EQ(sink.watermark(), during.back().commit_lsn);
-    EXPECT_FALSE(ws_sink_last_error(sink.get(), error))
-        << "cleared by the deliveries, still: " << error;
+    EXPECT_FALSE(ws_sink_last_error(sink.get(), &error))
+        << "cleared by the deliveries, still: " << error.message;
 
     std::vector<Transaction> all = before;
     all.insert(all.end(), during.begin(), during.end());
@@ -282,12 +282,12 @@ TEST(SinkKafka, PermanentDeliveryErrorFailsThePollAndHoldsTheWatermark)
     /* Later transactions may well reach Kafka; the watermark still stays in front of the
      * failed one, and every poll keeps saying the stream must restart. */
     ws_sink_begin_txn(sink.get(), third.commit_lsn);
-    char errmsg[WS_ERRMSG_SIZE] = "";
+    ws_error err{};
     EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
-                              third.commit_lsn, third.xid, errmsg),
+                              third.commit_lsn, third.xid, &err),
               WS_PRODUCE_FAILED);
     ws_sink_end_txn(sink.get(), third.commit_lsn);
-    EXPECT_EQ(ws_sink_flush(sink.get(), 5000, errmsg), WS_ERROR);
+    EXPECT_EQ(ws_sink_flush(sink.get(), 5000, &err), WS_ERROR);
     EXPECT_EQ(sink.poll(10), WS_ERROR);
     EXPECT_EQ(sink.watermark(), first.commit_lsn);
     EXPECT_FALSE(ws_sink_idle(sink.get()));
@@ -354,8 +354,8 @@ TEST(SinkKafka, FatalProducerErrorStopsTheStream)
         << sink.last_poll_error();
     EXPECT_EQ(sink.produce(open_txn.events[0], open_txn), WS_PRODUCE_FAILED);
     ws_sink_end_txn(sink.get(), open_txn.commit_lsn);
-    char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_flush(sink.get(), 2000, errmsg), WS_ERROR);
+    ws_error err{};
+    EXPECT_EQ(ws_sink_flush(sink.get(), 2000, &err), WS_ERROR);
     EXPECT_EQ(sink.watermark(), before.back().commit_lsn);
 }
 
@@ -363,20 +363,21 @@ TEST(SinkKafka, EventsOutsideTheirTransactionAreABug)
 {
     MockCluster cluster(1);
     SinkUnderTest sink(cluster.bootstraps(), {});
-    char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
-                              errmsg),
-              WS_PRODUCE_FAILED);
-    EXPECT_NE(std::string(errmsg).find("outside a transaction"), std::string::npos) << errmsg;
+    ws_error err{};
+    EXPECT_EQ(
+        ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1, &err),
+        WS_PRODUCE_FAILED);
+    EXPECT_NE(std::string(err.message).find("outside a transaction"), std::string::npos)
+        << err.message;
     EXPECT_EQ(sink.poll(0), WS_ERROR);
     EXPECT_NE(sink.last_poll_error().find("walship bug"), std::string::npos);
 
     SinkUnderTest other(cluster.bootstraps(), {});
     ws_sink_begin_txn(other.get(), 0x20);
     EXPECT_EQ(ws_sink_produce(other.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
-                              errmsg),
+                              &err),
               WS_PRODUCE_FAILED);
-    EXPECT_NE(std::string(errmsg).find("0/20"), std::string::npos) << errmsg;
+    EXPECT_NE(std::string(err.message).find("0/20"), std::string::npos) << err.message;
     ws_sink_end_txn(other.get(), 0x20);
     EXPECT_EQ(other.watermark(), 0u) << "the transaction lost an event";
 }
@@ -399,21 +400,21 @@ TEST(SinkKafka, TombstonesAndKeylessEventsAreDelivered)
     MockCluster cluster(1);
     SinkUnderTest sink(cluster.bootstraps(), {});
     ws_sink_begin_txn(sink.get(), 0x10);
-    char errmsg[WS_ERRMSG_SIZE] = "";
+    ws_error err{};
     const uint8_t key[] = {'k'};
     const uint8_t value[] = {'v'};
     ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
-                              0x10, 7, errmsg),
-              WS_PRODUCE_QUEUE_FULL)
-        << "the first event of a topic waits for its creation: " << errmsg;
+                              0x10, 7, &err),
+              WS_PRODUCE_TOPIC_PENDING)
+        << "the first event of a topic waits for its creation: " << err.message;
     ASSERT_TRUE(sink.poll_until([&] {
         return ws_sink_produce(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
-                               0x10, 7, errmsg) != WS_PRODUCE_QUEUE_FULL;
+                               0x10, 7, &err) != WS_PRODUCE_TOPIC_PENDING;
     }));
     ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, value, sizeof(value),
-                              0x10, 7, errmsg),
+                              0x10, 7, &err),
               WS_PRODUCE_OK)
-        << errmsg;
+        << err.message;
     ws_sink_end_txn(sink.get(), 0x10);
     ASSERT_TRUE(sink.deliver_all());
     EXPECT_EQ(sink.watermark(), 0x10u);
@@ -486,9 +487,9 @@ TEST(SinkKafka, DestroyDoesNotWaitForAClusterThatIsDown)
     ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
     std::vector<Transaction> during = workload(5, 5, {"app.public.orders"}, 1, 0x2000, 100);
     ASSERT_TRUE(sink.hand_over(during));
-    char errmsg[WS_ERRMSG_SIZE] = "";
-    EXPECT_EQ(ws_sink_flush(sink.get(), 200, errmsg), WS_ERROR);
-    EXPECT_NE(std::string(errmsg).find("still in flight"), std::string::npos) << errmsg;
+    ws_error err{};
+    EXPECT_EQ(ws_sink_flush(sink.get(), 200, &err), WS_ERROR);
+    EXPECT_NE(std::string(err.message).find("still in flight"), std::string::npos) << err.message;
     const Clock::time_point start = Clock::now();
     sink.destroy();
     EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
@@ -497,21 +498,22 @@ TEST(SinkKafka, DestroyDoesNotWaitForAClusterThatIsDown)
 TEST(SinkKafka, TopicCreationWaitsWhileTheClusterIsDown)
 {
     /* Kafka unreachable when a topic is first seen: creation is retried, produce says
-     * QUEUE_FULL (backpressure) for as long as it lasts, whatever the budget. */
+     * TOPIC_PENDING (backpressure) for as long as it lasts, whatever the budget. */
     MockCluster cluster(1);
     ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
     SinkUnderTest sink(cluster.bootstraps(), fast_reconnect());
     Transaction txn{0x10, 1, {Event{"app.public.orders", "k", "event-0"}}};
     ws_sink_begin_txn(sink.get(), txn.commit_lsn);
-    char errmsg[WS_ERRMSG_SIZE] = "";
+    ws_error err{};
     const Clock::time_point until = Clock::now() + std::chrono::milliseconds(2500);
     sink.poll_until([&] {
         EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
-                                  txn.commit_lsn, txn.xid, errmsg),
-                  WS_PRODUCE_QUEUE_FULL);
+                                  txn.commit_lsn, txn.xid, &err),
+                  WS_PRODUCE_TOPIC_PENDING);
         return Clock::now() >= until;
     });
-    EXPECT_NE(std::string(errmsg).find("\"app.public.orders\""), std::string::npos) << errmsg;
+    EXPECT_NE(std::string(err.message).find("\"app.public.orders\""), std::string::npos)
+        << err.message;
     EXPECT_TRUE(sink.has_log("trying again"));
 
     ASSERT_EQ(rd_kafka_mock_broker_set_up(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);

@@ -1,12 +1,20 @@
 /*
  * test_sink_properties.cpp: which Kafka properties a stream may set, what the producer
- * starts from, and that no message the sink writes shows a secret.
+ * starts from, that no message the sink writes shows a secret, and the errors of the
+ * one configuration check. The policy and the secrets are pure functions
+ * (properties.hpp), tested without librdkafka; the rest goes through librdkafka's
+ * parser or creates a producer that connects nowhere.
  */
 #include "walship_sink.h"
+#include "boundary.hpp"
+#include "producer_conf.hpp"
+#include "properties.hpp"
 #include "sink_internal.hpp"
+#include "topics.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,12 +54,21 @@ struct SinkConfig {
         config.topic_replication_factor = replication_factor;
     }
 
+    /* The value of property i was read from file. */
+    void read_from(size_t i, const char *file)
+    {
+        files.resize(properties.size(), nullptr);
+        files[i] = file;
+        config.prop_files = files.data();
+    }
+
     SinkConfig(const SinkConfig &) = delete; /* config points into this object */
     SinkConfig &operator=(const SinkConfig &) = delete;
 
     const Properties properties;
     std::vector<const char *> names;
     std::vector<const char *> values;
+    std::vector<const char *> files;
     ws_sink_config config{};
 };
 
@@ -59,17 +76,33 @@ SinkPtr create_sink(const char *bootstrap, const Properties &properties, std::st
                     int partitions = -1, int replication_factor = -1)
 {
     SinkConfig sink_config(bootstrap, properties, partitions, replication_factor);
-    char errmsg[WS_ERRMSG_SIZE] = "";
-    SinkPtr sink(ws_sink_create(&sink_config.config, errmsg));
-    error = errmsg;
+    ws_error err{};
+    SinkPtr sink(ws_sink_create(&sink_config.config, &err));
+    error = sink ? "" : err.message;
     return sink;
 }
 
+/* One property through the policy and librdkafka's parser, as the sink checks each. */
 std::string check(const char *name, const char *value, bool secret = false)
 {
-    char errmsg[WS_ERRMSG_SIZE] = "";
-    ws_status status = ws_sink_check_property(name, value, secret, errmsg);
-    return status == WS_OK ? std::string() : std::string(errmsg);
+    walship::SecretScrubber scrubber;
+    if (secret || (name != nullptr && walship::is_secret_property(name)))
+        scrubber.add(value);
+    walship::ProducerConf conf(scrubber);
+    std::string why;
+    return conf.check(name, value, secret, why) ? std::string() : why;
+}
+
+/* The policy alone: no librdkafka at all. */
+std::string policy(const char *name, const char *value, bool secret = false)
+{
+    std::string why;
+    return walship::property_allowed(name, value, secret, why) ? std::string() : why;
+}
+
+bool contains(const std::string &text, const std::string &part)
+{
+    return text.find(part) != std::string::npos;
 }
 
 /* The producer's effective setting, as librdkafka holds it. */
@@ -90,11 +123,10 @@ TEST(SinkProperty, SecretsAreRecognizedByName)
     for (const char *name :
          {"sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem",
           "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config", "SASL.PASSWORD"})
-        EXPECT_TRUE(ws_sink_property_is_secret(name)) << name;
+        EXPECT_TRUE(walship::is_secret_property(name)) << name;
     for (const char *name : {"bootstrap.servers", "linger.ms", "sasl.username", "sasl.mechanism",
                              "key.serializer", "socket.keepalive.enable", "ssl.ca.location"})
-        EXPECT_FALSE(ws_sink_property_is_secret(name)) << name;
-    EXPECT_FALSE(ws_sink_property_is_secret(nullptr));
+        EXPECT_FALSE(walship::is_secret_property(name)) << name;
 }
 
 TEST(SinkProperty, OrdinaryPropertiesAreAccepted)
@@ -323,17 +355,18 @@ TEST(SinkCreate, SecretsNeverReachLogLinesOrErrors)
                                error);
     ASSERT_TRUE(sink) << error;
     std::vector<std::string> lines;
-    char errmsg[WS_ERRMSG_SIZE] = "";
+    ws_error err{};
     /* Until the connection attempt has failed at least once (a broker error). */
-    for (int i = 0; i < 500 && !ws_sink_last_error(sink.get(), errmsg); ++i) {
-        ws_sink_poll(sink.get(), 20, errmsg);
+    for (int i = 0; i < 500 && !ws_sink_last_error(sink.get(), &err); ++i) {
+        ws_sink_poll(sink.get(), 20, &err);
         int level = 0;
         char line[1024];
         while (ws_sink_next_log(sink.get(), &level, line, sizeof(line)))
             lines.emplace_back(line);
     }
-    EXPECT_TRUE(ws_sink_last_error(sink.get(), errmsg)) << "no connection failure reported";
-    EXPECT_EQ(std::string(errmsg).find("hunter2"), std::string::npos) << errmsg;
+    EXPECT_TRUE(ws_sink_last_error(sink.get(), &err)) << "no connection failure reported";
+    EXPECT_EQ(err.kind, WS_ERR_KAFKA);
+    EXPECT_EQ(std::string(err.message).find("hunter2"), std::string::npos) << err.message;
     EXPECT_GT(lines.size(), 10u);
     bool configuration_dumped = false;
     for (const std::string &line : lines) {
@@ -379,10 +412,243 @@ TEST(SinkProperty, NumbersWithTrailingJunkAreRefused)
 /* Combinations librdkafka checks only when it creates a producer. */
 TEST(SinkProperty, TheWholeConfigurationIsCheckedTogether)
 {
-    char errmsg[WS_ERRMSG_SIZE] = "";
+    ws_error err{};
     SinkConfig refused(kNowhere, {{"linger.ms", "100"}, {"message.timeout.ms", "50"}});
-    EXPECT_EQ(ws_sink_check_config(&refused.config, errmsg), WS_ERROR);
-    EXPECT_NE(std::string(errmsg).find("linger.ms"), std::string::npos) << errmsg;
+    EXPECT_EQ(ws_sink_check_config(&refused.config, &err), WS_ERROR);
+    EXPECT_NE(std::string(err.message).find("linger.ms"), std::string::npos) << err.message;
     SinkConfig accepted(kNowhere, {{"linger.ms", "5"}, {"message.timeout.ms", "50"}});
-    EXPECT_EQ(ws_sink_check_config(&accepted.config, errmsg), WS_OK) << errmsg;
+    EXPECT_EQ(ws_sink_check_config(&accepted.config, &err), WS_OK) << err.message;
+}
+
+/* ------------------------------------------------------------------------- */
+/* The pure parts: no librdkafka involved                                      */
+
+TEST(SinkPolicy, DecidesWithoutLibrdkafka)
+{
+    struct Case {
+        const char *name;
+        const char *value;
+        bool allowed;
+    };
+    const Case cases[] = {
+        {"linger.ms", "not a number", true}, /* values are librdkafka's to parse */
+        {"no.such.property", "1", true},     /* names are librdkafka's to know */
+        {"acks", "0", false},
+        {"acks", "ALL", true},
+        {"acks", "-1", true},
+        {"enable.idempotence", "TRUE", true},
+        {"enable.idempotence", "false", false},
+        {"enable.idempotence", "FALSE", false},
+        {"enable.idempotence", "f", false},
+        {"enable.idempotence", "0", false},
+        {"max.in.flight", "5", true},
+        {"max.in.flight", "6", false},
+        {"max.in.flight", "5x", false},
+        {"retries", "0x10", true}, /* strtol's bases, as librdkafka */
+        {"message.send.max.retries", "0", false},
+        {"queuing.strategy", "fifo", true},
+        {"delivery.report.only.error", "false", true},
+        {"enabled_events", "1", false},
+        {"transaction.timeout.ms", "1000", false},
+        {"test.mock.num.brokers", "3", false},
+        {"offset.store.sync.interval.ms", "1", false},
+    };
+    for (const Case &c : cases) {
+        const std::string why = policy(c.name, c.value);
+        EXPECT_EQ(why.empty(), c.allowed) << c.name << "=" << c.value << ": " << why;
+        if (!c.allowed) {
+            EXPECT_TRUE(contains(why, std::string("Kafka property \"") + c.name + "\"")) << why;
+        }
+    }
+}
+
+TEST(SinkPolicy, SecretValuesAreNeverQuoted)
+{
+    for (const char *name : {"acks", "partitioner"}) {
+        std::string why = policy(name, "s3cr3t-value", true);
+        EXPECT_TRUE(contains(why, std::string("\"") + name + "\"")) << why;
+        EXPECT_TRUE(contains(why, "the value given")) << why;
+        EXPECT_FALSE(contains(why, "s3cr3t")) << why;
+        EXPECT_TRUE(contains(policy(name, "plain-value"), "\"plain-value\""));
+    }
+}
+
+TEST(SinkPolicy, KerberosValuesArePlainNamesAndAbsolutePaths)
+{
+    EXPECT_TRUE(walship::is_plain_kerberos_value("walship/db1.example.com@EXAMPLE.COM", false));
+    EXPECT_TRUE(walship::is_plain_kerberos_value("a+b_c-d", false));
+    EXPECT_FALSE(walship::is_plain_kerberos_value("", false));
+    EXPECT_FALSE(walship::is_plain_kerberos_value("-k", false));
+    EXPECT_FALSE(walship::is_plain_kerberos_value("a b", false));
+    EXPECT_FALSE(walship::is_plain_kerberos_value("a%b", false));
+    EXPECT_TRUE(walship::is_plain_kerberos_value("/etc/kafka.keytab", true));
+    EXPECT_FALSE(walship::is_plain_kerberos_value("etc/kafka.keytab", true));
+    EXPECT_FALSE(walship::is_plain_kerberos_value("/etc/kafka keytab", true));
+    EXPECT_TRUE(walship::is_plain_kerberos_value(std::string(4096, 'a').c_str(), false));
+    EXPECT_FALSE(walship::is_plain_kerberos_value(std::string(4097, 'a').c_str(), false));
+}
+
+TEST(SinkPolicy, WalshipsDefaultsAreAllowedByItsOwnPolicy)
+{
+    bool kinit = false;
+    for (const walship::DefaultProperty &property : walship::kDefaultProperties) {
+        if (std::strcmp(property.name, "sasl.kerberos.kinit.cmd") == 0) {
+            kinit = true;
+            EXPECT_STREQ(property.value, walship::kKinitCommand);
+            continue; /* walship's own: the stream may not set it */
+        }
+        EXPECT_EQ(policy(property.name, property.value), "") << property.name;
+        EXPECT_EQ(check(property.name, property.value), "") << property.name;
+    }
+    EXPECT_TRUE(kinit);
+    /* only the two checked values are substituted, each single-quoted */
+    const std::string command = walship::kKinitCommand;
+    size_t at = 0;
+    int substitutions = 0;
+    while ((at = command.find("%{", at)) != std::string::npos) {
+        const size_t end = command.find('}', at);
+        const std::string name = command.substr(at + 2, end - at - 2);
+        EXPECT_TRUE(name == "sasl.kerberos.keytab" || name == "sasl.kerberos.principal") << name;
+        EXPECT_EQ(command[at - 1], '\'');
+        EXPECT_EQ(command[end + 1], '\'');
+        ++substitutions;
+        at = end;
+    }
+    EXPECT_EQ(substitutions, 4);
+}
+
+TEST(SinkScrubber, ReplacesEverySecretEverywhere)
+{
+    walship::SecretScrubber scrubber;
+    EXPECT_EQ(scrubber.scrub("nothing to hide"), "nothing to hide");
+    scrubber.add(nullptr);
+    scrubber.add("");
+    EXPECT_EQ(scrubber.scrub("empty secrets hide nothing"), "empty secrets hide nothing");
+    scrubber.add("pw");
+    EXPECT_EQ(scrubber.scrub("pw, pwpw and pw"), "***, ****** and ***");
+    scrubber.add("pw-long");
+    scrubber.add("x");
+    /* longest first, whatever the order they came in; a replacement is never rescanned */
+    EXPECT_EQ(scrubber.scrub("pw-long pw x"), "*** *** ***");
+    EXPECT_EQ(scrubber.scrub(""), "");
+}
+
+TEST(SinkTopicNames, AreKafkasOwnRules)
+{
+    EXPECT_TRUE(walship::is_valid_topic_name("app.public.orders"));
+    EXPECT_TRUE(walship::is_valid_topic_name("a_b-c.D9"));
+    EXPECT_TRUE(walship::is_valid_topic_name(std::string(249, 'a')));
+    EXPECT_FALSE(walship::is_valid_topic_name(std::string(250, 'a')));
+    for (const char *bad : {"", ".", "..", "a b", "ä", "a/b", "a:b"})
+        EXPECT_FALSE(walship::is_valid_topic_name(bad)) << bad;
+}
+
+TEST(SinkTopicCreation, AnswersAreClassified)
+{
+    using walship::classify_creation;
+    using walship::CreationOutcome;
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_NO_ERROR), CreationOutcome::Created);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS), CreationOutcome::Created);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR__TRANSPORT), CreationOutcome::Retry);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_NOT_CONTROLLER), CreationOutcome::Retry);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR),
+              CreationOutcome::Refuse);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED),
+              CreationOutcome::Unavailable);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED),
+              CreationOutcome::ProduceAnyway);
+    EXPECT_EQ(classify_creation(RD_KAFKA_RESP_ERR_POLICY_VIOLATION),
+              CreationOutcome::ProduceAnyway);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The one check's errors                                                      */
+
+TEST(SinkCheck, ErrorsSayWhatKindTheyAre)
+{
+    ws_error err{};
+    SinkConfig refused(kNowhere, {{"acks", "1"}});
+    ASSERT_EQ(ws_sink_check_config(&refused.config, &err), WS_ERROR);
+    EXPECT_EQ(err.kind, WS_ERR_INVALID_OPTION);
+    EXPECT_TRUE(contains(err.message, "Kafka property \"acks\" must be \"all\"")) << err.message;
+    EXPECT_STREQ(err.detail, "");
+
+    SinkConfig twice(kNowhere, {{"metadata.broker.list", "127.0.0.1:2"}});
+    ASSERT_EQ(ws_sink_check_config(&twice.config, &err), WS_ERROR);
+    EXPECT_EQ(err.kind, WS_ERR_CONFLICTING_OPTION);
+    EXPECT_TRUE(contains(err.message, "\"metadata.broker.list\"")) << err.message;
+
+    SinkConfig together(kNowhere, {{"linger.ms", "100"}, {"message.timeout.ms", "50"}});
+    ASSERT_EQ(ws_sink_check_config(&together.config, &err), WS_ERROR);
+    EXPECT_EQ(err.kind, WS_ERR_INVALID_OPTION);
+    EXPECT_TRUE(contains(err.message, "could not create the Kafka producer")) << err.message;
+    EXPECT_TRUE(contains(err.hint, "CONFIGURATION.md")) << err.hint;
+
+    SinkConfig partitions(kNowhere, {}, 0);
+    ASSERT_EQ(ws_sink_check_config(&partitions.config, &err), WS_ERROR);
+    EXPECT_EQ(err.kind, WS_ERR_INVALID_OPTION);
+
+    EXPECT_EQ(ws_sink_check_config(nullptr, &err), WS_ERROR);
+    EXPECT_EQ(err.kind, WS_ERR_INTERNAL);
+    EXPECT_EQ(ws_sink_check_config(nullptr, nullptr), WS_ERROR) << "err may be NULL";
+}
+
+/* A value read from a file is a secret, and the error names the file instead. */
+TEST(SinkCheck, AValueFromAFileIsNamedByItsFile)
+{
+    ws_error err{};
+    SinkConfig config(kNowhere, {{"linger.ms", "5"}, {"compression.type", "F1le-c0ntent"}});
+    config.read_from(1, "/etc/walship/compression");
+    ASSERT_EQ(ws_sink_check_config(&config.config, &err), WS_ERROR);
+    EXPECT_TRUE(contains(err.message, "Kafka property \"compression.type\"")) << err.message;
+    EXPECT_FALSE(contains(err.message, "F1le-c0ntent")) << err.message;
+    EXPECT_STREQ(err.detail, "The value was read from file \"/etc/walship/compression\".");
+
+    /* the same content pasted inline into another property is scrubbed there too */
+    SinkConfig pasted(kNowhere,
+                      {{"compression.type", "F1le-c0ntent"}, {"client.id", "F1le-c0ntent"}});
+    pasted.read_from(1, "/etc/walship/client");
+    ASSERT_EQ(ws_sink_check_config(&pasted.config, &err), WS_ERROR);
+    EXPECT_FALSE(contains(err.message, "F1le-c0ntent")) << err.message;
+    EXPECT_STREQ(err.detail, "");
+}
+
+/* Error texts are cut to their buffers, never inside a UTF-8 character. */
+TEST(SinkCheck, LongErrorsAreCutOnCharacterBoundaries)
+{
+    /* an unknown property's name is quoted back: make it long and multibyte */
+    std::string name;
+    while (name.size() < 3 * WS_ERRMSG_SIZE)
+        name += "\xC3\xA4\xE2\x82\xAC"; /* ä € */
+    ws_error err{};
+    SinkConfig config(kNowhere, {{name, "1"}});
+    ASSERT_EQ(ws_sink_check_config(&config.config, &err), WS_ERROR);
+    const size_t length = std::strlen(err.message);
+    EXPECT_LT(length, static_cast<size_t>(WS_ERRMSG_SIZE));
+    EXPECT_GT(length, static_cast<size_t>(WS_ERRMSG_SIZE) - 4);
+    EXPECT_TRUE(contains(err.message, "unknown Kafka property")) << err.message;
+    /* the text ends after a whole character: the last lead byte has all its bytes */
+    size_t lead = length;
+    while (lead > 0 && (static_cast<unsigned char>(err.message[lead - 1]) & 0xC0) == 0x80)
+        --lead;
+    ASSERT_GT(lead, 0u);
+    const unsigned char first = static_cast<unsigned char>(err.message[lead - 1]);
+    const size_t expected = first < 0x80 ? 1 : first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : 2;
+    EXPECT_EQ(length - (lead - 1), expected);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The boundary's copy into a caller's buffer (ws_sink_next_log)               */
+
+TEST(SinkBoundary, CopiesNeverCutACharacter)
+{
+    char out[6];
+    walship::copy_text(out, sizeof(out), "abcd");
+    EXPECT_STREQ(out, "abcd");
+    walship::copy_text(out, sizeof(out), "abc\xE2\x82\xAC"); /* abc€: 6 bytes, 5 fit */
+    EXPECT_STREQ(out, "abc");
+    walship::copy_text(out, sizeof(out), "ab\xC3\xA4xyz"); /* abäxyz */
+    EXPECT_STREQ(out, "ab\xC3\xA4x");
+    walship::copy_text(out, 1, "abc");
+    EXPECT_STREQ(out, "");
 }
