@@ -168,8 +168,8 @@ static void parse_output_parameters(WalshipSession *s, List *options)
             ws_ereport(ERROR, &err, NULL);
 
         /* the core validated it; the shim names topics with it */
-        if (strcmp(elem->defname, "topic-prefix") == 0 && value != NULL && value[0] != '\0')
-            s->topic_prefix = pstrdup(value);
+        if (strcmp(elem->defname, "topic-prefix") == 0)
+            s->topic_prefix = value;
     }
     ws_options_settings(s->options, &s->settings);
 }
@@ -252,9 +252,7 @@ static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *op
         opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 
     s->database = lookup_database_name(context);
-    /* a database name may hold characters Kafka forbids; a given prefix cannot */
-    if (s->topic_prefix == NULL)
-        s->topic_prefix = walship_kafka_topic_name(s->database);
+    s->topic_prefix = walship_topic_prefix(s->topic_prefix, s->database);
     s->message_topic = psprintf("%s.message", s->topic_prefix);
     s->transaction_topic = psprintf("%s.transaction", s->topic_prefix);
 

@@ -23,9 +23,7 @@ static void noop_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, 
     opt->receive_rewrites = false;
 }
 
-static void noop_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
-{
-}
+static void noop_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn) {}
 
 static void noop_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
