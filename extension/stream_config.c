@@ -816,8 +816,8 @@ static StreamConfig *build_config(const char *name, const char *bootstrap_server
     config->partitions = -1;
     config->replication_factor = -1;
 
-    if (checked)
-        check_bootstrap_servers(name, bootstrap_servers);
+    /* also for a row written behind walship's back: librdkafka would take port 99999 mod 65536 */
+    check_bootstrap_servers(name, bootstrap_servers);
     config->bootstrap_servers = pstrdup(bootstrap_servers != NULL ? bootstrap_servers : "");
 
     if (options != NULL && !JB_ROOT_IS_OBJECT(options))

@@ -890,9 +890,20 @@ void walship_stream_main(Datum main_arg)
         /* record why for the status view, then exit 1 (the error becomes FATAL) */
         MemoryContextSwitchTo(worker.context);
         edata = CopyErrorData();
-        /* the hint says how to recover: the status view shows it too */
-        why = psprintf("%s%s%s", edata->message ? edata->message : "unknown error",
-                       edata->hint ? " HINT: " : "", edata->hint ? edata->hint : "");
+        /*
+         * The hint says how to recover, the first line of the context what the worker was
+         * doing (which topic, which stream): the status view shows both.
+         */
+        {
+            char *context = edata->context != NULL ? pstrdup(edata->context) : NULL;
+
+            if (context != NULL)
+                context[strcspn(context, "\n")] = '\0';
+            why = psprintf("%s%s%s%s%s", edata->message ? edata->message : "unknown error",
+                           edata->hint ? " HINT: " : "", edata->hint ? edata->hint : "",
+                           context != NULL && context[0] != '\0' ? " CONTEXT: " : "",
+                           context != NULL ? context : "");
+        }
         /* cut on a character boundary: the view's text must stay valid */
         why[pg_mbcliplen(why, strlen(why), STREAM_ERROR_MAXLEN - 1)] = '\0';
         LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);

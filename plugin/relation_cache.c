@@ -140,6 +140,8 @@ void relation_cache_create(MemoryContext parent, const ws_options *opts, const w
         CacheRegisterRelcacheCallback(relcache_invalidated, (Datum)0);
         CacheRegisterSyscacheCallback(TYPEOID, syscache_invalidated, (Datum)0);
         CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_invalidated, (Datum)0);
+        /* an enum's labels are in table handles; ALTER TYPE ... ADD VALUE changes pg_enum */
+        CacheRegisterSyscacheCallback(ENUMOID, syscache_invalidated, (Datum)0);
         callbacks_registered = true;
     }
     active_cache = cache;
@@ -291,13 +293,21 @@ char *walship_topic_prefix(const char *given, const char *database)
     return walship_kafka_topic_name(database);
 }
 
+/*
+ * What frees a table handle, in the entry's own context: the callback touches nothing
+ * outside it, whatever order contexts are deleted in.
+ */
+typedef struct TableHandleOwner {
+    MemoryContextCallback callback;
+    ws_table *table;
+} TableHandleOwner;
+
 static void free_table_handle(void *arg)
 {
-    RelationCacheEntry *entry = arg;
+    TableHandleOwner *owner = arg;
 
-    if (entry->table_handle != NULL)
-        ws_table_destroy(entry->table_handle);
-    entry->table_handle = NULL;
+    ws_table_destroy(owner->table);
+    owner->table = NULL;
 }
 
 /* The core's handle of the entry's table, made from its view (see relation_cache.h). */
@@ -305,17 +315,20 @@ static void create_table_handle(RelationCache *cache, RelationCacheEntry *entry)
 {
     ws_table_desc desc;
     ws_error err;
+    TableHandleOwner *owner;
 
     desc.schema = entry->schema;
     desc.table = entry->table;
     desc.columns = &entry->view.after;
     desc.before = &entry->view.before;
-    entry->table_handle = ws_table_create(cache->encoder, &desc, &err);
-    if (entry->table_handle == NULL)
+    owner = MemoryContextAllocZero(entry->context, sizeof(TableHandleOwner));
+    owner->table = ws_table_create(cache->encoder, &desc, &err);
+    if (owner->table == NULL)
         ws_ereport(ERROR, &err, NULL);
-    entry->free_table.func = free_table_handle;
-    entry->free_table.arg = entry;
-    MemoryContextRegisterResetCallback(entry->context, &entry->free_table);
+    owner->callback.func = free_table_handle;
+    owner->callback.arg = owner;
+    MemoryContextRegisterResetCallback(entry->context, &owner->callback);
+    entry->table_handle = owner->table;
 }
 
 static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relation relation)
@@ -323,7 +336,8 @@ static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relatio
     Relation published = relation;
     MemoryContext oldcxt;
 
-    MemoryContextReset(entry->context);
+    MemoryContextReset(entry->context); /* destroys the old table handle too */
+    entry->table_handle = NULL;
     oldcxt = MemoryContextSwitchTo(entry->context);
 
     entry->published_relid = RelationGetRelid(relation);

@@ -46,7 +46,6 @@ typedef struct RelationCacheEntry {
      * purge does, so it never outlives the relation version it describes.
      */
     ws_table *table_handle;
-    MemoryContextCallback free_table;
 } RelationCacheEntry;
 
 /*

@@ -30,7 +30,10 @@ inline void copy_text(char *out, size_t size, std::string_view text) noexcept
     size_t n = text.size();
     if (n >= size) {
         n = size - 1;
-        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80)
+        /* leave out a character cut in half: at most 3 continuation bytes (on text that
+         * is not UTF-8, no further) */
+        for (int back = 0;
+             back < 3 && n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80; back++)
             n--;
     }
     if (n > 0)

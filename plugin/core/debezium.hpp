@@ -106,6 +106,9 @@ inline constexpr std::string_view kTransactionKeySchema =
     "],\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataKey\","
     "\"version\":1}";
 
+/* The value schema of logical message events (built once). */
+const std::string &message_value_schema();
+
 /* ------------------------------------------------------------------------- */
 /* One table version                                                            */
 

@@ -223,16 +223,7 @@ class DebeziumEncoder final : public Encoder
 
     void write_message_event(std::string &out, const ws_change &change)
     {
-        if (options_.json_schema) {
-            out += "{\"schema\":";
-            append_raw(out, kMessageValueSchemaHead);
-            append_raw(out, kSourceSchemaField);
-            out += ',';
-            append_raw(out, kTransactionBlockField);
-            out += ',';
-            append_raw(out, kMessageValueSchemaTail);
-            out += ",\"payload\":";
-        }
+        open_with_schema(out, message_value_schema());
         int64_t now = now_nanos();
         out += "{\"op\":\"m\",\"ts_ms\":";
         append_int(out, pgval::floor_div(now, 1000000));

@@ -37,7 +37,27 @@ void append_field_schemas(std::string &out, const Table &table,
     }
 }
 
+/* The source and transaction fields every Debezium value schema carries. */
+void append_source_and_transaction_fields(std::string &out)
+{
+    append_raw(out, kSourceSchemaField);
+    out += ',';
+    append_raw(out, kTransactionBlockField);
+    out += ',';
+}
+
 } // namespace
+
+const std::string &message_value_schema()
+{
+    static const std::string schema = [] {
+        std::string out(kMessageValueSchemaHead);
+        append_source_and_transaction_fields(out);
+        append_raw(out, kMessageValueSchemaTail);
+        return out;
+    }();
+    return schema;
+}
 
 void SourceParts::build(std::string_view logical_name, std::string_view database,
                         std::string_view schema, std::string_view table_name)
@@ -82,10 +102,7 @@ DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
     envelope += ",\"field\":\"before\"},";
     envelope += value;
     envelope += ",\"field\":\"after\"},";
-    append_raw(envelope, kSourceSchemaField);
-    envelope += ',';
-    append_raw(envelope, kTransactionBlockField);
-    envelope += ',';
+    append_source_and_transaction_fields(envelope);
     append_raw(envelope, kEnvelopeTrailingFields);
     envelope += "],\"optional\":false,\"name\":";
     append_string(envelope, prefix + ".Envelope");
