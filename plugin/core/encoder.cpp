@@ -90,39 +90,36 @@ void validate_row(const ws_row *row, const char *which, bool names)
     }
 }
 
-} // namespace
-
-Table describe_table(const ws_table_desc &desc)
+/* The table of schema.table whose columns `columns` describes and whose old tuple `before` has. */
+Table describe(const char *schema, const char *name, const ws_row *columns, const ws_row *before,
+               bool strict)
 {
-    const ws_row *columns = desc.columns;
-    validate_row(columns, "table's", true);
-    validate_row(desc.before, "old tuple's", true);
     Table table;
-    table.schema = or_empty(desc.schema);
-    table.table = or_empty(desc.table);
+    table.schema = or_empty(schema);
+    table.table = or_empty(name);
     int n = columns != nullptr ? columns->ncolumns : 0;
     table.columns.reserve(static_cast<size_t>(n));
     for (int i = 0; i < n; i++) {
         table.columns.push_back(describe_column(columns->columns[i]));
         table.has_key = table.has_key || columns->columns[i].is_key;
     }
-    match_before(table, desc.before, true);
+    match_before(table, before, strict);
     return table;
+}
+
+} // namespace
+
+Table describe_table(const ws_table_desc &desc)
+{
+    validate_row(desc.columns, "table's", true);
+    validate_row(desc.before, "old tuple's", true);
+    return describe(desc.schema, desc.table, desc.columns, desc.before, true);
 }
 
 Table describe_change_table(const ws_change &change)
 {
-    const ws_row *row = change.after != nullptr ? change.after : change.before;
-    Table table;
-    table.schema = or_empty(change.source.schema);
-    table.table = or_empty(change.source.table);
-    int n = row != nullptr ? row->ncolumns : 0;
-    for (int i = 0; i < n; i++) {
-        table.columns.push_back(describe_column(row->columns[i]));
-        table.has_key = table.has_key || row->columns[i].is_key;
-    }
-    match_before(table, change.before, false);
-    return table;
+    return describe(change.source.schema, change.source.table,
+                    change.after != nullptr ? change.after : change.before, change.before, false);
 }
 
 void validate_change(const ws_change &change, const Table *table)
