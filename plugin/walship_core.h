@@ -89,7 +89,7 @@ typedef enum ws_value_kind {
     WS_VALUE_TIMESTAMP,       /* timestamp, timestamptz: v.i64 micros since Unix epoch */
     WS_VALUE_DATE,            /* date: v.i32 days since Unix epoch */
     WS_VALUE_UUID,            /* v.uuid */
-    WS_VALUE_NUMERIC,         /* numeric: data/len is its exact decimal text, NaN, Infinity */
+    WS_VALUE_NUMERIC,         /* numeric, money: data/len is its exact decimal text, NaN, Infinity */
     WS_VALUE_JSON,            /* json, jsonb: data/len is the JSON text */
     WS_VALUE_TIME,            /* time: v.i64 micros since midnight; data/len = output text */
     WS_VALUE_TIMETZ,          /* timetz: v.timetz; data/len = output text */
@@ -136,6 +136,7 @@ typedef struct ws_column {
     /* What a table description (ws_table_desc) tells beyond the row; rows may leave it 0. */
     uint32_t base_type_oid;         /* a domain's base type (through nested domains); else 0 */
     const char *default_expr;       /* the column's DEFAULT as SQL text; NULL when none */
+    ws_value default_value;         /* a constant DEFAULT's value; kind NULL otherwise */
     const char *const *enum_labels; /* an enum's labels in their sort order; NULL otherwise */
     int nenum_labels;
     ws_value value;

@@ -133,6 +133,7 @@ class DebeziumPlan final : public TablePlan
                  std::string_view database);
 
     std::vector<ColumnRepr> reprs; /* per column of the table */
+    std::vector<std::string> defaults; /* per column: its default as JSON, empty when none */
     std::string envelope;          /* the value schema of row events */
     std::string key;               /* the key schema; empty when the table has no key columns */
 
@@ -147,12 +148,26 @@ class DebeziumPlan final : public TablePlan
 /* ------------------------------------------------------------------------- */
 /* Values                                                                       */
 
+class ValueWriter;
+
+/* A column's DEFAULT as Debezium declares it, as JSON; empty when it declares none. */
+std::string column_default_json(const TableColumn &column, const ColumnRepr &repr,
+                                ValueWriter &writer);
+
 /* Writes column values; owns the scratch buffers that keep the hot path allocation-free. */
 class ValueWriter
 {
   public:
-    /* One value of a column of representation repr (not_null: declared NOT NULL). */
-    void write(std::string &out, const ColumnRepr &repr, bool not_null, const ws_value &value);
+    /*
+     * One value of a column of representation repr (not_null: declared NOT NULL;
+     * default_json: the column's default as JSON, empty when none).
+     */
+    void write(std::string &out, const ColumnRepr &repr, bool not_null,
+               std::string_view default_json, const ws_value &value);
+
+    /* A NULL of a column with a default is written as the default (JsonConverter's
+     * replace.null.with.default); a NOT NULL column missing from an old row always is. */
+    bool replace_null_with_default = true;
 
   private:
     void write_scalar(std::string &out, const ColumnRepr &repr, const ws_value &value);
@@ -160,6 +175,7 @@ class ValueWriter
     void write_numeric(std::string &out, const ColumnRepr &repr, std::string_view text);
     void write_array(std::string &out, const ColumnRepr &repr, const ws_value &value);
     void write_array_element(std::string &out, const ColumnRepr &repr, std::string_view text);
+    void write_bits(std::string &out, std::string_view bits);
 
     std::string scratch_;
     std::string bytes_;

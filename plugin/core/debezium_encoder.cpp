@@ -81,6 +81,7 @@ class DebeziumEncoder final : public Encoder
         : options_(options), framed_(options.framing == Framing::Varint),
           database_(std::move(database))
     {
+        values_.replace_null_with_default = options.replace_null_with_default;
     }
 
     std::unique_ptr<TablePlan> plan_table(const Table &table) const override
@@ -358,7 +359,7 @@ class DebeziumEncoder final : public Encoder
             append_raw(out, plan.field_keys[k]);
             int b = column.before_index;
             const ws_value &value = b >= 0 && b < row->ncolumns ? row->columns[b].value : kAbsent;
-            values_.write(out, plan.reprs[k], column.not_null, value);
+            values_.write(out, plan.reprs[k], column.not_null, plan.defaults[k], value);
         }
         out += '}';
     }
@@ -383,7 +384,8 @@ class DebeziumEncoder final : public Encoder
                 out += ',';
             first = false;
             append_raw(out, plan.field_keys[k]);
-            values_.write(out, plan.reprs[k], column.not_null, row->columns[i].value);
+            values_.write(out, plan.reprs[k], column.not_null, plan.defaults[k],
+                          row->columns[i].value);
         }
         out += '}';
     }

@@ -72,9 +72,12 @@ void append_not_null_fallback(std::string &out, const ColumnRepr &repr)
         out += "0.0";
         break;
     case JsonRepr::Boolean:
+    case JsonRepr::BitBoolean:
         out += "false";
         break;
     case JsonRepr::String:
+    case JsonRepr::Enum:
+    case JsonRepr::Bits:
     case JsonRepr::Uuid:
     case JsonRepr::Json:
     case JsonRepr::Xml:
@@ -162,16 +165,19 @@ void append_uuid(std::string &out, const unsigned char *uuid)
 } // namespace
 
 void ValueWriter::write(std::string &out, const ColumnRepr &repr, bool not_null,
-                        const ws_value &value)
+                        std::string_view default_json, const ws_value &value)
 {
     if (value.kind == WS_VALUE_NULL) {
         /*
          * In an old row PostgreSQL logs only the replica identity; the other
          * columns arrive as NULL even when declared NOT NULL. JsonConverter
-         * rejects null in a required field, so Debezium writes the type's zero
-         * value there; so does walship.
+         * rejects null in a required field, so Debezium writes the column's default
+         * there, else the type's zero value; so does walship. A NULL in a column with
+         * a default becomes the default too (replace.null.with.default).
          */
-        if (not_null)
+        if (!default_json.empty() && (not_null || replace_null_with_default))
+            out += default_json;
+        else if (not_null)
             append_not_null_fallback(out, repr);
         else
             out += "null";
@@ -286,12 +292,42 @@ void ValueWriter::write_scalar(std::string &out, const ColumnRepr &repr, const w
         if (is_text_kind(value.kind) && value.data != nullptr)
             return write_numeric(out, repr, text_of(value));
         break;
+    case JsonRepr::BitBoolean: /* bit(1): its text is 0 or 1 */
+        if (value.data != nullptr && value.len == 1) {
+            out += value.data[0] == '1' ? "true" : "false";
+            return;
+        }
+        break;
+    case JsonRepr::Bits:
+        if (value.data != nullptr)
+            return write_bits(out, text_of(value));
+        break;
     case JsonRepr::String:
+    case JsonRepr::Enum:
     case JsonRepr::Json:
     case JsonRepr::Xml:
         break;
     }
     write_as_string(out, value);
+}
+
+/*
+ * A bit string as Debezium's Bits: the bits read as one binary number (the last bit is
+ * the lowest), its bytes little-endian, as few as hold its highest set bit (no bytes
+ * when none is set), base64.
+ */
+void ValueWriter::write_bits(std::string &out, std::string_view bits)
+{
+    std::string &bytes = bytes_;
+    bytes.assign((bits.size() + 7) / 8, '\0');
+    size_t used = 0;
+    for (size_t i = 0; i < bits.size(); i++) {
+        if (bits[bits.size() - 1 - i] != '1')
+            continue;
+        bytes[i / 8] = static_cast<char>(static_cast<unsigned char>(bytes[i / 8]) | (1u << (i % 8)));
+        used = i / 8 + 1;
+    }
+    json::append_base64(out, bytes.data(), used);
 }
 
 /*

@@ -37,6 +37,10 @@ TableColumn describe_column(const ws_column &c)
     out.not_null = c.not_null;
     out.has_default = c.default_expr != nullptr;
     out.default_expr = or_empty(c.default_expr);
+    out.default_constant = c.default_value;
+    out.default_has_data = c.default_value.data != nullptr;
+    if (out.default_has_data)
+        out.default_data.assign(c.default_value.data, c.default_value.len);
     for (int i = 0; i < c.nenum_labels && c.enum_labels != nullptr; i++)
         out.enum_labels.emplace_back(or_empty(c.enum_labels[i]));
     return out;

@@ -787,3 +787,127 @@ TEST(CoreDebezium, HundredMegabyteValueEncodes)
     next.after({{"id", INT4OID, v_int(2), true}, {"doc", TEXTOID, v_text(small)}});
     EXPECT_EQ(parse_json(enc.event(next.get()))["payload"]["after"]["doc"].str(), "small");
 }
+
+/* ---------------------------------------------------------------- as Debezium 3.4 */
+
+TEST(CoreDebezium, EnumsAreDebeziumEnumsWithTheirLabels)
+{
+    const char *const labels[] = {"sad", "ok", "happy"};
+    const std::string mood = "ok";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"mood", 16384, v_other(mood), false, -1, false, 0, "mood", nullptr, {}, labels, 3}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &field = event["schema"].field_schema("after")["fields"][1];
+    EXPECT_EQ(field["type"].str(), "string");
+    EXPECT_EQ(field["name"].str(), "io.debezium.data.Enum");
+    EXPECT_EQ(field["version"].integer(), 1);
+    EXPECT_EQ(field["parameters"]["allowed"].str(), "sad,ok,happy");
+    EXPECT_EQ(event["payload"]["after"]["mood"].str(), "ok");
+}
+
+TEST(CoreDebezium, ADomainIsItsBaseType)
+{
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"n", 16390, v_int(42), false, -1, false, 0, "posint", nullptr, {}, nullptr, 0,
+              INT4OID}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    EXPECT_EQ(event["schema"].field_schema("after")["fields"][1]["type"].str(), "int32");
+    EXPECT_EQ(event["payload"]["after"]["n"].num(), "42");
+}
+
+TEST(CoreDebezium, MoneyIsADecimalOfTwoDigitsInEachMode)
+{
+    const std::string amount = "-1234.56";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true}, {"m", 790, v_numeric(amount)}});
+    TestEncoder text(kJson);
+    EXPECT_EQ(parse_json(text.event(b.get()))["payload"]["after"]["m"].str(), "-1234.56");
+    TestEncoder dbl(json_with({{"decimal-handling", "double"}}));
+    EXPECT_EQ(parse_json(dbl.event(b.get()))["payload"]["after"]["m"].num(), "-1234.56");
+    TestEncoder precise(json_with({{"decimal-handling", "precise"}}));
+    Json event = parse_json(precise.event(b.get()));
+    const Json &field = event["schema"].field_schema("after")["fields"][1];
+    EXPECT_EQ(field["name"].str(), "org.apache.kafka.connect.data.Decimal");
+    EXPECT_EQ(field["parameters"]["scale"].str(), "2");
+    EXPECT_FALSE(field["parameters"].has("connect.decimal.precision"));
+    /* -123456 as big-endian two's complement: fe 1d c0 */
+    EXPECT_EQ(event["payload"]["after"]["m"].str(), "/h3A");
+}
+
+TEST(CoreDebezium, BitsAreBooleansOrDebeziumBits)
+{
+    const std::string one = "1", bits = "101", zeros = "000", wide = "1000000001";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"flag", 1560, v_other(one), false, 1},
+             {"b3", 1560, v_other(bits), false, 3},
+             {"z", 1560, v_other(zeros), false, 3},
+             {"v", 1562, v_other(wide), false, 16}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &fields = event["schema"].field_schema("after")["fields"];
+    EXPECT_EQ(fields[1]["type"].str(), "boolean");
+    EXPECT_EQ(fields[2]["name"].str(), "io.debezium.data.Bits");
+    EXPECT_EQ(fields[2]["parameters"]["length"].str(), "3");
+    EXPECT_EQ(fields[4]["parameters"]["length"].str(), "16");
+    const Json &after = event["payload"]["after"];
+    EXPECT_TRUE(after["flag"].boolean);
+    EXPECT_EQ(after["b3"].str(), "BQ==");  /* 0x05 */
+    EXPECT_EQ(after["z"].str(), "");       /* no bit set: no bytes */
+    EXPECT_EQ(after["v"].str(), "AQI=");   /* 513 little-endian: 01 02 */
+}
+
+TEST(CoreDebezium, DefaultsAreInTheSchemaAndReplaceNulls)
+{
+    const std::string abc = "abc";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true, 0, "integer",
+              "nextval('t_id_seq'::regclass)"},
+             {"name", TEXTOID, v_null(), false, -1, false, 0, "text", "'abc'::text", v_text(abc)},
+             {"qty", INT4OID, v_int(3), false, -1, true, 0, "integer", "7", v_int(7)},
+             {"at", TIMESTAMPTZOID, v_null(), false, -1, false, 0, "timestamptz", "now()"},
+             {"sum", INT4OID, v_null(), false, -1, false, 0, "integer", "(1 + 2)", v_int(3)},
+             {"note", TEXTOID, v_null(), false, -1, false, 0, "text", "NULL::text"}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &fields = event["schema"].field_schema("after")["fields"];
+    EXPECT_EQ(fields[0]["default"].num(), "0"); /* a sequence: Debezium's placeholder */
+    EXPECT_EQ(fields[1]["default"].str(), "abc");
+    EXPECT_EQ(fields[2]["default"].num(), "7");
+    EXPECT_EQ(fields[3]["default"].str(), "1970-01-01T00:00:00.000000Z");
+    EXPECT_FALSE(fields[4].has("default")); /* an expression Debezium does not read */
+    EXPECT_FALSE(fields[5].has("default"));
+    /* the key schema has the default too */
+    Json key = parse_json(enc.key(b.get()));
+    EXPECT_EQ(key["schema"]["fields"][0]["default"].num(), "0");
+    /* JsonConverter's replace.null.with.default: a NULL is written as the default */
+    const Json &after = event["payload"]["after"];
+    EXPECT_EQ(after["name"].str(), "abc");
+    EXPECT_EQ(after["qty"].num(), "3");
+    EXPECT_EQ(after["at"].str(), "1970-01-01T00:00:00.000000Z");
+    EXPECT_TRUE(after["sum"].is_null());
+    EXPECT_TRUE(after["note"].is_null());
+
+    /* replace-null-with-default=off keeps the NULLs */
+    TestEncoder nulls(json_with({{"replace-null-with-default", "off"}}));
+    Json kept = parse_json(nulls.event(b.get()));
+    EXPECT_TRUE(kept["payload"]["after"]["name"].is_null());
+    EXPECT_EQ(kept["schema"].field_schema("after")["fields"][1]["default"].str(), "abc");
+}
+
+TEST(CoreDebezium, ADeleteFillsMissingNotNullColumnsWithTheirDefault)
+{
+    ChangeBuilder b(WS_OP_DELETE);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"qty", INT4OID, v_int(0), false, -1, true, 0, "integer", "5", v_int(5)},
+             {"n", INT4OID, v_int(0), false, -1, true}});
+    b.before({{"id", INT4OID, v_int(1), true, -1, true}});
+    TestEncoder enc(json_with({{"json-schema", "false"}, {"replace-null-with-default", "off"}}));
+    Json before = parse_json(enc.event(b.get()))["before"];
+    EXPECT_EQ(before["qty"].num(), "5"); /* NOT NULL, logged not: its default */
+    EXPECT_EQ(before["n"].num(), "0");   /* NOT NULL without default: the zero value */
+}
