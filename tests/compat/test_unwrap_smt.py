@@ -46,12 +46,26 @@ def sink_config(path, topics: list[str]) -> dict:
     }
 
 
+def records_of(path) -> list[str]:
+    """The sink's file, a record a line; a line that does not start like a record
+    continues the one before (FileStreamSink writes a newline in a value as it is)."""
+    out: list[str] = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line.startswith(("Struct{", "{")) or not out:
+            out.append(line)
+        else:
+            out[-1] += "\n" + line
+    if out and out[-1] == "":
+        out.pop()
+    return out
+
+
 def lines_by_topic(path, prefix: str, to_prefix: str) -> dict[str, list[str]]:
     """The sink's lines per topic (Debezium's topic names), normalized as
     allowed_differences.py says (SMT_LINE_RULES, and rule topic-prefix)."""
     rules = [(re.compile(rx), repl) for _id, rx, repl in allowed.SMT_LINE_RULES]
     out: dict[str, list[str]] = collections.OrderedDict()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in records_of(path):
         m = _TOPIC.search(line)
         topic = m.group(1) if m else "?"
         if topic.startswith(prefix + "."):
@@ -61,6 +75,56 @@ def lines_by_topic(path, prefix: str, to_prefix: str) -> dict[str, list[str]]:
             line = rx.sub(repl, line)
         line = line.replace(f",name={prefix},", f",name={to_prefix},")  # source.name
         out.setdefault(topic, []).append(line)
+    return out
+
+
+def shorten(line: str, limit: int = 300) -> str:
+    return line if len(line) <= limit else line[: limit - 40] + f"…({len(line)} chars)…" + line[-30:]
+
+
+def line_difference(a: str, b: str, context: int = 40) -> str:
+    """Where two lines differ: their common start and end cut, each field that
+    differs shown once per side (fields split at ',' outside brackets)."""
+    fa, fb = _fields(a), _fields(b)
+    da = [f for f in fa if f not in fb]
+    db = [f for f in fb if f not in fa]
+    if da or db:
+        return ("debezium " + (", ".join(shorten(f, 200) for f in da) or "-")
+                + "  |  walship " + (", ".join(shorten(f, 200) for f in db) or "-"))
+    return f"(same fields, other order) debezium {shorten(a)} | walship {shorten(b)}"
+
+
+def _fields(line: str) -> list[str]:
+    """path=value of every leaf of a Struct.toString() text (nested structs flattened:
+    value.source.lsn=...); the whole line if it does not parse."""
+    out: list[str] = []
+    line = line.replace("[B@", "byte[]@")  # Java's text of a byte[] opens a bracket
+
+    def struct(i: int, path: str) -> int:
+        i += len("Struct{")
+        while i < len(line) and line[i] != "}":
+            eq = line.index("=", i)
+            name = line[i:eq]
+            i = eq + 1
+            if line.startswith("Struct{", i):
+                i = struct(i, f"{path}{name}.")
+            else:
+                depth, k = 0, i
+                while k < len(line) and not (depth == 0 and line[k] in ",}"):
+                    depth += line[k] in "[{("
+                    depth -= line[k] in "]})"
+                    k += 1
+                out.append(f"{path}{name}={line[i:k]}")
+                i = k
+            if i < len(line) and line[i] == ",":
+                i += 1
+        return i + 1
+
+    try:
+        if not line.startswith("Struct{") or struct(0, "") != len(line):
+            return [line]
+    except ValueError:
+        return [line]
     return out
 
 
@@ -118,10 +182,18 @@ def test_unwrap_takes_walship_records_as_debeziums(compat_run, connect, sinks, n
         if d == w:
             continue
         out.append(f"== {topic}: Debezium {len(d)} line(s), walship {len(w)}")
-        for line in difflib.unified_diff(d, w, "debezium", "walship", lineterm="", n=0):
-            if line.startswith(("---", "+++")):
+        sm = difflib.SequenceMatcher(None, d, w, autojunk=False)
+        for tag, i1, i2, j1, j2 in sm.get_opcodes():
+            if tag == "equal":
                 continue
-            out.append("   " + (line if len(line) < 400 else line[:380] + f"…({len(line)} chars)"))
+            if tag == "replace" and i2 - i1 == j2 - j1:
+                for k, (a, b) in enumerate(zip(d[i1:i2], w[j1:j2])):
+                    out.append(f"   line {i1 + k + 1}/{j1 + k + 1}: {line_difference(a, b)}")
+                continue
+            for k, a in enumerate(d[i1:i2]):
+                out.append(f"   line {i1 + k + 1}/-: only Debezium's: {shorten(a)}")
+            for k, b in enumerate(w[j1:j2]):
+                out.append(f"   line -/{j1 + k + 1}: only walship's: {shorten(b)}")
     if out:
         pytest.fail(f"ExtractNewRecordState + FileStreamSink wrote other lines for walship's "
                     f"records than for Debezium's (pair {name}; files {dpath}, {wpath}):\n"
