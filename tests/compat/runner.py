@@ -93,9 +93,12 @@ def wait_all_delivered(pg, kafka, pair: Pair, timeout: float = 120) -> None:
     end marker in its topic and its slot confirms it (Connect commits a source offset
     only when it and every record before it is acknowledged; Debezium confirms to its
     slot what Connect committed)."""
+    t0 = time.monotonic()
     wt.wait_caught_up(pg, pair.stream, timeout)
+    wt.common.log(f"compat: walship stream {pair.stream} caught up in {time.monotonic() - t0:.1f}s")
     end_topic = topic_name(pair.dbz_prefix, *END_TABLE)
     msgs = wt.consume_all(kafka.bootstrap, [end_topic], expected_count=1, timeout=timeout)
+    wt.common.log(f"compat: Debezium's end marker of {pair.name} read after {time.monotonic() - t0:.1f}s")
     payload = json.loads(msgs[-1].value)["payload"]
     marker_lsn = int(payload["source"]["lsn"])
 
@@ -123,14 +126,18 @@ def run_pairs(pg, kafka, connect: KafkaConnect, pairs: list[Pair]) -> dict[str, 
     for pair in pairs:
         wait_pair_streaming(pg, connect, pair)
     wt.common.log(f"compat: {len(pairs)} pairs streaming after {time.monotonic() - t0:.1f}s")
+    t1 = time.monotonic()
     pg.psql(CHANGES_SQL.read_text())
+    wt.common.log(f"compat: the change script ran in {time.monotonic() - t1:.1f}s")
     for pair in pairs:
         wait_all_delivered(pg, kafka, pair)
         connect.check_running(pair.connector)  # a failed task raises here
+        wt.common.log(f"compat: pair {pair.name} delivered after {time.monotonic() - t1:.1f}s")
     out = {}
     for pair in pairs:
         out[pair.name] = PairRecords(pair, read_topics(kafka, pair.dbz_prefix),
                                      read_topics(kafka, pair.wsh_prefix))
+        wt.common.log(f"compat: pair {pair.name} read after {time.monotonic() - t1:.1f}s")
     wt.common.log(f"compat: all pairs delivered and read after {time.monotonic() - t0:.1f}s")
     return out
 

@@ -155,11 +155,8 @@ def sinks(compat_run, connect, kafka, report_dir):
             outcome[(name, engine)] = (path, error)
         yield outcome
     finally:
-        for _n, _e, sink, _p, _t in started:
-            try:
-                connect.delete(sink)
-            except Exception:
-                pass
+        if started:
+            connect.delete(*[sink for _n, _e, sink, _p, _t in started])
 
 
 @pytest.mark.parametrize("name", PAIRS)

@@ -418,11 +418,13 @@ class KafkaConnect(Resource):
         if wait:
             self.wait_running(name, timeout)
 
-    def delete(self, name: str, timeout: float = 60) -> None:
-        """Stop and remove connector ``name`` (its offsets stay in the offsets file)."""
-        self.request("DELETE", f"/connectors/{name}", timeout=timeout)
-        wait_for(lambda: name not in self.connectors(), timeout, 0.2,
-                 f"connector {name} to be deleted")
+    def delete(self, *names: str, timeout: float = 60) -> None:
+        """Stop and remove the connectors ``names``, all at once (their offsets stay in
+        the offsets file)."""
+        for name in names:
+            self.request("DELETE", f"/connectors/{name}", timeout=timeout)
+        wait_for(lambda: not set(names) & set(self.connectors()), timeout, 0.2,
+                 f"connectors {', '.join(names)} to be deleted")
 
     def status(self, name: str) -> dict:
         return self.request("GET", f"/connectors/{name}/status")
