@@ -39,6 +39,18 @@ RULES = [
     Rule("debezium-run-id",
          "the value of header __debezium.context.runId (its presence is compared)",
          "a random UUID Debezium draws each time its task starts"),
+    Rule("debezium-message-collection-hash",
+         "in an END transaction event's data_collections, the identity hash of the name "
+         "Debezium gives logical messages: io.debezium.connector.postgresql."
+         "LogicalDecodingMessageMonitor$LogicalDecodingMessageId@<hash> (the class name is "
+         "compared)",
+         "Debezium writes a Java object's default toString(), whose hash differs every run"),
+    Rule("transaction-data-collections-order",
+         "the order of the entries of an END transaction event's data_collections (compared "
+         "sorted by data_collection; their names and counts are compared)",
+         "Debezium lists them in a Java HashMap's iteration order, which for a transaction "
+         "with a logical message depends on an identity hash: it differs between two runs "
+         "of Debezium itself (the control pair saw it)"),
     Rule("smt-byte-array-identity",
          "in test_unwrap_smt.py's FileStreamSink lines only: a byte[] field (bytea, a logical "
          "message's content) is printed by Struct.toString() as [B@<identity hash>",
@@ -57,6 +69,7 @@ RULES_BY_ID = {r.id: r for r in RULES}
 ENVELOPE_TIME_FIELDS = ("ts_ms", "ts_us", "ts_ns")
 WALSHIP_ONLY_HEADERS = ("walship.lsn", "walship.xid")
 MASKED_HEADERS = ("__debezium.context.runId",)
+MESSAGE_COLLECTION = r"(io\.debezium\.connector\.postgresql\.LogicalDecodingMessageMonitor\$LogicalDecodingMessageId)@[0-9a-f]+"
 LOGICAL_NAME_HEADER = "__debezium.context.connectorLogicalName"
 
 
@@ -67,6 +80,7 @@ SMT_LINE_RULES = [
     # a logical message is not a row change: ExtractNewRecordState leaves its envelope
     ("envelope-processing-time", r"(value=Struct\{op=m,ts_ms=)-?[0-9]+", r"\1<processing time>"),
     ("source-version", r"(source=Struct\{version=)[^,}]*", r"\1<version>"),
+    ("debezium-message-collection-hash", MESSAGE_COLLECTION, r"\1@<hash>"),
 ]
 
 

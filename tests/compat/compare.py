@@ -25,9 +25,12 @@ import collections
 import dataclasses
 import difflib
 import json
+import re
 from typing import Any, Callable, Iterable
 
 import allowed_differences as allowed
+
+_MESSAGE_COLLECTION = re.compile(allowed.MESSAGE_COLLECTION)
 
 
 # --- JSON with number texts and key order --------------------------------------------
@@ -307,6 +310,14 @@ def normalize(rec: Record, prefix_from: str | None, prefix_to: str | None) -> No
         src = p.get("source")
         if isinstance(src, dict) and isinstance(src.get("version"), str):  # rule source-version
             src["version"] = Placeholder("source-version")
+    if isinstance(p, dict) and isinstance(p.get("data_collections"), list):
+        for dc in p["data_collections"]:  # rule debezium-message-collection-hash
+            name = dc.get("data_collection") if isinstance(dc, dict) else None
+            if isinstance(name, str) and _MESSAGE_COLLECTION.fullmatch(name):
+                dc["data_collection"] = _MESSAGE_COLLECTION.sub(r"\1@<hash>", name)
+        # rule transaction-data-collections-order
+        p["data_collections"].sort(key=lambda dc: render(dc.get("data_collection"))
+                                   if isinstance(dc, dict) else render(dc))
     headers = []
     for name, value in rec.headers:
         if rec.engine == "walship" and name in allowed.WALSHIP_ONLY_HEADERS:

@@ -52,17 +52,28 @@ def create_schema(pg) -> None:
 
 def start_pair(pg, kafka, connect: KafkaConnect, pair: Pair) -> None:
     """The walship stream and the Debezium connector of ``pair`` (not waited for)."""
-    pg.execute("SELECT walship.create_stream(%s, %s, %s, %s::jsonb)",
-               [pair.stream, kafka.bootstrap, pair.walship_tables(),
-                json.dumps(pair.walship_options())])
+    if pair.control:
+        _add_debezium(pg, connect, pair, pair.control_connector, pair.wsh_prefix)
+    else:
+        pg.execute("SELECT walship.create_stream(%s, %s, %s, %s::jsonb)",
+                   [pair.stream, kafka.bootstrap, pair.walship_tables(),
+                    json.dumps(pair.walship_options())])
+    _add_debezium(pg, connect, pair, pair.connector, pair.dbz_prefix)
+
+
+def _add_debezium(pg, connect: KafkaConnect, pair: Pair, name: str, prefix: str) -> None:
     config = debezium_postgres_config(
-        pg, pair.dbz_prefix, slot=pair.dbz_slot,
-        tables=[f"{s}.{t}" for s, t in pair.tables()], **pair.debezium_overrides())
-    connect.add(pair.connector, config, wait=False)
+        pg, prefix, slot=name, tables=[f"{s}.{t}" for s, t in pair.tables()],
+        **pair.debezium_overrides())
+    connect.add(name, config, wait=False)
 
 
 def wait_pair_streaming(pg, connect: KafkaConnect, pair: Pair, timeout: float = 120) -> None:
     connect.wait_debezium_streaming(pair.connector, pg, pair.dbz_slot, timeout)
+    if pair.control:
+        connect.wait_debezium_streaming(pair.control_connector, pg, pair.control_connector,
+                                        timeout)
+        return
 
     def walship_running():
         st = wt.stream_status(pg, pair.stream) or {}
@@ -73,20 +84,6 @@ def wait_pair_streaming(pg, connect: KafkaConnect, pair: Pair, timeout: float = 
     wt.wait_for(walship_running, timeout, 0.2, f"walship stream {pair.stream} to run")
 
 
-def stop_pair(pg, connect: KafkaConnect, pair: Pair) -> None:
-    """Drop the stream and the connector (and the connector's slot and publication)."""
-    try:
-        connect.delete(pair.connector)
-    finally:
-        pg.execute("SELECT walship.drop_stream(%s)", [pair.stream])
-        wt.wait_for(lambda: not pg.scalar(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [pair.dbz_slot]),
-            30, 0.2, f"slot {pair.dbz_slot} to be released")
-        pg.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                   "WHERE slot_name = %s", [pair.dbz_slot])
-        pg.execute(f'DROP PUBLICATION IF EXISTS "{pair.dbz_slot}"')
-
-
 def wait_all_delivered(pg, kafka, pair: Pair, timeout: float = 120) -> None:
     """Both engines of ``pair`` have the whole script in Kafka: walship's slot confirms
     the current WAL position (its watermark: every event acknowledged); Debezium has the
@@ -94,21 +91,30 @@ def wait_all_delivered(pg, kafka, pair: Pair, timeout: float = 120) -> None:
     only when it and every record before it is acknowledged; Debezium confirms to its
     slot what Connect committed)."""
     t0 = time.monotonic()
-    wt.wait_caught_up(pg, pair.stream, timeout)
-    wt.common.log(f"compat: walship stream {pair.stream} caught up in {time.monotonic() - t0:.1f}s")
-    end_topic = topic_name(pair.dbz_prefix, *END_TABLE)
+    if pair.control:
+        _wait_debezium_delivered(pg, kafka, pair.wsh_prefix, pair.control_connector, timeout)
+    else:
+        wt.wait_caught_up(pg, pair.stream, timeout)
+        wt.common.log(f"compat: walship stream {pair.stream} caught up in "
+                      f"{time.monotonic() - t0:.1f}s")
+    _wait_debezium_delivered(pg, kafka, pair.dbz_prefix, pair.dbz_slot, timeout)
+    wt.common.log(f"compat: Debezium ({pair.dbz_slot}) confirmed the end marker after "
+                  f"{time.monotonic() - t0:.1f}s")
+
+
+def _wait_debezium_delivered(pg, kafka, prefix: str, slot: str, timeout: float) -> None:
+    end_topic = topic_name(prefix, *END_TABLE)
     msgs = wt.consume_all(kafka.bootstrap, [end_topic], expected_count=1, timeout=timeout)
-    wt.common.log(f"compat: Debezium's end marker of {pair.name} read after {time.monotonic() - t0:.1f}s")
     payload = json.loads(msgs[-1].value)["payload"]
     marker_lsn = int(payload["source"]["lsn"])
 
     def confirmed():
         lsn = pg.scalar("SELECT confirmed_flush_lsn - '0/0'::pg_lsn FROM pg_replication_slots "
-                        "WHERE slot_name = %s", [pair.dbz_slot])
+                        "WHERE slot_name = %s", [slot])
         return lsn is not None and int(lsn) >= marker_lsn
 
     wt.wait_for(confirmed, timeout, 0.25,
-                f"Debezium slot {pair.dbz_slot} to confirm the end marker (LSN {marker_lsn})")
+                f"Debezium slot {slot} to confirm the end marker (LSN {marker_lsn})")
 
 
 def read_topics(kafka, prefix: str, timeout: float = 60) -> list[wt.KafkaMessage]:
@@ -132,6 +138,8 @@ def run_pairs(pg, kafka, connect: KafkaConnect, pairs: list[Pair]) -> dict[str, 
     for pair in pairs:
         wait_all_delivered(pg, kafka, pair)
         connect.check_running(pair.connector)  # a failed task raises here
+        if pair.control:
+            connect.check_running(pair.control_connector)
         wt.common.log(f"compat: pair {pair.name} delivered after {time.monotonic() - t1:.1f}s")
     out = {}
     for pair in pairs:

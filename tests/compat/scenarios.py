@@ -22,6 +22,9 @@ Debezium's settings are its defaults except:
 walship's options: ``format=json``, ``topic_prefix``, ``messages=true`` (Debezium emits
 every logical message by default), the pair's ``decimal_handling`` and, in ``txmeta``,
 ``include_transaction``; the rest at their defaults.
+
+Pair ``control`` has Debezium on both sides (a second connector under walship's prefix):
+it must compare equal, or the comparison itself is wrong.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Pair:
     name: str
     decimal: str                    # walship decimal_handling = Debezium decimal.handling.mode
     transactions: bool = False      # include_transaction / provide.transaction.metadata
+    control: bool = False           # the harness's control: Debezium on both sides
 
     @property
     def dbz_prefix(self) -> str:
@@ -99,6 +103,11 @@ class Pair:
     @property
     def connector(self) -> str:
         return f"dbz_{self.name}"
+
+    @property
+    def control_connector(self) -> str:
+        """A control pair's second Debezium connector (and its slot), in walship's place."""
+        return f"wsh_{self.name}"
 
     def tables(self) -> list[tuple[str, str]]:
         """The tables of this pair, as Debezium names them (partitions, not parents)."""
@@ -122,6 +131,10 @@ class Pair:
         return o
 
     def describe(self) -> str:
+        if self.control:
+            return (f"control: Debezium against a second Debezium connector, "
+                    f"decimal.handling.mode={self.decimal}, provide.transaction.metadata="
+                    f"{str(self.transactions).lower()}")
         s = (f"walship decimal_handling={self.decimal} vs Debezium "
              f"decimal.handling.mode={self.decimal}")
         if self.transactions:
@@ -134,5 +147,8 @@ PAIRS = [
     Pair("precise", "precise"),
     Pair("double", "double"),
     Pair("txmeta", "string", transactions=True),
+    # The harness's control: two Debezium connectors must compare equal, so that the
+    # allow-list covers all that differs between two runs of the same engine.
+    Pair("control", "string", transactions=True, control=True),
 ]
 PAIRS_BY_NAME = {p.name: p for p in PAIRS}

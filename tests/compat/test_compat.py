@@ -65,6 +65,12 @@ def test_records_equal_debeziums(compat_run, connect, report_dir, name):
     fail_with(compare_run(compat_run, name), report_dir, name)
 
 
+def test_control_debezium_equals_itself(compat_run, connect, report_dir):
+    """The harness's control: a second Debezium connector in walship's place must compare
+    equal to the first, every record; else the comparison (or the allow-list) is wrong."""
+    fail_with(compare_run(compat_run, "control"), report_dir, "control")
+
+
 def _transaction_focus(topic: str, path: str) -> bool:
     """The transaction topic whole, and the envelope's transaction block elsewhere (the
     rest of those records is test_records_equal_debeziums[string]'s)."""

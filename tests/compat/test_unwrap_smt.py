@@ -24,9 +24,16 @@ import pytest
 import allowed_differences as allowed
 from walship_testlib.connect import FILE_SINK
 
-PAIRS = ["string", "precise", "double", "txmeta"]
+PAIRS = ["string", "precise", "double", "txmeta", "control"]  # control: Debezium twice
 
 _TOPIC = re.compile(r"topic=([^,}]*)\}$")
+_DATA_COLLECTIONS = re.compile(r"data_collections=\[(Struct\{[^\]]*\})\]")
+
+
+def _sorted_collections(m: re.Match) -> str:
+    """allowed_differences.py, transaction-data-collections-order."""
+    items = re.findall(r"Struct\{[^}]*\}", m.group(1))
+    return "data_collections=[" + ", ".join(sorted(items)) + "]"
 
 
 def sink_config(path, topics: list[str]) -> dict:
@@ -50,13 +57,14 @@ def records_of(path) -> list[str]:
     """The sink's file, a record a line; a line that does not start like a record
     continues the one before (FileStreamSink writes a newline in a value as it is)."""
     out: list[str] = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
+    text = path.read_text(encoding="utf-8")
+    if not text:
+        return out
+    for line in text.removesuffix("\n").split("\n"):
         if line.startswith(("Struct{", "{")) or not out:
             out.append(line)
         else:
             out[-1] += "\n" + line
-    if out and out[-1] == "":
-        out.pop()
     return out
 
 
@@ -73,6 +81,7 @@ def lines_by_topic(path, prefix: str, to_prefix: str) -> dict[str, list[str]]:
             line = line[: m.start(1)] + topic + line[m.end(1):]
         for rx, repl in rules:
             line = rx.sub(repl, line)
+        line = _DATA_COLLECTIONS.sub(_sorted_collections, line)
         line = line.replace(f",name={prefix},", f",name={to_prefix},")  # source.name
         out.setdefault(topic, []).append(line)
     return out
