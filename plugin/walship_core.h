@@ -181,8 +181,16 @@ typedef struct ws_source {
     uint32_t xid;
     uint64_t commit_lsn; /* end LSN of the commit record */
     uint64_t change_lsn; /* LSN of this change */
+    /* commit LSN of the transaction before this one in the stream; 0 when none is known */
+    uint64_t prev_commit_lsn;
     int64_t commit_time_us;
 } ws_source;
+
+/* How many row events of one table a transaction carried (COMMIT, include-transaction). */
+typedef struct ws_collection_count {
+    const char *name; /* "schema.table" */
+    uint64_t count;
+} ws_collection_count;
 
 typedef struct ws_change {
     ws_op op;
@@ -212,6 +220,15 @@ typedef struct ws_change {
     bool message_transactional;
     /* COMMIT: row events the transaction produced */
     uint64_t event_count;
+    /*
+     * include-transaction: a row or truncate event's place in its transaction, 1-based,
+     * among all its row events and among its table's (0: not counted); at COMMIT the
+     * count of each table, in the order the tables first appeared.
+     */
+    uint64_t total_order;
+    uint64_t collection_order;
+    const ws_collection_count *collections;
+    int ncollections;
 } ws_change;
 
 /* ------------------------------------------------------------------------- */

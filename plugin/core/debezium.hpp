@@ -49,8 +49,7 @@ inline constexpr std::string_view kSourceSchemaField =
     "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"txId\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"lsn\"},"
-    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"},"
-    "{\"type\":\"string\",\"optional\":true,\"field\":\"origin\"}"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"}"
     "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\",\"version\":1,"
     "\"field\":\"source\"}";
 
@@ -115,7 +114,7 @@ const std::string &message_value_schema();
 /* The parts of an event's source block that are the same for every event of a table. */
 struct SourceParts {
     std::string open;  /* {"version":..,"connector":"postgresql","name":<name>,"ts_ms": */
-    std::string db;    /* ,"db":<database>,"sequence":"[null,\" */
+    std::string db;    /* ,"db":<database>,"sequence":" */
     std::string table; /* ,"schema":<schema>,"table":<table>,"txId": */
 
     void build(std::string_view logical_name, std::string_view database, std::string_view schema,

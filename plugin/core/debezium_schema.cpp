@@ -67,8 +67,7 @@ void SourceParts::build(std::string_view logical_name, std::string_view database
     open += ",\"ts_ms\":";
     db = ",\"db\":";
     append_string(db, database);
-    /* Debezium's [last commit LSN, this LSN]; walship does not track the former */
-    db += ",\"sequence\":\"[null,\\\"";
+    db += ",\"sequence\":\"";
     table = ",\"schema\":";
     append_string(table, schema);
     table += ",\"table\":";

@@ -160,6 +160,10 @@ void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *pl
     ws_change added = change;
     added.op = WS_OP_INSERT;
     added.before = nullptr;
+    if (added.total_order != 0) { /* two events of the transaction: the create comes second */
+        added.total_order++;
+        added.collection_order++;
+    }
     Encoded created = encoder_->encode(added, plan, true);
 
     std::string_view new_key_header = encoder_->key_as_header(created.key, plan);

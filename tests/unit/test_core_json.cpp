@@ -58,8 +58,7 @@ const std::string kSourceSchema =
     "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"txId\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"lsn\"},"
-    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"},"
-    "{\"type\":\"string\",\"optional\":true,\"field\":\"origin\"}"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"}"
     "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\",\"version\":1,"
     "\"field\":\"source\"}";
 
@@ -152,7 +151,7 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     EXPECT_EQ(source.keys(),
               (std::vector<std::string>{"version", "connector", "name", "ts_ms", "snapshot", "db",
                                         "sequence", "ts_us", "ts_ns", "schema", "table", "txId",
-                                        "lsn", "xmin", "origin"}));
+                                        "lsn", "xmin"}));
     EXPECT_TRUE(std::regex_match(source["version"].str(), std::regex("[0-9]+\\.[0-9]+\\.[0-9]+")))
         << source["version"].str();
     EXPECT_EQ(source["connector"].str(), "postgresql");
@@ -168,7 +167,11 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     EXPECT_EQ(source["txId"].integer(), 571);
     EXPECT_EQ(source["lsn"].integer(), 53195829);
     EXPECT_TRUE(source["xmin"].is_null());
-    EXPECT_TRUE(source["origin"].is_null());
+
+    /* with the previous transaction's commit LSN known: [that LSN, this change's] */
+    b.change().source.prev_commit_lsn = 53190000;
+    Json next = parse_json(enc.event(b.get()));
+    EXPECT_EQ(next["payload"]["source"]["sequence"].str(), "[\"53190000\",\"53195829\"]");
 }
 
 TEST(CoreDebezium, PayloadAloneWithoutSchemas)
@@ -187,14 +190,14 @@ TEST(CoreDebezium, TopicPrefixNamesTheServer)
 {
     ChangeBuilder b(WS_OP_INSERT);
     b.after({{"id", INT4OID, v_int(1), true}});
-    b.change().source.origin = "eu";
+    b.change().source.origin = "eu"; /* Debezium's source block has no origin */
     TestEncoder enc(json_with({{"topic-prefix", "prod"}}));
     Json event = parse_json(enc.event(b.get()));
     EXPECT_EQ(event["schema"]["name"].str(), "prod.public.orders.Envelope");
     EXPECT_EQ(event["schema"].field_schema("after")["name"].str(), "prod.public.orders.Value");
     EXPECT_EQ(event["payload"]["source"]["name"].str(), "prod");
     EXPECT_EQ(event["payload"]["source"]["db"].str(), "shop");
-    EXPECT_EQ(event["payload"]["source"]["origin"].str(), "eu");
+    EXPECT_FALSE(event["payload"]["source"].has("origin"));
     Json key = parse_json(enc.key(b.get()));
     EXPECT_EQ(key["schema"]["name"].str(), "prod.public.orders.Key");
 }
@@ -661,15 +664,32 @@ TEST(CoreDebezium, TransactionMetadataEvents)
     TestEncoder enc(json_with({{"json-schema", "false"}}));
     ChangeBuilder begin(WS_OP_BEGIN);
     begin.table(nullptr, nullptr);
-    EXPECT_EQ(enc.event(begin.get()), "{\"status\":\"BEGIN\",\"id\":\"571:53195832\","
+    /* ids as Debezium's: xid and the LSN of the record (BEGIN: its first event's) */
+    EXPECT_EQ(enc.event(begin.get()), "{\"status\":\"BEGIN\",\"id\":\"571:53195829\","
                                       "\"event_count\":null,\"data_collections\":null,"
                                       "\"ts_ms\":1700000000123}");
     ChangeBuilder commit(WS_OP_COMMIT);
     commit.table(nullptr, nullptr);
-    commit.change().event_count = 2;
-    EXPECT_EQ(enc.event(commit.get()), "{\"status\":\"END\",\"id\":\"571:53195832\","
-                                       "\"event_count\":2,\"data_collections\":null,"
-                                       "\"ts_ms\":1700000000123}");
+    commit.change().event_count = 3;
+    const ws_collection_count counts[] = {{"public.orders", 2}, {"public.items", 1}};
+    commit.change().collections = counts;
+    commit.change().ncollections = 2;
+    /* END: the commit's end LSN, and the events per table */
+    EXPECT_EQ(enc.event(commit.get()),
+              "{\"status\":\"END\",\"id\":\"571:53195832\",\"event_count\":3,"
+              "\"data_collections\":[{\"data_collection\":\"public.orders\",\"event_count\":2},"
+              "{\"data_collection\":\"public.items\",\"event_count\":1}],"
+              "\"ts_ms\":1700000000123}");
+
+    /* a row event's transaction block */
+    ChangeBuilder row(WS_OP_INSERT);
+    row.after({{"id", INT4OID, v_int(1), true}});
+    row.change().total_order = 3;
+    row.change().collection_order = 2;
+    Json block = parse_json(enc.event(row.get()))["transaction"];
+    EXPECT_EQ(block["id"].str(), "571:53195829");
+    EXPECT_EQ(block["total_order"].integer(), 3);
+    EXPECT_EQ(block["data_collection_order"].integer(), 2);
     EXPECT_EQ(enc.key(commit.get()), "{\"id\":\"571:53195832\"}");
 
     TestEncoder with_schema(kJson);
