@@ -91,6 +91,7 @@ typedef struct WalshipSession {
 
     WalshipTxn txn;
     XLogRecPtr last_commit_lsn; /* the last transaction that sent events, this session */
+    TimestampTz last_commit_time;
 } WalshipSession;
 
 static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init);
@@ -506,8 +507,10 @@ static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
         MemoryContextReset(s->change_context);
     }
 
-    if (txn->nevents > 0)
+    if (txn->nevents > 0) {
         s->last_commit_lsn = txn->commit_lsn;
+        s->last_commit_time = txn->commit_time;
+    }
     if (s->hooked)
         s->hooks.commit(s->hooks.arg, txn->xid, txn->commit_lsn, txn->nevents);
     MemoryContextReset(s->txn_context);
@@ -682,6 +685,12 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         own.xid = rbtxn != NULL ? rbtxn->xid : InvalidTransactionId;
         own.first_lsn = message_lsn;
         own.commit_lsn = message_lsn;
+        /*
+         * As Debezium: it is a commit at its own LSN (its sequence is [that, that], the
+         * next transaction's previous commit), and it carries the last commit's time.
+         */
+        own.prev_commit_lsn = message_lsn;
+        own.commit_time = s->last_commit_time;
         fill_source(s, &own, message_lsn, &event.source);
 
         if (s->hooked)
@@ -689,6 +698,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         send_event(ctx, s, &own, &event, s->message_topic, NULL);
         if (s->hooked)
             s->hooks.commit(s->hooks.arg, own.xid, own.commit_lsn, own.nevents);
+        s->last_commit_lsn = message_lsn;
     }
 
     MemoryContextSwitchTo(oldcxt);

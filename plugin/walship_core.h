@@ -164,6 +164,8 @@ typedef struct ws_table ws_table;
 typedef struct ws_table_desc {
     const char *schema;
     const char *table;
+    /* the Kafka topic of its events, after which Debezium names its schemas; NULL: none */
+    const char *topic;
     /* every published column, in attribute order (values are not read) */
     const ws_row *columns;
     /*

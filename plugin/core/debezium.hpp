@@ -176,6 +176,7 @@ class ValueWriter
     void write_array(std::string &out, const ColumnRepr &repr, const ws_value &value);
     void write_array_element(std::string &out, const ColumnRepr &repr, std::string_view text);
     void write_bits(std::string &out, std::string_view bits);
+    bool write_point(std::string &out, std::string_view text);
 
     std::string scratch_;
     std::string bytes_;

@@ -261,7 +261,8 @@ class DebeziumEncoder final : public Encoder
         out += "{\"op\":\"m\",\"ts_ms\":";
         append_int(out, pgval::floor_div(now, 1000000));
         out += ",\"source\":";
-        /* a non-transactional message has no commit: Debezium uses the time it saw it */
+        /* a non-transactional message has no commit: the shim gives the last commit's time
+         * (as Debezium); before any commit, Debezium's clock */
         int64_t time_us = change.source.commit_time_us != 0 ? change.source.commit_time_us
                                                             : pgval::floor_div(now, 1000);
         SourceParts &parts = message_source_;

@@ -92,11 +92,17 @@ DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
         defaults.push_back(column_default_json(column, reprs.back(), writer));
     }
 
-    std::string prefix(logical_name);
-    prefix += '.';
-    prefix += table.schema;
-    prefix += '.';
-    prefix += table.table;
+    /* Debezium names the schemas after the topic, whose name Kafka accepts */
+    std::string prefix;
+    if (!table.topic.empty()) {
+        prefix = table.topic;
+    } else {
+        prefix = logical_name;
+        prefix += '.';
+        prefix += table.schema;
+        prefix += '.';
+        prefix += table.table;
+    }
 
     /* the Value struct, shared by before and after */
     std::string value;

@@ -117,7 +117,9 @@ Table describe_table(const ws_table_desc &desc)
 {
     validate_row(desc.columns, "table's", true);
     validate_row(desc.before, "old tuple's", true);
-    return describe(desc.schema, desc.table, desc.columns, desc.before, true);
+    Table table = describe(desc.schema, desc.table, desc.columns, desc.before, true);
+    table.topic = or_empty(desc.topic);
+    return table;
 }
 
 Table describe_change_table(const ws_change &change)

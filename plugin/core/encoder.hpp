@@ -135,6 +135,7 @@ struct TableColumn {
 struct Table {
     std::string schema;
     std::string table;
+    std::string topic; /* empty when the shim named none */
     std::vector<TableColumn> columns;
     std::vector<int> before; /* the old tuple's columns, as indexes into columns */
     bool has_key = false;    /* some column is_key */

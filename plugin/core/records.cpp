@@ -139,7 +139,9 @@ void RecordMaker::encode(const ws_change &change, const TablePlan *plan, bool wi
     }
     Encoded event = encoder_->encode(change, plan, with_key);
     out.records[out.nrecords++] = record(event.key, event.value);
-    if (tombstones_ && with_key && change.op == WS_OP_DELETE && !event.key.empty())
+    /* as Debezium, also for a table without a key (a tombstone with no key, which only
+     * a compacted topic refuses) */
+    if (tombstones_ && with_key && change.op == WS_OP_DELETE)
         out.records[out.nrecords++] = tombstone(event.key);
 }
 

@@ -35,6 +35,8 @@ enum class TypeFamily : uint8_t {
     Numeric,
     Money,
     Bit,
+    Point,
+    Tsvector,
 };
 
 struct BuiltinType {
@@ -63,6 +65,7 @@ constexpr BuiltinType kBuiltinTypes[] = {
     {26, "oid", WS_VALUE_INT64, TypeFamily::Int8}, /* unsigned 32-bit: needs int64 */
     {114, "json", WS_VALUE_JSON, TypeFamily::Json},
     {142, "xml", WS_VALUE_OTHER, TypeFamily::Xml},
+    {600, "point", WS_VALUE_OTHER, TypeFamily::Point},
     {700, "real", WS_VALUE_DOUBLE, TypeFamily::Float4},
     {790, "money", WS_VALUE_NUMERIC, TypeFamily::Money}, /* the shim sends its decimal */
     {701, "double precision", WS_VALUE_DOUBLE, TypeFamily::Float8},
@@ -78,6 +81,7 @@ constexpr BuiltinType kBuiltinTypes[] = {
     {1562, "bit varying", WS_VALUE_OTHER, TypeFamily::Bit},
     {1700, "numeric", WS_VALUE_NUMERIC, TypeFamily::Numeric},
     {2950, "uuid", WS_VALUE_UUID, TypeFamily::Uuid},
+    {3614, "tsvector", WS_VALUE_OTHER, TypeFamily::Tsvector},
     {3802, "jsonb", WS_VALUE_JSON, TypeFamily::Json},
 };
 
@@ -119,6 +123,7 @@ bool array_element_supported(TypeFamily family)
     case TypeFamily::Json:
     case TypeFamily::Xml:
     case TypeFamily::Numeric:
+    case TypeFamily::Date:
         return true;
     default:
         return false;
@@ -187,6 +192,10 @@ ReprSchema repr_schema(JsonRepr repr)
         return {"boolean", nullptr};
     case JsonRepr::Bits:
         return {"bytes", "io.debezium.data.Bits"};
+    case JsonRepr::Point:
+        return {"struct", "io.debezium.data.geometry.Point"};
+    case JsonRepr::Tsvector:
+        return {"string", "io.debezium.data.Tsvector"};
     }
     return {"string", nullptr};
 }
@@ -200,6 +209,11 @@ void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool op
     if (repr.repr == JsonRepr::NumericVariable)
         out += ",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":\"scale\"},"
                "{\"type\":\"bytes\",\"optional\":false,\"field\":\"value\"}]";
+    if (repr.repr == JsonRepr::Point)
+        out += ",\"fields\":[{\"type\":\"double\",\"optional\":false,\"field\":\"x\"},"
+               "{\"type\":\"double\",\"optional\":false,\"field\":\"y\"},"
+               "{\"type\":\"bytes\",\"optional\":true,\"field\":\"wkb\"},"
+               "{\"type\":\"int32\",\"optional\":true,\"field\":\"srid\"}]";
     out += optional ? ",\"optional\":true" : ",\"optional\":false";
     if (schema.name != nullptr) {
         out += ",\"name\":\"";
@@ -208,6 +222,8 @@ void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool op
     }
     if (repr.repr == JsonRepr::NumericVariable)
         out += ",\"doc\":\"Variable scaled decimal\"";
+    if (repr.repr == JsonRepr::Point)
+        out += ",\"doc\":\"Geometry (POINT)\"";
     if (repr.repr == JsonRepr::NumericDecimal) {
         out += ",\"parameters\":{\"scale\":\"";
         json::append_int(out, repr.scale);
@@ -320,6 +336,8 @@ ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
                                                                          : JsonRepr::IntervalMicros;
         break;
     case TypeFamily::Numeric:
+        if (typmod >= 4) /* VARHDRSZ + (precision << 16 | scale), scale 11-bit signed */
+            out.scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
         switch (options.decimal_handling) {
         case DecimalHandling::String:
             out.repr = JsonRepr::NumericString;
@@ -352,6 +370,12 @@ ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
             out.precision = 0;
             break;
         }
+        break;
+    case TypeFamily::Point:
+        out.repr = JsonRepr::Point;
+        break;
+    case TypeFamily::Tsvector:
+        out.repr = JsonRepr::Tsvector;
         break;
     case TypeFamily::Bit:
         if (oid == kBitOid && typmod == 1) {

@@ -495,10 +495,19 @@ TEST(CoreDebezium, Arrays)
     EXPECT_TRUE(e.value[1].is_null());
     EXPECT_EQ(e.schema["items"]["type"].str(), "bytes");
 
-    /* element types read back from text only where that is exact: dates stay strings */
-    const std::string dates = "{2024-01-01,infinity}";
+    /* dates as Debezium's Date, days since 1970 (as a date column's values) */
+    const std::string dates = "{2024-01-01,infinity,0044-03-15 BC}";
     e = encode_one({"a", 1182, v_other(dates), false, -1, false, DATEOID});
-    EXPECT_EQ(e.value[0].str(), "2024-01-01");
+    EXPECT_EQ(e.value[0].num(), "19723");
+    EXPECT_EQ(e.value[1].num(), "2147483647");
+    EXPECT_EQ(e.value[2].num(), "-735160");
+    EXPECT_EQ(e.schema["items"]["type"].str(), "int32");
+    EXPECT_EQ(e.schema["items"]["name"].str(), "io.debezium.time.Date");
+
+    /* other temporal elements stay strings */
+    const std::string times = "{12:00:00}";
+    e = encode_one({"a", 1183, v_other(times), false, -1, false, TIMEOID});
+    EXPECT_EQ(e.value[0].str(), "12:00:00");
     EXPECT_EQ(e.schema["items"]["type"].str(), "string");
 
     /* multi-dimensional arrays are sent as their text */
@@ -910,4 +919,25 @@ TEST(CoreDebezium, ADeleteFillsMissingNotNullColumnsWithTheirDefault)
     Json before = parse_json(enc.event(b.get()))["before"];
     EXPECT_EQ(before["qty"].num(), "5"); /* NOT NULL, logged not: its default */
     EXPECT_EQ(before["n"].num(), "0");   /* NOT NULL without default: the zero value */
+}
+
+TEST(CoreDebezium, PointsAreDebeziumGeometryAndTsvectorsNamed)
+{
+    const std::string point = "(1.5,-2)", doc = "'a' 'cat'";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"p", 600, v_other(point)},
+             {"v", 3614, v_other(doc)}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &fields = event["schema"].field_schema("after")["fields"];
+    EXPECT_EQ(fields[1]["name"].str(), "io.debezium.data.geometry.Point");
+    EXPECT_EQ(fields[1]["doc"].str(), "Geometry (POINT)");
+    EXPECT_EQ(fields[2]["name"].str(), "io.debezium.data.Tsvector");
+    const Json &p = event["payload"]["after"]["p"];
+    EXPECT_EQ(p["x"].num(), "1.5");
+    EXPECT_EQ(p["y"].num(), "-2.0");
+    EXPECT_EQ(p["wkb"].str(), "AQEAAAAAAAAAAAD4PwAAAAAAAADA"); /* 01, type 1, x, y little-endian */
+    EXPECT_TRUE(p["srid"].is_null());
+    EXPECT_EQ(event["payload"]["after"]["v"].str(), "'a' 'cat'");
 }
