@@ -245,6 +245,28 @@ void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool op
     }
 }
 
+/*
+ * A decimal's representation in each decimal-handling mode: precision -1 when it has
+ * none declared (numeric without typmod: precise is then VariableScaleDecimal), 0 when
+ * only its scale is known (money).
+ */
+void set_decimal(ColumnRepr &out, const Options &options, int32_t precision, int32_t scale)
+{
+    out.scale = scale;
+    switch (options.decimal_handling) {
+    case DecimalHandling::String:
+        out.repr = JsonRepr::NumericString;
+        break;
+    case DecimalHandling::Double:
+        out.repr = JsonRepr::NumericDouble;
+        break;
+    case DecimalHandling::Precise:
+        out.repr = precision < 0 ? JsonRepr::NumericVariable : JsonRepr::NumericDecimal;
+        out.precision = precision < 0 ? 0 : precision;
+        break;
+    }
+}
+
 } // namespace
 
 ws_value_kind value_kind_for_type(uint32_t type_oid)
@@ -337,39 +359,13 @@ ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
         break;
     case TypeFamily::Numeric:
         if (typmod >= 4) /* VARHDRSZ + (precision << 16 | scale), scale 11-bit signed */
-            out.scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
-        switch (options.decimal_handling) {
-        case DecimalHandling::String:
-            out.repr = JsonRepr::NumericString;
-            break;
-        case DecimalHandling::Double:
-            out.repr = JsonRepr::NumericDouble;
-            break;
-        case DecimalHandling::Precise:
-            if (typmod >= 4) { /* VARHDRSZ + (precision << 16 | scale), scale 11-bit signed */
-                out.repr = JsonRepr::NumericDecimal;
-                out.precision = ((typmod - 4) >> 16) & 0xFFFF;
-                out.scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
-            } else {
-                out.repr = JsonRepr::NumericVariable;
-            }
-            break;
-        }
+            set_decimal(out, options, ((typmod - 4) >> 16) & 0xFFFF,
+                        (((typmod - 4) & 0x7FF) ^ 1024) - 1024);
+        else
+            set_decimal(out, options, -1, 0);
         break;
-    case TypeFamily::Money: /* a decimal of money.fraction.digits (2), in each mode */
-        switch (options.decimal_handling) {
-        case DecimalHandling::String:
-            out.repr = JsonRepr::NumericString;
-            break;
-        case DecimalHandling::Double:
-            out.repr = JsonRepr::NumericDouble;
-            break;
-        case DecimalHandling::Precise:
-            out.repr = JsonRepr::NumericDecimal;
-            out.scale = 2;
-            out.precision = 0;
-            break;
-        }
+    case TypeFamily::Money: /* a decimal of money.fraction.digits (2), no precision */
+        set_decimal(out, options, 0, 2);
         break;
     case TypeFamily::Point:
         out.repr = JsonRepr::Point;

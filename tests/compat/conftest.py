@@ -32,7 +32,10 @@ from walship_testlib.connect import KafkaConnect  # noqa: E402
 import runner  # noqa: E402
 import scenarios  # noqa: E402
 
-DEFAULT_TIMEOUT = int(os.environ.get("WALSHIP_COMPAT_TIMEOUT", "600"))
+from walship_testlib import pytest_hooks  # noqa: E402
+from walship_testlib.pytest_hooks import *  # noqa: E402,F401,F403 (timeouts, logs, no skips)
+
+pytest_hooks.DEFAULT_TIMEOUT = int(os.environ.get("WALSHIP_COMPAT_TIMEOUT", "600"))
 
 
 @pytest.fixture(scope="session")
@@ -81,46 +84,3 @@ def compat_run(pg, kafka, connect, report_dir):
     return records
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when not in ("call", "setup") or not report.failed:
-        return
-    funcargs = getattr(item, "funcargs", {})
-    for name in ("pg", "kafka", "connect"):
-        obj = funcargs.get(name)
-        if obj is None:
-            continue
-        try:
-            report.sections.append((f"{name} log tail ({getattr(obj, 'log_path', '')})",
-                                    obj.log_tail(60)))
-        except Exception as e:  # never hide the real failure
-            report.sections.append((f"{name} log tail", f"(unavailable: {e})"))
-
-
-# A skipped test did not run: the suite must not pass as green with one.
-_skipped: list[str] = []
-
-
-def pytest_runtest_logreport(report):
-    if report.skipped:
-        _skipped.append(report.nodeid)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    if _skipped and exitstatus == 0:
-        session.exitstatus = 1
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _skipped:
-        terminalreporter.write_line(
-            f"walship: {len(_skipped)} test(s) skipped; skipped tests fail this suite: "
-            + ", ".join(_skipped), red=True)

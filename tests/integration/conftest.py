@@ -27,8 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import walship_testlib as wt  # noqa: E402
-
-DEFAULT_TIMEOUT = int(os.environ.get("WALSHIP_TEST_TIMEOUT", "300"))
+from walship_testlib.pytest_hooks import *  # noqa: E402,F401,F403 (timeouts, logs, no skips)
 
 
 @pytest.fixture(scope="session")
@@ -68,60 +67,3 @@ def unique(request) -> str:
     return f"t{next(_counter)}_{os.getpid() % 10000}_{base}".rstrip("_")
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when not in ("call", "setup") or not report.failed:
-        return
-    funcargs = getattr(item, "funcargs", {})
-    for name in ("pg", "cluster", "kafka"):
-        obj = funcargs.get(name)
-        if obj is None:
-            continue
-        try:
-            report.sections.append((f"{name} log tail ({getattr(obj, 'log_path', '')})",
-                                    obj.log_tail(80)))
-        except Exception as e:  # never hide the real failure
-            report.sections.append((f"{name} log tail", f"(unavailable: {e})"))
-
-
-# Measured figures tests report (the fault suite's committed / duplicates / lost), printed
-# at the end of the run so that CI's output carries them.
-_figures: list[str] = []
-
-
-@pytest.fixture
-def figures():
-    return _figures.append
-
-
-# A skipped integration test did not run: the suite must not pass as green with one.
-_skipped: list[str] = []
-
-
-def pytest_runtest_logreport(report):
-    if report.skipped:
-        _skipped.append(report.nodeid)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    if _skipped and exitstatus == 0:
-        session.exitstatus = 1
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _figures:
-        terminalreporter.section("walship figures")
-        for line in _figures:
-            terminalreporter.write_line(line)
-    if _skipped:
-        terminalreporter.write_line(
-            f"walship: {len(_skipped)} test(s) skipped; skipped tests fail this suite: "
-            + ", ".join(_skipped), red=True)

@@ -186,6 +186,10 @@ def test_three_broker_cluster_leader_killed_then_two_brokers_down(cluster, uniqu
         topics = wf.create_stream(pg, kc.bootstrap, name, partitions=3, replication_factor=3)
         with wf.LoadGenerator(pg, RATE) as load:
             time.sleep(4)
+            # the stream creates each topic with its first event (RF 3: a loaded machine
+            # may take a few seconds more)
+            wt.wait_for(lambda: all(t in kc.metadata().topics for t in topics), 60, 0.5,
+                        "the stream's topics")
             offsets = end_offsets(kc.bootstrap, topics)
             (topic, partition), _ = max(offsets.items(), key=lambda item: item[1])
             leader = kc.leader_of(topic, partition)
