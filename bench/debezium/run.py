@@ -150,6 +150,7 @@ def walship_catch_up(pg, kafka, topics: Topics, name: str, changes: int) -> dict
                            f"{in_kafka} of {changes}")
     size = topics.avg_value_size(engine_topic(name))
     pg.execute("SELECT walship.drop_stream(%s)", (name,))
+    kafka.delete_topics([engine_topic(name)])  # measured: its disk is free for the next
     return {"seconds": seconds, "events_per_s": changes / seconds, "cpu_s": worker_cpu,
             "broker_cpu_s": broker_cpu, "value_bytes": size, "in_kafka": in_kafka,
             "load": (load0, load1)}
@@ -187,12 +188,20 @@ def debezium_catch_up(pg, kafka, connect: KafkaConnect, topics: Topics, name: st
     walsender_cpu = cpu_s(walsender)
     size = topics.avg_value_size(topic)
     connect.delete(name)
+    kafka.delete_topics([topic])
     if until is None and n != changes:
         raise RuntimeError(f"Debezium {name}: its topic holds {n} events, not {changes}")
-    pg.execute("SELECT pg_drop_replication_slot(%s)", [name])
-    return {"seconds": seconds, "events_per_s": changes / seconds, "cpu_s": jvm_cpu,
+    drop_slot(pg, name)
+    return {"seconds": seconds, "events_per_s": n / seconds, "cpu_s": jvm_cpu,
             "walsender_cpu_s": walsender_cpu, "broker_cpu_s": broker_cpu, "value_bytes": size,
             "in_kafka": n, "first_event_s": first, "load": (load0, load1)}
+
+
+def drop_slot(pg, slot: str) -> None:
+    """Drops a deleted connector's slot once its walsender has let go of it."""
+    wt.wait_for(lambda: not pg.scalar("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                                      [slot]), 60, 0.1, f"slot {slot} released")
+    pg.execute("SELECT pg_drop_replication_slot(%s)", [slot])
 
 
 def producer_performance(kafka, topic: str, records: int, size: int) -> dict:
@@ -221,6 +230,7 @@ def producer_performance(kafka, topic: str, records: int, size: int) -> dict:
     final = [ln for ln in out.splitlines() if "records sent" in ln and "avg latency" in ln]
     if p.returncode != 0 or not final:
         raise RuntimeError(f"ProducerPerformance failed (exit {p.returncode}):\n{out[-4000:]}")
+    kafka.delete_topics([topic])
     line = final[-1]
     rate = float(line.split("records sent,")[1].split("records/sec")[0].strip())
     mb = float(line.split("(")[1].split("MB/sec")[0].strip())
@@ -265,7 +275,7 @@ def debezium_latency(pg, kafka, connect: KafkaConnect, rate: int, seconds: int, 
                                   json_commit_us, group=f"bench-{name}")
     finally:
         connect.delete(name)
-        pg.execute("SELECT pg_drop_replication_slot(%s)", [name])
+        drop_slot(pg, name)
 
 
 # -- the run --------------------------------------------------------------------------------
