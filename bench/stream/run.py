@@ -53,8 +53,10 @@ def acked(pg, name, conn) -> int:
     return (st["events_acked"] or 0) if st["state"] == "running" else 0
 
 
-def create_stopped_stream(pg, kafka, name: str, prefix: str) -> None:
-    options = json.dumps({"topic_prefix": prefix, "partitions": 4})
+def create_stopped_stream(pg, kafka, name: str, prefix: str, extra: dict | None = None) -> None:
+    """A stream of bench_events (4 partitions; ``extra``: more options, e.g. format)
+    that is created, runs once (its slot exists from now on) and is stopped."""
+    options = json.dumps({"topic_prefix": prefix, "partitions": 4, **(extra or {})})
     pg.execute("SELECT walship.create_stream(%s, %s, ARRAY['public.bench_events'], %s)",
                (name, kafka.bootstrap, options))
     wt.wait_for(lambda: wt.stream_status(pg, name)["state"] == "running", 60, 0.2, f"stream {name} running")
@@ -72,12 +74,8 @@ def stream_all(pg, name: str, changes: int) -> float:
         return time.monotonic() - t0
 
 
-def catch_up(pg, kafka, changes: int, warmup: bool, per_txn: int = 10000) -> dict:
-    pg.execute(TABLE_DDL)
-    # Both slots exist before the load, so both streams have all of it to send.
-    if warmup:
-        create_stopped_stream(pg, kafka, "warmup", "warmup")
-    create_stopped_stream(pg, kafka, "catchup", "bench")
+def load_changes(pg, changes: int, per_txn: int = 10000) -> float:
+    """Commits ``changes`` inserts into bench_events, ``per_txn`` a transaction; seconds."""
     t0 = time.monotonic()
     done = 0
     with pg.connect() as conn:
@@ -87,7 +85,16 @@ def catch_up(pg, kafka, changes: int, warmup: bool, per_txn: int = 10000) -> dic
                          "SELECT g %% 1000, (g %% 100000) / 100.0, 'note ' || g "
                          "FROM generate_series(%s::bigint, %s::bigint) g", (done, done + n - 1))
             done += n
-    load_s = time.monotonic() - t0
+    return time.monotonic() - t0
+
+
+def catch_up(pg, kafka, changes: int, warmup: bool, per_txn: int = 10000) -> dict:
+    pg.execute(TABLE_DDL)
+    # Both slots exist before the load, so both streams have all of it to send.
+    if warmup:
+        create_stopped_stream(pg, kafka, "warmup", "warmup")
+    create_stopped_stream(pg, kafka, "catchup", "bench")
+    load_s = load_changes(pg, changes, per_txn)
     lag = pg.scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
                     "FROM pg_replication_slots WHERE slot_name = 'walship_catchup'")
     warmup_s = None
@@ -110,45 +117,60 @@ def latency(pg, kafka, rate: int, seconds: int) -> dict:
                "'{\"topic_prefix\": \"lat\"}')", (kafka.bootstrap,))
     wt.wait_for(lambda: wt.stream_status(pg, "latency")["state"] == "running", 60, 0.2, "stream running")
     event_class = wt.load_event_class()
+    res = measure_latency(pg, kafka, "bench_latency", "lat.public.bench_latency", rate, seconds,
+                          lambda value: event_class.FromString(value).source.commit_time_us)
+    pg.execute("SELECT walship.drop_stream('latency')")
+    return res
+
+
+def measure_latency(pg, kafka, table: str, topic: str, rate: int, seconds: int,
+                    commit_time_us, group: str = "bench-latency") -> dict:
+    """A steady load of single-row INSERTs into ``table`` (id bigserial, v int, t text;
+    empty, and already streamed by whatever is measured) at ``rate`` transactions/s for
+    ``seconds``; a consumer of ``topic`` computes receive time − commit time of every
+    event (``commit_time_us(value)``: the commit time in µs since the epoch; None for a
+    record to skip, e.g. a tombstone)."""
     samples: list[float] = []
     stop = threading.Event()
 
     def consume():
         from confluent_kafka import Consumer
-        c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "bench-latency",
+        c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group,
                       "auto.offset.reset": "earliest", "enable.auto.commit": False,
                       "fetch.wait.max.ms": 5, "topic.metadata.refresh.interval.ms": 500})
-        c.subscribe(["lat.public.bench_latency"])
+        c.subscribe([topic])
         while not stop.is_set():
             m = c.poll(0.05)
-            if m is None or m.error():
+            if m is None or m.error() or m.value() is None:
                 continue
             now_us = time.time() * 1e6
-            ev = event_class.FromString(m.value())
-            samples.append((now_us - ev.source.commit_time_us) / 1000.0)
+            commit_us = commit_time_us(m.value())
+            if commit_us is not None:
+                samples.append((now_us - commit_us) / 1000.0)
         c.close()
 
     th = threading.Thread(target=consume, daemon=True)
     th.start()
     # Warm up outside the measurement: walship creates the topic with the first event,
     # and the consumer group joins only once the topic exists.
-    pg.execute("INSERT INTO bench_latency (v, t) VALUES (0, 'warm-up')")
+    pg.execute(f"INSERT INTO {table} (v, t) VALUES (0, 'warm-up')")
     wt.wait_for(lambda: len(samples) >= 1, 120, 0.1, "the warm-up event")
     time.sleep(1)
     samples.clear()
-    script = Path(pg.base_dir) / "insert.sql"
-    script.write_text("INSERT INTO bench_latency (v, t) VALUES (random() * 1000, 'x');\n")
+    script = Path(pg.base_dir) / f"insert-{table}.sql"
+    script.write_text(f"INSERT INTO {table} (v, t) VALUES (random() * 1000, 'x');\n")
     os.chmod(script, 0o644)
     cmd = [pg.bin("pgbench"), "-n", "-h", pg.host, "-p", str(pg.port), "-U", pg.user,
            "-c", "4", "-j", "2", "-R", str(rate), "-T", str(seconds), "-f", str(script), "postgres"]
     load_before = os.getloadavg()
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     load_after = os.getloadavg()
-    committed = pg.scalar("SELECT count(*) FROM bench_latency") - 1  # less the warm-up
-    wt.wait_for(lambda: len(samples) >= committed, 120, 0.2, "all latency events consumed")
-    stop.set()
-    th.join(10)
-    pg.execute("SELECT walship.drop_stream('latency')")
+    committed = pg.scalar(f"SELECT count(*) FROM {table}") - 1  # less the warm-up
+    try:
+        wt.wait_for(lambda: len(samples) >= committed, 120, 0.2, "all latency events consumed")
+    finally:
+        stop.set()
+        th.join(10)
     s = sorted(samples)
     q = lambda p: s[min(len(s) - 1, int(p * len(s)))]  # noqa: E731
     tps = next((ln for ln in res.stdout.splitlines() if ln.startswith("tps")), "")

@@ -135,45 +135,56 @@ class ConnectJars:
         return self
 
     def _resolve(self, pom: Path, dest: Path, must: str, what: str) -> None:
-        if self._ready(dest, pom, must):
-            return
-        if not shutil.which("mvn"):
-            raise RuntimeError(f"mvn not found (needed once to resolve {what} into {dest})")
         # resolved beside the plugin path, not in it: a worker never sees half a plugin
-        tmp = self.dir / f".{dest.name}.tmp.{os.getpid()}"
-        mvn_log = tmp.with_name(tmp.name + ".mvn.log")
-        shutil.rmtree(tmp, ignore_errors=True)
-        t0 = time.monotonic()
-        log(f"resolving {what} with Maven into {dest} (once; cached afterwards)")
-        args = ["-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
-                "-Dmdep.useRepositoryLayout=false"]
-
-        def mvn(*extra: str) -> bool:
-            with open(mvn_log, "w") as f:
-                return subprocess.run(["mvn", *extra, *args], stdout=f, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL).returncode == 0
-
-        try:
-            if not mvn("-o"):  # offline first: a warm ~/.m2 needs no network
-                shutil.rmtree(tmp, ignore_errors=True)
-                if not mvn():
-                    raise RuntimeError(f"Maven could not resolve {what}:\n"
-                                       + mvn_log.read_text(errors="replace")[-6000:])
-            if not any(tmp.glob(must)):
-                raise RuntimeError(f"Maven ran but no {must} in {tmp}")
-            (tmp / ".complete").write_text(self._stamp(pom) + "\n")
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            mvn_log.unlink(missing_ok=True)
-        log(f"resolved {len(list(dest.glob('*.jar')))} jars of {what} in "
-            f"{int(time.monotonic() - t0)} s")
+        resolve_jars(pom, dest, must, what, work=self.dir)
 
     def classpath(self) -> str:
         return ":".join(str(j) for j in sorted(self.lib.glob("*.jar")))
+
+
+def resolve_jars(pom: Path, dest: Path, must: str, what: str, work: Path | None = None) -> None:
+    """The runtime jars of Maven project ``pom``, copied flat into ``dest`` once: nothing
+    to do when ``dest`` holds this pom's stamp and a jar matching ``must``; offline
+    first, then from Maven Central. Resolved into a temp dir in ``work`` (default:
+    ``dest``'s parent) and renamed into place, so that nobody sees half of it. Also
+    used by bench/debezium (kafka-tools). Raises RuntimeError when Maven cannot."""
+    if ConnectJars._ready(dest, pom, must):
+        return
+    if not shutil.which("mvn"):
+        raise RuntimeError(f"mvn not found (needed once to resolve {what} into {dest})")
+    work = Path(work) if work is not None else dest.parent
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / f".{dest.name}.tmp.{os.getpid()}"
+    mvn_log = tmp.with_name(tmp.name + ".mvn.log")
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.monotonic()
+    log(f"resolving {what} with Maven into {dest} (once; cached afterwards)")
+    args = ["-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+            "-Dmdep.useRepositoryLayout=false"]
+
+    def mvn(*extra: str) -> bool:
+        with open(mvn_log, "w") as f:
+            return subprocess.run(["mvn", *extra, *args], stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL).returncode == 0
+
+    try:
+        if not mvn("-o"):  # offline first: a warm ~/.m2 needs no network
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not mvn():
+                raise RuntimeError(f"Maven could not resolve {what}:\n"
+                                   + mvn_log.read_text(errors="replace")[-6000:])
+        if not any(tmp.glob(must)):
+            raise RuntimeError(f"Maven ran but no {must} in {tmp}")
+        (tmp / ".complete").write_text(ConnectJars._stamp(pom) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        mvn_log.unlink(missing_ok=True)
+    log(f"resolved {len(list(dest.glob('*.jar')))} jars of {what} in "
+        f"{int(time.monotonic() - t0)} s")
 
 
 def worker_properties(bootstrap: str, workdir: Path, rest_port: int, plugin_path: Path,

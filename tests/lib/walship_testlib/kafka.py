@@ -254,7 +254,8 @@ class KafkaBroker(_Kafka):
         names = list(names)
         if not names:
             return
-        fs = self.admin().delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
+        admin = self.admin()  # alive until the futures are done (else: _DESTROY)
+        fs = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
         for f in fs.values():
             f.result(timeout=timeout)
 
