@@ -36,13 +36,15 @@ import org.apache.flink.util.CloseableIterator;
  *
  * <pre>
  * FlinkChangelog [--parallelism N] [--set key=value]... [--sql STATEMENT]...
- *                [--collect NAME=QUERY]... [--out FILE]
+ *                [--collect NAME=QUERY]... [--explain QUERY]... [--out FILE]
  * </pre>
  *
- * <p>{@code --set} sets a table configuration option ({@code table.exec.source.cdc-events-duplicate},
- * ...), {@code --sql} runs a statement (the {@code CREATE TABLE}s of the Kafka sources), in
- * order. Each {@code --collect} then runs its query as one streaming job (the sources should
- * be bounded: {@code 'scan.bounded.mode' = 'latest-offset'}) and reads its changelog through
+ * <p>The steps run in the order given. {@code --set} sets a table configuration option
+ * ({@code table.exec.source.cdc-events-duplicate}, ...) for what follows; {@code --sql} runs a
+ * statement (the {@code CREATE TABLE}s of the Kafka sources; an {@code INSERT} runs its job to
+ * the end); {@code --explain} prints a query's plan. Each {@code --collect} runs its query as one
+ * streaming job (the sources should be bounded: {@code 'scan.bounded.mode' = 'latest-offset'})
+ * and reads its changelog through
  * {@link TableResult#collect()}. The changelog is applied the way Flink's SQL client shows a
  * table result: {@code +I} and {@code +U} add their row, {@code -U} and {@code -D} take away one
  * equal row. A retraction of a row the table does not hold is an anomaly, listed in the output
@@ -51,9 +53,11 @@ import org.apache.flink.util.CloseableIterator;
  * <p>Output: one JSON object per {@code --collect}, one line each:
  * {@code {"name":..., "ok":true, "columns":[...], "rows":[[...],...], "kinds":{"+I":n,...},
  * "anomalies":[...]}}, or {@code {"name":..., "ok":false, "error":"..."}} when the job failed
- * (every cause in the chain, outermost first). Values: numbers as JSON numbers, DECIMAL as a
+ * (every cause in the chain, outermost first); {@code {"sql":..., "ok":...}} after an
+ * {@code INSERT}, {@code {"explain":..., "plan":...}} for {@code --explain}. Values: numbers as JSON numbers, DECIMAL as a
  * string, TIMESTAMP_LTZ as {@code 2024-01-02T03:04:05.123456Z}, TIMESTAMP as
- * {@code 2024-01-02T03:04:05.123456}, DATE as {@code 2024-01-02}, bytes as base64.
+ * {@code 2024-01-02T03:04:05.123456}, DATE as {@code 2024-01-02}, bytes as base64, ARRAY and
+ * ROW as JSON arrays.
  *
  * <p>Exit status 0 when every job ran (failed or not); 2 for bad arguments.
  */
@@ -66,10 +70,8 @@ public final class FlinkChangelog {
 
     public static void main(String[] args) throws Exception {
         int parallelism = 1;
-        Map<String, String> settings = new LinkedHashMap<>();
-        List<String> statements = new ArrayList<>();
-        Map<String, String> collects = new LinkedHashMap<>();
         String outFile = null;
+        List<String[]> steps = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             if (i + 1 >= args.length) {
@@ -80,32 +82,27 @@ public final class FlinkChangelog {
                 case "--parallelism":
                     parallelism = Integer.parseInt(v);
                     break;
-                case "--set":
-                case "--collect": {
-                    int eq = v.indexOf('=');
-                    if (eq <= 0) {
-                        usage(a + " takes NAME=VALUE, not " + v);
-                    }
-                    (a.equals("--set") ? settings : collects)
-                            .put(v.substring(0, eq).trim(), v.substring(eq + 1));
-                    break;
-                }
-                case "--sql":
-                    statements.add(v);
-                    break;
                 case "--out":
                     outFile = v;
+                    break;
+                case "--set":
+                case "--collect":
+                    if (v.indexOf('=') <= 0) {
+                        usage(a + " takes NAME=VALUE, not " + v);
+                    }
+                    steps.add(new String[] {a, v});
+                    break;
+                case "--sql":
+                case "--explain":
+                    steps.add(new String[] {a, v});
                     break;
                 default:
                     usage("unknown argument " + a);
             }
         }
-        if (collects.isEmpty()) {
-            usage("nothing to --collect");
-        }
 
         // A small local mini-cluster in this JVM: one task manager, as many slots as the
-        // parallelism, modest network buffers, no web UI.
+        // parallelism, modest network buffers and managed memory.
         Configuration conf = new Configuration();
         conf.setString("taskmanager.numberOfTaskSlots", Integer.toString(parallelism));
         conf.setString("taskmanager.memory.network.min", "32m");
@@ -119,12 +116,6 @@ public final class FlinkChangelog {
                 StreamTableEnvironment.create(
                         env, EnvironmentSettings.newInstance().inStreamingMode().build());
         tenv.getConfig().set("table.local-time-zone", "UTC");
-        for (Map.Entry<String, String> s : settings.entrySet()) {
-            tenv.getConfig().set(s.getKey(), s.getValue());
-        }
-        for (String sql : statements) {
-            tenv.executeSql(sql);
-        }
 
         PrintStream out =
                 new PrintStream(
@@ -133,8 +124,38 @@ public final class FlinkChangelog {
                                 : Files.newOutputStream(Path.of(outFile)),
                         true,
                         StandardCharsets.UTF_8);
-        for (Map.Entry<String, String> c : collects.entrySet()) {
-            out.println(collect(tenv, c.getKey(), c.getValue()));
+        // In the order given: a setting holds for the statements and queries after it.
+        for (String[] step : steps) {
+            String v = step[1];
+            switch (step[0]) {
+                case "--set": {
+                    int eq = v.indexOf('=');
+                    tenv.getConfig().set(v.substring(0, eq).trim(), v.substring(eq + 1).trim());
+                    break;
+                }
+                case "--sql": {
+                    // DDL returns at once; an INSERT runs its job to the end (bounded sources)
+                    TableResult r = tenv.executeSql(v);
+                    if (r.getJobClient().isPresent()) {
+                        String error = null;
+                        try {
+                            r.await();
+                        } catch (Exception e) {
+                            error = causes(e);
+                        }
+                        out.println("{\"sql\":" + quote(v) + ",\"ok\":" + (error == null)
+                                + (error == null ? "" : ",\"error\":" + quote(error)) + "}");
+                    }
+                    break;
+                }
+                case "--explain":
+                    out.println("{\"explain\":" + quote(v) + ",\"plan\":" + quote(tenv.explainSql(v)) + "}");
+                    break;
+                default: { // --collect
+                    int eq = v.indexOf('=');
+                    out.println(collect(tenv, v.substring(0, eq).trim(), v.substring(eq + 1)));
+                }
+            }
             out.flush();
         }
         out.close();
@@ -225,7 +246,11 @@ public final class FlinkChangelog {
             if (b.length() > 0) {
                 b.append("\n  caused by: ");
             }
-            b.append(c.getClass().getName()).append(": ").append(c.getMessage());
+            String m = String.valueOf(c.getMessage());
+            if (m.length() > 1000) { // the format quotes the whole event: keep its head
+                m = m.substring(0, 1000) + "...";
+            }
+            b.append(c.getClass().getName()).append(": ").append(m);
         }
         return b.toString();
     }
@@ -267,6 +292,16 @@ public final class FlinkChangelog {
             b.append(quote(Base64.getEncoder().encodeToString((byte[]) v)));
         } else if (v instanceof Row) {
             b.append(values((Row) v));
+        } else if (v instanceof Object[]) { // ARRAY<...>
+            Object[] items = (Object[]) v;
+            b.append('[');
+            for (int i = 0; i < items.length; i++) {
+                if (i > 0) {
+                    b.append(',');
+                }
+                value(b, items[i]);
+            }
+            b.append(']');
         } else {
             b.append(quote(v.toString()));
         }
