@@ -398,15 +398,14 @@ static void hook_begin(void *arg, TransactionId xid, XLogRecPtr commit_lsn)
     ws_sink_begin_txn(worker.sink, commit_lsn);
 }
 
-static void hook_event(void *arg, const char *topic, const char *table, const uint8_t *key,
-                       size_t keylen, const uint8_t *value, size_t valuelen, TransactionId xid,
-                       XLogRecPtr commit_lsn, TimestampTz commit_time)
+static void hook_event(void *arg, const char *topic, const char *table, const ws_record *record,
+                       TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time)
 {
     ws_error err;
 
     for (;;) {
-        ws_produce_result result = ws_sink_produce(worker.sink, topic, table, key, keylen, value,
-                                                   valuelen, commit_lsn, xid, &err);
+        ws_produce_result result = ws_sink_produce(worker.sink, topic, table, record, commit_lsn,
+                                                   xid, &err);
 
         if (result == WS_PRODUCE_OK)
             break;

@@ -87,12 +87,12 @@ WS_API void ws_sink_destroy(ws_sink *sink);
 
 /* Transactions bracket events so the watermark knows what "all earlier" means. */
 WS_API void ws_sink_begin_txn(ws_sink *sink, uint64_t commit_lsn);
-/* Hands one event to librdkafka (copied). Headers walship.lsn / walship.xid are added.
- * table ("schema.table", NULL for events of no table) is what a dead letter names. */
+/* Hands one record to librdkafka (copied): key, value (NULL: a tombstone) and the
+ * record's own header if any; headers walship.lsn / walship.xid are added. table
+ * ("schema.table", NULL for events of no table) is what a dead letter names. */
 WS_API ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic, const char *table,
-                                         const uint8_t *key, size_t keylen, const uint8_t *value,
-                                         size_t valuelen, uint64_t commit_lsn, uint32_t xid,
-                                         ws_error *err);
+                                         const ws_record *record, uint64_t commit_lsn,
+                                         uint32_t xid, ws_error *err);
 /* Every event of the transaction has been produced (zero events is fine). */
 WS_API void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn);
 

@@ -323,20 +323,31 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
 {
     ws_encoded out;
     ws_error err;
+    bool data = change->op != WS_OP_BEGIN && change->op != WS_OP_COMMIT;
 
-    /* one pass gives the event and, for a stream's Kafka message, its key */
+    /* one pass gives the records and, for a stream's Kafka messages, their keys */
     if (ws_encode(s->encoder, change, s->hooked, &out, &err) != WS_OK)
         ws_ereport(ERROR, &err, NULL);
 
-    if (s->hooked) {
-        s->hooks.event(s->hooks.arg, topic, table, out.key, out.keylen, out.value, out.valuelen,
-                       txn->xid, txn->commit_lsn, txn->commit_time);
-    } else {
-        OutputPluginPrepareWrite(ctx, true);
-        appendBinaryStringInfo(ctx->out, (const char *)out.value, out.valuelen);
-        OutputPluginWrite(ctx, true);
+    for (int i = 0; i < out.nrecords; i++) {
+        const ws_record *record = &out.records[i];
+
+        if (s->hooked) {
+            s->hooks.event(s->hooks.arg, topic, table, record, txn->xid, txn->commit_lsn,
+                           txn->commit_time);
+            txn->nevents++;
+        } else {
+            if (record->value == NULL)
+                continue; /* a tombstone is a Kafka record, not an event */
+            OutputPluginPrepareWrite(ctx, true);
+            appendBinaryStringInfo(ctx->out, (const char *)record->value, record->valuelen);
+            OutputPluginWrite(ctx, true);
+            txn->nevents++;
+        }
+        /* COMMIT's event_count: the row, truncate and message events, tombstones aside */
+        if (data && record->value != NULL)
+            txn->ndata++;
     }
-    txn->nevents++;
 }
 
 /*
@@ -450,11 +461,16 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
         event.after = rowview_fill_new(&entry->view, desc, newtuple);
 
     /*
-     * The old row as logged. With include-before=off an UPDATE carries none, and a
-     * DELETE keeps only what identifies the row; key columns come from here.
+     * The old row as logged: key columns of a DELETE come from here, and so does the old
+     * key of an UPDATE that changes it. The encoders leave it out of the event with
+     * include-before=off. With REPLICA IDENTITY FULL it also has the TOAST-ed values an
+     * UPDATE did not touch, which the new row then carries as they are.
      */
-    if (oldtuple != NULL && (s->settings.include_before || event.op == WS_OP_DELETE))
+    if (oldtuple != NULL) {
         event.before = rowview_fill_old(&entry->view, desc, oldtuple);
+        if (event.after != NULL && event.before != NULL)
+            rowview_resolve_unchanged_toast(&entry->view);
+    }
 
     fill_source(s, &s->txn, change->lsn, &event.source);
     event.source.schema = entry->schema;
@@ -463,7 +479,6 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
 
     send_begin_if_needed(ctx, s);
     send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified);
-    s->txn.ndata++;
 
     MemoryContextSwitchTo(oldcxt);
     MemoryContextReset(s->change_context);
@@ -530,7 +545,6 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         event.truncated_tables = names;
         event.ntruncated = ntruncated;
         send_event(ctx, s, &s->txn, &event, entries[i]->topic, entries[i]->qualified);
-        s->txn.ndata++;
     }
 
     MemoryContextSwitchTo(oldcxt);
@@ -560,7 +574,6 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         fill_source(s, &s->txn, message_lsn, &event.source);
         send_begin_if_needed(ctx, s);
         send_event(ctx, s, &s->txn, &event, s->message_topic, NULL);
-        s->txn.ndata++;
     } else {
         /*
          * Delivered when decoding reaches it, outside any transaction's replay:

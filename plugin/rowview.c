@@ -421,3 +421,14 @@ const ws_row *rowview_fill_old(RowView *view, TupleDesc source_desc, HeapTuple t
     }
     return &view->before;
 }
+
+void rowview_resolve_unchanged_toast(RowView *view)
+{
+    for (int b = 0; b < view->nbefore; b++) {
+        ws_value *after = &view->after_columns[view->before_index[b]].value;
+        const ws_value *before = &view->before_columns[b].value;
+
+        if (after->kind == WS_VALUE_UNCHANGED_TOAST && before->kind != WS_VALUE_UNCHANGED_TOAST)
+            *after = *before;
+    }
+}

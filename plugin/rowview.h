@@ -76,5 +76,11 @@ extern void rowview_init(RowView *view, Relation source, Relation published);
  */
 extern const ws_row *rowview_fill_new(RowView *view, TupleDesc source_desc, HeapTuple tuple);
 extern const ws_row *rowview_fill_old(RowView *view, TupleDesc source_desc, HeapTuple tuple);
+/*
+ * After both rows of an UPDATE were filled: a TOAST-ed value the UPDATE did not touch is
+ * not in the new tuple, but an old tuple of REPLICA IDENTITY FULL has it (the server
+ * flattens TOAST-ed values into it): the new row gets that value.
+ */
+extern void rowview_resolve_unchanged_toast(RowView *view);
 
 #endif /* WALSHIP_ROWVIEW_H */

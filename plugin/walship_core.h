@@ -264,17 +264,39 @@ WS_API void ws_encoder_destroy(ws_encoder *enc);
 WS_API ws_table *ws_table_create(const ws_encoder *enc, const ws_table_desc *desc, ws_error *err);
 WS_API void ws_table_destroy(ws_table *table);
 
-/* One encoded change: buffers of the encoder, valid until its next ws_encode. */
-typedef struct ws_encoded {
+/*
+ * One Kafka record of an encoded change. A change is one record, except where Kafka's
+ * conventions (Debezium's defaults) make it more: a DELETE is followed by a tombstone
+ * (option tombstones), an UPDATE that changes the key is a DELETE of the old key, its
+ * tombstone and a CREATE of the new key (option key-change).
+ */
+typedef struct ws_record {
     const uint8_t *key; /* the Kafka key; keylen 0 when the change has none */
     size_t keylen;
-    const uint8_t *value; /* the event (with framing=varint, its length prefix included) */
-    size_t valuelen;
+    const uint8_t *value; /* the event (with framing=varint, its length prefix included); */
+    size_t valuelen;      /* NULL: a tombstone, only when the key was asked for */
+    /*
+     * A header of this record's own, NULL when none: the other key of a key change
+     * ("__debezium.newkey" on the delete and its tombstone, "__debezium.oldkey" on the
+     * create), its value the key as the header converter of Kafka Connect writes it.
+     */
+    const char *header;
+    const uint8_t *header_value;
+    size_t header_valuelen;
+} ws_record;
+
+#define WS_MAX_RECORDS 3
+
+/* One encoded change: buffers of the encoder, valid until its next ws_encode. */
+typedef struct ws_encoded {
+    ws_record records[WS_MAX_RECORDS];
+    int nrecords; /* at least 1 */
 } ws_encoded;
 
 /*
- * Encodes one change: the event and, with with_key, its Kafka key (the key columns as
- * a walship.v1.Row, or Debezium's JSON key) in the same pass.
+ * Encodes one change into its records: each event and, with with_key, its Kafka key
+ * (the key columns as a walship.v1.Row, or Debezium's JSON key) in the same pass, and
+ * the tombstones (with_key only: a tombstone is a Kafka record, not an event).
  */
 WS_API ws_status ws_encode(ws_encoder *enc, const ws_change *change, bool with_key, ws_encoded *out,
                            ws_error *err);

@@ -16,19 +16,20 @@
 #include "datatype/timestamp.h"
 #include "replication/logical.h"
 
+#include "walship_core.h"
+
 typedef struct WalshipStreamHooks {
     void *arg;
     /* a transaction whose commit record ends at commit_lsn starts */
     void (*begin)(void *arg, TransactionId xid, XLogRecPtr commit_lsn);
     /*
-     * one event: topic, the table it is about ("schema.table" as events name it; NULL for
-     * transaction and message events), key (keylen 0 when none), value; buffers valid
-     * during the call only
+     * one Kafka record: topic, the table it is about ("schema.table" as events name it;
+     * NULL for transaction and message events), the record (key, value or a tombstone's
+     * NULL, a header of its own); buffers valid during the call only
      */
-    void (*event)(void *arg, const char *topic, const char *table, const uint8_t *key,
-                  size_t keylen, const uint8_t *value, size_t valuelen, TransactionId xid,
-                  XLogRecPtr commit_lsn, TimestampTz commit_time);
-    /* the transaction ended; nevents events were handed to event() for it */
+    void (*event)(void *arg, const char *topic, const char *table, const ws_record *record,
+                  TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time);
+    /* the transaction ended; nevents records were handed to event() for it */
     void (*commit)(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents);
     /*
      * The stream's tables by OID, followed through renames (and their partitions, also

@@ -115,7 +115,7 @@ double ns_per_event(const std::vector<std::pair<const char *, const char *>> &se
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         best = std::min(best, s);
     }
-    *bytes = out.valuelen + out.keylen;
+    *bytes = out.records[0].valuelen + out.records[0].keylen;
     ws_table_destroy(table);
     ws_encoder_destroy(enc);
     ws_options_destroy(opts);

@@ -513,10 +513,12 @@ uint32_t Producer::source_id(const char *table)
     return id;
 }
 
-ws_produce_result Producer::produce(const char *topic_name, const char *table, const uint8_t *key,
-                                    size_t keylen, const uint8_t *value, size_t valuelen,
-                                    uint64_t commit_lsn, uint32_t xid, ws_error *err)
+ws_produce_result Producer::produce(const char *topic_name, const char *table,
+                                    const ws_record &record, uint64_t commit_lsn, uint32_t xid,
+                                    ws_error *err)
 {
+    const uint8_t *key = record.key;
+    const uint8_t *value = record.value;
     if (!watermark_.has_open_transaction() || watermark_.open_commit_lsn() != commit_lsn)
         throw CoreError(WS_ERR_INTERNAL, "walship bug: event with commit LSN " +
                                              format_lsn(commit_lsn) + " produced " +
@@ -544,8 +546,8 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table, c
     }
 
     /* A NULL value is a tombstone; a NULL key is no key. */
-    const size_t key_size = key != nullptr ? keylen : 0;
-    const size_t value_size = value != nullptr ? valuelen : 0;
+    const size_t key_size = key != nullptr ? record.keylen : 0;
+    const size_t value_size = value != nullptr ? record.valuelen : 0;
     const MessageTag tag{txn, source_id(table), false};
     /* The producer's own refusals of this very event: a dead letter, or a failure. */
     auto letter = [&](rd_kafka_resp_err_t refusal, std::string reason) {
@@ -573,12 +575,36 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table, c
                       err);
     lsn_header_.set_lsn(commit_lsn);
     xid_header_.set_decimal(xid);
-    rd_kafka_resp_err_t res = rd_kafka_producev(
-        kafka_, RD_KAFKA_V_RKT(topic.handle), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, key_size), RD_KAFKA_V_VALUE(const_cast<uint8_t *>(value), value_size),
-        RD_KAFKA_V_HEADER("walship.lsn", lsn_header_.text, lsn_header_.length),
-        RD_KAFKA_V_HEADER("walship.xid", xid_header_.text, xid_header_.length),
-        RD_KAFKA_V_OPAQUE(tag.opaque()), RD_KAFKA_V_END);
+    rd_kafka_vu_t vus[8];
+    size_t nvus = 0;
+    auto header = [&](const char *name, const void *data, size_t size) {
+        rd_kafka_vu_t &vu = vus[nvus++];
+        vu.vtype = RD_KAFKA_VTYPE_HEADER;
+        vu.u.header.name = name;
+        vu.u.header.val = data;
+        vu.u.header.size = static_cast<ssize_t>(size);
+    };
+    vus[nvus].vtype = RD_KAFKA_VTYPE_RKT;
+    vus[nvus++].u.rkt = topic.handle;
+    vus[nvus].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vus[nvus++].u.i = RD_KAFKA_MSG_F_COPY;
+    vus[nvus].vtype = RD_KAFKA_VTYPE_KEY;
+    vus[nvus].u.mem.ptr = const_cast<uint8_t *>(key);
+    vus[nvus++].u.mem.size = key_size;
+    vus[nvus].vtype = RD_KAFKA_VTYPE_VALUE;
+    vus[nvus].u.mem.ptr = const_cast<uint8_t *>(value);
+    vus[nvus++].u.mem.size = value_size;
+    header("walship.lsn", lsn_header_.text, lsn_header_.length);
+    header("walship.xid", xid_header_.text, xid_header_.length);
+    if (record.header != nullptr) /* a key change's other key */
+        header(record.header, record.header_value, record.header_valuelen);
+    vus[nvus].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vus[nvus++].u.ptr = tag.opaque();
+    rd_kafka_resp_err_t res = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (rd_kafka_error_t *error = rd_kafka_produceva(kafka_, vus, nvus)) {
+        res = rd_kafka_error_code(error);
+        rd_kafka_error_destroy(error);
+    }
     if (res == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         set_error(err, WS_ERR_NONE,
                   "Kafka producer queue is full (" + std::to_string(watermark_.in_flight()) +

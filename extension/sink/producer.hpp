@@ -111,8 +111,7 @@ class Producer
      * Hands one event to librdkafka. QUEUE_FULL and TOPIC_PENDING say why in *err (kind
      * WS_ERR_NONE); a refusal throws, and the caller fails the open transaction with it.
      */
-    ws_produce_result produce(const char *topic_name, const char *table, const uint8_t *key,
-                              size_t keylen, const uint8_t *value, size_t valuelen,
+    ws_produce_result produce(const char *topic_name, const char *table, const ws_record &record,
                               uint64_t commit_lsn, uint32_t xid, ws_error *err);
     /* Serves delivery reports and errors for up to timeout_ms, then the dead letters. */
     void poll(int timeout_ms);

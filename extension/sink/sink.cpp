@@ -105,9 +105,10 @@ void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn)
 }
 
 ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const char *table,
-                                  const uint8_t *key, size_t keylen, const uint8_t *value,
-                                  size_t valuelen, uint64_t commit_lsn, uint32_t xid, ws_error *err)
+                                  const ws_record *record, uint64_t commit_lsn, uint32_t xid,
+                                  ws_error *err)
 {
+    static const ws_record kEmpty{};
     if (sink == nullptr) {
         no_sink(err);
         return WS_PRODUCE_FAILED;
@@ -119,8 +120,8 @@ ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic_name, const c
     ws_produce_result result = WS_PRODUCE_FAILED;
     ws_error thrown;
     if (guarded(&thrown, [&] {
-            result = sink->produce(topic_name, table, key, keylen, value, valuelen, commit_lsn, xid,
-                                   err);
+            result = sink->produce(topic_name, table, record != nullptr ? *record : kEmpty,
+                                   commit_lsn, xid, err);
         }) == WS_OK)
         return result;
     /* The one failure path of an event: its transaction never completes. */

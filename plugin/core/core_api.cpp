@@ -9,6 +9,7 @@
 #include "boundary.hpp"
 #include "core_error.hpp"
 #include "encoder.hpp"
+#include "records.hpp"
 #include "type_map.hpp"
 #include "options.hpp"
 #include "walship_core.h"
@@ -28,7 +29,7 @@ struct ws_options {
 };
 
 struct ws_encoder {
-    std::unique_ptr<walship::Encoder> encoder;
+    std::unique_ptr<walship::RecordMaker> records;
 };
 
 using walship::guarded;
@@ -113,9 +114,10 @@ ws_encoder *ws_encoder_create(const ws_options *opts, const char *database, ws_e
         const walship::Options &o = opts != nullptr ? opts->options : defaults;
         std::string db = database != nullptr ? database : "";
         auto holder = std::make_unique<ws_encoder>();
-        holder->encoder = o.format == walship::EventFormat::Json
-                              ? walship::make_debezium_encoder(o, std::move(db))
-                              : walship::make_protobuf_encoder(o, std::move(db));
+        holder->records = std::make_unique<walship::RecordMaker>(
+            o, o.format == walship::EventFormat::Json
+                   ? walship::make_debezium_encoder(o, std::move(db))
+                   : walship::make_protobuf_encoder(o, std::move(db)));
         enc = holder.release();
     });
     return enc;
@@ -134,7 +136,7 @@ ws_table *ws_table_create(const ws_encoder *enc, const ws_table_desc *desc, ws_e
             null_argument("ws_table_create");
         auto holder = std::make_unique<ws_table>();
         holder->table = walship::describe_table(*desc);
-        holder->plan = enc->encoder->plan_table(holder->table);
+        holder->plan = enc->records->encoder().plan_table(holder->table);
         table = holder.release();
     });
     return table;
@@ -151,13 +153,8 @@ ws_status ws_encode(ws_encoder *enc, const ws_change *change, bool with_key, ws_
     return guarded(err, [&] {
         if (enc == nullptr || change == nullptr || out == nullptr)
             null_argument("ws_encode");
-        *out = ws_encoded{};
-        walship::Encoded encoded = enc->encoder->encode(
-            *change, change->table != nullptr ? change->table->plan.get() : nullptr, with_key);
-        out->key = reinterpret_cast<const uint8_t *>(encoded.key.data());
-        out->keylen = encoded.key.size();
-        out->value = reinterpret_cast<const uint8_t *>(encoded.value.data());
-        out->valuelen = encoded.value.size();
+        enc->records->encode(*change, change->table != nullptr ? change->table->plan.get() : nullptr,
+                             with_key, *out);
     });
 }
 

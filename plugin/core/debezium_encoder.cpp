@@ -117,6 +117,20 @@ class DebeziumEncoder final : public Encoder
         return out;
     }
 
+    /*
+     * Connect's SimpleHeaderConverter writes a struct as {"field":value,...}: the key's
+     * payload, without its schema.
+     */
+    std::string_view key_as_header(std::string_view key, const TablePlan *table_plan) const override
+    {
+        const DebeziumPlan *plan = static_cast<const DebeziumPlan *>(table_plan);
+        if (plan == nullptr)
+            plan = scratch_plan_.get();
+        if (plan == nullptr || plan->key_open.empty() || key.size() <= plan->key_open.size())
+            return key;
+        return key.substr(plan->key_open.size(), key.size() - plan->key_open.size() - 1);
+    }
+
   private:
     std::string_view encode_key(const ws_change &change, const DebeziumPlan *plan)
     {

@@ -178,6 +178,17 @@ class Encoder
      * Valid until the next encode.
      */
     virtual Encoded encode(const ws_change &change, const TablePlan *plan, bool with_key) = 0;
+
+    /*
+     * A key of plan's table (as encode gave it) as a header of a key change names it:
+     * what Kafka Connect's default header converter writes for Debezium's key struct.
+     * The key itself, unless the format says otherwise.
+     */
+    virtual std::string_view key_as_header(std::string_view key, const TablePlan *plan) const
+    {
+        (void)plan;
+        return key;
+    }
 };
 
 std::unique_ptr<Encoder> make_protobuf_encoder(const Options &options, std::string database);

@@ -295,6 +295,14 @@ const OptionSpec kOptions[] = {
      [](Options &o, const char *n, const char *v) { o.include_before = parse_boolean(n, v); }},
     {"truncate",
      [](Options &o, const char *n, const char *v) { o.truncate = parse_boolean(n, v); }},
+    {"tombstones",
+     [](Options &o, const char *n, const char *v) { o.tombstones = parse_boolean(n, v); }},
+    {"key-change",
+     [](Options &o, const char *n, const char *v) {
+         o.key_change = parse_choice(n, v, {"delete_create", "update"},
+                                     {KeyChange::DeleteCreate, KeyChange::Update},
+                                     "expected delete_create or update");
+     }},
     {"messages",
      [](Options &o, const char *n, const char *v) {
          bool is_boolean = true;

@@ -24,6 +24,8 @@ enum class DecimalHandling { String, Precise, Double };
 enum class IntervalHandling { Numeric, String };
 enum class OriginFilter { Any, None };
 enum class Framing { None, Varint };
+/* An UPDATE that changes the key: Debezium's delete + tombstone + create, or one update. */
+enum class KeyChange { DeleteCreate, Update };
 
 /*
  * A name pattern from the tables / exclude-tables / messages options. Unquoted '*'
@@ -48,6 +50,8 @@ struct Options {
     bool include_transaction = false;
     bool include_before = true;
     bool truncate = true;
+    bool tombstones = true; /* a Kafka tombstone (the key, no value) after each delete */
+    KeyChange key_change = KeyChange::DeleteCreate;
     bool messages = false;
     std::vector<NamePattern> message_prefixes; /* empty with messages=true: every prefix */
     std::vector<TablePattern> tables;          /* empty: every table */

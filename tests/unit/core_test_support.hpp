@@ -692,16 +692,50 @@ class TestEncoder
         return status == WS_OK ? out : ws_encoded{};
     }
 
+    /* The first record's event and key (the only record of most changes). */
     std::string event(const ws_change *change)
     {
         ws_encoded out = encode(change);
-        return std::string(reinterpret_cast<const char *>(out.value), out.valuelen);
+        if (out.nrecords < 1)
+            return std::string();
+        return std::string(reinterpret_cast<const char *>(out.records[0].value),
+                           out.records[0].valuelen);
     }
 
     std::string key(const ws_change *change)
     {
         ws_encoded out = encode(change);
-        return std::string(reinterpret_cast<const char *>(out.key), out.keylen);
+        if (out.nrecords < 1)
+            return std::string();
+        return std::string(reinterpret_cast<const char *>(out.records[0].key),
+                           out.records[0].keylen);
+    }
+
+    /* Every record of a change, copied. */
+    struct Record {
+        std::string key;
+        bool tombstone = false;
+        std::string value;
+        std::string header; /* name=value, empty when none */
+    };
+    std::vector<Record> records(const ws_change *change)
+    {
+        ws_encoded out = encode(change);
+        std::vector<Record> all;
+        for (int i = 0; i < out.nrecords; i++) {
+            const ws_record &r = out.records[i];
+            Record copy;
+            copy.key.assign(reinterpret_cast<const char *>(r.key), r.keylen);
+            copy.tombstone = r.value == nullptr;
+            if (r.value != nullptr)
+                copy.value.assign(reinterpret_cast<const char *>(r.value), r.valuelen);
+            if (r.header != nullptr)
+                copy.header = std::string(r.header) + "=" +
+                              std::string(reinterpret_cast<const char *>(r.header_value),
+                                          r.header_valuelen);
+            all.push_back(std::move(copy));
+        }
+        return all;
     }
 
     /* The error of encoding a change that must fail. */

@@ -39,6 +39,27 @@ using Properties = std::vector<std::pair<std::string, std::string>>;
 /* Far longer than anything takes on an idle machine: a deadline only stops a hung test. */
 inline constexpr int kPatienceMs = 60000;
 
+/* A record of one event (value NULL: a tombstone), as the plugin hands them over. */
+inline ws_record make_record(const void *key, size_t keylen, const void *value, size_t valuelen)
+{
+    ws_record record{};
+    record.key = static_cast<const uint8_t *>(key);
+    record.keylen = keylen;
+    record.value = static_cast<const uint8_t *>(value);
+    record.valuelen = valuelen;
+    return record;
+}
+
+/* ws_sink_produce of one record made of these parts. */
+inline ws_produce_result produce_parts(ws_sink *sink, const char *topic, const char *table,
+                                       const void *key, size_t keylen, const void *value,
+                                       size_t valuelen, uint64_t commit_lsn, uint32_t xid,
+                                       ws_error *err)
+{
+    ws_record record = make_record(key, keylen, value, valuelen);
+    return ws_sink_produce(sink, topic, table, &record, commit_lsn, xid, err);
+}
+
 inline void quiet_log(const rd_kafka_t *, int, const char *, const char *) {}
 
 /* Properties that make reconnects quick, so that "broker back up" is noticed fast. */
@@ -181,11 +202,10 @@ class SinkUnderTest
         const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(kPatienceMs);
         for (;;) {
             ws_error err{};
-            ws_produce_result result = ws_sink_produce(
-                sink_, event.topic.c_str(), nullptr,
-                reinterpret_cast<const uint8_t *>(event.key.data()), event.key.size(),
-                reinterpret_cast<const uint8_t *>(event.value.data()), event.value.size(),
-                txn.commit_lsn, txn.xid, &err);
+            ws_record record = make_record(event.key.data(), event.key.size(),
+                                           event.value.data(), event.value.size());
+            ws_produce_result result = ws_sink_produce(sink_, event.topic.c_str(), nullptr, &record,
+                                                       txn.commit_lsn, txn.xid, &err);
             ws_sink_stats stats;
             ws_sink_get_stats(sink_, &stats);
             max_in_flight_ = std::max(max_in_flight_, stats.in_flight);

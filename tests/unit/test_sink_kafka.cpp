@@ -112,7 +112,7 @@ TEST(SinkKafka, TopicCreationThatCannotCompleteIsReportedNotFatal)
     Transaction next{0x2000000, 9, {Event{"app.public.payments", "k", "event-100"}}};
     ws_sink_begin_txn(sink.get(), next.commit_lsn);
     ws_error err{};
-    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.payments", nullptr, nullptr, 0, nullptr, 0,
+    EXPECT_EQ(produce_parts(sink.get(), "app.public.payments", nullptr, nullptr, 0, nullptr, 0,
                               next.commit_lsn, next.xid, &err),
               WS_PRODUCE_OK)
         << err.message;
@@ -283,7 +283,7 @@ TEST(SinkKafka, PermanentDeliveryErrorFailsThePollAndHoldsTheWatermark)
      * failed one, and every poll keeps saying the stream must restart. */
     ws_sink_begin_txn(sink.get(), third.commit_lsn);
     ws_error err{};
-    EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
+    EXPECT_EQ(produce_parts(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
                               third.commit_lsn, third.xid, &err),
               WS_PRODUCE_FAILED);
     ws_sink_end_txn(sink.get(), third.commit_lsn);
@@ -365,7 +365,7 @@ TEST(SinkKafka, EventsOutsideTheirTransactionAreABug)
     SinkUnderTest sink(cluster.bootstraps(), {});
     ws_error err{};
     EXPECT_EQ(
-        ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1, &err),
+        produce_parts(sink.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1, &err),
         WS_PRODUCE_FAILED);
     EXPECT_NE(std::string(err.message).find("outside a transaction"), std::string::npos)
         << err.message;
@@ -374,7 +374,7 @@ TEST(SinkKafka, EventsOutsideTheirTransactionAreABug)
 
     SinkUnderTest other(cluster.bootstraps(), {});
     ws_sink_begin_txn(other.get(), 0x20);
-    EXPECT_EQ(ws_sink_produce(other.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
+    EXPECT_EQ(produce_parts(other.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
                               &err),
               WS_PRODUCE_FAILED);
     EXPECT_NE(std::string(err.message).find("0/20"), std::string::npos) << err.message;
@@ -403,15 +403,15 @@ TEST(SinkKafka, TombstonesAndKeylessEventsAreDelivered)
     ws_error err{};
     const uint8_t key[] = {'k'};
     const uint8_t value[] = {'v'};
-    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
+    ASSERT_EQ(produce_parts(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
                               0x10, 7, &err),
               WS_PRODUCE_TOPIC_PENDING)
         << "the first event of a topic waits for its creation: " << err.message;
     ASSERT_TRUE(sink.poll_until([&] {
-        return ws_sink_produce(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
+        return produce_parts(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
                                0x10, 7, &err) != WS_PRODUCE_TOPIC_PENDING;
     }));
-    ASSERT_EQ(ws_sink_produce(sink.get(), "app.public.t", nullptr, nullptr, 0, value, sizeof(value),
+    ASSERT_EQ(produce_parts(sink.get(), "app.public.t", nullptr, nullptr, 0, value, sizeof(value),
                               0x10, 7, &err),
               WS_PRODUCE_OK)
         << err.message;
@@ -507,7 +507,7 @@ TEST(SinkKafka, TopicCreationWaitsWhileTheClusterIsDown)
     ws_error err{};
     const Clock::time_point until = Clock::now() + std::chrono::milliseconds(2500);
     sink.poll_until([&] {
-        EXPECT_EQ(ws_sink_produce(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
+        EXPECT_EQ(produce_parts(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
                                   txn.commit_lsn, txn.xid, &err),
                   WS_PRODUCE_TOPIC_PENDING);
         return Clock::now() >= until;

@@ -38,9 +38,17 @@ SELECT 'init' FROM pg_create_logical_replication_slot('ri', 'walship');
 
 INSERT INTO ri_default VALUES (1, 'a', 'x');
 UPDATE ri_default SET v = 'y' WHERE id = 1;   -- key unchanged: no old row logged
-UPDATE ri_default SET id = 2 WHERE id = 1;    -- key changed: the old key
+UPDATE ri_default SET id = 2 WHERE id = 1;    -- key changed: DELETE old key + INSERT new key
 DELETE FROM ri_default WHERE id = 2;
 SELECT * FROM pg_temp.show('ri');
+
+-- key-change=update: a key change stays one UPDATE, keyed by the new key
+INSERT INTO ri_default VALUES (1, 'a', 'x');
+UPDATE ri_default SET id = 2 WHERE id = 1;
+DELETE FROM ri_default WHERE id = 2;
+SELECT e->>'op' AS op, pg_temp.names(e->'key') AS key, pg_temp.names(e->'before'->'columns') AS before
+  FROM (SELECT walship.decode_event(data) AS e
+          FROM pg_logical_slot_get_binary_changes('ri', NULL, NULL, 'key-change', 'update')) s;
 
 INSERT INTO ri_index VALUES (1, 'a', 'x');
 UPDATE ri_index SET v = 'y';
