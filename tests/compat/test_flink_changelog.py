@@ -2,41 +2,44 @@
 
 Flink is a consumer written for Debezium: its Kafka table source with
 ``'format' = 'debezium-json'`` turns each event into changelog rows (``c``/``r`` → +I,
-``u`` → -U before, +U after, ``d`` → -D before; tombstones are skipped; any other ``op``
-fails the job, or is dropped with ``'debezium-json.ignore-parse-errors'``). The Flink
-program (tests/compat/flink, Flink 2.2 in a local mini-cluster, run by flink.sh) reads
-each topic from the earliest offset to the latest (bounded), materializes the query's
-changelog and prints the rows; these tests compare them with PostgreSQL's tables, row by
-row, after a workload of inserts, updates, primary-key changes, deletes and a TRUNCATE.
+``u`` → -U before and +U after, ``d`` → -D before; a tombstone is skipped; any other
+``op`` fails the job, or is dropped with ``'debezium-json.ignore-parse-errors'``). The
+Flink program (tests/compat/flink: Flink 2.2 in a local mini-cluster, run by flink.sh)
+reads each topic from the earliest offset to the latest (bounded), materializes the
+query's changelog and prints the rows; these tests compare them with PostgreSQL's tables,
+row by row, after a workload of inserts, updates, primary-key changes, deletes and a
+TRUNCATE followed by more inserts.
 
-What the tests establish (each asserted, none skipped):
+What they establish (each asserted; none is skipped):
 
 - ``test_tables_equal_postgres``: with ``REPLICA IDENTITY FULL`` (which Flink requires of
-  Debezium's PostgreSQL events, as its error message says), Flink's tables equal
+  Debezium's PostgreSQL events, as its own error message says), Flink's tables equal
   PostgreSQL's exactly, with ``json_schema`` on (``'debezium-json.schema-include' =
-  'true'``) and off, and Flink saw every event (its +I/-U/+U/-D counts are the topic's
-  c/u/d counts). Types: integer, bigint, smallint, numeric → DECIMAL, boolean, text,
-  double, date (days), timestamp (µs), timestamptz → TIMESTAMP_LTZ (ISO-8601), jsonb,
-  uuid, text[] → ARRAY<STRING>, bytea → BYTES; a composite primary key.
+  'true'``) and off, in each way Flink keeps a CDC table: retracting every -U/-D row
+  (Flink's SQL client, aggregates), by the key (``ChangelogNormalize``, with
+  ``table.exec.source.cdc-events-duplicate``, as at-least-once sources need), and
+  through an upsert sink (``upsert-kafka``, read back). Flink saw every event (its
+  +I/-U/+U/-D are the topic's c/u/d). Types: integer, bigint, smallint, numeric →
+  DECIMAL, boolean, text (and a TOAST-ed text an update leaves alone), double, date
+  (days), timestamp (µs), timestamptz → TIMESTAMP_LTZ (ISO-8601), jsonb, uuid, text[] →
+  ARRAY<STRING>, bytea → BYTES; a composite primary key.
 - ``test_truncate``: a TRUNCATE event (``op: "t"``) stops the Flink job (``Unknown "op"
-  value "t"``). With ``ignore-parse-errors``, or with walship's ``truncate`` option off,
-  the job runs and the table still holds every row the TRUNCATE removed.
+  value "t"``). With ``ignore-parse-errors``, or walship's ``truncate`` option off, the
+  job runs, and the table still holds every row the TRUNCATE removed.
 - ``test_replica_identity_default``: an UPDATE of a table with the default replica
-  identity has ``before: null``, and Flink refuses it (the job fails; with
-  ``ignore-parse-errors`` the update is lost). A DELETE's ``before`` then has only the
-  key: a retracting consumer keeps the row, Flink's ``ChangelogNormalize``
-  (``table.exec.source.cdc-events-duplicate``) deletes it.
+  identity has ``before: null``: Flink refuses it (the job fails; with
+  ``ignore-parse-errors`` the update is lost). A DELETE's ``before`` then has the key
+  only: a retracting consumer keeps the row, ChangelogNormalize deletes it.
 - ``test_transaction_and_message_topics``: those topics are not changelogs: with
-  ``debezium-json`` the job fails; with Flink's plain ``json`` format they read fine.
-- ``test_key_change_forms``: walship's current form of a primary-key change (one ``u``
-  keyed by the new key, the old key in ``before``) is right for a retracting consumer on
-  one partition only. Wherever Flink keeps a table by its primary key it drops the
-  UPDATE_BEFORE rows of a CDC source (``DropUpdateBefore``: an upsert sink such as
-  upsert-kafka, or ChangelogNormalize), so the old key is never deleted; on several
-  partitions the ``u`` is in the new key's partition, so even a retracting consumer
-  can see the retraction before the row. Debezium's form (``d`` of the old key, a
-  tombstone, ``c`` of the new key; built here from walship's own events, or emitted by
-  walship when it does) is right in every mode.
+  ``debezium-json`` the job fails; Flink's plain ``json`` format reads them.
+- ``test_key_change_forms``: a primary-key change as Debezium writes it (walship's
+  default ``key_change=delete_create``: ``d`` of the old key, a tombstone, ``c`` of the new
+  key, each in its key's partition) is right for every consumer on any number of
+  partitions. As one ``u`` keyed by the new key (``key_change=update``) it is wrong
+  wherever Flink keeps a table by its key: Flink drops the UPDATE_BEFORE rows of a CDC
+  source there (``DropUpdateBefore``: upsert sinks, ChangelogNormalize), so the old key
+  is never deleted; and on several partitions even a retracting consumer can see the
+  ``u`` (in the new key's partition) before the old key's row.
 """
 
 from __future__ import annotations
@@ -63,24 +66,33 @@ pytestmark = pytest.mark.timeout(int(os.environ.get("WALSHIP_FLINK_TIMEOUT", "90
 
 
 # --------------------------------------------------------------------------------------
-# Fixtures: one broker and one PostgreSQL cluster for this module (the style of
-# tests/integration/conftest.py), the Flink program built once.
+# Fixtures (the style of tests/integration/conftest.py): a broker, a PostgreSQL cluster of
+# this module's own, the Flink program built once.
 
 
 @pytest.fixture(scope="module")
-def kafka():
-    broker = wt.KafkaBroker.from_env(start=False)
+def broker(request):
+    """The suite's session broker when tests/compat/conftest.py has one, else our own."""
     try:
-        broker.start()
+        shared = request.getfixturevalue("kafka")
+    except pytest.FixtureLookupError:
+        shared = None
+    if shared is not None:
+        yield shared
+        return
+    own = wt.KafkaBroker.from_env(start=False)
+    try:
+        own.start()
     except BaseException:
-        broker.cleanup()
+        own.cleanup()
         raise
-    yield broker
-    broker.cleanup()
+    yield own
+    own.cleanup()
 
 
 @pytest.fixture(scope="module")
 def pg():
+    """Our own cluster: no other test's stream sees these tables."""
     cluster = wt.PgCluster(name="compat_flink")
     cluster.execute("CREATE EXTENSION walship")
     yield cluster
@@ -98,38 +110,48 @@ def flink_program():
 
 
 def run_flink(*args: str, timeout: float = 600) -> dict:
-    """Runs FlinkChangelog with ``args``; returns its results by name (``--collect``), by
-    statement (``--sql`` INSERTs) and by query (``--explain``)."""
+    """Runs FlinkChangelog with ``args``; its results by name (``--collect``), by statement
+    (an INSERT's ``--sql``) and by ``"explain:" + query``."""
     t0 = time.monotonic()
     r = subprocess.run([str(FLINK_SH), "run", *args], capture_output=True, text=True,
                        timeout=timeout)
     elapsed = time.monotonic() - t0
-    assert r.returncode == 0, f"FlinkChangelog exited {r.returncode}:\n{r.stdout}\n{r.stderr[-20000:]}"
+    assert r.returncode == 0, \
+        f"FlinkChangelog exited {r.returncode}:\n{r.stdout}\n{r.stderr[-20000:]}"
     out = {}
     for line in r.stdout.splitlines():
-        if not line.startswith("{"):
-            continue
-        o = json.loads(line)
-        out[o.get("name") or o.get("sql") or ("explain:" + o.get("explain", ""))] = o
+        if line.startswith("{"):
+            o = json.loads(line)
+            out[o.get("name") or o.get("sql") or "explain:" + o.get("explain", "")] = o
     print(f"Flink ran {len(out)} steps in {elapsed:.1f} s")
     return out
 
 
-def flink_source(name: str, columns: str, topic: str, bootstrap: str, *,
-                 fmt: str = "debezium-json", **options: str) -> str:
-    """A bounded Kafka table over ``topic``, from the earliest offset to the latest one."""
+def kafka_table(name: str, columns: str, topic: str, bootstrap: str, *,
+                fmt: str = "debezium-json", **options: str) -> str:
+    """A bounded Kafka table over ``topic``, from the earliest offset to the latest."""
     o = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": bootstrap,
          "scan.startup.mode": "earliest-offset", "scan.bounded.mode": "latest-offset",
          "format": fmt}
     if fmt == "debezium-json":
         o["debezium-json.timestamp-format.standard"] = "ISO-8601"
     o.update(options)
-    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in o.items())
-    return f"CREATE TABLE {name} ({columns}) WITH ({with_})"
+    return f"CREATE TABLE {name} ({columns}) WITH ({with_clause(o)})"
+
+
+def upsert_table(name: str, columns: str, topic: str, bootstrap: str) -> str:
+    """An upsert-kafka table (sink, and bounded source to read it back)."""
+    o = {"connector": "upsert-kafka", "topic": topic, "properties.bootstrap.servers": bootstrap,
+         "key.format": "json", "value.format": "json", "scan.bounded.mode": "latest-offset"}
+    return f"CREATE TABLE {name} ({columns}) WITH ({with_clause(o)})"
+
+
+def with_clause(options: dict) -> str:
+    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
 
 
 def canon(rows) -> list[str]:
-    """Rows as sorted JSON texts: a multiset that compares Flink's and PostgreSQL's rows."""
+    """Rows as sorted JSON texts: a multiset to compare Flink's rows with PostgreSQL's."""
     return sorted(json.dumps(list(r), ensure_ascii=False) for r in rows)
 
 
@@ -137,12 +159,11 @@ def assert_same_rows(what: str, flink_rows, expected_rows) -> None:
     f, e = collections.Counter(canon(flink_rows)), collections.Counter(canon(expected_rows))
     if f == e:
         return
-    only_flink = sorted((f - e).elements())
-    only_expected = sorted((e - f).elements())
+    only_flink, only_expected = sorted((f - e).elements()), sorted((e - f).elements())
     lines = [f"{what}: Flink's table differs from the expected rows "
              f"({sum(f.values())} rows in Flink, {sum(e.values())} expected)"]
-    lines += [f"  only in Flink:    {r}" for r in only_flink[:50]]
-    lines += [f"  only in expected: {r}" for r in only_expected[:50]]
+    lines += [f"  only in Flink:    {r[:400]}" for r in only_flink[:50]]
+    lines += [f"  only in expected: {r[:400]}" for r in only_expected[:50]]
     raise AssertionError("\n".join(lines))
 
 
@@ -158,25 +179,47 @@ def failed(results: dict, name: str) -> str:
     return r["error"]
 
 
-def topic_events(bootstrap: str, topic: str) -> list:
-    """The topic's messages in order (one partition), each (key JSON, payload or None)."""
+def lsn(text: bytes) -> int:
+    hi, lo = text.decode().split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def commit_order(msgs) -> list:
+    """A stream's records from every partition in commit order, each (message, payload or
+    None for a tombstone): by commit LSN (header ``walship.lsn``), then the change's LSN;
+    of one change, the delete and its tombstone before the create."""
+    keyed, last = [], {}
+    for m in sorted(msgs, key=lambda m: (m.partition, m.offset)):
+        if m.value is None:
+            commit, change, _ = last[m.partition]
+            rank = 1
+        else:
+            payload = json.loads(m.value)
+            payload = payload.get("payload", payload) if "schema" in payload else payload
+            commit, change = lsn(m.header("walship.lsn")), payload["source"]["lsn"]
+            rank = 2 if payload["op"] == "c" else 0
+        last[m.partition] = (commit, change, rank)
+        keyed.append(((commit, change, rank), m))
+    keyed.sort(key=lambda x: x[0])
     out = []
-    for m in wt.consume_all(bootstrap, [topic], timeout=30):
-        value = json.loads(m.value) if m.value is not None else None
-        if value is not None and "payload" in value and "schema" in value:
-            value = value["payload"]
-        out.append((m, value))
+    for _, m in keyed:
+        v = json.loads(m.value) if m.value is not None else None
+        out.append((m, v.get("payload", v) if v is not None and "schema" in v else v))
     return out
 
 
-def op_counts(events) -> collections.Counter:
-    return collections.Counter("tombstone" if v is None else v["op"] for _, v in events)
+def topic_records(bootstrap: str, topic: str) -> list:
+    return commit_order(wt.consume_all(bootstrap, [topic], timeout=30))
+
+
+def op_counts(records) -> collections.Counter:
+    return collections.Counter("tombstone" if v is None else v["op"] for _, v in records)
 
 
 # --------------------------------------------------------------------------------------
-# The tables: PostgreSQL's definition, Flink's columns for the same topic (types that
-# parse the Debezium JSON values as they are), and a SELECT that renders PostgreSQL's
-# rows the way the Flink program prints Flink's (walship's Debezium type mapping).
+# The tables: PostgreSQL's definition; Flink's columns for its topic (types that parse
+# walship's Debezium JSON values as they are); a SELECT that renders PostgreSQL's rows as
+# the Flink program prints Flink's (walship's documented Debezium type mapping).
 
 TS_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
@@ -186,15 +229,15 @@ TABLES = {
                  id integer PRIMARY KEY, owner text NOT NULL, balance numeric(12,2),
                  active boolean, opened date, updated_at timestamp(6), seen_at timestamptz,
                  big bigint, score double precision, attrs jsonb, uid uuid, tags text[],
-                 photo bytea, lvl smallint)""",
+                 photo bytea, lvl smallint, notes text)""",
         flink="""id INT, owner STRING, balance DECIMAL(12, 2), active BOOLEAN, opened INT,
                  updated_at BIGINT, seen_at TIMESTAMP_LTZ(6), big BIGINT, score DOUBLE,
                  attrs STRING, uid STRING, tags ARRAY<STRING>, photo BYTES, lvl SMALLINT,
-                 PRIMARY KEY (id) NOT ENFORCED""",
+                 notes STRING, PRIMARY KEY (id) NOT ENFORCED""",
         select="""SELECT id, owner, balance::text, active, opened - DATE '1970-01-01',
                     (extract(epoch FROM updated_at) * 1000000)::bigint, """
                + TS_UTC.format("seen_at") + """, big, score, attrs::text, uid::text, tags,
-                    translate(encode(photo, 'base64'), E'\\n', ''), lvl
+                    translate(encode(photo, 'base64'), E'\\n', ''), lvl, notes
                   FROM accounts ORDER BY id""",
     ),
     "order_lines": dict(
@@ -204,15 +247,17 @@ TABLES = {
                  PRIMARY KEY (region, order_no, line_no))""",
         flink="""region STRING, order_no INT, line_no SMALLINT, qty INT, price DECIMAL(10, 3),
                  note STRING, shipped_on INT, PRIMARY KEY (region, order_no, line_no) NOT ENFORCED""",
-        select="""SELECT region, order_no, line_no, qty, price::text, note, shipped_on - DATE '1970-01-01'
+        select="""SELECT region, order_no, line_no, qty, price::text, note,
+                         shipped_on - DATE '1970-01-01'
                   FROM order_lines ORDER BY region, order_no, line_no""",
     ),
     "events": dict(  # the table that is truncated
-        ddl="""CREATE TABLE events (id bigint PRIMARY KEY, kind text, happened_at timestamptz, body jsonb)""",
-        flink="""id BIGINT, kind STRING, happened_at TIMESTAMP_LTZ(6), body STRING, PRIMARY KEY (id) NOT ENFORCED""",
+        ddl="CREATE TABLE events (id bigint PRIMARY KEY, kind text, happened_at timestamptz, body jsonb)",
+        flink="""id BIGINT, kind STRING, happened_at TIMESTAMP_LTZ(6), body STRING,
+                 PRIMARY KEY (id) NOT ENFORCED""",
         select="SELECT id, kind, " + TS_UTC.format("happened_at") + ", body::text FROM events ORDER BY id",
     ),
-    "plain": dict(  # REPLICA IDENTITY DEFAULT: updates carry no old row
+    "plain": dict(  # REPLICA IDENTITY DEFAULT: an UPDATE carries no old row
         ddl="CREATE TABLE plain (id integer PRIMARY KEY, v text)",
         flink="id INT, v STRING, PRIMARY KEY (id) NOT ENFORCED",
         select="SELECT id, v FROM plain ORDER BY id",
@@ -226,13 +271,14 @@ TABLES = {
 FULL_IDENTITY = ("accounts", "order_lines", "events")
 MAIN_TABLES = ("accounts", "order_lines")
 
-# stream "fj": JSON with schemas (walship's default), transactions and messages on;
-# stream "fn": JSON without schemas, TRUNCATE events off.
+# Stream names are their topic prefixes, kept apart from the other compat tests' topics.
+# flinkj: JSON with schemas (walship's default), transactions and messages on;
+# flinkn: JSON without schemas, TRUNCATE events off.
 STREAMS = {
-    "fj": dict(tables=list(TABLES), schema_include="true",
-               options={"format": "json", "include_transaction": True, "messages": "flink"}),
-    "fn": dict(tables=list(FULL_IDENTITY), schema_include="false",
-               options={"format": "json", "json_schema": False, "truncate": False}),
+    "flinkj": dict(tables=list(TABLES), schema_include="true",
+                   options={"format": "json", "include_transaction": True, "messages": "flink"}),
+    "flinkn": dict(tables=list(FULL_IDENTITY), schema_include="false",
+                   options={"format": "json", "json_schema": False, "truncate": False}),
 }
 
 
@@ -243,7 +289,7 @@ def pg_rows(pg, table: str) -> list:
 
 def run_workload(pg) -> dict:
     """Inserts, non-key updates, primary-key changes, deletes, re-inserts of deleted keys,
-    a transaction that does all of it to one row, and a TRUNCATE of ``events`` followed
+    one transaction that does all of it to one row, and a TRUNCATE of ``events`` followed
     by more inserts. Returns the rows ``events`` held just before its TRUNCATE."""
     with pg.connect() as c:
         # -- accounts: 40 rows in 4 transactions, then single-row changes
@@ -266,21 +312,27 @@ def run_workload(pg) -> dict:
                            md5(g::text)::uuid,
                            CASE WHEN mod(g, 4) = 1 THEN NULL ELSE ARRAY['a' || g, 'with,comma', NULL] END,
                            CASE WHEN mod(g, 3) = 1 THEN NULL ELSE decode(md5(g::text), 'hex') END,
-                           (g * 100 - 2000)::smallint
+                           (g * 100 - 2000)::smallint,
+                           -- some 8 kB texts: stored out of line (TOAST)
+                           CASE WHEN mod(g, 8) = 2 THEN (SELECT string_agg(md5(g::text || i::text), '')
+                                                           FROM generate_series(1, 250) i) END
                       FROM generate_series(%s::int, %s::int) g""", [t * 10 + 1, t * 10 + 10])
-        c.execute("UPDATE accounts SET balance = balance + 0.01, active = NOT active WHERE id % 3 = 0")
+        # updates that leave the TOAST-ed notes alone (WAL does not carry them)
+        c.execute("UPDATE accounts SET balance = balance + 0.01, active = NOT active WHERE id % 3 = 0 OR id = 10")
         c.execute("UPDATE accounts SET owner = 'renamed', attrs = '{\"deep\": {\"k\": [true, 1.5]}}', "
                   "tags = ARRAY[]::text[], photo = '\\x00ff'::bytea WHERE id = 8")
         c.execute("UPDATE accounts SET seen_at = NULL, updated_at = NULL, score = NULL, balance = NULL "
-                  "WHERE id IN (9, 10)")
+                  "WHERE id IN (9, 18)")
         c.execute("UPDATE accounts SET seen_at = '1999-12-31 23:59:59.5-08', opened = '1900-03-01' WHERE id = 11")
-        # primary-key changes: alone, with other columns, chained in one transaction
+        # primary-key changes: alone, with other columns, chained in one transaction, of a
+        # row with a TOAST-ed value
         c.execute("UPDATE accounts SET id = id + 1000 WHERE id IN (1, 2, 3)")
         c.execute("UPDATE accounts SET id = 2004, balance = 4.44, owner = 'moved' WHERE id = 4")
         with c.transaction():
             c.execute("UPDATE accounts SET id = 3005 WHERE id = 5")
             c.execute("UPDATE accounts SET id = 4005, lvl = 7 WHERE id = 3005")
         c.execute("UPDATE accounts SET id = 1 WHERE id = 1001")  # a key moved back
+        c.execute("UPDATE accounts SET id = 3026, big = 0 WHERE id = 26")
         # deletes, one of a moved row; a deleted key inserted again
         c.execute("DELETE FROM accounts WHERE id IN (12, 13, 2004)")
         c.execute("INSERT INTO accounts (id, owner, balance) VALUES (12, 'back again', 0)")
@@ -294,7 +346,7 @@ def run_workload(pg) -> dict:
             c.execute("UPDATE accounts SET big = big - 1 WHERE id = 9003")
         c.execute("UPDATE accounts SET owner = owner WHERE id = 14")  # an update that changes nothing
 
-        # -- order_lines: composite key (region, order_no, line)
+        # -- order_lines: a composite key (region, order_no, line_no)
         c.execute("""
             INSERT INTO order_lines
             SELECT r, o, l, o * l, (o * 1.125 + l)::numeric(10,3),
@@ -305,12 +357,13 @@ def run_workload(pg) -> dict:
         c.execute("UPDATE order_lines SET qty = qty + 100, note = 'bumped' WHERE order_no = 2")
         c.execute("UPDATE order_lines SET region = 'east' WHERE region = 'north' AND order_no = 3")
         c.execute("UPDATE order_lines SET line_no = line_no + 10 WHERE region = 'south' AND order_no = 1")
-        c.execute("UPDATE order_lines SET order_no = 40, price = NULL WHERE region = 'Ωmega' AND order_no = 4 AND line_no = 1")
+        c.execute("UPDATE order_lines SET order_no = 40, price = NULL "
+                  "WHERE region = 'Ωmega' AND order_no = 4 AND line_no = 1")
         c.execute("DELETE FROM order_lines WHERE order_no = 1 AND region = 'north'")
         c.execute("DELETE FROM order_lines WHERE region = 'east' AND line_no = 2")
         c.execute("INSERT INTO order_lines VALUES ('north', 1, 1, 5, 0.5, 'again', NULL)")
 
-        # -- events: changes, then a TRUNCATE and inserts of new keys
+        # -- events: changes, then a TRUNCATE, and inserts of new keys
         c.execute("""INSERT INTO events SELECT g, 'kind ' || (g % 3),
                          TIMESTAMPTZ '2024-03-10 01:59:59.999999-05' + g * INTERVAL '1 hour',
                          jsonb_build_object('n', g) FROM generate_series(1, 20) g""")
@@ -319,8 +372,7 @@ def run_workload(pg) -> dict:
         c.execute("DELETE FROM events WHERE id IN (4, 5)")
         before_truncate = pg_rows(pg, "events")
         c.execute("TRUNCATE events")
-        c.execute("""INSERT INTO events SELECT g, 'after truncate', NULL, NULL
-                       FROM generate_series(1001, 1010) g""")
+        c.execute("INSERT INTO events SELECT g, 'after truncate', NULL, NULL FROM generate_series(1001, 1010) g")
         c.execute("UPDATE events SET kind = 'after truncate, updated' WHERE id = 1002")
         c.execute("DELETE FROM events WHERE id = 1003")
 
@@ -337,7 +389,7 @@ def run_workload(pg) -> dict:
 
 
 @pytest.fixture(scope="module")
-def streamed(kafka, pg):
+def streamed(broker, pg):
     """The tables, the two streams, the workload, everything acknowledged by Kafka."""
     for name, t in TABLES.items():
         pg.execute(t["ddl"])
@@ -345,155 +397,199 @@ def streamed(kafka, pg):
             pg.execute(f"ALTER TABLE {name} REPLICA IDENTITY FULL")
     for stream, s in STREAMS.items():
         pg.execute("SELECT walship.create_stream(%s, %s, %s, %s::jsonb)",
-                   [stream, kafka.bootstrap, [f"public.{t}" for t in s["tables"]],
+                   [stream, broker.bootstrap, [f"public.{t}" for t in s["tables"]],
                     json.dumps({"topic_prefix": stream, **s["options"]})])
     info = run_workload(pg)
     for stream in STREAMS:
         wt.wait_caught_up(pg, stream)
     info["pg"] = {t: pg_rows(pg, t) for t in TABLES}
+    assert all(info["pg"][t] for t in TABLES if t != "events")
+    toasted = pg.scalar("SELECT count(*) FROM accounts WHERE length(notes) > 4000 "
+                        "AND (id % 3 = 0 OR id IN (10, 18, 3026))")
+    assert toasted >= 3, "rows with TOAST-ed notes that an update left alone"
     return info
 
 
 @pytest.fixture(scope="module")
-def flink_main(kafka, streamed, flink_program):
-    """One Flink run for the tests below: every source table, every collected query."""
-    boot = kafka.bootstrap
+def flink_main(broker, streamed, flink_program):
+    """One Flink run for the tests below: every source table, every query collected."""
+    boot = broker.bootstrap
     args = []
     for stream, s in STREAMS.items():
         for t in s["tables"]:
-            args += ["--sql", flink_source(f"{stream}_{t}", TABLES[t]["flink"], f"{stream}.public.{t}",
-                                           boot, **{"debezium-json.schema-include": s["schema_include"]})]
-    ign = {"debezium-json.schema-include": "true", "debezium-json.ignore-parse-errors": "true"}
-    args += ["--sql", flink_source("fj_events_ign", TABLES["events"]["flink"], "fj.public.events", boot, **ign),
-             "--sql", flink_source("fj_plain_ign", TABLES["plain"]["flink"], "fj.public.plain", boot, **ign),
-             "--sql", flink_source("fj_txn", "id STRING", "fj.transaction", boot,
-                                   **{"debezium-json.schema-include": "true"}),
-             "--sql", flink_source("fj_msg", "id STRING", "fj.message", boot,
-                                   **{"debezium-json.schema-include": "true"}),
-             # the same topics as plain JSON (Kafka Connect's envelope: schema + payload)
-             "--sql", flink_source("fj_txn_json",
-                                   "payload ROW<status STRING, id STRING, event_count BIGINT>",
-                                   "fj.transaction", boot, fmt="json"),
-             "--sql", flink_source("fj_msg_json",
-                                   "payload ROW<op STRING, message ROW<prefix STRING, content BYTES>>",
-                                   "fj.message", boot, fmt="json")]
+            args += ["--sql", kafka_table(f"{stream}_{t}", TABLES[t]["flink"], f"{stream}.public.{t}",
+                                          boot, **{"debezium-json.schema-include": s["schema_include"]})]
+        for t in MAIN_TABLES:
+            args += ["--sql", upsert_table(f"{stream}_{t}_up", TABLES[t]["flink"],
+                                           f"{stream}.flink.{t}_upsert", boot)]
+    schema = {"debezium-json.schema-include": "true"}
+    ign = dict(schema, **{"debezium-json.ignore-parse-errors": "true"})
+    args += ["--sql", kafka_table("flinkj_events_ign", TABLES["events"]["flink"], "flinkj.public.events",
+                                  boot, **ign),
+             "--sql", kafka_table("flinkj_plain_ign", TABLES["plain"]["flink"], "flinkj.public.plain",
+                                  boot, **ign),
+             "--sql", kafka_table("flinkj_txn", "id STRING", "flinkj.transaction", boot, **schema),
+             "--sql", kafka_table("flinkj_msg", "id STRING", "flinkj.message", boot, **schema),
+             # the same two topics as plain JSON (Kafka Connect's envelope: schema + payload)
+             "--sql", kafka_table("flinkj_txn_json", "payload ROW<status STRING, id STRING, event_count BIGINT>",
+                                  "flinkj.transaction", boot, fmt="json"),
+             "--sql", kafka_table("flinkj_msg_json",
+                                  "payload ROW<op STRING, message ROW<prefix STRING, content BYTES>>",
+                                  "flinkj.message", boot, fmt="json")]
+    # 1. retracting: every -U/-D takes away an equal row
     for stream, s in STREAMS.items():
         for t in s["tables"]:
             args += ["--collect", f"{stream}_{t}=SELECT * FROM {stream}_{t}"]
-    args += ["--collect", "fj_events_ign=SELECT * FROM fj_events_ign",
-             "--collect", "fj_plain_ign=SELECT * FROM fj_plain_ign",
-             "--collect", "fj_txn=SELECT * FROM fj_txn",
-             "--collect", "fj_msg=SELECT * FROM fj_msg",
-             "--collect", "fj_txn_json=SELECT payload.status, payload.id, payload.event_count FROM fj_txn_json",
-             "--collect", "fj_msg_json=SELECT payload.op, payload.message.prefix, payload.message.content FROM fj_msg_json",
-             # Flink's keyed materialization of a CDC source (ChangelogNormalize by the key)
-             "--set", "table.exec.source.cdc-events-duplicate=true",
-             "--collect", "fj_queue_normalized=SELECT * FROM fj_queue",
-             "--collect", "fj_plain_normalized=SELECT * FROM fj_plain"]
+    args += ["--collect", "flinkj_events_ign=SELECT * FROM flinkj_events_ign",
+             "--collect", "flinkj_plain_ign=SELECT * FROM flinkj_plain_ign",
+             "--collect", "flinkj_txn=SELECT * FROM flinkj_txn",
+             "--collect", "flinkj_msg=SELECT * FROM flinkj_msg",
+             "--collect", "flinkj_txn_json=SELECT payload.status, payload.id, payload.event_count "
+                          "FROM flinkj_txn_json",
+             "--collect", "flinkj_msg_json=SELECT payload.op, payload.message.prefix, "
+                          "payload.message.content FROM flinkj_msg_json"]
+    # 2. an upsert sink keyed by the primary key (Flink drops UPDATE_BEFORE on the way),
+    #    read back as Flink reads an upsert-kafka topic
+    for stream in STREAMS:
+        for t in MAIN_TABLES:
+            args += ["--sql", f"INSERT INTO {stream}_{t}_up SELECT * FROM {stream}_{t}",
+                     "--collect", f"{stream}_{t}_upsert=SELECT * FROM {stream}_{t}_up"]
+    # 3. kept by the key: ChangelogNormalize, as for a source that may repeat events
+    args += ["--set", "table.exec.source.cdc-events-duplicate=true"]
+    for stream in STREAMS:
+        for t in MAIN_TABLES:
+            args += ["--collect", f"{stream}_{t}_normalized=SELECT * FROM {stream}_{t}"]
+    args += ["--collect", "flinkj_queue_normalized=SELECT * FROM flinkj_queue",
+             "--collect", "flinkj_plain_normalized=SELECT * FROM flinkj_plain"]
     return run_flink(*args)
 
 
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stream", ["fj", "fn"], ids=["json-schema", "no-json-schema"])
+@pytest.mark.parametrize("stream", list(STREAMS), ids=["json-schema", "no-json-schema"])
 @pytest.mark.parametrize("table", MAIN_TABLES)
-def test_tables_equal_postgres(kafka, streamed, flink_main, stream, table):
+def test_tables_equal_postgres(broker, streamed, flink_main, stream, table):
     """Inserts, updates, primary-key changes, deletes: Flink's table is PostgreSQL's."""
+    expected = streamed["pg"][table]
     r = collected(flink_main, f"{stream}_{table}")
     assert r["anomalies"] == [], "retractions of rows Flink's table did not hold:\n" + "\n".join(r["anomalies"])
-    assert_same_rows(f"{stream}.public.{table}", r["rows"], streamed["pg"][table])
+    assert_same_rows(f"{stream}.public.{table}, retracting", r["rows"], expected)
     # Flink read every event of the topic: c -> +I, u -> -U and +U, d -> -D
-    ops = op_counts(topic_events(kafka.bootstrap, f"{stream}.public.{table}"))
-    kinds = collections.Counter(r["kinds"])
+    ops = op_counts(topic_records(broker.bootstrap, f"{stream}.public.{table}"))
     assert ops["u"] > 0 and ops["d"] > 0, ops
-    assert kinds == collections.Counter({"+I": ops["c"], "-U": ops["u"], "+U": ops["u"], "-D": ops["d"]}), \
-        f"Flink's changelog {dict(kinds)} for the topic's events {dict(ops)}"
+    assert collections.Counter(r["kinds"]) == collections.Counter(
+        {"+I": ops["c"], "-U": ops["u"], "+U": ops["u"], "-D": ops["d"]}), \
+        f"Flink's changelog {r['kinds']} for the topic's events {dict(ops)}"
+
+    insert = flink_main[f"INSERT INTO {stream}_{table}_up SELECT * FROM {stream}_{table}"]
+    assert insert["ok"], insert
+    assert_same_rows(f"{stream}.public.{table}, upsert-kafka sink",
+                     collected(flink_main, f"{stream}_{table}_upsert")["rows"], expected)
+    assert_same_rows(f"{stream}.public.{table}, ChangelogNormalize",
+                     collected(flink_main, f"{stream}_{table}_normalized")["rows"], expected)
 
 
 def test_truncate(streamed, flink_main):
     """Flink's debezium-json has no TRUNCATE: the job fails on ``op: "t"``; skipping the
     event (``ignore-parse-errors``, or walship's ``truncate`` off) keeps the rows that the
     TRUNCATE removed in Flink's table."""
-    error = failed(flink_main, "fj_events")
+    error = failed(flink_main, "flinkj_events")
     assert 'Unknown "op" value "t"' in error, error
-    # PostgreSQL's rows now, and every row the TRUNCATE removed (keys that are not reused)
+    # PostgreSQL's rows now, and every row the TRUNCATE removed (their keys not reused)
+    assert streamed["events_before_truncate"], "the TRUNCATE removed rows"
     expected = streamed["events_before_truncate"] + streamed["pg"]["events"]
     assert len({r[0] for r in expected}) == len(expected)
-    for name in ("fj_events_ign", "fn_events"):  # ignore-parse-errors; walship's truncate=false
+    for name in ("flinkj_events_ign", "flinkn_events"):  # ignore-parse-errors; truncate=false
         r = collected(flink_main, name)
         assert r["anomalies"] == [], r["anomalies"]
         assert_same_rows(name, r["rows"], expected)
-    assert streamed["events_before_truncate"], "the TRUNCATE removed rows"
 
 
 def test_replica_identity_default(streamed, flink_main):
     """Default replica identity: an UPDATE's ``before`` is null and Flink refuses it; a
-    DELETE's ``before`` has the key only (the other columns null), which only Flink's
-    keyed ChangelogNormalize can apply."""
-    for name in ("fj_plain", "fj_plain_normalized"):
+    DELETE's ``before`` has the key only (the other columns null or, NOT NULL, zero),
+    which only Flink's keyed ChangelogNormalize can apply."""
+    for name in ("flinkj_plain", "flinkj_plain_normalized"):
         error = failed(flink_main, name)
         assert 'The "before" field of UPDATE message is null' in error, error
     # with ignore-parse-errors the UPDATE is lost: Flink still shows the old value
-    r = collected(flink_main, "fj_plain_ign")
-    assert_same_rows("fj_plain_ign", r["rows"], [[1, "one"], [2, "two"]])
     assert streamed["pg"]["plain"] == [[1, "uno"], [2, "two"]]
+    assert_same_rows("flinkj_plain_ign", collected(flink_main, "flinkj_plain_ign")["rows"],
+                     [[1, "one"], [2, "two"]])
 
-    # inserts and deletes: retracting [id, "", null] does not match [id, "job id", tries]
-    r = collected(flink_main, "fj_queue")
+    # inserts and deletes: retracting [id, "", null] does not take away [id, "job id", tries]
+    r = collected(flink_main, "flinkj_queue")
     deleted = [[i, f"job {i}", i % 2] for i in (2, 5, 8)]
-    assert_same_rows("fj_queue", r["rows"], streamed["pg"]["queue"] + deleted)
-    assert len(r["anomalies"]) == 3, r["anomalies"]
-    # ChangelogNormalize keeps the last row of each key and deletes it by the key
-    r = collected(flink_main, "fj_queue_normalized")
-    assert_same_rows("fj_queue_normalized", r["rows"], streamed["pg"]["queue"])
+    assert_same_rows("flinkj_queue, retracting", r["rows"], streamed["pg"]["queue"] + deleted)
+    assert sorted(r["anomalies"]) == sorted(
+        f'-D of a row the table does not hold: [{i},"",null]' for i in (2, 5, 8)), r["anomalies"]
+    # ChangelogNormalize keeps the last row of each key, and deletes by the key
+    assert_same_rows("flinkj_queue, ChangelogNormalize",
+                     collected(flink_main, "flinkj_queue_normalized")["rows"], streamed["pg"]["queue"])
 
 
-def test_transaction_and_message_topics(kafka, streamed, flink_main):
+def test_transaction_and_message_topics(broker, streamed, flink_main):
     """``<prefix>.transaction`` and ``<prefix>.message`` are not table changelogs:
-    debezium-json fails on them (a transaction event has no ``op``; a message's is "m");
+    debezium-json fails on them (a transaction event has no ``op``, a message's is "m");
     Flink's plain json format reads them."""
-    error = failed(flink_main, "fj_txn")
+    error = failed(flink_main, "flinkj_txn")
     assert "Corrupt Debezium JSON message" in error and "NullPointerException" in error, error
-    error = failed(flink_main, "fj_msg")
+    error = failed(flink_main, "flinkj_msg")
     assert 'Unknown "op" value "m"' in error, error
 
-    txn = collected(flink_main, "fj_txn_json")["rows"]
-    events = topic_events(kafka.bootstrap, "fj.transaction")
-    assert_same_rows("fj_txn_json", txn,
-                     [[v["status"], v["id"], v["event_count"]] for _, v in events])
+    txn = collected(flink_main, "flinkj_txn_json")["rows"]
+    records = wt.consume_all(broker.bootstrap, ["flinkj.transaction"], timeout=30)
+    assert_same_rows("flinkj_txn_json", txn,
+                     [[p["status"], p["id"], p["event_count"]]
+                      for p in (json.loads(m.value)["payload"] for m in records)])
     assert {r[0] for r in txn} == {"BEGIN", "END"}
-    msg = collected(flink_main, "fj_msg_json")["rows"]
+    msg = collected(flink_main, "flinkj_msg_json")["rows"]
     assert msg == [["m", "flink", base64.b64encode(b"hello from the workload").decode()]], msg
 
 
 # --------------------------------------------------------------------------------------
-# Primary-key changes: walship's form against Debezium's, one job per consumer shape.
+# A primary-key change in each of walship's two forms, on three partitions.
 
 MOVES_PARTITIONS = 3
+KEY_CHANGE_STREAMS = {"flinkd": "delete_create", "flinku": "update"}
 
 
-def upsert_view(events) -> dict:
-    """A table kept by its key from ``events`` in commit order, as Flink keeps one when it
-    drops UPDATE_BEFORE: c/r/u write ``after`` under its own key, d deletes its key."""
+def upsert_view(records) -> list:
+    """The table kept by the key from ``records`` in commit order, as Flink keeps it when
+    it drops UPDATE_BEFORE: c/r/u write ``after`` under its own key, d deletes its key."""
     table = {}
-    for _, v in events:
+    for _, v in records:
         if v is None:
             continue
         if v["op"] in ("c", "r", "u"):
             table[v["after"]["id"]] = [v["after"]["id"], v["after"]["v"]]
         elif v["op"] == "d":
             table.pop(v["before"]["id"], None)
-    return table
+    return list(table.values())
 
 
-def test_key_change_forms(kafka, pg, flink_program):
-    boot = kafka.bootstrap
+def upsert_topic_rows(bootstrap: str, topic: str) -> list:
+    """An upsert-kafka topic's table: the last value of each key; a tombstone deletes."""
+    table = {}
+    for m in wt.consume_all(bootstrap, [topic], timeout=30):
+        k = json.loads(m.key)["id"]
+        if m.value is None:
+            table.pop(k, None)
+        else:
+            v = json.loads(m.value)
+            table[k] = [v["id"], v["v"]]
+    return list(table.values())
+
+
+def test_key_change_forms(broker, pg, flink_program):
+    boot = broker.bootstrap
     pg.execute("CREATE TABLE moves (id integer PRIMARY KEY, v text); "
                "ALTER TABLE moves REPLICA IDENTITY FULL")
-    pg.execute("SELECT walship.create_stream('fk', %s, ARRAY['public.moves'], %s::jsonb)",
-               [boot, json.dumps({"topic_prefix": "fk", "format": "json",
-                                  "partitions": MOVES_PARTITIONS})])
+    for stream, form in KEY_CHANGE_STREAMS.items():
+        pg.execute("SELECT walship.create_stream(%s, %s, ARRAY['public.moves'], %s::jsonb)",
+                   [stream, boot, json.dumps({"topic_prefix": stream, "format": "json",
+                                              "key_change": form, "partitions": MOVES_PARTITIONS})])
     with pg.connect() as c:
         c.execute("INSERT INTO moves SELECT g, 'v' || g FROM generate_series(1, 30) g")
         for i in range(1, 11):
@@ -507,140 +603,62 @@ def test_key_change_forms(kafka, pg, flink_program):
         c.execute("UPDATE moves SET v = 'changed' WHERE id IN (14, 15)")
         c.execute("DELETE FROM moves WHERE id IN (20, 21, 22)")
         c.execute("INSERT INTO moves VALUES (21, 'again')")
-    wt.wait_caught_up(pg, "fk")
-    with pg.connect() as c:
         expected = [list(r) for r in c.execute("SELECT id, v FROM moves").fetchall()]
-
-    topic = "fk.public.moves"
-    events = commit_order(wt.consume_all(boot, [topic], timeout=30))
-    single_u = [v for _, v in events if v and v["op"] == "u" and v["before"]["id"] != v["after"]["id"]]
-    tombstones = sum(1 for _, v in events if v is None)
-    form = "walship" if single_u else "debezium"
-    print(f"walship's key changes: {len(single_u)} single 'u' events, {tombstones} tombstones "
-          f"({form} form)")
-    if form == "debezium":
-        assert tombstones >= 14, "Debezium's form: a tombstone after each delete"
-
-    # Debezium's form built from walship's events, in commit order, keys as walship's
-    dbz_topic = topic + ".debezium"
-    admin = kafka.admin()
-    from confluent_kafka.admin import NewTopic
-    from confluent_kafka import Producer
-    for f in admin.create_topics([NewTopic(dbz_topic, MOVES_PARTITIONS, 1)]).values():
-        f.result()
-    producer = Producer({"bootstrap.servers": boot, "partitioner": "murmur2_random",
-                         "enable.idempotence": True})
-    dbz_events = []
-    for m, v in events:
-        key = json.loads(m.key)
-        schema = json.loads(m.value)["schema"] if m.value is not None else None
-        if v is not None and v["op"] == "u" and v["before"]["id"] != v["after"]["id"]:
-            old_key = dict(key, payload={"id": v["before"]["id"]})
-            dbz_events += [(old_key, schema, dict(v, op="d", after=None)), (old_key, None, None),
-                           (key, schema, dict(v, op="c", before=None))]
-        else:
-            dbz_events.append((key, schema, v))
-    for key, schema, v in dbz_events:
-        producer.produce(dbz_topic, key=json.dumps(key, separators=(",", ":")).encode(),
-                         value=None if v is None else json.dumps({"schema": schema, "payload": v}).encode())
-    assert producer.flush(30) == 0
+    key_changes, deletes = 15, 4
+    for stream in KEY_CHANGE_STREAMS:
+        wt.wait_caught_up(pg, stream)
 
     cols = "id INT, v STRING, PRIMARY KEY (id) NOT ENFORCED"
-    schema = {"debezium-json.schema-include": "true"}
+    args = ["--parallelism", "2"]
+    for s in KEY_CHANGE_STREAMS:
+        args += ["--sql", kafka_table(s, cols, f"{s}.public.moves", boot,
+                                      **{"debezium-json.schema-include": "true"}),
+                 "--sql", upsert_table(f"{s}_up", cols, f"{s}.flink.moves_upsert", boot)]
+    for s in KEY_CHANGE_STREAMS:
+        args += ["--collect", f"{s}_retract=SELECT * FROM {s}",
+                 "--explain", f"INSERT INTO {s}_up SELECT * FROM {s}",
+                 "--sql", f"INSERT INTO {s}_up SELECT * FROM {s}"]
+    args += ["--set", "table.exec.source.cdc-events-duplicate=true"]
+    args += [a for s in KEY_CHANGE_STREAMS for a in ("--collect", f"{s}_normalized=SELECT * FROM {s}")]
+    res = run_flink(*args)
+    for s in KEY_CHANGE_STREAMS:
+        assert res[f"INSERT INTO {s}_up SELECT * FROM {s}"]["ok"], res
+        plan = res[f"explain:INSERT INTO {s}_up SELECT * FROM {s}"]["plan"]
+        assert "DropUpdateBefore" in plan, plan
 
-    def upsert_sink(name):
-        return (f"CREATE TABLE {name} (id INT, v STRING, PRIMARY KEY (id) NOT ENFORCED) WITH ("
-                f"'connector' = 'upsert-kafka', 'topic' = 'fk.flink.{name}', "
-                f"'properties.bootstrap.servers' = '{boot}', 'key.format' = 'json', "
-                f"'value.format' = 'json')")
-
-    res = run_flink(
-        "--parallelism", "2",
-        "--sql", flink_source("w", cols, topic, boot, **schema),
-        "--sql", flink_source("d", cols, dbz_topic, boot, **schema),
-        "--sql", upsert_sink("w_upsert"), "--sql", upsert_sink("d_upsert"),
-        # a retracting consumer: every -U/-D must find its row
-        "--collect", "w_retract=SELECT * FROM w",
-        "--collect", "d_retract=SELECT * FROM d",
-        # an upsert sink keyed by the primary key: Flink drops UPDATE_BEFORE on the way
-        "--explain", "INSERT INTO w_upsert SELECT * FROM w",
-        "--sql", "INSERT INTO w_upsert SELECT * FROM w",
-        "--sql", "INSERT INTO d_upsert SELECT * FROM d",
-        # the table kept by its key (ChangelogNormalize), as for at-least-once sources
-        "--set", "table.exec.source.cdc-events-duplicate=true",
-        "--collect", "w_normalized=SELECT * FROM w",
-        "--collect", "d_normalized=SELECT * FROM d",
-    )
-    plan = res["explain:INSERT INTO w_upsert SELECT * FROM w"]["plan"]
-    assert "DropUpdateBefore" in plan, plan
-
-    def upsert_topic_rows(name):
-        table = {}
-        for m in wt.consume_all(boot, [f"fk.flink.{name}"], timeout=30):
-            k = json.loads(m.key)["id"]
-            if m.value is None:
-                table.pop(k, None)
-            else:
-                v = json.loads(m.value)
-                table[k] = [v["id"], v["v"]]
-        return list(table.values())
-
-    for name in ("INSERT INTO w_upsert SELECT * FROM w", "INSERT INTO d_upsert SELECT * FROM d"):
-        assert res[name]["ok"], res[name]
-
-    # Debezium's form: right for every consumer, on every partition
-    r = collected(res, "d_retract")
+    # key_change=delete_create (the default): Debezium's d + tombstone + c; right for
+    # every consumer, on every partition
+    records = topic_records(boot, "flinkd.public.moves")
+    ops = op_counts(records)
+    assert ops["tombstone"] == key_changes + deletes and ops["d"] == key_changes + deletes, ops
+    assert not [v for _, v in records if v and v["op"] == "u" and v["before"]["id"] != v["after"]["id"]]
+    r = collected(res, "flinkd_retract")
     assert r["anomalies"] == [], r["anomalies"]
-    assert_same_rows("Debezium's form, retracting", r["rows"], expected)
-    assert_same_rows("Debezium's form, ChangelogNormalize", collected(res, "d_normalized")["rows"], expected)
-    assert_same_rows("Debezium's form, upsert-kafka sink", upsert_topic_rows("d_upsert"), expected)
+    assert_same_rows("delete_create, retracting", r["rows"], expected)
+    assert_same_rows("delete_create, upsert-kafka sink",
+                     upsert_topic_rows(boot, "flinkd.flink.moves_upsert"), expected)
+    assert_same_rows("delete_create, ChangelogNormalize",
+                     collected(res, "flinkd_normalized")["rows"], expected)
 
-    # walship's events as they are
-    kept = list(upsert_view(events).values())
-    if form == "debezium":
-        assert_same_rows("walship, retracting", collected(res, "w_retract")["rows"], expected)
-        assert collected(res, "w_retract")["anomalies"] == []
-        assert_same_rows("walship, ChangelogNormalize", collected(res, "w_normalized")["rows"], expected)
-        assert_same_rows("walship, upsert-kafka sink", upsert_topic_rows("w_upsert"), expected)
-        return
-    # One 'u' per key change. Keyed consumers never delete the old key: Flink's table is
-    # PostgreSQL's plus the rows under every key that was moved away and not used again.
+    # key_change=update: one u keyed by the new key. Kept by the key, the old key is never
+    # deleted: Flink's table is PostgreSQL's plus the row under every key moved away and
+    # not used again
+    records = topic_records(boot, "flinku.public.moves")
+    single_u = [v for _, v in records if v and v["op"] == "u" and v["before"]["id"] != v["after"]["id"]]
+    assert len(single_u) == key_changes and op_counts(records)["tombstone"] == deletes
+    kept = upsert_view(records)
     stale = collections.Counter(canon(kept)) - collections.Counter(canon(expected))
-    assert collections.Counter(canon(expected)) - collections.Counter(canon(kept)) == collections.Counter()
-    stale_ids = sorted(json.loads(s)[0] for s in stale.elements())
-    assert stale_ids == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 200, 500], stale_ids
-    assert_same_rows("walship, ChangelogNormalize", collected(res, "w_normalized")["rows"], kept)
-    assert_same_rows("walship, upsert-kafka sink", upsert_topic_rows("w_upsert"), kept)
-    # A retracting consumer: the 'u' travels in the new key's partition, so its -U can come
-    # before the old key's +I from another partition: that retraction misses and the row
-    # stays. Every difference from PostgreSQL is such a missed retraction.
-    r = collected(res, "w_retract")
-    missed = [json.loads(a.split(": ", 1)[1]) for a in r["anomalies"]]
+    assert not collections.Counter(canon(expected)) - collections.Counter(canon(kept))
+    assert sorted(json.loads(s)[0] for s in stale.elements()) == [*range(1, 13), 200, 500]
+    assert_same_rows("update, upsert-kafka sink", upsert_topic_rows(boot, "flinku.flink.moves_upsert"), kept)
+    assert_same_rows("update, ChangelogNormalize", collected(res, "flinku_normalized")["rows"], kept)
+    # Retracting, on several partitions: a u travels in the new key's partition, so its -U
+    # can come before the old key's +I from another partition: that retraction misses and
+    # the row stays. Every difference from PostgreSQL is such a missed retraction.
+    r = collected(res, "flinku_retract")
     assert all(a.startswith("-U of a row") for a in r["anomalies"]), r["anomalies"]
-    assert_same_rows("walship, retracting (PostgreSQL + missed retractions)", r["rows"], expected + missed)
-    print(f"walship's form, retracting on {MOVES_PARTITIONS} partitions: {len(missed)} of "
-          f"{len(single_u)} key changes left their old row behind")
-
-
-def _lsn(text: bytes) -> int:
-    hi, lo = text.decode().split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
-
-
-def commit_order(msgs) -> list:
-    """A stream's messages from all partitions in commit order, each (message, payload or
-    None): by the commit LSN (header ``walship.lsn``), then the change's LSN; a tombstone
-    right after the delete before it in its partition."""
-    keyed, last = [], {}
-    for m in sorted(msgs, key=lambda m: (m.partition, m.offset)):
-        if m.value is None:
-            commit, change, _ = last[m.partition]
-            rank = 1
-        else:
-            payload = json.loads(m.value)["payload"]
-            commit, change = _lsn(m.header("walship.lsn")), payload["source"]["lsn"]
-            rank = 2 if payload["op"] == "c" else 0  # Debezium's form: d, tombstone, c
-        last[m.partition] = (commit, change, rank)
-        keyed.append(((commit, change, rank), m))
-    keyed.sort(key=lambda x: x[0])
-    return [(m, json.loads(m.value)["payload"] if m.value is not None else None) for _, m in keyed]
+    missed = [json.loads(a.split(": ", 1)[1]) for a in r["anomalies"]]
+    assert_same_rows("update, retracting (PostgreSQL's rows + the missed retractions)",
+                     r["rows"], expected + missed)
+    print(f"key_change=update, retracting on {MOVES_PARTITIONS} partitions: {len(missed)} of "
+          f"{key_changes} key changes left the old row behind")
