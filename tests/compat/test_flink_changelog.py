@@ -50,6 +50,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -113,8 +114,11 @@ def run_flink(*args: str, timeout: float = 600) -> dict:
     """Runs FlinkChangelog with ``args``; its results by name (``--collect``), by statement
     (an INSERT's ``--sql``) and by ``"explain:" + query``."""
     t0 = time.monotonic()
-    r = subprocess.run([str(FLINK_SH), "run", *args], capture_output=True, text=True,
-                       timeout=timeout)
+    # Flink's JVM leaves files in its temporary directory (its RPC system's jar, the
+    # mini-cluster's directories): one of ours, removed here (also after a timeout kill).
+    with tempfile.TemporaryDirectory(prefix="walship-flink-") as tmp:
+        r = subprocess.run([str(FLINK_SH), "run", *args], capture_output=True, text=True,
+                           timeout=timeout, env=dict(os.environ, WALSHIP_FLINK_TMP=tmp))
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, \
         f"FlinkChangelog exited {r.returncode}:\n{r.stdout}\n{r.stderr[-20000:]}"
