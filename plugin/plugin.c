@@ -21,6 +21,8 @@
 #include "nodes/parsenodes.h"
 #include "replication/logical.h"
 #include "replication/origin.h"
+#include "nodes/pg_list.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
@@ -51,7 +53,18 @@ typedef struct WalshipTxn {
     bool begin_sent;    /* include-transaction: BEGIN event already sent */
     uint64 nevents;     /* events handed on, BEGIN and COMMIT included (for the hooks) */
     uint64 ndata;       /* row, truncate and message events (COMMIT's event_count) */
+    XLogRecPtr prev_commit_lsn; /* the transaction before, in this session (0: none) */
+    uint64 counted_before;      /* ndata before the event being counted */
+    /* include-transaction: row events per table (CollectionCount by published relid) */
+    HTAB *collections;
+    List *collection_list; /* the same entries, in the order the tables first appeared */
 } WalshipTxn;
+
+typedef struct CollectionCount {
+    Oid relid; /* hash key: the published relation */
+    const char *name;
+    uint64 count;
+} CollectionCount;
 
 /*
  * One decoding session: from the startup callback to shutdown (or to the end of
@@ -77,6 +90,8 @@ typedef struct WalshipSession {
     WalshipStreamHooks hooks;
 
     WalshipTxn txn;
+    XLogRecPtr last_commit_lsn; /* the last transaction that sent events, this session */
+    TimestampTz last_commit_time;
 } WalshipSession;
 
 static void walship_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init);
@@ -304,6 +319,7 @@ static void fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecP
     source->xid = txn->xid;
     source->commit_lsn = txn->commit_lsn;
     source->change_lsn = change_lsn;
+    source->prev_commit_lsn = txn->prev_commit_lsn;
     source->commit_time_us = txn->commit_time != 0 ? txn->commit_time + WS_UNIX_EPOCH_OFFSET_US : 0;
 }
 
@@ -351,10 +367,81 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
 }
 
 /*
+ * include-transaction: Debezium's transaction block numbers each row event within its
+ * transaction and within its table, and END counts the events of each table.
+ */
+static CollectionCount *collection_of(WalshipSession *s, RelationCacheEntry *entry)
+{
+    WalshipTxn *txn = &s->txn;
+    CollectionCount *count;
+    bool found;
+
+    if (txn->collections == NULL) {
+        HASHCTL ctl;
+
+        memset(&ctl, 0, sizeof(ctl));
+        ctl.keysize = sizeof(Oid);
+        ctl.entrysize = sizeof(CollectionCount);
+        ctl.hcxt = s->txn_context;
+        txn->collections = hash_create("walship transaction tables", 16, &ctl,
+                                       HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    }
+    count = hash_search(txn->collections, &entry->published_relid, HASH_ENTER, &found);
+    if (!found) {
+        MemoryContext oldcxt = MemoryContextSwitchTo(s->txn_context);
+
+        count->name = psprintf("%s.%s", entry->schema, entry->table);
+        count->count = 0;
+        txn->collection_list = lappend(txn->collection_list, count);
+        MemoryContextSwitchTo(oldcxt);
+    }
+    return count;
+}
+
+/* The event's place, before it is sent (a key change's create takes the next one). */
+static void count_event(WalshipSession *s, RelationCacheEntry *entry, ws_change *event)
+{
+    if (!s->settings.include_transaction)
+        return;
+    s->txn.counted_before = s->txn.ndata;
+    event->total_order = s->txn.ndata + 1;
+    event->collection_order = collection_of(s, entry)->count + 1;
+}
+
+/* After it was sent: the table counts the events it became. */
+static void counted_events(WalshipSession *s, RelationCacheEntry *entry)
+{
+    if (!s->settings.include_transaction)
+        return;
+    collection_of(s, entry)->count += s->txn.ndata - s->txn.counted_before;
+}
+
+static void collections_of(WalshipTxn *txn, ws_change *change)
+{
+    ws_collection_count *out;
+    ListCell *lc;
+    int i = 0;
+
+    if (txn->collection_list == NIL)
+        return;
+    out = palloc(sizeof(ws_collection_count) * list_length(txn->collection_list));
+    foreach (lc, txn->collection_list) {
+        CollectionCount *count = lfirst(lc);
+
+        out[i].name = count->name;
+        out[i].count = count->count;
+        i++;
+    }
+    change->collections = out;
+    change->ncollections = i;
+}
+
+/*
  * include-transaction: BEGIN goes out with the transaction's first event, so a
  * transaction that produces none (other tables, DDL only) leaves no trace.
  */
-static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
+static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s,
+                                 XLogRecPtr first_event_lsn)
 {
     WalshipTxn *txn = &s->txn;
     ws_change change;
@@ -364,7 +451,8 @@ static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s)
 
     memset(&change, 0, sizeof(change));
     change.op = WS_OP_BEGIN;
-    fill_source(s, txn, txn->first_lsn, &change.source);
+    /* its LSN is its first event's, as pgoutput sends BEGIN with the first change */
+    fill_source(s, txn, first_event_lsn, &change.source);
     send_event(ctx, s, txn, &change, s->transaction_topic, NULL);
     txn->begin_sent = true;
 }
@@ -384,6 +472,7 @@ static void walship_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn)
     txn->first_lsn = rbtxn->first_lsn;
     txn->commit_lsn = rbtxn->end_lsn;
     txn->commit_time = rbtxn->xact_time.commit_time;
+    txn->prev_commit_lsn = s->last_commit_lsn;
     if (rbtxn->origin_id != InvalidRepOriginId) {
         MemoryContext oldcxt = MemoryContextSwitchTo(s->txn_context);
         char *origin = NULL;
@@ -411,12 +500,17 @@ static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
         change.op = WS_OP_COMMIT;
         fill_source(s, txn, commit_lsn, &change.source);
         change.event_count = txn->ndata;
+        collections_of(txn, &change);
         send_event(ctx, s, txn, &change, s->transaction_topic, NULL);
 
         MemoryContextSwitchTo(oldcxt);
         MemoryContextReset(s->change_context);
     }
 
+    if (txn->nevents > 0) {
+        s->last_commit_lsn = txn->commit_lsn;
+        s->last_commit_time = txn->commit_time;
+    }
     if (s->hooked)
         s->hooks.commit(s->hooks.arg, txn->xid, txn->commit_lsn, txn->nevents);
     MemoryContextReset(s->txn_context);
@@ -477,8 +571,10 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
     event.source.table = entry->table;
     event.table = entry->table_handle;
 
-    send_begin_if_needed(ctx, s);
+    send_begin_if_needed(ctx, s, change->lsn);
+    count_event(s, entry, &event);
     send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified);
+    counted_events(s, entry);
 
     MemoryContextSwitchTo(oldcxt);
     MemoryContextReset(s->change_context);
@@ -531,7 +627,7 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
     }
 
     if (ntruncated > 0)
-        send_begin_if_needed(ctx, s);
+        send_begin_if_needed(ctx, s, change->lsn);
 
     for (int i = 0; i < ntruncated; i++) {
         ws_change event;
@@ -544,7 +640,9 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         event.table = entries[i]->table_handle;
         event.truncated_tables = names;
         event.ntruncated = ntruncated;
+        count_event(s, entries[i], &event);
         send_event(ctx, s, &s->txn, &event, entries[i]->topic, entries[i]->qualified);
+        counted_events(s, entries[i]);
     }
 
     MemoryContextSwitchTo(oldcxt);
@@ -572,7 +670,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
 
     if (transactional) {
         fill_source(s, &s->txn, message_lsn, &event.source);
-        send_begin_if_needed(ctx, s);
+        send_begin_if_needed(ctx, s, message_lsn);
         send_event(ctx, s, &s->txn, &event, s->message_topic, NULL);
     } else {
         /*
@@ -587,6 +685,12 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         own.xid = rbtxn != NULL ? rbtxn->xid : InvalidTransactionId;
         own.first_lsn = message_lsn;
         own.commit_lsn = message_lsn;
+        /*
+         * As Debezium: it is a commit at its own LSN (its sequence is [that, that], the
+         * next transaction's previous commit), and it carries the last commit's time.
+         */
+        own.prev_commit_lsn = message_lsn;
+        own.commit_time = s->last_commit_time;
         fill_source(s, &own, message_lsn, &event.source);
 
         if (s->hooked)
@@ -594,6 +698,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         send_event(ctx, s, &own, &event, s->message_topic, NULL);
         if (s->hooked)
             s->hooks.commit(s->hooks.arg, own.xid, own.commit_lsn, own.nevents);
+        s->last_commit_lsn = message_lsn;
     }
 
     MemoryContextSwitchTo(oldcxt);

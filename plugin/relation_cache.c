@@ -319,6 +319,7 @@ static void create_table_handle(RelationCache *cache, RelationCacheEntry *entry)
 
     desc.schema = entry->schema;
     desc.table = entry->table;
+    desc.topic = entry->topic;
     desc.columns = &entry->view.after;
     desc.before = &entry->view.before;
     owner = MemoryContextAllocZero(entry->context, sizeof(TableHandleOwner));

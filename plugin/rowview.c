@@ -20,7 +20,11 @@
 #include "datatype/timestamp.h"
 #include "nodes/bitmapset.h"
 #include "nodes/nodes.h"
+#include "nodes/primnodes.h"
+#include "optimizer/optimizer.h"
 #include "utils/builtins.h"
+#include "utils/cash.h"
+#include "utils/pg_locale.h"
 #include "utils/catcache.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
@@ -72,16 +76,27 @@ static Oid element_type_of(Oid typid)
     return OidIsValid(elem) ? getBaseType(elem) : InvalidOid;
 }
 
-/* The DEFAULT of column attnum as SQL text (palloc'd), or NULL; generated columns have none. */
-static const char *column_default(TupleDesc desc, Form_pg_attribute attr)
+/*
+ * The DEFAULT of column attnum as SQL text (palloc'd), or NULL; generated columns have
+ * none. *constant: the default when it is a constant (a literal), else NULL.
+ */
+static const char *column_default(TupleDesc desc, Form_pg_attribute attr, Const **constant)
 {
     TupleConstr *constr = desc->constr;
 
+    *constant = NULL;
     if (constr == NULL || !attr->atthasdef || attr->attgenerated != '\0')
         return NULL;
     for (int i = 0; i < constr->num_defval; i++) {
-        if (constr->defval[i].adnum == attr->attnum)
-            return deparse_expression(stringToNode(constr->defval[i].adbin), NIL, false, false);
+        if (constr->defval[i].adnum == attr->attnum) {
+            Node *expr = stringToNode(constr->defval[i].adbin);
+            /* a literal's coercion to the column's type (numeric(10,2), float8) folds */
+            Node *folded = eval_const_expressions(NULL, copyObject(expr));
+
+            if (IsA(folded, Const))
+                *constant = (Const *)folded;
+            return deparse_expression(expr, NIL, false, false);
+        }
     }
     return NULL;
 }
@@ -119,6 +134,8 @@ static const char *const *enum_labels(Oid typid, int *nlabels)
     pfree(members);
     return labels;
 }
+
+static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value);
 
 void rowview_init(RowView *view, Relation source, Relation published)
 {
@@ -176,6 +193,7 @@ void rowview_init(RowView *view, Relation source, Relation published)
         Oid outfunc;
         bool isvarlena;
         bool in_old_tuple;
+        Const *default_const;
 
         if (attr->attisdropped)
             continue;
@@ -188,9 +206,10 @@ void rowview_init(RowView *view, Relation source, Relation published)
             elog(ERROR, "column \"%s\" of relation \"%s\" has no counterpart in relation \"%s\"",
                  NameStr(attr->attname), RelationGetRelationName(published),
                  RelationGetRelationName(source));
-        col->type_oid = attr->atttypid;
+        /* a domain's values are its base type's (typlen and output functions agree) */
+        col->type_oid = getBaseType(attr->atttypid);
         col->typlen = attr->attlen;
-        col->kind = ws_type_value_kind(attr->atttypid);
+        col->kind = ws_type_value_kind(col->type_oid);
         getTypeOutputInfo(attr->atttypid, &outfunc, &isvarlena);
         fmgr_info(outfunc, &col->output);
 
@@ -203,7 +222,12 @@ void rowview_init(RowView *view, Relation source, Relation published)
         meta->not_null = attr->attnotnull;
         if (get_typtype(attr->atttypid) == TYPTYPE_DOMAIN)
             meta->base_type_oid = getBaseType(attr->atttypid);
-        meta->default_expr = column_default(desc, attr);
+        meta->default_expr = column_default(desc, attr, &default_const);
+        if (default_const != NULL && !default_const->constisnull &&
+            default_const->consttype == attr->atttypid)
+            fill_value(col, default_const->constvalue, false, &meta->default_value);
+        else
+            meta->default_value.kind = WS_VALUE_NULL;
         meta->enum_labels = enum_labels(getBaseType(attr->atttypid), &meta->nenum_labels);
         meta->value.kind = WS_VALUE_NULL;
 
@@ -247,6 +271,32 @@ static void set_varlena_payload(Datum datum, ws_value *value)
 
     value->data = VARDATA_ANY(v);
     value->len = VARSIZE_ANY_EXHDR(v);
+}
+
+/*
+ * money as its exact decimal number, without currency symbol or separators: the amount
+ * counts units of the locale's fraction digits (lc_monetary), as cash_out reads it.
+ */
+static void set_money_text(Cash cash, ws_value *value)
+{
+    struct lconv *lconvert = PGLC_localeconv();
+    int digits = lconvert->frac_digits;
+    uint64 magnitude;
+    uint64 scale = 1;
+    char *text;
+
+    if (digits < 0 || digits > 10) /* CHAR_MAX in the C locale: as cash_out, 2 */
+        digits = 2;
+    for (int i = 0; i < digits; i++)
+        scale *= 10;
+    magnitude = cash < 0 ? (uint64)(-(cash + 1)) + 1 : (uint64)cash;
+    if (digits == 0)
+        text = psprintf("%s%llu", cash < 0 ? "-" : "", (unsigned long long)magnitude);
+    else
+        text = psprintf("%s%llu.%0*llu", cash < 0 ? "-" : "", (unsigned long long)(magnitude / scale),
+                        digits, (unsigned long long)(magnitude % scale));
+    value->data = text;
+    value->len = strlen(text);
 }
 
 static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
@@ -374,6 +424,11 @@ static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_va
         break;
     }
     case WS_VALUE_NUMERIC:
+        if (col->type_oid == CASHOID)
+            set_money_text(DatumGetCash(datum), value);
+        else
+            set_output_text(col, datum, value);
+        break;
     case WS_VALUE_OTHER:
         set_output_text(col, datum, value);
         break;

@@ -24,7 +24,7 @@
 /* What the rest of the shim needs to know about one published column. */
 typedef struct RowViewColumn {
     AttrNumber source_attno; /* 1-based, in the tuples the changes carry */
-    Oid type_oid;
+    Oid type_oid;            /* a domain's base type: values are the base type's */
     int16 typlen;
     ws_value_kind kind; /* from the one type table, in the core (ws_type_value_kind) */
     FmgrInfo output;    /* the type's output function, for every text form */

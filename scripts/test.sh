@@ -12,14 +12,20 @@
 #   - the first version (15) also builds the GoogleTest executables: the unit tests run
 #     after its build (ctest -LE broker), the sink against a real broker (ctest -L broker)
 #     in its integration stage. The format check runs once, first.
+#   - once, right after PostgreSQL 15's integration tests: tests/compat, the real
+#     Debezium PostgreSQL connector beside walship on the same changes, every record
+#     compared. A failure there fails the run at the end, after the other versions ran.
 # Environment: WALSHIP_PG_VERSIONS (default "15 16 17 18") picks the versions,
-# WALSHIP_PG_FULL (default "15 18") those that get the whole integration suite.
+# WALSHIP_PG_FULL (default "15 18") those that get the whole integration suite,
+# WALSHIP_COMPAT_PG (default 15) the one after whose integration tests tests/compat runs.
 # Installing packages and into PostgreSQL's directories needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSIONS=${WALSHIP_PG_VERSIONS:-15 16 17 18}
 FULL=" ${WALSHIP_PG_FULL:-15 18} "
+COMPAT_PG=${WALSHIP_COMPAT_PG:-15}
+compat_failed=no
 SMOKE=(tests/integration/test_stream_sql.py tests/integration/test_recvlogical.py
        tests/integration/test_stream_events.py tests/integration/test_stream_tables.py
        tests/integration/test_failover.py)
@@ -136,5 +142,17 @@ for v in $VERSIONS; do
         echo "== PostgreSQL $v: integration smoke tests"
         WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider "${SMOKE[@]}"
     fi
+    if [[ $v == "$COMPAT_PG" ]]; then
+        # Its conftest fails the run on a skipped test, as the integration suite's does.
+        echo "== PostgreSQL $v: compatibility with the real Debezium connector (tests/compat)"
+        if ! WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider tests/compat; then
+            compat_failed=yes
+            echo "== PostgreSQL $v: tests/compat FAILED (the run goes on, and fails at the end)"
+        fi
+    fi
     echo "== PostgreSQL $v: passed ($((SECONDS - t0)) s so far)"
 done
+if [[ $compat_failed == yes ]]; then
+    echo "tests/compat failed: walship's records differ from Debezium's (its stage above)" >&2
+    exit 1
+fi

@@ -49,8 +49,7 @@ inline constexpr std::string_view kSourceSchemaField =
     "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"txId\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"lsn\"},"
-    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"},"
-    "{\"type\":\"string\",\"optional\":true,\"field\":\"origin\"}"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"}"
     "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\",\"version\":1,"
     "\"field\":\"source\"}";
 
@@ -115,7 +114,7 @@ const std::string &message_value_schema();
 /* The parts of an event's source block that are the same for every event of a table. */
 struct SourceParts {
     std::string open;  /* {"version":..,"connector":"postgresql","name":<name>,"ts_ms": */
-    std::string db;    /* ,"db":<database>,"sequence":"[null,\" */
+    std::string db;    /* ,"db":<database>,"sequence":" */
     std::string table; /* ,"schema":<schema>,"table":<table>,"txId": */
 
     void build(std::string_view logical_name, std::string_view database, std::string_view schema,
@@ -134,6 +133,7 @@ class DebeziumPlan final : public TablePlan
                  std::string_view database);
 
     std::vector<ColumnRepr> reprs; /* per column of the table */
+    std::vector<std::string> defaults; /* per column: its default as JSON, empty when none */
     std::string envelope;          /* the value schema of row events */
     std::string key;               /* the key schema; empty when the table has no key columns */
 
@@ -148,12 +148,26 @@ class DebeziumPlan final : public TablePlan
 /* ------------------------------------------------------------------------- */
 /* Values                                                                       */
 
+class ValueWriter;
+
+/* A column's DEFAULT as Debezium declares it, as JSON; empty when it declares none. */
+std::string column_default_json(const TableColumn &column, const ColumnRepr &repr,
+                                ValueWriter &writer);
+
 /* Writes column values; owns the scratch buffers that keep the hot path allocation-free. */
 class ValueWriter
 {
   public:
-    /* One value of a column of representation repr (not_null: declared NOT NULL). */
-    void write(std::string &out, const ColumnRepr &repr, bool not_null, const ws_value &value);
+    /*
+     * One value of a column of representation repr (not_null: declared NOT NULL;
+     * default_json: the column's default as JSON, empty when none).
+     */
+    void write(std::string &out, const ColumnRepr &repr, bool not_null,
+               std::string_view default_json, const ws_value &value);
+
+    /* A NULL of a column with a default is written as the default (JsonConverter's
+     * replace.null.with.default); a NOT NULL column missing from an old row always is. */
+    bool replace_null_with_default = true;
 
   private:
     void write_scalar(std::string &out, const ColumnRepr &repr, const ws_value &value);
@@ -161,6 +175,8 @@ class ValueWriter
     void write_numeric(std::string &out, const ColumnRepr &repr, std::string_view text);
     void write_array(std::string &out, const ColumnRepr &repr, const ws_value &value);
     void write_array_element(std::string &out, const ColumnRepr &repr, std::string_view text);
+    void write_bits(std::string &out, std::string_view bits);
+    bool write_point(std::string &out, std::string_view text);
 
     std::string scratch_;
     std::string bytes_;

@@ -59,12 +59,18 @@ void append_timestamps(std::string &out, int64_t nanos)
     append_int(out, nanos);
 }
 
-void append_transaction_id(std::string &out, const ws_source &source)
+/*
+ * Debezium's transaction id, "<xid>:<LSN>", with the LSN of the record it is written in:
+ * each row event's own, BEGIN's (its first event's), and for END the commit's end.
+ */
+void append_transaction_id(std::string &out, const ws_change &change)
 {
+    const ws_source &source = change.source;
+    uint64_t lsn = change.op == WS_OP_COMMIT ? source.commit_lsn : source.change_lsn;
     char buf[48];
     char *p = std::to_chars(buf, buf + 20, source.xid).ptr;
     *p++ = ':';
-    p = std::to_chars(p, buf + sizeof(buf), source.commit_lsn).ptr;
+    p = std::to_chars(p, buf + sizeof(buf), lsn).ptr;
     append_string(out, buf, static_cast<size_t>(p - buf));
 }
 
@@ -75,6 +81,7 @@ class DebeziumEncoder final : public Encoder
         : options_(options), framed_(options.framing == Framing::Varint),
           database_(std::move(database))
     {
+        values_.replace_null_with_default = options.replace_null_with_default;
     }
 
     std::unique_ptr<TablePlan> plan_table(const Table &table) const override
@@ -140,7 +147,7 @@ class DebeziumEncoder final : public Encoder
         case WS_OP_COMMIT:
             open_with_schema(out, kTransactionKeySchema);
             out += "{\"id\":";
-            append_transaction_id(out, change.source);
+            append_transaction_id(out, change);
             out += '}';
             break;
         case WS_OP_MESSAGE:
@@ -211,7 +218,19 @@ class DebeziumEncoder final : public Encoder
             out += "null";
         out += ",\"source\":";
         write_source(out, change, change.source.commit_time_us, plan.source);
-        out += ",\"transaction\":null,\"op\":\"";
+        out += ",\"transaction\":";
+        if (change.total_order != 0) {
+            out += "{\"id\":";
+            append_transaction_id(out, change);
+            out += ",\"total_order\":";
+            append_uint(out, change.total_order);
+            out += ",\"data_collection_order\":";
+            append_uint(out, change.collection_order);
+            out += '}';
+        } else {
+            out += "null";
+        }
+        out += ",\"op\":\"";
         switch (change.op) {
         case WS_OP_INSERT:
             out += 'c';
@@ -242,7 +261,8 @@ class DebeziumEncoder final : public Encoder
         out += "{\"op\":\"m\",\"ts_ms\":";
         append_int(out, pgval::floor_div(now, 1000000));
         out += ",\"source\":";
-        /* a non-transactional message has no commit: Debezium uses the time it saw it */
+        /* a non-transactional message has no commit: the shim gives the last commit's time
+         * (as Debezium); before any commit, Debezium's clock */
         int64_t time_us = change.source.commit_time_us != 0 ? change.source.commit_time_us
                                                             : pgval::floor_div(now, 1000);
         SourceParts &parts = message_source_;
@@ -263,13 +283,29 @@ class DebeziumEncoder final : public Encoder
         out += "{\"status\":";
         out += change.op == WS_OP_BEGIN ? "\"BEGIN\"" : "\"END\"";
         out += ",\"id\":";
-        append_transaction_id(out, change.source);
+        append_transaction_id(out, change);
         out += ",\"event_count\":";
         if (change.op == WS_OP_COMMIT)
             append_uint(out, change.event_count);
         else
             out += "null";
-        out += ",\"data_collections\":null,\"ts_ms\":";
+        out += ",\"data_collections\":";
+        if (change.op == WS_OP_COMMIT) {
+            out += '[';
+            for (int i = 0; i < change.ncollections; i++) {
+                if (i > 0)
+                    out += ',';
+                out += "{\"data_collection\":";
+                append_string(out, or_empty(change.collections[i].name));
+                out += ",\"event_count\":";
+                append_uint(out, change.collections[i].count);
+                out += '}';
+            }
+            out += ']';
+        } else {
+            out += "null";
+        }
+        out += ",\"ts_ms\":";
         append_int(out, pgval::floor_div(change.source.commit_time_us, 1000));
         out += '}';
         close_with_schema(out);
@@ -283,6 +319,14 @@ class DebeziumEncoder final : public Encoder
         append_int(out, pgval::floor_div(time_us, 1000));
         out += change.op == WS_OP_READ ? ",\"snapshot\":\"true\"" : ",\"snapshot\":\"false\"";
         append_raw(out, parts.db);
+        /* Debezium's sequence: [the previous transaction's commit LSN, this LSN], as text */
+        if (source.prev_commit_lsn != 0) {
+            out += "[\\\"";
+            append_uint(out, source.prev_commit_lsn);
+            out += "\\\",\\\"";
+        } else {
+            out += "[null,\\\"";
+        }
         append_uint(out, source.change_lsn);
         out += "\\\"]\",\"ts_us\":";
         append_int(out, time_us);
@@ -295,12 +339,7 @@ class DebeziumEncoder final : public Encoder
             out += "null";
         out += ",\"lsn\":";
         append_uint(out, source.change_lsn);
-        out += ",\"xmin\":null,\"origin\":";
-        if (source.origin != nullptr)
-            append_string(out, source.origin);
-        else
-            out += "null";
-        out += '}';
+        out += ",\"xmin\":null}";
     }
 
     /*
@@ -321,7 +360,7 @@ class DebeziumEncoder final : public Encoder
             append_raw(out, plan.field_keys[k]);
             int b = column.before_index;
             const ws_value &value = b >= 0 && b < row->ncolumns ? row->columns[b].value : kAbsent;
-            values_.write(out, plan.reprs[k], column.not_null, value);
+            values_.write(out, plan.reprs[k], column.not_null, plan.defaults[k], value);
         }
         out += '}';
     }
@@ -346,7 +385,8 @@ class DebeziumEncoder final : public Encoder
                 out += ',';
             first = false;
             append_raw(out, plan.field_keys[k]);
-            values_.write(out, plan.reprs[k], column.not_null, row->columns[i].value);
+            values_.write(out, plan.reprs[k], column.not_null, plan.defaults[k],
+                          row->columns[i].value);
         }
         out += '}';
     }

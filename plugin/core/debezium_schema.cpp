@@ -20,7 +20,8 @@ using json::append_raw;
 using json::append_string;
 
 void append_field_schemas(std::string &out, const Table &table,
-                          const std::vector<ColumnRepr> &reprs, bool keys_only)
+                          const std::vector<ColumnRepr> &reprs,
+                          const std::vector<std::string> &defaults, bool keys_only)
 {
     bool first = true;
     for (size_t i = 0; i < table.columns.size(); i++) {
@@ -31,6 +32,10 @@ void append_field_schemas(std::string &out, const Table &table,
             out += ',';
         first = false;
         append_field_schema_open(out, reprs[i], !column.not_null);
+        if (!defaults[i].empty()) {
+            out += ",\"default\":";
+            out += defaults[i];
+        }
         out += ",\"field\":";
         append_string(out, column.name);
         out += '}';
@@ -67,8 +72,7 @@ void SourceParts::build(std::string_view logical_name, std::string_view database
     open += ",\"ts_ms\":";
     db = ",\"db\":";
     append_string(db, database);
-    /* Debezium's [last commit LSN, this LSN]; walship does not track the former */
-    db += ",\"sequence\":\"[null,\\\"";
+    db += ",\"sequence\":\"";
     table = ",\"schema\":";
     append_string(table, schema);
     table += ",\"table\":";
@@ -81,19 +85,29 @@ DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
     : TablePlan(table)
 {
     reprs.reserve(table.columns.size());
-    for (const TableColumn &column : table.columns)
+    defaults.reserve(table.columns.size());
+    ValueWriter writer;
+    for (const TableColumn &column : table.columns) {
         reprs.push_back(json_repr_for(column, options));
+        defaults.push_back(column_default_json(column, reprs.back(), writer));
+    }
 
-    std::string prefix(logical_name);
-    prefix += '.';
-    prefix += table.schema;
-    prefix += '.';
-    prefix += table.table;
+    /* Debezium names the schemas after the topic, whose name Kafka accepts */
+    std::string prefix;
+    if (!table.topic.empty()) {
+        prefix = table.topic;
+    } else {
+        prefix = logical_name;
+        prefix += '.';
+        prefix += table.schema;
+        prefix += '.';
+        prefix += table.table;
+    }
 
     /* the Value struct, shared by before and after */
     std::string value;
     value += "{\"type\":\"struct\",\"fields\":[";
-    append_field_schemas(value, table, reprs, false);
+    append_field_schemas(value, table, reprs, defaults, false);
     value += "],\"optional\":true,\"name\":";
     append_string(value, prefix + ".Value");
 
@@ -110,7 +124,7 @@ DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
 
     if (table.has_key) {
         key += "{\"type\":\"struct\",\"fields\":[";
-        append_field_schemas(key, table, reprs, true);
+        append_field_schemas(key, table, reprs, defaults, true);
         key += "],\"optional\":false,\"name\":";
         append_string(key, prefix + ".Key");
         key += '}';

@@ -9,6 +9,7 @@
 #include "pg_values.hpp"
 
 #include <charconv>
+#include <cstring>
 #include <cmath>
 #include <string>
 #include <string_view>
@@ -72,15 +73,29 @@ void append_not_null_fallback(std::string &out, const ColumnRepr &repr)
         out += "0.0";
         break;
     case JsonRepr::Boolean:
+    case JsonRepr::BitBoolean:
         out += "false";
         break;
+    case JsonRepr::NumericString: /* zero at the column's scale */
+        out += "\"0";
+        if (repr.scale > 0) {
+            out += '.';
+            out.append(static_cast<size_t>(repr.scale), '0');
+        }
+        out += '"';
+        break;
     case JsonRepr::String:
+    case JsonRepr::Enum:
+    case JsonRepr::Tsvector:
+    case JsonRepr::Bits:
     case JsonRepr::Uuid:
     case JsonRepr::Json:
     case JsonRepr::Xml:
-    case JsonRepr::NumericString:
     case JsonRepr::Bytes:
         out += "\"\"";
+        break;
+    case JsonRepr::Point:
+        out += "{\"x\":0.0,\"y\":0.0,\"wkb\":null,\"srid\":null}";
         break;
     case JsonRepr::ZonedTime:
         out += "\"00:00:00Z\"";
@@ -162,16 +177,19 @@ void append_uuid(std::string &out, const unsigned char *uuid)
 } // namespace
 
 void ValueWriter::write(std::string &out, const ColumnRepr &repr, bool not_null,
-                        const ws_value &value)
+                        std::string_view default_json, const ws_value &value)
 {
     if (value.kind == WS_VALUE_NULL) {
         /*
          * In an old row PostgreSQL logs only the replica identity; the other
          * columns arrive as NULL even when declared NOT NULL. JsonConverter
-         * rejects null in a required field, so Debezium writes the type's zero
-         * value there; so does walship.
+         * rejects null in a required field, so Debezium writes the column's default
+         * there, else the type's zero value; so does walship. A NULL in a column with
+         * a default becomes the default too (replace.null.with.default).
          */
-        if (not_null)
+        if (!default_json.empty() && (not_null || replace_null_with_default))
+            out += default_json;
+        else if (not_null)
             append_not_null_fallback(out, repr);
         else
             out += "null";
@@ -286,12 +304,84 @@ void ValueWriter::write_scalar(std::string &out, const ColumnRepr &repr, const w
         if (is_text_kind(value.kind) && value.data != nullptr)
             return write_numeric(out, repr, text_of(value));
         break;
+    case JsonRepr::BitBoolean: /* bit(1): its text is 0 or 1 */
+        if (value.data != nullptr && value.len == 1) {
+            out += value.data[0] == '1' ? "true" : "false";
+            return;
+        }
+        break;
+    case JsonRepr::Bits:
+        if (value.data != nullptr)
+            return write_bits(out, text_of(value));
+        break;
+    case JsonRepr::Point:
+        if (value.data != nullptr && write_point(out, text_of(value)))
+            return;
+        break;
     case JsonRepr::String:
+    case JsonRepr::Enum:
+    case JsonRepr::Tsvector:
     case JsonRepr::Json:
     case JsonRepr::Xml:
         break;
     }
     write_as_string(out, value);
+}
+
+/*
+ * A point's text "(x,y)" as Debezium's Point: x, y, its well-known binary (little-endian
+ * byte order, type 1, x, y) and no SRID. False when the text is not two finite numbers.
+ */
+bool ValueWriter::write_point(std::string &out, std::string_view text)
+{
+    if (text.size() < 5 || text.front() != '(' || text.back() != ')')
+        return false;
+    std::string_view inner = text.substr(1, text.size() - 2);
+    size_t comma = inner.find(',');
+    if (comma == std::string_view::npos)
+        return false;
+    double xy[2];
+    std::string_view parts[2] = {inner.substr(0, comma), inner.substr(comma + 1)};
+    for (int i = 0; i < 2; i++) {
+        auto res = std::from_chars(parts[i].data(), parts[i].data() + parts[i].size(), xy[i]);
+        if (res.ec != std::errc() || res.ptr != parts[i].data() + parts[i].size())
+            return false;
+    }
+    std::string &wkb = bytes_;
+    wkb.assign("\x01\x01\x00\x00\x00", 5);
+    for (double d : xy) {
+        uint64_t bits;
+        std::memcpy(&bits, &d, sizeof(bits));
+        for (int b = 0; b < 8; b++)
+            wkb += static_cast<char>((bits >> (8 * b)) & 0xFF);
+    }
+    out += "{\"x\":";
+    json::append_double(out, xy[0]);
+    out += ",\"y\":";
+    json::append_double(out, xy[1]);
+    out += ",\"wkb\":";
+    json::append_base64(out, wkb.data(), wkb.size());
+    out += ",\"srid\":null}";
+    return true;
+}
+
+/*
+ * A bit string as Debezium's Bits: the bits read as one binary number (the last bit is
+ * the lowest), its bytes little-endian, as few as hold its highest set bit (no bytes
+ * when none is set), base64.
+ */
+void ValueWriter::write_bits(std::string &out, std::string_view bits)
+{
+    std::string &bytes = bytes_;
+    bytes.assign((bits.size() + 7) / 8, '\0');
+    size_t used = 0;
+    for (size_t i = 0; i < bits.size(); i++) {
+        if (bits[bits.size() - 1 - i] != '1')
+            continue;
+        bytes[i / 8] = static_cast<char>(static_cast<unsigned char>(bytes[i / 8]) | (1u << (i % 8)));
+        used = i / 8 + 1;
+    }
+    json::append_base64(out, bytes.data(), used);
 }
 
 /*
@@ -463,6 +553,16 @@ void ValueWriter::write_array_element(std::string &out, const ColumnRepr &repr,
         auto res = std::from_chars(first, last, v);
         if (res.ec == std::errc() && res.ptr == last)
             return json::append_double(out, v);
+        break;
+    }
+    case JsonRepr::Date: { /* as a date column's value, infinities as its sentinels */
+        int64_t days = 0;
+        if (text == "infinity")
+            return append_int(out, WS_DATE_POS_INFINITY);
+        if (text == "-infinity")
+            return append_int(out, WS_DATE_NEG_INFINITY);
+        if (pgval::parse_iso_date(text, days))
+            return append_int(out, days);
         break;
     }
     case JsonRepr::Boolean:

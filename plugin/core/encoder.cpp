@@ -37,6 +37,10 @@ TableColumn describe_column(const ws_column &c)
     out.not_null = c.not_null;
     out.has_default = c.default_expr != nullptr;
     out.default_expr = or_empty(c.default_expr);
+    out.default_constant = c.default_value;
+    out.default_has_data = c.default_value.data != nullptr;
+    if (out.default_has_data)
+        out.default_data.assign(c.default_value.data, c.default_value.len);
     for (int i = 0; i < c.nenum_labels && c.enum_labels != nullptr; i++)
         out.enum_labels.emplace_back(or_empty(c.enum_labels[i]));
     return out;
@@ -113,7 +117,9 @@ Table describe_table(const ws_table_desc &desc)
 {
     validate_row(desc.columns, "table's", true);
     validate_row(desc.before, "old tuple's", true);
-    return describe(desc.schema, desc.table, desc.columns, desc.before, true);
+    Table table = describe(desc.schema, desc.table, desc.columns, desc.before, true);
+    table.topic = or_empty(desc.topic);
+    return table;
 }
 
 Table describe_change_table(const ws_change &change)

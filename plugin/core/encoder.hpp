@@ -115,14 +115,27 @@ struct TableColumn {
     bool not_null = false;
     bool has_default = false;
     std::string default_expr;
+    ws_value default_constant{}; /* a constant DEFAULT's value (kind NULL: none), */
+    std::string default_data;    /* its bytes, when it has some */
+    bool default_has_data = false;
     std::vector<std::string> enum_labels;
     int before_index = -1; /* its position in the old tuple; -1 when the old tuple lacks it */
+
+    /* The constant DEFAULT as a value (kind NULL when the default is not a constant). */
+    ws_value default_value() const
+    {
+        ws_value v = default_constant;
+        v.data = default_has_data ? default_data.data() : nullptr;
+        v.len = default_has_data ? default_data.size() : 0;
+        return v;
+    }
 };
 
 /* What every row of one table version shares; the core's side of a ws_table. */
 struct Table {
     std::string schema;
     std::string table;
+    std::string topic; /* empty when the shim named none */
     std::vector<TableColumn> columns;
     std::vector<int> before; /* the old tuple's columns, as indexes into columns */
     bool has_key = false;    /* some column is_key */

@@ -297,6 +297,10 @@ const OptionSpec kOptions[] = {
      [](Options &o, const char *n, const char *v) { o.truncate = parse_boolean(n, v); }},
     {"tombstones",
      [](Options &o, const char *n, const char *v) { o.tombstones = parse_boolean(n, v); }},
+    {"replace-null-with-default",
+     [](Options &o, const char *n, const char *v) {
+         o.replace_null_with_default = parse_boolean(n, v);
+     }},
     {"key-change",
      [](Options &o, const char *n, const char *v) {
          o.key_change = parse_choice(n, v, {"delete_create", "update"},

@@ -51,6 +51,9 @@ struct Options {
     bool include_before = true;
     bool truncate = true;
     bool tombstones = true; /* a Kafka tombstone (the key, no value) after each delete */
+    /* JSON: a NULL of a column with a DEFAULT is written as the default (JsonConverter's
+     * replace.null.with.default, on by default) */
+    bool replace_null_with_default = true;
     KeyChange key_change = KeyChange::DeleteCreate;
     bool messages = false;
     std::vector<NamePattern> message_prefixes; /* empty with messages=true: every prefix */

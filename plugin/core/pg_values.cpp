@@ -83,6 +83,49 @@ CivilDate civil_from_days(int64_t days_since_epoch)
     return CivilDate{year, static_cast<unsigned>(month), static_cast<unsigned>(day)};
 }
 
+int64_t days_from_civil(int64_t year, unsigned month, unsigned day)
+{
+    /* Howard Hinnant's days_from_civil */
+    int64_t y = static_cast<int64_t>(year) - (month <= 2 ? 1 : 0);
+    int64_t era = floor_div(y, 400);
+    int64_t yoe = y - era * 400;
+    int64_t mp = month > 2 ? month - 3 : month + 9;
+    int64_t doy = (153 * mp + 2) / 5 + day - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+bool parse_iso_date(std::string_view text, int64_t &days)
+{
+    bool bc = false;
+    if (text.size() > 3 && text.substr(text.size() - 3) == " BC") {
+        bc = true;
+        text.remove_suffix(3);
+    }
+    size_t dash = text.find('-');
+    if (dash == std::string_view::npos || dash < 4 || text.size() != dash + 6 ||
+        text[dash + 3] != '-')
+        return false;
+    int64_t year = 0;
+    unsigned month = 0, day = 0;
+    auto digits = [](std::string_view part, auto &value) {
+        if (part.empty())
+            return false;
+        for (char c : part)
+            if (c < '0' || c > '9')
+                return false;
+        auto res = std::from_chars(part.data(), part.data() + part.size(), value);
+        return res.ec == std::errc();
+    };
+    if (!digits(text.substr(0, dash), year) || !digits(text.substr(dash + 1, 2), month) ||
+        !digits(text.substr(dash + 4, 2), day) || month < 1 || month > 12 || day < 1 || day > 31)
+        return false;
+    if (bc)
+        year = 1 - year; /* 1 BC is year 0 */
+    days = days_from_civil(year, month, day);
+    return true;
+}
+
 void append_iso_date(std::string &out, int64_t days_since_epoch)
 {
     CivilDate date = civil_from_days(days_since_epoch);

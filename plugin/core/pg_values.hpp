@@ -43,6 +43,11 @@ struct CivilDate {
 };
 
 CivilDate civil_from_days(int64_t days_since_epoch);
+int64_t days_from_civil(int64_t year, unsigned month, unsigned day);
+
+/* A date's ISO text as PostgreSQL writes it (YYYY-MM-DD, " BC" after a year before 1)
+ * as days since 1970-01-01; false for anything else (infinity, other DateStyles). */
+bool parse_iso_date(std::string_view text, int64_t &days);
 
 /* yyyy-mm-dd the way java.time's ISO formatter writes years: 4+ digits, sign beyond. */
 void append_iso_date(std::string &out, int64_t days_since_epoch);

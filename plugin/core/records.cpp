@@ -139,7 +139,9 @@ void RecordMaker::encode(const ws_change &change, const TablePlan *plan, bool wi
     }
     Encoded event = encoder_->encode(change, plan, with_key);
     out.records[out.nrecords++] = record(event.key, event.value);
-    if (tombstones_ && with_key && change.op == WS_OP_DELETE && !event.key.empty())
+    /* as Debezium, also for a table without a key (a tombstone with no key, which only
+     * a compacted topic refuses) */
+    if (tombstones_ && with_key && change.op == WS_OP_DELETE)
         out.records[out.nrecords++] = tombstone(event.key);
 }
 
@@ -160,6 +162,10 @@ void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *pl
     ws_change added = change;
     added.op = WS_OP_INSERT;
     added.before = nullptr;
+    if (added.total_order != 0) { /* two events of the transaction: the create comes second */
+        added.total_order++;
+        added.collection_order++;
+    }
     Encoded created = encoder_->encode(added, plan, true);
 
     std::string_view new_key_header = encoder_->key_as_header(created.key, plan);

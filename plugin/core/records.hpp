@@ -11,7 +11,8 @@
  *     (option key-change=delete_create; key-change=update keeps one update event,
  *     keyed by the new key, the old key in `before`).
  * Both formats follow them: they are about Kafka records, not about the event's format.
- * Tombstones exist only with keys (a stream's records): a client of the plugin gets events.
+ * Tombstones exist only where keys are asked for (a stream's records): a client of the
+ * plugin gets events.
  */
 #ifndef WALSHIP_RECORDS_HPP
 #define WALSHIP_RECORDS_HPP

@@ -33,6 +33,10 @@ enum class TypeFamily : uint8_t {
     TimestampTz,
     Interval,
     Numeric,
+    Money,
+    Bit,
+    Point,
+    Tsvector,
 };
 
 struct BuiltinType {
@@ -44,10 +48,10 @@ struct BuiltinType {
 
 /*
  * THE type table, the only one: the shim asks it for each column's value kind
- * (ws_type_value_kind) and the JSON encoder for each column's representation. Every
- * type not listed (enums, domains, composites, ranges, inet, money, bit, geometric
- * types, extension types) travels as its output text (WS_VALUE_OTHER) and is written
- * as a JSON string.
+ * (ws_type_value_kind) and the JSON encoder for each column's representation. A
+ * domain is its base type. Every type not listed (enums, composites, ranges, inet,
+ * geometric types, extension types) travels as its output text (WS_VALUE_OTHER) and
+ * is written as a JSON string (enums as Debezium's Enum).
  */
 constexpr BuiltinType kBuiltinTypes[] = {
     {16, "boolean", WS_VALUE_BOOL, TypeFamily::Bool},
@@ -61,7 +65,9 @@ constexpr BuiltinType kBuiltinTypes[] = {
     {26, "oid", WS_VALUE_INT64, TypeFamily::Int8}, /* unsigned 32-bit: needs int64 */
     {114, "json", WS_VALUE_JSON, TypeFamily::Json},
     {142, "xml", WS_VALUE_OTHER, TypeFamily::Xml},
+    {600, "point", WS_VALUE_OTHER, TypeFamily::Point},
     {700, "real", WS_VALUE_DOUBLE, TypeFamily::Float4},
+    {790, "money", WS_VALUE_NUMERIC, TypeFamily::Money}, /* the shim sends its decimal */
     {701, "double precision", WS_VALUE_DOUBLE, TypeFamily::Float8},
     {1042, "character", WS_VALUE_TEXT, TypeFamily::Text},
     {1043, "character varying", WS_VALUE_TEXT, TypeFamily::Text},
@@ -71,12 +77,17 @@ constexpr BuiltinType kBuiltinTypes[] = {
     {1184, "timestamp with time zone", WS_VALUE_TIMESTAMP, TypeFamily::TimestampTz},
     {1186, "interval", WS_VALUE_INTERVAL, TypeFamily::Interval},
     {1266, "time with time zone", WS_VALUE_TIMETZ, TypeFamily::TimeTz},
+    {1560, "bit", WS_VALUE_OTHER, TypeFamily::Bit},
+    {1562, "bit varying", WS_VALUE_OTHER, TypeFamily::Bit},
     {1700, "numeric", WS_VALUE_NUMERIC, TypeFamily::Numeric},
     {2950, "uuid", WS_VALUE_UUID, TypeFamily::Uuid},
+    {3614, "tsvector", WS_VALUE_OTHER, TypeFamily::Tsvector},
     {3802, "jsonb", WS_VALUE_JSON, TypeFamily::Json},
 };
 
 constexpr uint32_t kBoxOid = 603; /* the one builtin type whose array delimiter is ';' */
+constexpr uint32_t kBitOid = 1560;
+constexpr int32_t kUnboundedBits = 2147483647; /* varbit without a length */
 
 const BuiltinType *builtin_type(uint32_t oid)
 {
@@ -112,6 +123,7 @@ bool array_element_supported(TypeFamily family)
     case TypeFamily::Json:
     case TypeFamily::Xml:
     case TypeFamily::Numeric:
+    case TypeFamily::Date:
         return true;
     default:
         return false;
@@ -174,6 +186,16 @@ ReprSchema repr_schema(JsonRepr repr)
         return {"bytes", "org.apache.kafka.connect.data.Decimal"};
     case JsonRepr::NumericVariable:
         return {"struct", "io.debezium.data.VariableScaleDecimal"};
+    case JsonRepr::Enum:
+        return {"string", "io.debezium.data.Enum"};
+    case JsonRepr::BitBoolean:
+        return {"boolean", nullptr};
+    case JsonRepr::Bits:
+        return {"bytes", "io.debezium.data.Bits"};
+    case JsonRepr::Point:
+        return {"struct", "io.debezium.data.geometry.Point"};
+    case JsonRepr::Tsvector:
+        return {"string", "io.debezium.data.Tsvector"};
     }
     return {"string", nullptr};
 }
@@ -187,6 +209,11 @@ void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool op
     if (repr.repr == JsonRepr::NumericVariable)
         out += ",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":\"scale\"},"
                "{\"type\":\"bytes\",\"optional\":false,\"field\":\"value\"}]";
+    if (repr.repr == JsonRepr::Point)
+        out += ",\"fields\":[{\"type\":\"double\",\"optional\":false,\"field\":\"x\"},"
+               "{\"type\":\"double\",\"optional\":false,\"field\":\"y\"},"
+               "{\"type\":\"bytes\",\"optional\":true,\"field\":\"wkb\"},"
+               "{\"type\":\"int32\",\"optional\":true,\"field\":\"srid\"}]";
     out += optional ? ",\"optional\":true" : ",\"optional\":false";
     if (schema.name != nullptr) {
         out += ",\"name\":\"";
@@ -195,11 +222,25 @@ void append_scalar_schema_open(std::string &out, const ColumnRepr &repr, bool op
     }
     if (repr.repr == JsonRepr::NumericVariable)
         out += ",\"doc\":\"Variable scaled decimal\"";
+    if (repr.repr == JsonRepr::Point)
+        out += ",\"doc\":\"Geometry (POINT)\"";
     if (repr.repr == JsonRepr::NumericDecimal) {
         out += ",\"parameters\":{\"scale\":\"";
         json::append_int(out, repr.scale);
-        out += "\",\"connect.decimal.precision\":\"";
-        json::append_int(out, repr.precision);
+        if (repr.precision > 0) {
+            out += "\",\"connect.decimal.precision\":\"";
+            json::append_int(out, repr.precision);
+        }
+        out += "\"}";
+    }
+    if (repr.repr == JsonRepr::Enum) {
+        out += ",\"parameters\":{\"allowed\":";
+        json::append_string(out, repr.allowed);
+        out += '}';
+    }
+    if (repr.repr == JsonRepr::Bits) {
+        out += ",\"parameters\":{\"length\":\"";
+        json::append_int(out, repr.bit_length);
         out += "\"}";
     }
 }
@@ -215,7 +256,7 @@ ws_value_kind value_kind_for_type(uint32_t type_oid)
 ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
 {
     ColumnRepr out;
-    uint32_t oid = column.type_oid;
+    uint32_t oid = column.base_type_oid != 0 ? column.base_type_oid : column.type_oid;
     if (column.elem_type_oid != 0) {
         out.is_array = true;
         oid = column.elem_type_oid;
@@ -226,6 +267,16 @@ ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
     if (out.is_array && !array_element_supported(family))
         family = TypeFamily::Text;
     int32_t typmod = column.typmod; /* for arrays, PostgreSQL keeps the element's typmod */
+
+    if (!column.enum_labels.empty() && !out.is_array) {
+        out.repr = JsonRepr::Enum;
+        for (const std::string &label : column.enum_labels) {
+            if (!out.allowed.empty())
+                out.allowed += ',';
+            out.allowed += label;
+        }
+        return out;
+    }
 
     switch (family) {
     case TypeFamily::Bool:
@@ -285,6 +336,8 @@ ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
                                                                          : JsonRepr::IntervalMicros;
         break;
     case TypeFamily::Numeric:
+        if (typmod >= 4) /* VARHDRSZ + (precision << 16 | scale), scale 11-bit signed */
+            out.scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024;
         switch (options.decimal_handling) {
         case DecimalHandling::String:
             out.repr = JsonRepr::NumericString;
@@ -301,6 +354,35 @@ ColumnRepr json_repr_for(const TableColumn &column, const Options &options)
                 out.repr = JsonRepr::NumericVariable;
             }
             break;
+        }
+        break;
+    case TypeFamily::Money: /* a decimal of money.fraction.digits (2), in each mode */
+        switch (options.decimal_handling) {
+        case DecimalHandling::String:
+            out.repr = JsonRepr::NumericString;
+            break;
+        case DecimalHandling::Double:
+            out.repr = JsonRepr::NumericDouble;
+            break;
+        case DecimalHandling::Precise:
+            out.repr = JsonRepr::NumericDecimal;
+            out.scale = 2;
+            out.precision = 0;
+            break;
+        }
+        break;
+    case TypeFamily::Point:
+        out.repr = JsonRepr::Point;
+        break;
+    case TypeFamily::Tsvector:
+        out.repr = JsonRepr::Tsvector;
+        break;
+    case TypeFamily::Bit:
+        if (oid == kBitOid && typmod == 1) {
+            out.repr = JsonRepr::BitBoolean;
+        } else {
+            out.repr = JsonRepr::Bits;
+            out.bit_length = typmod > 0 ? typmod : kUnboundedBits;
         }
         break;
     }

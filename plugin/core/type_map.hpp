@@ -47,15 +47,22 @@ enum class JsonRepr : uint8_t {
     NumericDouble,
     NumericDecimal,  /* org.apache.kafka.connect.data.Decimal (numeric with typmod, precise) */
     NumericVariable, /* io.debezium.data.VariableScaleDecimal (numeric without typmod, precise) */
+    Enum,            /* io.debezium.data.Enum, the label */
+    BitBoolean,      /* bit(1): boolean */
+    Bits,            /* io.debezium.data.Bits: bit(n), varbit as little-endian bytes */
+    Point,           /* io.debezium.data.geometry.Point: x, y, wkb, srid */
+    Tsvector,        /* io.debezium.data.Tsvector, the text */
 };
 
 struct ColumnRepr {
     JsonRepr repr = JsonRepr::String; /* of the element, for arrays */
     bool is_array = false;
     char array_delimiter = ',';
-    int32_t precision = 0;      /* NumericDecimal */
-    int32_t scale = 0;          /* NumericDecimal */
+    int32_t precision = 0;      /* NumericDecimal (0: not declared, as for money) */
+    int32_t scale = 0;          /* numeric's declared scale (0 without typmod), money's 2 */
     int8_t fraction_digits = 6; /* ZonedTimestamp: fixed width, or -1 for as few as needed */
+    int32_t bit_length = 0;     /* Bits: the declared length */
+    std::string allowed;        /* Enum: the labels in their order, comma-separated */
 };
 
 struct TableColumn;

@@ -72,7 +72,7 @@ SELECT id, i2, i4, i8, num::text, f4::float8, f8, b, t, vc, ch, by, u::text, j::
        CASE WHEN tstz = 'infinity' THEN 9223372036854775807
             WHEN tstz = '-infinity' THEN -9223372036854775808
             ELSE (extract(epoch FROM tstz) * 1000000)::bigint END,
-       iv::text, ia::text, ta::text, e::text, dom::text, comp::text, rng::text,
+       iv::text, ia::text, ta::text, e::text, dom::bigint, comp::text, rng::text,
        nullif(format('%s', ip), ''),  -- inet's text() adds the mask; the output function does not
        md5(big), length(big)
   FROM every_type ORDER BY id
@@ -86,7 +86,7 @@ MEMBER = {"id": "int64_value", "i2": "int64_value", "i4": "int64_value", "i8": "
           "u": "uuid", "j": "json", "jb": "json", "d": "date_days", "tm": "string_value",
           "ttz": "string_value", "ts": "timestamp_us", "tstz": "timestamp_us",
           "iv": "string_value", "ia": "string_value", "ta": "string_value", "e": "string_value",
-          "dom": "string_value", "comp": "string_value", "rng": "string_value",
+          "dom": "int64_value", "comp": "string_value", "rng": "string_value",
           "ip": "string_value"}
 
 

@@ -34,7 +34,13 @@ def decode(msgs, event_class):
     """(topic, id) -> [(op, version, payload)] in offset order (one partition per topic)."""
     op_name = event_class.DESCRIPTOR.fields_by_name["op"].enum_type.values_by_number
     out: dict[tuple[str, int], list] = {}
+    last = {}  # (topic, partition) -> (message key, (table, id)) of the last event
     for m in sorted(msgs, key=lambda m: (m.topic, m.partition, m.offset)):
+        if m.value is None:  # a tombstone: the key of the delete right before it
+            key_bytes, row = last[(m.topic, m.partition)]
+            assert m.key == key_bytes
+            out[row].append(("TOMBSTONE", None, None))
+            continue
         ev = event_class.FromString(m.value)
         key = {c.name: c.value.int64_value for c in ev.key}
         after = {c.name: c.value for c in ev.after.columns}
@@ -42,6 +48,7 @@ def decode(msgs, event_class):
         payload = after["payload"].string_value if after else None
         out.setdefault((ev.source.table, key["id"]), []).append(
             (op_name[ev.op].name, version, payload))
+        last[(m.topic, m.partition)] = (m.key, (ev.source.table, key["id"]))
     return out
 
 
@@ -98,14 +105,18 @@ def test_100k_changes_arrive_exactly_as_committed(db, kafka, event_class, unique
     produced_in = time.monotonic() - t0
 
     topics = [f"{prefix}.public.{t}" for t in TABLES]
-    msgs = wt.consume_all(kafka.bootstrap, topics, expected_count=100_000, timeout=240,
+    # 100,000 changes; each of the 10,000 deletes is followed by its tombstone
+    msgs = wt.consume_all(kafka.bootstrap, topics, expected_count=110_000, timeout=240,
                           linger=2.0, exact=True)
     got = decode(msgs, event_class)
     want = {}
     for t in TABLES:
         for i in range(1, 10 * rows_per_batch + 1):
             seq = [("INSERT", 1, md5(str(i)))]
-            seq.append(("DELETE", None, None) if i % 5 == 0 else ("UPDATE", 2, md5(f"{i}v2")))
+            if i % 5 == 0:
+                seq += [("DELETE", None, None), ("TOMBSTONE", None, None)]
+            else:
+                seq.append(("UPDATE", 2, md5(f"{i}v2")))
             want[(t, i)] = seq
     assert len(got) == len(want)
     bad = [k for k in want if got.get(k) != want[k]]

@@ -513,6 +513,12 @@ struct ColumnSpec {
     bool not_null = false;
     uint32_t elem_type_oid = 0;
     const char *type_name = "";
+    /* what a table description tells beyond the row (ws_table_desc) */
+    const char *default_expr = nullptr;
+    ws_value default_value = {};
+    const char *const *enum_labels = nullptr;
+    int nenum_labels = 0;
+    uint32_t base_type_oid = 0;
 };
 
 inline ws_column make_column(const ColumnSpec &spec)
@@ -526,6 +532,11 @@ inline ws_column make_column(const ColumnSpec &spec)
     c.is_key = spec.is_key;
     c.not_null = spec.not_null;
     c.value = spec.value;
+    c.default_expr = spec.default_expr;
+    c.default_value = spec.default_value;
+    c.enum_labels = spec.enum_labels;
+    c.nenum_labels = spec.nenum_labels;
+    c.base_type_oid = spec.base_type_oid;
     return c;
 }
 

@@ -58,8 +58,7 @@ const std::string kSourceSchema =
     "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"txId\"},"
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"lsn\"},"
-    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"},"
-    "{\"type\":\"string\",\"optional\":true,\"field\":\"origin\"}"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"}"
     "],\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\",\"version\":1,"
     "\"field\":\"source\"}";
 
@@ -152,7 +151,7 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     EXPECT_EQ(source.keys(),
               (std::vector<std::string>{"version", "connector", "name", "ts_ms", "snapshot", "db",
                                         "sequence", "ts_us", "ts_ns", "schema", "table", "txId",
-                                        "lsn", "xmin", "origin"}));
+                                        "lsn", "xmin"}));
     EXPECT_TRUE(std::regex_match(source["version"].str(), std::regex("[0-9]+\\.[0-9]+\\.[0-9]+")))
         << source["version"].str();
     EXPECT_EQ(source["connector"].str(), "postgresql");
@@ -168,7 +167,11 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     EXPECT_EQ(source["txId"].integer(), 571);
     EXPECT_EQ(source["lsn"].integer(), 53195829);
     EXPECT_TRUE(source["xmin"].is_null());
-    EXPECT_TRUE(source["origin"].is_null());
+
+    /* with the previous transaction's commit LSN known: [that LSN, this change's] */
+    b.change().source.prev_commit_lsn = 53190000;
+    Json next = parse_json(enc.event(b.get()));
+    EXPECT_EQ(next["payload"]["source"]["sequence"].str(), "[\"53190000\",\"53195829\"]");
 }
 
 TEST(CoreDebezium, PayloadAloneWithoutSchemas)
@@ -187,14 +190,14 @@ TEST(CoreDebezium, TopicPrefixNamesTheServer)
 {
     ChangeBuilder b(WS_OP_INSERT);
     b.after({{"id", INT4OID, v_int(1), true}});
-    b.change().source.origin = "eu";
+    b.change().source.origin = "eu"; /* Debezium's source block has no origin */
     TestEncoder enc(json_with({{"topic-prefix", "prod"}}));
     Json event = parse_json(enc.event(b.get()));
     EXPECT_EQ(event["schema"]["name"].str(), "prod.public.orders.Envelope");
     EXPECT_EQ(event["schema"].field_schema("after")["name"].str(), "prod.public.orders.Value");
     EXPECT_EQ(event["payload"]["source"]["name"].str(), "prod");
     EXPECT_EQ(event["payload"]["source"]["db"].str(), "shop");
-    EXPECT_EQ(event["payload"]["source"]["origin"].str(), "eu");
+    EXPECT_FALSE(event["payload"]["source"].has("origin"));
     Json key = parse_json(enc.key(b.get()));
     EXPECT_EQ(key["schema"]["name"].str(), "prod.public.orders.Key");
 }
@@ -492,10 +495,19 @@ TEST(CoreDebezium, Arrays)
     EXPECT_TRUE(e.value[1].is_null());
     EXPECT_EQ(e.schema["items"]["type"].str(), "bytes");
 
-    /* element types read back from text only where that is exact: dates stay strings */
-    const std::string dates = "{2024-01-01,infinity}";
+    /* dates as Debezium's Date, days since 1970 (as a date column's values) */
+    const std::string dates = "{2024-01-01,infinity,0044-03-15 BC}";
     e = encode_one({"a", 1182, v_other(dates), false, -1, false, DATEOID});
-    EXPECT_EQ(e.value[0].str(), "2024-01-01");
+    EXPECT_EQ(e.value[0].num(), "19723");
+    EXPECT_EQ(e.value[1].num(), "2147483647");
+    EXPECT_EQ(e.value[2].num(), "-735160");
+    EXPECT_EQ(e.schema["items"]["type"].str(), "int32");
+    EXPECT_EQ(e.schema["items"]["name"].str(), "io.debezium.time.Date");
+
+    /* other temporal elements stay strings */
+    const std::string times = "{12:00:00}";
+    e = encode_one({"a", 1183, v_other(times), false, -1, false, TIMEOID});
+    EXPECT_EQ(e.value[0].str(), "12:00:00");
     EXPECT_EQ(e.schema["items"]["type"].str(), "string");
 
     /* multi-dimensional arrays are sent as their text */
@@ -661,15 +673,32 @@ TEST(CoreDebezium, TransactionMetadataEvents)
     TestEncoder enc(json_with({{"json-schema", "false"}}));
     ChangeBuilder begin(WS_OP_BEGIN);
     begin.table(nullptr, nullptr);
-    EXPECT_EQ(enc.event(begin.get()), "{\"status\":\"BEGIN\",\"id\":\"571:53195832\","
+    /* ids as Debezium's: xid and the LSN of the record (BEGIN: its first event's) */
+    EXPECT_EQ(enc.event(begin.get()), "{\"status\":\"BEGIN\",\"id\":\"571:53195829\","
                                       "\"event_count\":null,\"data_collections\":null,"
                                       "\"ts_ms\":1700000000123}");
     ChangeBuilder commit(WS_OP_COMMIT);
     commit.table(nullptr, nullptr);
-    commit.change().event_count = 2;
-    EXPECT_EQ(enc.event(commit.get()), "{\"status\":\"END\",\"id\":\"571:53195832\","
-                                       "\"event_count\":2,\"data_collections\":null,"
-                                       "\"ts_ms\":1700000000123}");
+    commit.change().event_count = 3;
+    const ws_collection_count counts[] = {{"public.orders", 2}, {"public.items", 1}};
+    commit.change().collections = counts;
+    commit.change().ncollections = 2;
+    /* END: the commit's end LSN, and the events per table */
+    EXPECT_EQ(enc.event(commit.get()),
+              "{\"status\":\"END\",\"id\":\"571:53195832\",\"event_count\":3,"
+              "\"data_collections\":[{\"data_collection\":\"public.orders\",\"event_count\":2},"
+              "{\"data_collection\":\"public.items\",\"event_count\":1}],"
+              "\"ts_ms\":1700000000123}");
+
+    /* a row event's transaction block */
+    ChangeBuilder row(WS_OP_INSERT);
+    row.after({{"id", INT4OID, v_int(1), true}});
+    row.change().total_order = 3;
+    row.change().collection_order = 2;
+    Json block = parse_json(enc.event(row.get()))["transaction"];
+    EXPECT_EQ(block["id"].str(), "571:53195829");
+    EXPECT_EQ(block["total_order"].integer(), 3);
+    EXPECT_EQ(block["data_collection_order"].integer(), 2);
     EXPECT_EQ(enc.key(commit.get()), "{\"id\":\"571:53195832\"}");
 
     TestEncoder with_schema(kJson);
@@ -766,4 +795,149 @@ TEST(CoreDebezium, HundredMegabyteValueEncodes)
     ChangeBuilder next(WS_OP_INSERT);
     next.after({{"id", INT4OID, v_int(2), true}, {"doc", TEXTOID, v_text(small)}});
     EXPECT_EQ(parse_json(enc.event(next.get()))["payload"]["after"]["doc"].str(), "small");
+}
+
+/* ---------------------------------------------------------------- as Debezium 3.4 */
+
+TEST(CoreDebezium, EnumsAreDebeziumEnumsWithTheirLabels)
+{
+    const char *const labels[] = {"sad", "ok", "happy"};
+    const std::string mood = "ok";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"mood", 16384, v_other(mood), false, -1, false, 0, "mood", nullptr, {}, labels, 3}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &field = event["schema"].field_schema("after")["fields"][1];
+    EXPECT_EQ(field["type"].str(), "string");
+    EXPECT_EQ(field["name"].str(), "io.debezium.data.Enum");
+    EXPECT_EQ(field["version"].integer(), 1);
+    EXPECT_EQ(field["parameters"]["allowed"].str(), "sad,ok,happy");
+    EXPECT_EQ(event["payload"]["after"]["mood"].str(), "ok");
+}
+
+TEST(CoreDebezium, ADomainIsItsBaseType)
+{
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"n", 16390, v_int(42), false, -1, false, 0, "posint", nullptr, {}, nullptr, 0,
+              INT4OID}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    EXPECT_EQ(event["schema"].field_schema("after")["fields"][1]["type"].str(), "int32");
+    EXPECT_EQ(event["payload"]["after"]["n"].num(), "42");
+}
+
+TEST(CoreDebezium, MoneyIsADecimalOfTwoDigitsInEachMode)
+{
+    const std::string amount = "-1234.56";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true}, {"m", 790, v_numeric(amount)}});
+    TestEncoder text(kJson);
+    EXPECT_EQ(parse_json(text.event(b.get()))["payload"]["after"]["m"].str(), "-1234.56");
+    TestEncoder dbl(json_with({{"decimal-handling", "double"}}));
+    EXPECT_EQ(parse_json(dbl.event(b.get()))["payload"]["after"]["m"].num(), "-1234.56");
+    TestEncoder precise(json_with({{"decimal-handling", "precise"}}));
+    Json event = parse_json(precise.event(b.get()));
+    const Json &field = event["schema"].field_schema("after")["fields"][1];
+    EXPECT_EQ(field["name"].str(), "org.apache.kafka.connect.data.Decimal");
+    EXPECT_EQ(field["parameters"]["scale"].str(), "2");
+    EXPECT_FALSE(field["parameters"].has("connect.decimal.precision"));
+    /* -123456 as big-endian two's complement: fe 1d c0 */
+    EXPECT_EQ(event["payload"]["after"]["m"].str(), "/h3A");
+}
+
+TEST(CoreDebezium, BitsAreBooleansOrDebeziumBits)
+{
+    const std::string one = "1", bits = "101", zeros = "000", wide = "1000000001";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"flag", 1560, v_other(one), false, 1},
+             {"b3", 1560, v_other(bits), false, 3},
+             {"z", 1560, v_other(zeros), false, 3},
+             {"v", 1562, v_other(wide), false, 16}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &fields = event["schema"].field_schema("after")["fields"];
+    EXPECT_EQ(fields[1]["type"].str(), "boolean");
+    EXPECT_EQ(fields[2]["name"].str(), "io.debezium.data.Bits");
+    EXPECT_EQ(fields[2]["parameters"]["length"].str(), "3");
+    EXPECT_EQ(fields[4]["parameters"]["length"].str(), "16");
+    const Json &after = event["payload"]["after"];
+    EXPECT_TRUE(after["flag"].boolean);
+    EXPECT_EQ(after["b3"].str(), "BQ==");  /* 0x05 */
+    EXPECT_EQ(after["z"].str(), "");       /* no bit set: no bytes */
+    EXPECT_EQ(after["v"].str(), "AQI=");   /* 513 little-endian: 01 02 */
+}
+
+TEST(CoreDebezium, DefaultsAreInTheSchemaAndReplaceNulls)
+{
+    const std::string abc = "abc";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true, 0, "integer",
+              "nextval('t_id_seq'::regclass)"},
+             {"name", TEXTOID, v_null(), false, -1, false, 0, "text", "'abc'::text", v_text(abc)},
+             {"qty", INT4OID, v_int(3), false, -1, true, 0, "integer", "7", v_int(7)},
+             {"at", TIMESTAMPTZOID, v_null(), false, -1, false, 0, "timestamptz", "now()"},
+             {"sum", INT4OID, v_null(), false, -1, false, 0, "integer", "(1 + 2)", v_int(3)},
+             {"note", TEXTOID, v_null(), false, -1, false, 0, "text", "NULL::text"}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &fields = event["schema"].field_schema("after")["fields"];
+    EXPECT_EQ(fields[0]["default"].num(), "0"); /* a sequence: Debezium's placeholder */
+    EXPECT_EQ(fields[1]["default"].str(), "abc");
+    EXPECT_EQ(fields[2]["default"].num(), "7");
+    EXPECT_EQ(fields[3]["default"].str(), "1970-01-01T00:00:00.000000Z");
+    EXPECT_FALSE(fields[4].has("default")); /* an expression Debezium does not read */
+    EXPECT_FALSE(fields[5].has("default"));
+    /* the key schema has the default too */
+    Json key = parse_json(enc.key(b.get()));
+    EXPECT_EQ(key["schema"]["fields"][0]["default"].num(), "0");
+    /* JsonConverter's replace.null.with.default: a NULL is written as the default */
+    const Json &after = event["payload"]["after"];
+    EXPECT_EQ(after["name"].str(), "abc");
+    EXPECT_EQ(after["qty"].num(), "3");
+    EXPECT_EQ(after["at"].str(), "1970-01-01T00:00:00.000000Z");
+    EXPECT_TRUE(after["sum"].is_null());
+    EXPECT_TRUE(after["note"].is_null());
+
+    /* replace-null-with-default=off keeps the NULLs */
+    TestEncoder nulls(json_with({{"replace-null-with-default", "off"}}));
+    Json kept = parse_json(nulls.event(b.get()));
+    EXPECT_TRUE(kept["payload"]["after"]["name"].is_null());
+    EXPECT_EQ(kept["schema"].field_schema("after")["fields"][1]["default"].str(), "abc");
+}
+
+TEST(CoreDebezium, ADeleteFillsMissingNotNullColumnsWithTheirDefault)
+{
+    ChangeBuilder b(WS_OP_DELETE);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"qty", INT4OID, v_int(0), false, -1, true, 0, "integer", "5", v_int(5)},
+             {"n", INT4OID, v_int(0), false, -1, true}});
+    b.before({{"id", INT4OID, v_int(1), true, -1, true}});
+    TestEncoder enc(json_with({{"json-schema", "false"}, {"replace-null-with-default", "off"}}));
+    Json before = parse_json(enc.event(b.get()))["before"];
+    EXPECT_EQ(before["qty"].num(), "5"); /* NOT NULL, logged not: its default */
+    EXPECT_EQ(before["n"].num(), "0");   /* NOT NULL without default: the zero value */
+}
+
+TEST(CoreDebezium, PointsAreDebeziumGeometryAndTsvectorsNamed)
+{
+    const std::string point = "(1.5,-2)", doc = "'a' 'cat'";
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true},
+             {"p", 600, v_other(point)},
+             {"v", 3614, v_other(doc)}});
+    TestEncoder enc(kJson);
+    Json event = parse_json(enc.event(b.get()));
+    const Json &fields = event["schema"].field_schema("after")["fields"];
+    EXPECT_EQ(fields[1]["name"].str(), "io.debezium.data.geometry.Point");
+    EXPECT_EQ(fields[1]["doc"].str(), "Geometry (POINT)");
+    EXPECT_EQ(fields[2]["name"].str(), "io.debezium.data.Tsvector");
+    const Json &p = event["payload"]["after"]["p"];
+    EXPECT_EQ(p["x"].num(), "1.5");
+    EXPECT_EQ(p["y"].num(), "-2.0");
+    EXPECT_EQ(p["wkb"].str(), "AQEAAAAAAAAAAAD4PwAAAAAAAADA"); /* 01, type 1, x, y little-endian */
+    EXPECT_TRUE(p["srid"].is_null());
+    EXPECT_EQ(event["payload"]["after"]["v"].str(), "'a' 'cat'");
 }

@@ -57,16 +57,18 @@ TEST(CoreRecords, TombstonesOffKeepsTheDeleteAlone)
     EXPECT_EQ(enc.records(b.get()).size(), 1u);
 }
 
-TEST(CoreRecords, ATableWithoutAKeyGetsNoTombstone)
+TEST(CoreRecords, ATableWithoutAKeyGetsATombstoneWithoutAKey)
 {
-    /* a tombstone without a key means nothing to log compaction (which refuses it) */
+    /* as Debezium's (REPLICA IDENTITY FULL without a primary key) */
     const std::string text = "x";
     ChangeBuilder b(WS_OP_DELETE);
     b.before({{"a", INT4OID, v_int(7)}, {"b", TEXTOID, v_text(text)}});
     TestEncoder enc(kJsonPayload);
     auto records = enc.records(b.get());
-    ASSERT_EQ(records.size(), 1u);
+    ASSERT_EQ(records.size(), 2u);
     EXPECT_TRUE(records[0].key.empty());
+    EXPECT_TRUE(records[1].tombstone);
+    EXPECT_TRUE(records[1].key.empty());
 }
 
 TEST(CoreRecords, WithoutKeysThereAreNoTombstones)

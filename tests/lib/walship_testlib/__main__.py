@@ -1,5 +1,7 @@
-"""The harness's commands: ``python3 -m walship_testlib kafka ...`` (tests/kafka/kafka.sh)
-and ``python3 -m walship_testlib regress [test ...]`` (tests/run_regress.sh)."""
+"""The harness's commands: ``python3 -m walship_testlib kafka ...`` (tests/kafka/kafka.sh),
+``python3 -m walship_testlib regress [test ...]`` (tests/run_regress.sh) and
+``python3 -m walship_testlib connect fetch|classpath|plugin-path`` (Kafka Connect and
+Debezium jars, scripts/install-deps.sh)."""
 
 import sys
 
@@ -9,6 +11,8 @@ if __name__ == "__main__":
         from .kafkactl import main
     elif what == "regress":
         from .regress import main
+    elif what == "connect":
+        from .connect import main
     else:
         sys.exit(__doc__)
     sys.exit(main(args))
