@@ -23,6 +23,10 @@ What they establish (each asserted; none is skipped):
   DECIMAL, boolean, text (and a TOAST-ed text an update leaves alone), double, date
   (days), timestamp (µs), timestamptz → TIMESTAMP_LTZ (ISO-8601), jsonb, uuid, text[] →
   ARRAY<STRING>, bytea → BYTES; a composite primary key.
+- ``test_null_with_default``: with walship's default ``replace_null_with_default`` (as
+  Kafka Connect's JsonConverter writes Debezium's records) a NULL in a column with a
+  DEFAULT arrives as the default, and Flink's table shows the default; with the option
+  off it shows NULL, as PostgreSQL does.
 - ``test_truncate``: a TRUNCATE event (``op: "t"``) stops the Flink job (``Unknown "op"
   value "t"``). With ``ignore-parse-errors``, or walship's ``truncate`` option off, the
   job runs, and the table still holds every row the TRUNCATE removed.
@@ -261,6 +265,11 @@ TABLES = {
                  PRIMARY KEY (id) NOT ENFORCED""",
         select="SELECT id, kind, " + TS_UTC.format("happened_at") + ", body::text FROM events ORDER BY id",
     ),
+    "prefs": dict(  # columns with defaults, and NULLs in them
+        ddl="CREATE TABLE prefs (id integer PRIMARY KEY, color text DEFAULT 'blue', n integer DEFAULT 7, note text)",
+        flink="id INT, color STRING, n INT, note STRING, PRIMARY KEY (id) NOT ENFORCED",
+        select="SELECT id, color, n, note FROM prefs ORDER BY id",
+    ),
     "plain": dict(  # REPLICA IDENTITY DEFAULT: an UPDATE carries no old row
         ddl="CREATE TABLE plain (id integer PRIMARY KEY, v text)",
         flink="id INT, v STRING, PRIMARY KEY (id) NOT ENFORCED",
@@ -272,17 +281,18 @@ TABLES = {
         select="SELECT id, job, tries FROM queue ORDER BY id",
     ),
 }
-FULL_IDENTITY = ("accounts", "order_lines", "events")
+FULL_IDENTITY = ("accounts", "order_lines", "events", "prefs")
 MAIN_TABLES = ("accounts", "order_lines")
 
 # Stream names are their topic prefixes, kept apart from the other compat tests' topics.
 # flinkj: JSON with schemas (walship's default), transactions and messages on;
-# flinkn: JSON without schemas, TRUNCATE events off.
+# flinkn: JSON without schemas, TRUNCATE events off, NULLs sent as NULLs.
 STREAMS = {
     "flinkj": dict(tables=list(TABLES), schema_include="true",
                    options={"format": "json", "include_transaction": True, "messages": "flink"}),
     "flinkn": dict(tables=list(FULL_IDENTITY), schema_include="false",
-                   options={"format": "json", "json_schema": False, "truncate": False}),
+                   options={"format": "json", "json_schema": False, "truncate": False,
+                            "replace_null_with_default": False}),
 }
 
 
@@ -380,6 +390,13 @@ def run_workload(pg) -> dict:
         c.execute("UPDATE events SET kind = 'after truncate, updated' WHERE id = 1002")
         c.execute("DELETE FROM events WHERE id = 1003")
 
+        # -- prefs: NULLs in columns with a default
+        c.execute("INSERT INTO prefs VALUES (1, NULL, NULL, NULL), (2, DEFAULT, DEFAULT, 'defaults'), "
+                  "(3, 'red', 1, 'set')")
+        c.execute("UPDATE prefs SET color = NULL, note = 'color cleared' WHERE id = 3")
+        c.execute("UPDATE prefs SET n = NULL WHERE id = 2")
+        c.execute("UPDATE prefs SET id = 4 WHERE id = 1")
+
         # -- plain (replica identity default): inserts, then a non-key update
         c.execute("INSERT INTO plain VALUES (1, 'one'), (2, 'two')")
         c.execute("UPDATE plain SET v = 'uno' WHERE id = 1")
@@ -407,7 +424,7 @@ def streamed(broker, pg):
     for stream in STREAMS:
         wt.wait_caught_up(pg, stream)
     info["pg"] = {t: pg_rows(pg, t) for t in TABLES}
-    assert all(info["pg"][t] for t in TABLES if t != "events")
+    assert all(info["pg"][t] for t in TABLES)
     toasted = pg.scalar("SELECT count(*) FROM accounts WHERE length(notes) > 4000 "
                         "AND (id % 3 = 0 OR id IN (10, 18, 3026))")
     assert toasted >= 3, "rows with TOAST-ed notes that an update left alone"
@@ -492,6 +509,23 @@ def test_tables_equal_postgres(broker, streamed, flink_main, stream, table):
                      collected(flink_main, f"{stream}_{table}_upsert")["rows"], expected)
     assert_same_rows(f"{stream}.public.{table}, ChangelogNormalize",
                      collected(flink_main, f"{stream}_{table}_normalized")["rows"], expected)
+
+
+def test_null_with_default(streamed, flink_main):
+    """walship's default ``replace_null_with_default`` (Kafka Connect's JsonConverter
+    ``replace.null.with.default``, as Debezium's records arrive) sends a NULL in a column
+    with a default as that default: Flink's table has the default where PostgreSQL has
+    NULL. With the option off, Flink's table is PostgreSQL's."""
+    rows = streamed["pg"]["prefs"]
+    assert rows == [[2, "blue", None, "defaults"], [3, None, 1, "color cleared"], [4, None, None, None]]
+    r = collected(flink_main, "flinkj_prefs")
+    assert r["anomalies"] == [], r["anomalies"]
+    assert_same_rows("flinkj.public.prefs (replace_null_with_default on)", r["rows"],
+                     [[i, "blue" if color is None else color, 7 if n is None else n, note]
+                      for i, color, n, note in rows])
+    r = collected(flink_main, "flinkn_prefs")
+    assert r["anomalies"] == [], r["anomalies"]
+    assert_same_rows("flinkn.public.prefs (replace_null_with_default off)", r["rows"], rows)
 
 
 def test_truncate(streamed, flink_main):
