@@ -936,6 +936,8 @@ StreamConfig *stream_config_load(const char *name)
 /* The Kafka sink's settings of a stream (pointing into config). */
 void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
 {
+    ListCell *lc;
+
     memset(sc, 0, sizeof(*sc));
     sc->bootstrap_servers = config->bootstrap_servers;
     sc->prop_names = (const char *const *)config->kafka_names;
@@ -945,4 +947,11 @@ void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
     sc->topic_partitions = config->partitions;
     sc->topic_replication_factor = config->replication_factor;
     sc->dead_letter_topic = config->dead_letter_topic;
+    /* JSON streams are Debezium's records: they carry its context headers too */
+    foreach (lc, config->plugin_options) {
+        DefElem *elem = lfirst(lc);
+
+        if (strcmp(elem->defname, "format") == 0 && strcmp(strVal(elem->arg), "json") == 0)
+            sc->context_logical_name = config->topic_prefix;
+    }
 }

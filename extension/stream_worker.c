@@ -404,8 +404,8 @@ static void hook_event(void *arg, const char *topic, const char *table, const ws
     ws_error err;
 
     for (;;) {
-        ws_produce_result result = ws_sink_produce(worker.sink, topic, table, record, commit_lsn,
-                                                   xid, &err);
+        ws_produce_result result =
+            ws_sink_produce(worker.sink, topic, table, record, commit_lsn, xid, &err);
 
         if (result == WS_PRODUCE_OK)
             break;

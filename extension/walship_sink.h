@@ -48,6 +48,13 @@ typedef struct ws_sink_config {
      * event fails, and the stream stops in front of its transaction (the default).
      */
     const char *dead_letter_topic;
+    /*
+     * Debezium's context headers (its extended.headers.enabled, on by default) on every
+     * record of a table: __debezium.context.connectorLogicalName (this), taskId "0",
+     * connectorName "postgresql", runId (a UUID drawn when the sink is created). NULL:
+     * none (protobuf streams).
+     */
+    const char *context_logical_name;
 } ws_sink_config;
 
 typedef enum ws_produce_result {
@@ -91,8 +98,8 @@ WS_API void ws_sink_begin_txn(ws_sink *sink, uint64_t commit_lsn);
  * record's own header if any; headers walship.lsn / walship.xid are added. table
  * ("schema.table", NULL for events of no table) is what a dead letter names. */
 WS_API ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic, const char *table,
-                                         const ws_record *record, uint64_t commit_lsn,
-                                         uint32_t xid, ws_error *err);
+                                         const ws_record *record, uint64_t commit_lsn, uint32_t xid,
+                                         ws_error *err);
 /* Every event of the transaction has been produced (zero events is fine). */
 WS_API void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn);
 

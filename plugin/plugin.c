@@ -49,10 +49,10 @@ typedef struct WalshipTxn {
     XLogRecPtr first_lsn;  /* first WAL record of the transaction */
     XLogRecPtr commit_lsn; /* end of its commit record: what a consumer confirms */
     TimestampTz commit_time;
-    const char *origin; /* replication origin name, NULL when local */
-    bool begin_sent;    /* include-transaction: BEGIN event already sent */
-    uint64 nevents;     /* events handed on, BEGIN and COMMIT included (for the hooks) */
-    uint64 ndata;       /* row, truncate and message events (COMMIT's event_count) */
+    const char *origin;         /* replication origin name, NULL when local */
+    bool begin_sent;            /* include-transaction: BEGIN event already sent */
+    uint64 nevents;             /* events handed on, BEGIN and COMMIT included (for the hooks) */
+    uint64 ndata;               /* row, truncate and message events (COMMIT's event_count) */
     XLogRecPtr prev_commit_lsn; /* the transaction before, in this session (0: none) */
     uint64 counted_before;      /* ndata before the event being counted */
     /* include-transaction: row events per table (CollectionCount by published relid) */
@@ -416,6 +416,30 @@ static void counted_events(WalshipSession *s, RelationCacheEntry *entry)
     collection_of(s, entry)->count += s->txn.ndata - s->txn.counted_before;
 }
 
+/*
+ * A transactional logical message is an event of the transaction too; Debezium counts
+ * each as a data collection of its own, named by the Java object that stands for it
+ * (its class and a hash), which walship writes alike, with the message's LSN as hash.
+ */
+static void count_message(WalshipSession *s, ws_change *event)
+{
+    CollectionCount *count;
+    MemoryContext oldcxt;
+
+    if (!s->settings.include_transaction)
+        return;
+    event->total_order = s->txn.ndata + 1;
+    event->collection_order = 1;
+    oldcxt = MemoryContextSwitchTo(s->txn_context);
+    count = palloc0(sizeof(CollectionCount));
+    count->name = psprintf("io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$"
+                           "LogicalDecodingMessageId@%x",
+                           (unsigned)(event->source.change_lsn & 0xFFFFFFFF));
+    count->count = 1;
+    s->txn.collection_list = lappend(s->txn.collection_list, count);
+    MemoryContextSwitchTo(oldcxt);
+}
+
 static void collections_of(WalshipTxn *txn, ws_change *change)
 {
     ws_collection_count *out;
@@ -671,6 +695,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
     if (transactional) {
         fill_source(s, &s->txn, message_lsn, &event.source);
         send_begin_if_needed(ctx, s, message_lsn);
+        count_message(s, &event);
         send_event(ctx, s, &s->txn, &event, s->message_topic, NULL);
     } else {
         /*

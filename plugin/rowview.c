@@ -293,8 +293,9 @@ static void set_money_text(Cash cash, ws_value *value)
     if (digits == 0)
         text = psprintf("%s%llu", cash < 0 ? "-" : "", (unsigned long long)magnitude);
     else
-        text = psprintf("%s%llu.%0*llu", cash < 0 ? "-" : "", (unsigned long long)(magnitude / scale),
-                        digits, (unsigned long long)(magnitude % scale));
+        text =
+            psprintf("%s%llu.%0*llu", cash < 0 ? "-" : "", (unsigned long long)(magnitude / scale),
+                     digits, (unsigned long long)(magnitude % scale));
     value->data = text;
     value->len = strlen(text);
 }

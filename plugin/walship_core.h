@@ -89,12 +89,12 @@ typedef enum ws_value_kind {
     WS_VALUE_TIMESTAMP,       /* timestamp, timestamptz: v.i64 micros since Unix epoch */
     WS_VALUE_DATE,            /* date: v.i32 days since Unix epoch */
     WS_VALUE_UUID,            /* v.uuid */
-    WS_VALUE_NUMERIC,         /* numeric, money: data/len is its exact decimal text, NaN, Infinity */
-    WS_VALUE_JSON,            /* json, jsonb: data/len is the JSON text */
-    WS_VALUE_TIME,            /* time: v.i64 micros since midnight; data/len = output text */
-    WS_VALUE_TIMETZ,          /* timetz: v.timetz; data/len = output text */
-    WS_VALUE_INTERVAL,        /* interval: v.interval; data/len = output text */
-    WS_VALUE_OTHER,           /* every other type: data/len is the type's output text */
+    WS_VALUE_NUMERIC,  /* numeric, money: data/len is its exact decimal text, NaN, Infinity */
+    WS_VALUE_JSON,     /* json, jsonb: data/len is the JSON text */
+    WS_VALUE_TIME,     /* time: v.i64 micros since midnight; data/len = output text */
+    WS_VALUE_TIMETZ,   /* timetz: v.timetz; data/len = output text */
+    WS_VALUE_INTERVAL, /* interval: v.interval; data/len = output text */
+    WS_VALUE_OTHER,    /* every other type: data/len is the type's output text */
 } ws_value_kind;
 
 /* PostgreSQL's special values, as they are stored. */

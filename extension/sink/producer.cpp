@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <utility>
 
 namespace walship
@@ -194,6 +195,38 @@ Producer::~Producer()
 /* ------------------------------------------------------------------------- */
 /* Creating the producer                                                       */
 
+namespace
+{
+
+/* A UUID version 7 (milliseconds since 1970, then random bits), as text. */
+void draw_run_id(char (&out)[37])
+{
+    uint8_t b[16];
+    std::random_device random;
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t r = random();
+        std::memcpy(b + i, &r, 4);
+    }
+    uint64_t ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+    for (int i = 0; i < 6; i++)
+        b[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
+    b[6] = static_cast<uint8_t>(0x70 | (b[6] & 0x0F));
+    b[8] = static_cast<uint8_t>(0x80 | (b[8] & 0x3F));
+    static constexpr char kHex[] = "0123456789abcdef";
+    int n = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[n++] = '-';
+        out[n++] = kHex[b[i] >> 4];
+        out[n++] = kHex[b[i] & 0xF];
+    }
+    out[n] = '\0';
+}
+
+} // namespace
+
 void Producer::open(const ws_sink_config &config)
 {
     if (config.nprops < 0 ||
@@ -216,6 +249,10 @@ void Producer::open(const ws_sink_config &config)
                             "invalid dead-letter topic name " + quoted(dead_letter_topic_) +
                                 ": Kafka allows only ASCII letters, digits, '.', '_' and '-', at "
                                 "most 249 of them");
+    }
+    if (config.context_logical_name != nullptr) {
+        context_logical_name_ = config.context_logical_name;
+        draw_run_id(run_id_);
     }
     Topics::Settings topic_settings;
     topic_settings.partitions = config.topic_partitions;
@@ -575,7 +612,7 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table,
                       err);
     lsn_header_.set_lsn(commit_lsn);
     xid_header_.set_decimal(xid);
-    rd_kafka_vu_t vus[8];
+    rd_kafka_vu_t vus[12];
     size_t nvus = 0;
     auto header = [&](const char *name, const void *data, size_t size) {
         rd_kafka_vu_t &vu = vus[nvus++];
@@ -598,6 +635,13 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table,
     header("walship.xid", xid_header_.text, xid_header_.length);
     if (record.header != nullptr) /* a key change's other key */
         header(record.header, record.header_value, record.header_valuelen);
+    if (!context_logical_name_.empty() && table != nullptr) { /* Debezium's, on table records */
+        header("__debezium.context.connectorLogicalName", context_logical_name_.data(),
+               context_logical_name_.size());
+        header("__debezium.context.taskId", "0", 1);
+        header("__debezium.context.connectorName", "postgresql", 10);
+        header("__debezium.context.runId", run_id_, 36);
+    }
     vus[nvus].vtype = RD_KAFKA_VTYPE_OPAQUE;
     vus[nvus++].u.ptr = tag.opaque();
     rd_kafka_resp_err_t res = RD_KAFKA_RESP_ERR_NO_ERROR;

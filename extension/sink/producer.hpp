@@ -164,6 +164,9 @@ class Producer
 
     /* Dead letters (ws_sink_config.dead_letter_topic); empty: refused events fail. */
     std::string dead_letter_topic_;
+    /* ws_sink_config.context_logical_name; empty: no context headers */
+    std::string context_logical_name_;
+    char run_id_[37] = {}; /* the context headers' runId, a UUID (version 7) */
     /* batch.size: an event larger than this travels alone in its batch. */
     size_t batch_max_bytes_ = SIZE_MAX; /* not known: no refusal is certainly one event's */
     /* The tables events are about, interned: a message's opaque holds the index. */

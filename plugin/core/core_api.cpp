@@ -153,7 +153,8 @@ ws_status ws_encode(ws_encoder *enc, const ws_change *change, bool with_key, ws_
     return guarded(err, [&] {
         if (enc == nullptr || change == nullptr || out == nullptr)
             null_argument("ws_encode");
-        enc->records->encode(*change, change->table != nullptr ? change->table->plan.get() : nullptr,
+        enc->records->encode(*change,
+                             change->table != nullptr ? change->table->plan.get() : nullptr,
                              with_key, *out);
     });
 }

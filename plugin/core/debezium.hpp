@@ -132,10 +132,10 @@ class DebeziumPlan final : public TablePlan
     DebeziumPlan(const Table &table, const Options &options, std::string_view logical_name,
                  std::string_view database);
 
-    std::vector<ColumnRepr> reprs; /* per column of the table */
+    std::vector<ColumnRepr> reprs;     /* per column of the table */
     std::vector<std::string> defaults; /* per column: its default as JSON, empty when none */
-    std::string envelope;          /* the value schema of row events */
-    std::string key;               /* the key schema; empty when the table has no key columns */
+    std::string envelope;              /* the value schema of row events */
+    std::string key;                   /* the key schema; empty when the table has no key columns */
 
     /* What every event of the table starts with, ready to copy: */
     std::string

@@ -81,8 +81,8 @@ bool is_function_default(std::string_view text)
         i++;
     if (i > name && i < text.size() && text[i] == '(' && text.back() == ')')
         return true;
-    for (std::string_view word : {"current_timestamp", "current_time", "current_date",
-                                  "localtimestamp", "localtime"})
+    for (std::string_view word :
+         {"current_timestamp", "current_time", "current_date", "localtimestamp", "localtime"})
         if (iequals_prefix(text, word))
             return true;
     return false;
@@ -92,7 +92,8 @@ bool is_function_default(std::string_view text)
 bool is_literal(std::string_view text)
 {
     char c = text.front();
-    if (c == '\'' || c == '-' || c == '+' || c == '.' || std::isdigit(static_cast<unsigned char>(c)))
+    if (c == '\'' || c == '-' || c == '+' || c == '.' ||
+        std::isdigit(static_cast<unsigned char>(c)))
         return true;
     if ((c == 'B' || c == 'b' || c == 'E' || c == 'e') && text.size() > 1 && text[1] == '\'')
         return true;

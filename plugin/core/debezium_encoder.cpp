@@ -219,17 +219,7 @@ class DebeziumEncoder final : public Encoder
         out += ",\"source\":";
         write_source(out, change, change.source.commit_time_us, plan.source);
         out += ",\"transaction\":";
-        if (change.total_order != 0) {
-            out += "{\"id\":";
-            append_transaction_id(out, change);
-            out += ",\"total_order\":";
-            append_uint(out, change.total_order);
-            out += ",\"data_collection_order\":";
-            append_uint(out, change.collection_order);
-            out += '}';
-        } else {
-            out += "null";
-        }
+        write_transaction_block(out, change);
         out += ",\"op\":\"";
         switch (change.op) {
         case WS_OP_INSERT:
@@ -254,6 +244,22 @@ class DebeziumEncoder final : public Encoder
         close_with_schema(out);
     }
 
+    /* include-transaction: the event's place in its transaction; else null */
+    void write_transaction_block(std::string &out, const ws_change &change) const
+    {
+        if (change.total_order == 0) {
+            out += "null";
+            return;
+        }
+        out += "{\"id\":";
+        append_transaction_id(out, change);
+        out += ",\"total_order\":";
+        append_uint(out, change.total_order);
+        out += ",\"data_collection_order\":";
+        append_uint(out, change.collection_order);
+        out += '}';
+    }
+
     void write_message_event(std::string &out, const ws_change &change)
     {
         open_with_schema(out, message_value_schema());
@@ -269,7 +275,9 @@ class DebeziumEncoder final : public Encoder
         parts.build(logical_name(change), or_empty(change.source.database),
                     or_empty(change.source.schema), or_empty(change.source.table));
         write_source(out, change, time_us, parts);
-        out += ",\"transaction\":null,\"message\":{\"prefix\":";
+        out += ",\"transaction\":";
+        write_transaction_block(out, change);
+        out += ",\"message\":{\"prefix\":";
         append_string(out, or_empty(change.message_prefix));
         out += ",\"content\":";
         json::append_base64(out, change.message_content, change.message_len);

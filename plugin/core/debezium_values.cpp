@@ -378,7 +378,8 @@ void ValueWriter::write_bits(std::string &out, std::string_view bits)
     for (size_t i = 0; i < bits.size(); i++) {
         if (bits[bits.size() - 1 - i] != '1')
             continue;
-        bytes[i / 8] = static_cast<char>(static_cast<unsigned char>(bytes[i / 8]) | (1u << (i % 8)));
+        bytes[i / 8] =
+            static_cast<char>(static_cast<unsigned char>(bytes[i / 8]) | (1u << (i % 8)));
         used = i / 8 + 1;
     }
     json::append_base64(out, bytes.data(), used);

@@ -101,7 +101,8 @@ bool changes_key(const ws_change &change, const Table &table)
         if (!column.is_key)
             continue;
         int b = column.before_index;
-        if (b < 0 || b >= change.before->ncolumns || k >= static_cast<size_t>(change.after->ncolumns))
+        if (b < 0 || b >= change.before->ncolumns ||
+            k >= static_cast<size_t>(change.after->ncolumns))
             return false; /* the old tuple does not carry the whole key */
         const ws_value &old_value = change.before->columns[b].value;
         const ws_value &new_value = change.after->columns[k].value;
@@ -149,8 +150,7 @@ void RecordMaker::encode(const ws_change &change, const TablePlan *plan, bool wi
  * delete (old key) + tombstone (old key) + create (new key). The delete is encoded first
  * and copied: the create reuses the encoder's buffers.
  */
-void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *plan,
-                                    ws_encoded &out)
+void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *plan, ws_encoded &out)
 {
     ws_change removed = change;
     removed.op = WS_OP_DELETE;

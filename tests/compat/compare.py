@@ -290,6 +290,44 @@ def _map_prefix_in_schema(tree: Any, old: str, new: str) -> None:
             _map_prefix_in_schema(v, old, new)
 
 
+def _intended(rec: Record) -> None:
+    """The intended differences of allowed_differences.py, by table and column."""
+    table = rec.topic.rsplit(".", 1)[-1]
+    tree = rec.value
+    if not isinstance(tree, dict):
+        return
+    payload = tree.get("payload") if "schema" in tree else tree
+    rows = [payload.get(r) for r in ("before", "after")] if isinstance(payload, dict) else []
+    rows = [r for r in rows if isinstance(r, dict)]
+    schema = tree.get("schema") if "schema" in tree else None
+    structs = []
+    if isinstance(schema, dict):
+        structs = [f for f in schema.get("fields", []) if isinstance(f, dict)
+                   and f.get("field") in ("before", "after")]
+    for (t, column), rule in allowed.DROPPED_COLUMNS.items():
+        if t != table or rec.engine != "walship":
+            continue
+        for row in rows:
+            row.pop(column, None)
+        for st in structs:
+            st["fields"] = [f for f in st.get("fields", []) if f.get("field") != column]
+    for (t, column), rule in allowed.KEPT_COLUMNS.items():
+        if t == table:
+            for row in rows:
+                if column in row:
+                    row[column] = Placeholder(rule)
+    for (t, column), values in allowed.DATE_INFINITIES.items():
+        if t == table:
+            for row in rows:
+                v = row.get(column)
+                if isinstance(v, Num) and v.text in values:
+                    row[column] = Placeholder(f"date-infinity {values[v.text]}")
+    for row in rows:
+        for column, v in row.items():
+            if isinstance(v, Num) and v.text.upper() in ("4.9E-324", "5.0E-324"):
+                row[column] = Placeholder("double-min-subnormal")
+
+
 def normalize(rec: Record, prefix_from: str | None, prefix_to: str | None) -> None:
     """Apply allowed_differences.py to ``rec.key``/``rec.value``/``rec.headers``."""
     for part in ("key", "value"):
@@ -318,6 +356,7 @@ def normalize(rec: Record, prefix_from: str | None, prefix_to: str | None) -> No
         # rule transaction-data-collections-order
         p["data_collections"].sort(key=lambda dc: render(dc.get("data_collection"))
                                    if isinstance(dc, dict) else render(dc))
+    _intended(rec)
     headers = []
     for name, value in rec.headers:
         if rec.engine == "walship" and name in allowed.WALSHIP_ONLY_HEADERS:

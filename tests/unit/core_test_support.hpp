@@ -741,9 +741,9 @@ class TestEncoder
             if (r.value != nullptr)
                 copy.value.assign(reinterpret_cast<const char *>(r.value), r.valuelen);
             if (r.header != nullptr)
-                copy.header = std::string(r.header) + "=" +
-                              std::string(reinterpret_cast<const char *>(r.header_value),
-                                          r.header_valuelen);
+                copy.header =
+                    std::string(r.header) + "=" +
+                    std::string(reinterpret_cast<const char *>(r.header_value), r.header_valuelen);
             all.push_back(std::move(copy));
         }
         return all;

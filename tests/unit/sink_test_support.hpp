@@ -202,8 +202,8 @@ class SinkUnderTest
         const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(kPatienceMs);
         for (;;) {
             ws_error err{};
-            ws_record record = make_record(event.key.data(), event.key.size(),
-                                           event.value.data(), event.value.size());
+            ws_record record = make_record(event.key.data(), event.key.size(), event.value.data(),
+                                           event.value.size());
             ws_produce_result result = ws_sink_produce(sink_, event.topic.c_str(), nullptr, &record,
                                                        txn.commit_lsn, txn.xid, &err);
             ws_sink_stats stats;

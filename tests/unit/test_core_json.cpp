@@ -819,9 +819,9 @@ TEST(CoreDebezium, EnumsAreDebeziumEnumsWithTheirLabels)
 TEST(CoreDebezium, ADomainIsItsBaseType)
 {
     ChangeBuilder b(WS_OP_INSERT);
-    b.after({{"id", INT4OID, v_int(1), true, -1, true},
-             {"n", 16390, v_int(42), false, -1, false, 0, "posint", nullptr, {}, nullptr, 0,
-              INT4OID}});
+    b.after(
+        {{"id", INT4OID, v_int(1), true, -1, true},
+         {"n", 16390, v_int(42), false, -1, false, 0, "posint", nullptr, {}, nullptr, 0, INT4OID}});
     TestEncoder enc(kJson);
     Json event = parse_json(enc.event(b.get()));
     EXPECT_EQ(event["schema"].field_schema("after")["fields"][1]["type"].str(), "int32");
@@ -865,22 +865,22 @@ TEST(CoreDebezium, BitsAreBooleansOrDebeziumBits)
     EXPECT_EQ(fields[4]["parameters"]["length"].str(), "16");
     const Json &after = event["payload"]["after"];
     EXPECT_TRUE(after["flag"].boolean);
-    EXPECT_EQ(after["b3"].str(), "BQ==");  /* 0x05 */
-    EXPECT_EQ(after["z"].str(), "");       /* no bit set: no bytes */
-    EXPECT_EQ(after["v"].str(), "AQI=");   /* 513 little-endian: 01 02 */
+    EXPECT_EQ(after["b3"].str(), "BQ=="); /* 0x05 */
+    EXPECT_EQ(after["z"].str(), "");      /* no bit set: no bytes */
+    EXPECT_EQ(after["v"].str(), "AQI=");  /* 513 little-endian: 01 02 */
 }
 
 TEST(CoreDebezium, DefaultsAreInTheSchemaAndReplaceNulls)
 {
     const std::string abc = "abc";
     ChangeBuilder b(WS_OP_INSERT);
-    b.after({{"id", INT4OID, v_int(1), true, -1, true, 0, "integer",
-              "nextval('t_id_seq'::regclass)"},
-             {"name", TEXTOID, v_null(), false, -1, false, 0, "text", "'abc'::text", v_text(abc)},
-             {"qty", INT4OID, v_int(3), false, -1, true, 0, "integer", "7", v_int(7)},
-             {"at", TIMESTAMPTZOID, v_null(), false, -1, false, 0, "timestamptz", "now()"},
-             {"sum", INT4OID, v_null(), false, -1, false, 0, "integer", "(1 + 2)", v_int(3)},
-             {"note", TEXTOID, v_null(), false, -1, false, 0, "text", "NULL::text"}});
+    b.after(
+        {{"id", INT4OID, v_int(1), true, -1, true, 0, "integer", "nextval('t_id_seq'::regclass)"},
+         {"name", TEXTOID, v_null(), false, -1, false, 0, "text", "'abc'::text", v_text(abc)},
+         {"qty", INT4OID, v_int(3), false, -1, true, 0, "integer", "7", v_int(7)},
+         {"at", TIMESTAMPTZOID, v_null(), false, -1, false, 0, "timestamptz", "now()"},
+         {"sum", INT4OID, v_null(), false, -1, false, 0, "integer", "(1 + 2)", v_int(3)},
+         {"note", TEXTOID, v_null(), false, -1, false, 0, "text", "NULL::text"}});
     TestEncoder enc(kJson);
     Json event = parse_json(enc.event(b.get()));
     const Json &fields = event["schema"].field_schema("after")["fields"];

@@ -114,7 +114,8 @@ TEST(CoreOptions, UnknownOptionListsTheValidOnes)
     EXPECT_EQ(option_error("foo", "1"),
               "unrecognized option \"foo\" for the walship output plugin; valid options are: "
               "format, json-schema, decimal-handling, interval-handling, include-transaction, "
-              "include-before, truncate, tombstones, replace-null-with-default, key-change, messages, tables, exclude-tables, origin, "
+              "include-before, truncate, tombstones, replace-null-with-default, key-change, "
+              "messages, tables, exclude-tables, origin, "
               "partition-root, framing, topic-prefix");
     /* names are exact: no underscores, no case folding */
     EXPECT_NE(option_error("include_transaction", "on"), "");

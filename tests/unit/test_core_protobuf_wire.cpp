@@ -561,9 +561,10 @@ TEST(CoreProtobufWire, RandomChangesMatchTheGeneratedSerializer)
         bool include_before;
         bool framed;
     };
-    const Variant variants[] = {{kOneEvent, true, false},
-                                {Settings{{"include-before", "off"}, {"key-change", "update"}}, false, false},
-                                {Settings{{"framing", "varint"}, {"key-change", "update"}}, true, true}};
+    const Variant variants[] = {
+        {kOneEvent, true, false},
+        {Settings{{"include-before", "off"}, {"key-change", "update"}}, false, false},
+        {Settings{{"framing", "varint"}, {"key-change", "update"}}, true, true}};
     for (const Variant &variant : variants) {
         TestEncoder enc(variant.settings);
         bool include_before = variant.include_before, framed = variant.framed;

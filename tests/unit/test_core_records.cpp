@@ -78,8 +78,8 @@ TEST(CoreRecords, WithoutKeysThereAreNoTombstones)
     b.before({{"id", INT4OID, v_int(7), true, -1, true}});
     OptionsPtr opts = make_options({{"format", "json"}});
     ws_error err{};
-    std::unique_ptr<ws_encoder, void (*)(ws_encoder *)> enc(ws_encoder_create(opts.get(), "shop", &err),
-                                                             ws_encoder_destroy);
+    std::unique_ptr<ws_encoder, void (*)(ws_encoder *)> enc(
+        ws_encoder_create(opts.get(), "shop", &err), ws_encoder_destroy);
     ws_encoded out{};
     ASSERT_EQ(ws_encode(enc.get(), b.get(), false, &out, &err), WS_OK) << err.message;
     EXPECT_EQ(out.nrecords, 1);

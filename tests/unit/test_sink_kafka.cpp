@@ -113,7 +113,7 @@ TEST(SinkKafka, TopicCreationThatCannotCompleteIsReportedNotFatal)
     ws_sink_begin_txn(sink.get(), next.commit_lsn);
     ws_error err{};
     EXPECT_EQ(produce_parts(sink.get(), "app.public.payments", nullptr, nullptr, 0, nullptr, 0,
-                              next.commit_lsn, next.xid, &err),
+                            next.commit_lsn, next.xid, &err),
               WS_PRODUCE_OK)
         << err.message;
     ws_sink_end_txn(sink.get(), next.commit_lsn);
@@ -284,7 +284,7 @@ TEST(SinkKafka, PermanentDeliveryErrorFailsThePollAndHoldsTheWatermark)
     ws_sink_begin_txn(sink.get(), third.commit_lsn);
     ws_error err{};
     EXPECT_EQ(produce_parts(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
-                              third.commit_lsn, third.xid, &err),
+                            third.commit_lsn, third.xid, &err),
               WS_PRODUCE_FAILED);
     ws_sink_end_txn(sink.get(), third.commit_lsn);
     EXPECT_EQ(ws_sink_flush(sink.get(), 5000, &err), WS_ERROR);
@@ -374,9 +374,9 @@ TEST(SinkKafka, EventsOutsideTheirTransactionAreABug)
 
     SinkUnderTest other(cluster.bootstraps(), {});
     ws_sink_begin_txn(other.get(), 0x20);
-    EXPECT_EQ(produce_parts(other.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1,
-                              &err),
-              WS_PRODUCE_FAILED);
+    EXPECT_EQ(
+        produce_parts(other.get(), "app.public.t", nullptr, nullptr, 0, nullptr, 0, 0x10, 1, &err),
+        WS_PRODUCE_FAILED);
     EXPECT_NE(std::string(err.message).find("0/20"), std::string::npos) << err.message;
     ws_sink_end_txn(other.get(), 0x20);
     EXPECT_EQ(other.watermark(), 0u) << "the transaction lost an event";
@@ -403,16 +403,16 @@ TEST(SinkKafka, TombstonesAndKeylessEventsAreDelivered)
     ws_error err{};
     const uint8_t key[] = {'k'};
     const uint8_t value[] = {'v'};
-    ASSERT_EQ(produce_parts(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
-                              0x10, 7, &err),
+    ASSERT_EQ(produce_parts(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0, 0x10,
+                            7, &err),
               WS_PRODUCE_TOPIC_PENDING)
         << "the first event of a topic waits for its creation: " << err.message;
     ASSERT_TRUE(sink.poll_until([&] {
         return produce_parts(sink.get(), "app.public.t", nullptr, key, sizeof(key), nullptr, 0,
-                               0x10, 7, &err) != WS_PRODUCE_TOPIC_PENDING;
+                             0x10, 7, &err) != WS_PRODUCE_TOPIC_PENDING;
     }));
     ASSERT_EQ(produce_parts(sink.get(), "app.public.t", nullptr, nullptr, 0, value, sizeof(value),
-                              0x10, 7, &err),
+                            0x10, 7, &err),
               WS_PRODUCE_OK)
         << err.message;
     ws_sink_end_txn(sink.get(), 0x10);
@@ -508,7 +508,7 @@ TEST(SinkKafka, TopicCreationWaitsWhileTheClusterIsDown)
     const Clock::time_point until = Clock::now() + std::chrono::milliseconds(2500);
     sink.poll_until([&] {
         EXPECT_EQ(produce_parts(sink.get(), "app.public.orders", nullptr, nullptr, 0, nullptr, 0,
-                                  txn.commit_lsn, txn.xid, &err),
+                                txn.commit_lsn, txn.xid, &err),
                   WS_PRODUCE_TOPIC_PENDING);
         return Clock::now() >= until;
     });
