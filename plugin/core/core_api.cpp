@@ -77,7 +77,7 @@ void ws_options_settings(const ws_options *opts, ws_plugin_settings *out)
     out->format = o.format == walship::EventFormat::Json ? WS_FORMAT_JSON : WS_FORMAT_PROTOBUF;
     out->include_transaction = o.include_transaction;
     out->include_before = o.include_before;
-    out->truncate = o.truncate;
+    out->truncate = o.truncate_events();
     out->messages = o.messages;
     out->origin = o.origin == walship::OriginFilter::None ? WS_ORIGIN_NONE : WS_ORIGIN_ANY;
     out->partition_root = o.partition_root;

@@ -294,7 +294,7 @@ const OptionSpec kOptions[] = {
     {"include-before",
      [](Options &o, const char *n, const char *v) { o.include_before = parse_boolean(n, v); }},
     {"truncate",
-     [](Options &o, const char *n, const char *v) { o.truncate = parse_boolean(n, v); }},
+     [](Options &o, const char *n, const char *v) { o.truncate = parse_boolean(n, v) ? 1 : 0; }},
     {"tombstones",
      [](Options &o, const char *n, const char *v) { o.tombstones = parse_boolean(n, v); }},
     {"replace-null-with-default",

@@ -49,7 +49,13 @@ struct Options {
     IntervalHandling interval_handling = IntervalHandling::Numeric;
     bool include_transaction = false;
     bool include_before = true;
-    bool truncate = true;
+    /* TRUNCATE events; not given: on for protobuf, off for JSON (Debezium's default
+     * skipped.operations=t, which consumers written for Debezium rely on) */
+    int truncate = -1; /* -1: not given */
+    bool truncate_events() const
+    {
+        return truncate < 0 ? format != EventFormat::Json : truncate == 1;
+    }
     bool tombstones = true; /* a Kafka tombstone (the key, no value) after each delete */
     /* JSON: a NULL of a column with a DEFAULT is written as the default (JsonConverter's
      * replace.null.with.default, on by default) */

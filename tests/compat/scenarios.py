@@ -14,13 +14,14 @@ Debezium's settings are its defaults except:
   its own ``slot.name`` and ``publication.name`` with ``publication.autocreate.mode=
   filtered`` (a publication of the pair's tables only: several connectors share one
   database), ``table.include.list`` = the pair's tables;
-- ``skipped.operations=none``: Debezium's default ``t`` drops TRUNCATE events, which
-  walship sends by default (``truncate`` on); the suite compares them;
+- ``skipped.operations=none``: Debezium's default ``t`` drops TRUNCATE events, as
+  walship's JSON does by default; both send them here (walship ``truncate=true``) so
+  that the suite compares them;
 - the pair's own ``decimal.handling.mode`` (Debezium's default is ``precise``,
   walship's ``string``) and, in pair ``txmeta``, ``provide.transaction.metadata``.
 
 walship's options: ``format=json``, ``topic_prefix``, ``messages=true`` (Debezium emits
-every logical message by default), the pair's ``decimal_handling`` and, in ``txmeta``,
+every logical message by default), ``truncate=true`` (see above), the pair's ``decimal_handling`` and, in ``txmeta``,
 ``include_transaction``; the rest at their defaults.
 
 Pair ``control`` has Debezium on both sides (a second connector under walship's prefix):
@@ -119,6 +120,7 @@ class Pair:
 
     def walship_options(self) -> dict:
         opts = {"format": "json", "topic_prefix": self.wsh_prefix, "messages": True,
+                "truncate": True,
                 "decimal_handling": self.decimal}
         if self.transactions:
             opts["include_transaction"] = True

@@ -285,11 +285,14 @@ FULL_IDENTITY = ("accounts", "order_lines", "events", "prefs")
 MAIN_TABLES = ("accounts", "order_lines")
 
 # Stream names are their topic prefixes, kept apart from the other compat tests' topics.
-# flinkj: JSON with schemas (walship's default), transactions and messages on;
-# flinkn: JSON without schemas, TRUNCATE events off, NULLs sent as NULLs.
+# flinkj: JSON with schemas (walship's default), transactions and messages on, TRUNCATE
+# events on (walship's JSON leaves them out by default, as Debezium does: to show what
+# Flink does with one);
+# flinkn: JSON without schemas, TRUNCATE events off (the default), NULLs sent as NULLs.
 STREAMS = {
     "flinkj": dict(tables=list(TABLES), schema_include="true",
-                   options={"format": "json", "include_transaction": True, "messages": "flink"}),
+                   options={"format": "json", "include_transaction": True, "messages": "flink",
+                            "truncate": True}),
     "flinkn": dict(tables=list(FULL_IDENTITY), schema_include="false",
                    options={"format": "json", "json_schema": False, "truncate": False,
                             "replace_null_with_default": False}),

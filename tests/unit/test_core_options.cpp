@@ -266,3 +266,20 @@ TEST(CoreOptions, NullArgumentsAreHandled)
     ws_options_settings(nullptr, &s);
     EXPECT_EQ(s.format, WS_FORMAT_PROTOBUF);
 }
+
+TEST(CoreOptions, TruncateIsOnForProtobufAndOffForJsonUnlessGiven)
+{
+    /* JSON follows Debezium's skipped.operations=t: its consumers (Flink's debezium-json)
+     * fail on a TRUNCATE event */
+    auto truncate = [](std::vector<std::pair<const char *, const char *>> pairs) {
+        walship_test::OptionsPtr opts = walship_test::make_options(pairs);
+        ws_plugin_settings settings{};
+        ws_options_settings(opts.get(), &settings);
+        return settings.truncate;
+    };
+    EXPECT_TRUE(truncate({}));
+    EXPECT_FALSE(truncate({{"format", "json"}}));
+    EXPECT_TRUE(truncate({{"format", "json"}, {"truncate", "on"}}));
+    EXPECT_TRUE(truncate({{"truncate", "on"}, {"format", "json"}}));
+    EXPECT_FALSE(truncate({{"truncate", "off"}}));
+}

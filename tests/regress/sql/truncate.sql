@@ -25,11 +25,17 @@ SELECT * FROM pg_temp.truncates('format', 'protobuf');
 SELECT * FROM pg_temp.truncates('truncate', 'off');
 SELECT * FROM pg_temp.truncates('tables', 'public.child');
 
--- JSON: Debezium's op t, no rows
+-- JSON: none by default (Debezium's skipped.operations=t) ...
+SELECT count(*) AS truncates
+  FROM (SELECT convert_from(data, 'UTF8')::jsonb AS e
+          FROM pg_logical_slot_peek_binary_changes('truncate', NULL, NULL, 'format', 'json',
+                                                   'json-schema', 'false')) s
+ WHERE e->>'op' = 't';
+-- ... and with truncate=on, Debezium's op t, no rows
 SELECT e->>'op' AS op, e->'source'->>'table' AS tbl, e->'before' AS before, e->'after' AS after
   FROM (SELECT convert_from(data, 'UTF8')::jsonb AS e
           FROM pg_logical_slot_get_binary_changes('truncate', NULL, NULL, 'format', 'json',
-                                                  'json-schema', 'false')) s;
+                                                  'json-schema', 'false', 'truncate', 'on')) s;
 
 SELECT 'stop' FROM pg_drop_replication_slot('truncate');
 DROP TABLE child, parent, other;

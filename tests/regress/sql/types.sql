@@ -224,7 +224,8 @@ SELECT e->>'op' AS op, e->'source'->'truncated_tables' AS truncated
 SELECT e->>'op' AS op, e->'source'->>'table' AS tbl, e->'before' AS before, e->'after' AS after
   FROM (SELECT convert_from(data, 'UTF8')::jsonb AS e
           FROM pg_logical_slot_get_binary_changes('types', NULL, NULL,
-                                                  'format', 'json', 'json-schema', 'false')) s;
+                                                  'format', 'json', 'json-schema', 'false',
+                                                  'truncate', 'on')) s;
 
 -- The same interval under another IntervalStyle: the text follows the session.
 INSERT INTO alltypes (id, c_interval) VALUES (7, '1 day 02:03:04');
