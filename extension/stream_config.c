@@ -951,7 +951,7 @@ void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
     foreach (lc, config->plugin_options) {
         DefElem *elem = lfirst(lc);
 
-        if (strcmp(elem->defname, "format") == 0 && strcmp(strVal(elem->arg), "json") == 0)
+        if (strcmp(elem->defname, "format") == 0 && pg_strcasecmp(strVal(elem->arg), "json") == 0)
             sc->context_logical_name = config->topic_prefix;
     }
 }

@@ -712,11 +712,12 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         own.commit_lsn = message_lsn;
         /*
          * As Debezium: it is a commit at its own LSN (its sequence is [that, that], the
-         * next transaction's previous commit), and it carries the last commit's time.
+         * next transaction's previous commit); JSON gives it the last commit's time.
          */
         own.prev_commit_lsn = message_lsn;
-        own.commit_time = s->last_commit_time;
         fill_source(s, &own, message_lsn, &event.source);
+        if (s->last_commit_time != 0)
+            event.source.prev_commit_time_us = s->last_commit_time + WS_UNIX_EPOCH_OFFSET_US;
 
         if (s->hooked)
             s->hooks.begin(s->hooks.arg, own.xid, own.commit_lsn);

@@ -21,7 +21,6 @@
 #include "nodes/bitmapset.h"
 #include "nodes/nodes.h"
 #include "nodes/primnodes.h"
-#include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/cash.h"
 #include "utils/pg_locale.h"
@@ -90,11 +89,15 @@ static const char *column_default(TupleDesc desc, Form_pg_attribute attr, Const 
     for (int i = 0; i < constr->num_defval; i++) {
         if (constr->defval[i].adnum == attr->attnum) {
             Node *expr = stringToNode(constr->defval[i].adbin);
-            /* a literal's coercion to the column's type (numeric(10,2), float8) folds */
-            Node *folded = eval_const_expressions(NULL, copyObject(expr));
 
-            if (IsA(folded, Const))
-                *constant = (Const *)folded;
+            /*
+             * Only a literal the server already turned into a value: evaluating anything
+             * else here (a cast, a function) could fail or run user code in the middle of
+             * decoding. A number coerced to the column's type (numeric(10,2) DEFAULT 1.5)
+             * is read back from the text by the core.
+             */
+            if (IsA(expr, Const))
+                *constant = (Const *)expr;
             return deparse_expression(expr, NIL, false, false);
         }
     }

@@ -186,7 +186,9 @@ typedef struct ws_source {
     uint64_t change_lsn; /* LSN of this change */
     /* commit LSN of the transaction before this one in the stream; 0 when none is known */
     uint64_t prev_commit_lsn;
-    int64_t commit_time_us;
+    int64_t commit_time_us; /* 0: none (a non-transactional message) */
+    /* the commit time of the transaction before, which Debezium gives such a message */
+    int64_t prev_commit_time_us;
 } ws_source;
 
 /* How many row events of one table a transaction carried (COMMIT, include-transaction). */

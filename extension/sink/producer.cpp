@@ -612,9 +612,14 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table,
                       err);
     lsn_header_.set_lsn(commit_lsn);
     xid_header_.set_decimal(xid);
-    rd_kafka_vu_t vus[12];
+    /* topic, flags, key, value, opaque, and at most 7 headers (walship's 2, the record's
+     * own, Debezium's 4 context headers) */
+    constexpr size_t kMaxVus = 12;
+    rd_kafka_vu_t vus[kMaxVus];
     size_t nvus = 0;
     auto header = [&](const char *name, const void *data, size_t size) {
+        if (nvus + 2 > kMaxVus) /* the opaque comes last */
+            throw CoreError(WS_ERR_INTERNAL, "walship bug: too many headers for one record");
         rd_kafka_vu_t &vu = vus[nvus++];
         vu.vtype = RD_KAFKA_VTYPE_HEADER;
         vu.u.header.name = name;

@@ -17,6 +17,7 @@
 #include "pg_values.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <string>
 #include <string_view>
 
@@ -151,6 +152,103 @@ std::string placeholder(const ColumnRepr &repr)
     return out;
 }
 
+/* A bare number as PostgreSQL deparses one (42, -1.5, 1e3, or (-1)); else empty. */
+std::string_view bare_number(std::string_view text)
+{
+    if (text.size() > 2 && text.front() == '(' && text.back() == ')')
+        text = text.substr(1, text.size() - 2);
+    size_t i = 0;
+    if (i < text.size() && (text[i] == '-' || text[i] == '+'))
+        i++;
+    bool digits = false, dot = false;
+    for (; i < text.size(); i++) {
+        char c = text[i];
+        if (c >= '0' && c <= '9')
+            digits = true;
+        else if (c == '.' && !dot)
+            dot = true;
+        else if ((c == 'e' || c == 'E') && digits && i + 1 < text.size())
+            break;
+        else
+            return {};
+    }
+    if (i < text.size()) { /* an exponent */
+        size_t j = i + 1;
+        if (j < text.size() && (text[j] == '-' || text[j] == '+'))
+            j++;
+        if (j == text.size())
+            return {};
+        for (; j < text.size(); j++)
+            if (text[j] < '0' || text[j] > '9')
+                return {};
+    }
+    return digits ? text : std::string_view();
+}
+
+/*
+ * A number literal the server keeps unevaluated because it is coerced to the column's
+ * type (numeric(10,2) DEFAULT 1.5, double precision DEFAULT 2.5, bigint DEFAULT 42), as
+ * Debezium reads it from the text: in the column's representation, a decimal at the
+ * column's scale. Empty when the text is no such number or does not fit.
+ */
+std::string number_default(std::string_view number, const ColumnRepr &repr, ValueWriter &writer)
+{
+    std::string out;
+    ws_value value{};
+    switch (repr.repr) {
+    case JsonRepr::Int16:
+    case JsonRepr::Int32:
+    case JsonRepr::Int64: {
+        int64_t v = 0;
+        const char *first = number.data() + (number.front() == '+' ? 1 : 0);
+        auto res = std::from_chars(first, number.data() + number.size(), v);
+        if (res.ec != std::errc() || res.ptr != number.data() + number.size())
+            return {};
+        json::append_int(out, v);
+        return out;
+    }
+    case JsonRepr::Float32:
+    case JsonRepr::Float64: {
+        double v = 0;
+        const char *first = number.data() + (number.front() == '+' ? 1 : 0);
+        auto res = std::from_chars(first, number.data() + number.size(), v);
+        if (res.ec != std::errc() || res.ptr != number.data() + number.size())
+            return {};
+        if (repr.repr == JsonRepr::Float32)
+            json::append_float(out, static_cast<float>(v));
+        else
+            json::append_double(out, v);
+        return out;
+    }
+    case JsonRepr::NumericString: {
+        /* the digits at the column's scale, as the server stores the value */
+        std::string text(number.front() == '+' ? number.substr(1) : number);
+        if (text.find_first_of("eE") != std::string::npos)
+            return {};
+        size_t dot = text.find('.');
+        size_t have = dot == std::string::npos ? 0 : text.size() - dot - 1;
+        if (repr.scale > 0 && have < static_cast<size_t>(repr.scale)) {
+            if (dot == std::string::npos)
+                text += '.';
+            text.append(static_cast<size_t>(repr.scale) - have, '0');
+        } else if (repr.scale > 0 && have > static_cast<size_t>(repr.scale)) {
+            return {}; /* would round: rather no default than a guess */
+        }
+        json::append_string(out, text);
+        return out;
+    }
+    case JsonRepr::NumericDouble:
+    case JsonRepr::NumericDecimal:
+        value.kind = WS_VALUE_NUMERIC;
+        value.data = number.data();
+        value.len = number.size();
+        writer.write(out, repr, false, std::string_view(), value);
+        return out == "null" ? std::string() : out;
+    default:
+        return {};
+    }
+}
+
 } // namespace
 
 std::string column_default_json(const TableColumn &column, const ColumnRepr &repr,
@@ -170,7 +268,11 @@ std::string column_default_json(const TableColumn &column, const ColumnRepr &rep
     if (is_function_default(text))
         return placeholder(repr);
     const ws_value value = column.default_value();
-    if (!is_literal(text) || value.kind == WS_VALUE_NULL || repr.repr == JsonRepr::NumericVariable)
+    if (value.kind == WS_VALUE_NULL) {
+        std::string_view number = bare_number(text);
+        return number.empty() ? std::string() : number_default(number, repr, writer);
+    }
+    if (!is_literal(text) || repr.repr == JsonRepr::NumericVariable)
         return {}; /* an expression, or a default Debezium cannot write (a struct) */
     std::string out;
     writer.write(out, repr, false, std::string_view(), value);

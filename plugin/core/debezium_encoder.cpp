@@ -270,7 +270,9 @@ class DebeziumEncoder final : public Encoder
         /* a non-transactional message has no commit: the shim gives the last commit's time
          * (as Debezium); before any commit, Debezium's clock */
         int64_t time_us = change.source.commit_time_us != 0 ? change.source.commit_time_us
-                                                            : pgval::floor_div(now, 1000);
+                          : change.source.prev_commit_time_us != 0
+                              ? change.source.prev_commit_time_us
+                              : pgval::floor_div(now, 1000);
         SourceParts &parts = message_source_;
         parts.build(logical_name(change), or_empty(change.source.database),
                     or_empty(change.source.schema), or_empty(change.source.table));

@@ -564,7 +564,8 @@ void ValueWriter::write_array_element(std::string &out, const ColumnRepr &repr,
             return append_int(out, WS_DATE_NEG_INFINITY);
         if (pgval::parse_iso_date(text, days))
             return append_int(out, days);
-        break;
+        out += "null"; /* another DateStyle's text: never a string in an int32 array */
+        return;
     }
     case JsonRepr::Boolean:
         if (text == "t" || text == "true") {

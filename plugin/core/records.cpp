@@ -113,7 +113,7 @@ void RecordMaker::encode(const ws_change &change, const TablePlan *plan, bool wi
             table = &scratch_table_;
         }
         if (changes_key(change, *table)) {
-            encode_key_change(change, plan, out);
+            encode_key_change(change, plan, with_key, out);
             if (!with_key)
                 for (int i = 0; i < out.nrecords; i++)
                     out.records[i].keylen = 0, out.records[i].key = nullptr;
@@ -132,7 +132,8 @@ void RecordMaker::encode(const ws_change &change, const TablePlan *plan, bool wi
  * delete (old key) + tombstone (old key) + create (new key). The delete is encoded first
  * and copied: the create reuses the encoder's buffers.
  */
-void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *plan, ws_encoded &out)
+void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *plan, bool with_key,
+                                    ws_encoded &out)
 {
     ws_change removed = change;
     removed.op = WS_OP_DELETE;
@@ -158,7 +159,7 @@ void RecordMaker::encode_key_change(const ws_change &change, const TablePlan *pl
     ws_record &d = out.records[out.nrecords++];
     d = record(old_key_, delete_value_);
     with_header(d, "__debezium.newkey", header_new_key_);
-    if (tombstones_) {
+    if (tombstones_ && with_key) {
         ws_record &t = out.records[out.nrecords++];
         t = tombstone(old_key_);
         with_header(t, "__debezium.newkey", header_new_key_);

@@ -40,7 +40,8 @@ class RecordMaker
     void encode(const ws_change &change, const TablePlan *plan, bool with_key, ws_encoded &out);
 
   private:
-    void encode_key_change(const ws_change &change, const TablePlan *plan, ws_encoded &out);
+    void encode_key_change(const ws_change &change, const TablePlan *plan, bool with_key,
+                           ws_encoded &out);
 
     std::unique_ptr<Encoder> encoder_;
     bool tombstones_;

@@ -941,3 +941,30 @@ TEST(CoreDebezium, PointsAreDebeziumGeometryAndTsvectorsNamed)
     EXPECT_TRUE(p["srid"].is_null());
     EXPECT_EQ(event["payload"]["after"]["v"].str(), "'a' 'cat'");
 }
+
+TEST(CoreDebezium, ANumberCoercedToTheColumnsTypeIsReadFromItsText)
+{
+    /* numeric(10,2) DEFAULT 1.5, double precision DEFAULT 2.5, bigint DEFAULT (-7): the
+     * server keeps a cast around the literal; the shim never evaluates it */
+    auto defaults = [](std::vector<std::pair<const char *, const char *>> options) {
+        ChangeBuilder b(WS_OP_INSERT);
+        b.after(
+            {{"id", INT4OID, v_int(1), true, -1, true},
+             {"n", NUMERICOID, v_null(), false, numeric_typmod(10, 2), false, 0, "numeric", "1.5"},
+             {"d", FLOAT8OID, v_null(), false, -1, false, 0, "double precision", "2.5"},
+             {"b", INT8OID, v_null(), false, -1, false, 0, "bigint", "(-7)"},
+             {"over", NUMERICOID, v_null(), false, numeric_typmod(5, 2), false, 0, "numeric",
+              "1.234"}});
+        TestEncoder enc(json_with(options));
+        return parse_json(enc.event(b.get()))["schema"].field_schema("after")["fields"];
+    };
+    Json fields = defaults({});
+    EXPECT_EQ(fields[1]["default"].str(), "1.50");
+    EXPECT_EQ(fields[2]["default"].num(), "2.5");
+    EXPECT_EQ(fields[3]["default"].num(), "-7");
+    EXPECT_FALSE(fields[4].has("default")); /* more digits than the scale: no guess */
+    Json precise = defaults({{"decimal-handling", "precise"}});
+    EXPECT_EQ(precise[1]["default"].str(), "AJY="); /* unscaled 150 */
+    Json dbl = defaults({{"decimal-handling", "double"}});
+    EXPECT_EQ(dbl[1]["default"].num(), "1.5");
+}
