@@ -40,14 +40,8 @@ pytest_hooks.DEFAULT_TIMEOUT = int(os.environ.get("WALSHIP_COMPAT_TIMEOUT", "600
 
 @pytest.fixture(scope="session")
 def kafka():
-    broker = wt.KafkaBroker.from_env(start=False)
-    try:
-        broker.start()
-    except BaseException:
-        broker.cleanup()
-        raise
-    yield broker
-    broker.cleanup()
+    with wt.started(wt.KafkaBroker.from_env(start=False)) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
@@ -59,14 +53,8 @@ def pg():
 
 @pytest.fixture(scope="session")
 def connect(kafka):
-    worker = KafkaConnect(kafka.bootstrap, start=False)
-    try:
-        worker.start()
-    except BaseException:
-        worker.cleanup()
-        raise
-    yield worker
-    worker.cleanup()
+    with wt.started(KafkaConnect(kafka.bootstrap, start=False)) as worker:
+        yield worker
 
 
 @pytest.fixture(scope="session")

@@ -85,14 +85,8 @@ def broker(request):
     if shared is not None:
         yield shared
         return
-    own = wt.KafkaBroker.from_env(start=False)
-    try:
-        own.start()
-    except BaseException:
-        own.cleanup()
-        raise
-    yield own
-    own.cleanup()
+    with wt.started(wt.KafkaBroker.from_env(start=False)) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

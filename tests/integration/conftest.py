@@ -32,14 +32,8 @@ from walship_testlib.pytest_hooks import *  # noqa: E402,F401,F403 (timeouts, lo
 
 @pytest.fixture(scope="session")
 def kafka():
-    broker = wt.KafkaBroker.from_env(start=False)
-    try:
-        broker.start()
-    except BaseException:
-        broker.cleanup()
-        raise
-    yield broker
-    broker.cleanup()
+    with wt.started(wt.KafkaBroker.from_env(start=False)) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,14 @@ Modules:
 - ``partitioning``: ``java_murmur2`` / ``java_partition``, where a Java producer (and
   librdkafka's ``murmur2_random``) puts a key.
 - ``streams``: ``stream_status``, ``wait_caught_up``.
+- ``pytest_hooks``: the hooks every test suite's conftest imports (timeouts, log tails,
+  no skips, figures).
 - ``connect``: ``KafkaConnect``, a Kafka Connect standalone worker with the real Debezium
   PostgreSQL connector on its plugin path (jars from Maven Central, cached:
   ``ConnectJars``); ``debezium_postgres_config``, a connector config for a ``PgCluster``.
   Used by tests/compat and bench/debezium.
-- ``common``: ``free_port``, ``wait_for``, and the cleanup of what this process started.
+- ``common``: ``free_port``, ``wait_for``, ``started`` (start a resource, always clean it
+  up), and the cleanup of what this process started.
 
 Environment knobs: ``PG_CONFIG`` (which pg_config), ``WALSHIP_PG_BINDIR``,
 ``WALSHIP_KEEP_TMP=1`` (keep temp dirs), ``WALSHIP_KAFKA_BOOTSTRAP`` (use a running
@@ -46,7 +49,7 @@ broker), ``WALSHIP_KAFKA_SH`` (another kafka.sh), ``WALSHIP_DESC`` (descriptor s
 from __future__ import annotations
 
 from .cluster import DEFAULT_OUTPUT_PLUGINS, PgCluster, pg_config, server_has_setting
-from .common import REPO_ROOT, free_port, free_ports, wait_for
+from .common import REPO_ROOT, free_port, free_ports, started, wait_for
 from .connect import ConnectJars, KafkaConnect, debezium_postgres_config
 from .consume import KafkaMessage, consume_all
 from .events import (EVENT_MESSAGE, PROTO_FILE, PROTO_ROOT, decode_event, event_to_dict,
@@ -77,4 +80,5 @@ __all__ = [
     "pg_config",
     "server_has_setting",
     "wait_for",
+    "started",
 ]

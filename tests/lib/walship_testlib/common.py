@@ -4,6 +4,7 @@ the registry of servers this process started (stopped at exit and on SIGTERM).""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -44,6 +45,17 @@ def free_ports(n: int, host: str = "127.0.0.1", first: int = 0) -> list[int]:
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago on ``host``."""
     return free_ports(1, host)[0]
+
+
+@contextlib.contextmanager
+def started(resource):
+    """``resource.start()``, then yield it; ``cleanup()`` always, also when it fails to
+    start (a fixture that yields from this fails loudly, never skips)."""
+    try:
+        resource.start()
+        yield resource
+    finally:
+        resource.cleanup()
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
