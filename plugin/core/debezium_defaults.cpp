@@ -195,14 +195,14 @@ std::string number_default(std::string_view number, const ColumnRepr &repr, Valu
 {
     std::string out;
     ws_value value{};
+    /* from_chars reads no '+' */
+    const std::string_view unsigned_text = number.front() == '+' ? number.substr(1) : number;
     switch (repr.repr) {
     case JsonRepr::Int16:
     case JsonRepr::Int32:
     case JsonRepr::Int64: {
         int64_t v = 0;
-        const char *first = number.data() + (number.front() == '+' ? 1 : 0);
-        auto res = std::from_chars(first, number.data() + number.size(), v);
-        if (res.ec != std::errc() || res.ptr != number.data() + number.size())
+        if (!pgval::read_number(unsigned_text, v))
             return {};
         json::append_int(out, v);
         return out;
@@ -210,9 +210,7 @@ std::string number_default(std::string_view number, const ColumnRepr &repr, Valu
     case JsonRepr::Float32:
     case JsonRepr::Float64: {
         double v = 0;
-        const char *first = number.data() + (number.front() == '+' ? 1 : 0);
-        auto res = std::from_chars(first, number.data() + number.size(), v);
-        if (res.ec != std::errc() || res.ptr != number.data() + number.size())
+        if (!pgval::read_number(unsigned_text, v))
             return {};
         if (repr.repr == JsonRepr::Float32)
             json::append_float(out, static_cast<float>(v));
@@ -222,7 +220,7 @@ std::string number_default(std::string_view number, const ColumnRepr &repr, Valu
     }
     case JsonRepr::NumericString: {
         /* the digits at the column's scale, as the server stores the value */
-        std::string text(number.front() == '+' ? number.substr(1) : number);
+        std::string text(unsigned_text);
         if (text.find_first_of("eE") != std::string::npos)
             return {};
         size_t dot = text.find('.');

@@ -342,11 +342,9 @@ bool ValueWriter::write_point(std::string &out, std::string_view text)
         return false;
     double xy[2];
     std::string_view parts[2] = {inner.substr(0, comma), inner.substr(comma + 1)};
-    for (int i = 0; i < 2; i++) {
-        auto res = std::from_chars(parts[i].data(), parts[i].data() + parts[i].size(), xy[i]);
-        if (res.ec != std::errc() || res.ptr != parts[i].data() + parts[i].size())
+    for (int i = 0; i < 2; i++)
+        if (!pgval::read_number(parts[i], xy[i]))
             return false;
-    }
     std::string &wkb = bytes_;
     wkb.assign("\x01\x01\x00\x00\x00", 5);
     for (double d : xy) {
@@ -530,29 +528,24 @@ void ValueWriter::write_array(std::string &out, const ColumnRepr &repr, const ws
 void ValueWriter::write_array_element(std::string &out, const ColumnRepr &repr,
                                       std::string_view text)
 {
-    const char *first = text.data();
-    const char *last = text.data() + text.size();
     switch (repr.repr) {
     case JsonRepr::Int16:
     case JsonRepr::Int32:
     case JsonRepr::Int64: {
         int64_t v = 0;
-        auto res = std::from_chars(first, last, v);
-        if (res.ec == std::errc() && res.ptr == last)
+        if (pgval::read_number(text, v))
             return append_int(out, v);
         break;
     }
     case JsonRepr::Float32: {
         float v = 0;
-        auto res = std::from_chars(first, last, v);
-        if (res.ec == std::errc() && res.ptr == last)
+        if (pgval::read_number(text, v))
             return json::append_float(out, v);
         break;
     }
     case JsonRepr::Float64: {
         double v = 0;
-        auto res = std::from_chars(first, last, v);
-        if (res.ec == std::errc() && res.ptr == last)
+        if (pgval::read_number(text, v))
             return json::append_double(out, v);
         break;
     }

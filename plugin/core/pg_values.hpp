@@ -13,6 +13,7 @@
 
 #include "core_error.hpp"
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -34,6 +35,14 @@ inline int64_t floor_div(int64_t a, int64_t b)
 inline int64_t floor_mod(int64_t a, int64_t b)
 {
     return a - floor_div(a, b) * b;
+}
+
+/* The whole of text as one number of type T (std::from_chars's syntax: no '+', no spaces). */
+template <typename T> bool read_number(std::string_view text, T &value)
+{
+    const char *last = text.data() + text.size();
+    auto res = std::from_chars(text.data(), last, value);
+    return res.ec == std::errc() && res.ptr == last;
 }
 
 struct CivilDate {
