@@ -208,8 +208,7 @@ static void stream_xact_callback(XactEvent event, void *arg)
                 stream_wake_snapshots(action->name);
         }
         clear_pending();
-    }
-        break;
+    } break;
     case XACT_EVENT_ABORT:
         foreach (lc, pending_actions)
             undo_action(lfirst(lc));
@@ -608,9 +607,9 @@ static List *snapshot_targets(const StreamConfig *config, List *relids, List *st
                 for (uint64 i = 0; i < SPI_processed; i++) {
                     bool isnull;
 
-                    all = lappend_oid(all, DatumGetObjectId(SPI_getbinval(
-                                               SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
-                                               &isnull)));
+                    all = lappend_oid(
+                        all, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+                                                            SPI_tuptable->tupdesc, 1, &isnull)));
                 }
                 MemoryContextSwitchTo(spi);
                 catalog_finish();
@@ -730,14 +729,14 @@ Datum walship_snapshot(PG_FUNCTION_ARGS)
                     member = member || list_member_oid(config->table_oids, lfirst_oid(lc));
             }
             if (!member)
-                ereport(ERROR,
-                        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                         errmsg("table %s is not in stream \"%s\"", strVal(lfirst(name_cell)),
-                                name),
-                         errhint("A snapshot reads tables the stream streams; add the table with "
-                                 "walship.alter_stream('%s', tables => ...) first (which "
-                                 "snapshots it too).",
-                                 name)));
+                ereport(
+                    ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("table %s is not in stream \"%s\"", strVal(lfirst(name_cell)), name),
+                     errhint("A snapshot reads tables the stream streams; add the table with "
+                             "walship.alter_stream('%s', tables => ...) first (which "
+                             "snapshots it too).",
+                             name)));
         }
     }
     if (stream_snapshot_request(config, relids, config->table_oids) == 0)
