@@ -67,6 +67,8 @@
 
 /* Transactions decoded lately, which a chunk's snapshot must see (see above). */
 #define RECENT_XIDS 1024
+/* How often in a row one chunk is read again for updates that lack TOAST-ed values. */
+#define MAX_CHUNK_REREADS 5
 /* No new chunk while Kafka has more than this many events in flight. */
 #define MIN_IN_FLIGHT_LIMIT 20000
 
@@ -128,6 +130,8 @@ static struct {
     SnapshotData snapshot; /* what its query saw; xip and subxip in chunk_context */
     List *chunk_last_key;
     bool chunk_last;
+    bool reread; /* an update the chunk did not see lacks TOAST-ed values of its row */
+    int rereads; /* times in a row the chunk at last_key was read again */
 
     List *unacknowledged; /* ChunkDone, oldest first */
 
@@ -687,35 +691,56 @@ void snapshot_step(void)
     PG_END_TRY();
 }
 
-/* A record of a change: a key of the open chunk that the chunk's snapshot did not see
- * change is dropped from it. */
-static void drop_key(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+/* The open chunk's row of this key, if the chunk's snapshot did not see xid change it. */
+static ChunkRow *row_changed_unseen(const char *table, const uint8 *key, size_t keylen,
+                                    TransactionId xid)
 {
     ChunkKey k;
     ChunkKeyEntry *entry;
 
-    if (table == NULL || snap.table == NULL || strcmp(table, snap.table) != 0)
-        return;
+    if (!snap.open || keylen == 0 || table == NULL || snap.table == NULL ||
+        strcmp(table, snap.table) != 0)
+        return NULL;
     k.data = key;
     k.len = keylen;
     entry = hash_search(snap.keys, &k, HASH_FIND, NULL);
-    if (entry == NULL || snap.rows[entry->row].dropped)
-        return;
+    if (entry == NULL)
+        return NULL;
     if (TransactionIdIsValid(xid) && !XidInMVCCSnapshot(xid, &snap.snapshot))
-        return; /* the chunk's row has this change already */
-    snap.rows[entry->row].dropped = true;
+        return NULL; /* the chunk's row has this change already */
+    return &snap.rows[entry->row];
+}
+
+/* A record of a change: a key of the open chunk that the chunk's snapshot did not see
+ * change is dropped from it (the change is newer). */
+static void drop_key(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+{
+    ChunkRow *row = row_changed_unseen(table, key, keylen, xid);
+
+    if (row != NULL)
+        row->dropped = true;
+}
+
+/*
+ * An UPDATE that lacks TOAST-ed values it left alone, of a row of the open chunk that the
+ * chunk did not see: dropping the row would leave a copy that never had it without those
+ * values for good. The chunk is read again instead (up to MAX_CHUNK_REREADS times in a
+ * row), with a snapshot that sees the update, so the whole row follows it.
+ */
+void snapshot_on_partial(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+{
+    if (row_changed_unseen(table, key, keylen, xid) != NULL)
+        snap.reread = true;
 }
 
 void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid)
 {
-    if (snap.open && record->keylen > 0)
-        drop_key(table, record->key, record->keylen, xid);
+    drop_key(table, record->key, record->keylen, xid);
 }
 
 void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
 {
-    if (snap.open && keylen > 0)
-        drop_key(table, key, keylen, xid);
+    drop_key(table, key, keylen, xid);
 }
 
 void snapshot_on_commit(TransactionId xid, uint64 nevents)
@@ -745,6 +770,32 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
     if (!snap.low_seen)
         elog(WARNING, "walship stream \"%s\": a snapshot's high watermark came before its low one",
              snap.stream);
+    if (snap.reread) {
+        snap.reread = false;
+        if (snap.rereads < MAX_CHUNK_REREADS) {
+            /* nothing sent, last_key as it was: the next chunk is this one again */
+            snap.rereads++;
+            snap.open = false;
+            snap.chunk_last_key = NIL;
+            MemoryContextReset(snap.chunk_context);
+            snap.rows = NULL;
+            snap.nrows = 0;
+            snap.keys = NULL;
+            snap.topic = NULL;
+            snap.table = NULL;
+            return;
+        }
+        ereport(WARNING,
+                (errmsg("walship stream \"%s\": rows of %s kept changing while the snapshot "
+                        "read them; it goes on without them",
+                        snap.stream, snap.table_name),
+                 errdetail("Their updates left TOAST-ed values alone, which the WAL does not "
+                           "carry: a copy that had not received those rows before lacks those "
+                           "values until they change."),
+                 errhint("walship.snapshot('%s', ARRAY['%s']) reads the table again.", snap.stream,
+                         snap.table_name)));
+    }
+    snap.rereads = 0;
 
     ws_sink_begin_txn(snap.sink, end_lsn);
     for (int i = 0; i < snap.nrows; i++) {

@@ -463,6 +463,12 @@ static void hook_moved(void *arg, const char *table, const uint8 *old_key, size_
     snapshot_on_moved(table, old_key, old_keylen, xid);
 }
 
+static void hook_partial(void *arg, const char *table, const uint8 *key, size_t keylen,
+                         TransactionId xid)
+{
+    snapshot_on_partial(table, key, keylen, xid);
+}
+
 static void hook_watermark(void *arg, const char *content, Size len, XLogRecPtr end_lsn)
 {
     snapshot_on_watermark(content, len, end_lsn);
@@ -828,6 +834,7 @@ static void stream_worker_run(void)
     hooks.commit = hook_commit;
     hooks.moved = hook_moved;
     hooks.watermark = hook_watermark;
+    hooks.partial = hook_partial;
     if (worker.config->table_oids != NIL) {
         Oid *relids = palloc(sizeof(Oid) * list_length(worker.config->table_oids));
         int n = 0;

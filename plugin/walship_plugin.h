@@ -41,6 +41,13 @@ typedef struct WalshipStreamHooks {
     void (*moved)(void *arg, const char *table, const uint8 *old_key, size_t old_keylen,
                   TransactionId xid);
     /*
+     * The record just given to event() (the last of its change) is an UPDATE whose new
+     * row lacks TOAST-ed values it did not change (they are not in the WAL): a copy that
+     * never had the row cannot be completed from it. NULL: not wanted.
+     */
+    void (*partial)(void *arg, const char *table, const uint8 *key, size_t keylen,
+                    TransactionId xid);
+    /*
      * A logical message with walship's own prefix (WALSHIP_WATERMARK_PREFIX), reached at
      * end_lsn (the end of its record); never an event. NULL: not wanted.
      */
