@@ -51,6 +51,7 @@
 #include "replication/message.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -69,6 +70,8 @@
 #define RECENT_XIDS 1024
 /* How often in a row one chunk is read again for updates that lack TOAST-ed values. */
 #define MAX_CHUNK_REREADS 5
+/* A chunk that must wait for a transaction to finish committing is tried again after. */
+#define CHUNK_RETRY_MS 5
 /* No new chunk while Kafka has more than this many events in flight. */
 #define MIN_IN_FLIGHT_LIMIT 20000
 
@@ -130,8 +133,9 @@ static struct {
     SnapshotData snapshot; /* what its query saw; xip and subxip in chunk_context */
     List *chunk_last_key;
     bool chunk_last;
-    bool reread; /* an update the chunk did not see lacks TOAST-ed values of its row */
-    int rereads; /* times in a row the chunk at last_key was read again */
+    bool reread;          /* an update the chunk did not see lacks TOAST-ed values of its row */
+    int rereads;          /* times in a row the chunk at last_key was read again */
+    TimestampTz retry_at; /* no chunk before (one could not be read) */
 
     List *unacknowledged; /* ChunkDone, oldest first */
 
@@ -338,6 +342,12 @@ static void save_progress(void)
         }
     }
     end_own_transaction();
+    {
+        ListCell *lc;
+
+        foreach (lc, done)
+            list_free_deep(((ChunkDone *)lfirst(lc))->last_key);
+    }
     list_free_deep(done);
 }
 
@@ -453,22 +463,23 @@ static void keep_snapshot(Snapshot snapshot)
     snap.snapshot.xip =
         MemoryContextAlloc(snap.chunk_context, sizeof(TransactionId) * Max(snapshot->xcnt, 1));
     memcpy(snap.snapshot.xip, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
-    snap.snapshot.subxip =
-        MemoryContextAlloc(snap.chunk_context, sizeof(TransactionId) * Max(snapshot->subxcnt, 1));
-    memcpy(snap.snapshot.subxip, snapshot->subxip, sizeof(TransactionId) * snapshot->subxcnt);
+    snap.snapshot.subxip = NULL; /* chunk_saw needs none */
+    snap.snapshot.subxcnt = 0;
     snap.snapshot.copied = true;
     snap.snapshot.active_count = 0;
     snap.snapshot.regd_count = 0;
 }
 
-static XLogRecPtr write_mark(const char *mark)
+/* A watermark; flush: the decoder reads only flushed WAL (the low one goes with the high). */
+static XLogRecPtr write_mark(const char *mark, bool flush)
 {
 #if PG_VERSION_NUM >= 170000
-    return LogLogicalMessage(WALSHIP_WATERMARK_PREFIX, mark, strlen(mark), false, true);
+    return LogLogicalMessage(WALSHIP_WATERMARK_PREFIX, mark, strlen(mark), false, flush);
 #else
     XLogRecPtr lsn = LogLogicalMessage(WALSHIP_WATERMARK_PREFIX, mark, strlen(mark), false);
 
-    XLogFlush(lsn);
+    if (flush)
+        XLogFlush(lsn);
     return lsn;
 #endif
 }
@@ -526,7 +537,7 @@ static bool read_chunk(void)
              (unsigned long long)snap.seq);
     snprintf(snap.high_mark, sizeof(snap.high_mark), "high %d %llu", MyProcPid,
              (unsigned long long)snap.seq);
-    (void)write_mark(snap.low_mark);
+    (void)write_mark(snap.low_mark, false);
 
     /* this statement's snapshot, taken after the low watermark */
     PopActiveSnapshot();
@@ -556,7 +567,7 @@ static bool read_chunk(void)
              snap.table_name);
 
     /* the chunk is read: its window closes at the high watermark */
-    high = write_mark(snap.high_mark);
+    high = write_mark(snap.high_mark, true);
     now = GetCurrentTimestamp();
 
     {
@@ -625,6 +636,12 @@ void snapshot_attach(LogicalDecodingContext *ctx, ws_sink *sink, const StreamCon
         AllocSetContextCreate(snap.context, "walship snapshot chunk", ALLOCSET_DEFAULT_SIZES);
     snap.look = true;
     snap.attached = true;
+    /*
+     * The worker's own transactions write only its progress: losing the last of them in
+     * a crash reads a chunk again, so none waits for a WAL flush (or a synchronous
+     * standby) at commit.
+     */
+    SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void snapshot_wake(void)
@@ -638,10 +655,23 @@ void snapshot_save(void)
         save_progress();
 }
 
-void snapshot_step(void)
+/* Room in Kafka's queue for another chunk: the snapshot never piles events up there. */
+static bool kafka_has_room(void)
 {
     ws_sink_stats stats;
 
+    ws_sink_get_stats(snap.sink, &stats);
+    return stats.in_flight <= (uint64)Max(MIN_IN_FLIGHT_LIMIT, 4 * snap.chunk_size);
+}
+
+bool snapshot_ready(void)
+{
+    return snap.attached && snap.reading && !snap.open && kafka_has_room() &&
+           GetCurrentTimestamp() >= snap.retry_at;
+}
+
+void snapshot_step(void)
+{
     if (!snap.attached)
         return;
     if (snap.unacknowledged != NIL)
@@ -655,9 +685,7 @@ void snapshot_step(void)
         if (!snap.reading)
             return;
     }
-    /* Kafka first: the snapshot never piles events up in the producer */
-    ws_sink_get_stats(snap.sink, &stats);
-    if (stats.in_flight > (uint64)Max(MIN_IN_FLIGHT_LIMIT, 4 * snap.chunk_size))
+    if (!kafka_has_room() || GetCurrentTimestamp() < snap.retry_at)
         return;
 
     /*
@@ -667,7 +695,9 @@ void snapshot_step(void)
      */
     PG_TRY();
     {
-        (void)read_chunk();
+        /* a transaction in the middle of its commit: a moment later it is visible */
+        if (!read_chunk())
+            snap.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CHUNK_RETRY_MS);
     }
     PG_CATCH();
     {
@@ -691,6 +721,23 @@ void snapshot_step(void)
     PG_END_TRY();
 }
 
+/*
+ * Did the chunk's snapshot see this (committed, top-level) transaction? Its xip lists
+ * every top-level transaction running when it was taken, even when its subtransactions
+ * overflowed, so pg_subtrans (which may be truncated by now) is never needed.
+ */
+static bool chunk_saw(TransactionId xid)
+{
+    if (TransactionIdFollowsOrEquals(xid, snap.snapshot.xmax))
+        return false;
+    if (TransactionIdPrecedes(xid, snap.snapshot.xmin))
+        return true;
+    for (uint32 i = 0; i < snap.snapshot.xcnt; i++)
+        if (TransactionIdEquals(xid, snap.snapshot.xip[i]))
+            return false;
+    return true;
+}
+
 /* The open chunk's row of this key, if the chunk's snapshot did not see xid change it. */
 static ChunkRow *row_changed_unseen(const char *table, const uint8 *key, size_t keylen,
                                     TransactionId xid)
@@ -706,7 +753,7 @@ static ChunkRow *row_changed_unseen(const char *table, const uint8 *key, size_t 
     entry = hash_search(snap.keys, &k, HASH_FIND, NULL);
     if (entry == NULL)
         return NULL;
-    if (TransactionIdIsValid(xid) && !XidInMVCCSnapshot(xid, &snap.snapshot))
+    if (TransactionIdIsValid(xid) && chunk_saw(xid))
         return NULL; /* the chunk's row has this change already */
     return &snap.rows[entry->row];
 }
@@ -776,6 +823,7 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
             /* nothing sent, last_key as it was: the next chunk is this one again */
             snap.rereads++;
             snap.open = false;
+            list_free_deep(snap.chunk_last_key);
             snap.chunk_last_key = NIL;
             MemoryContextReset(snap.chunk_context);
             snap.rows = NULL;

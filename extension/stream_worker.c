@@ -660,8 +660,8 @@ static void decode_forever(void)
 
         if (records > 0)
             idle_sleep_ms = IDLE_SLEEP_MIN_MS;
-        if (ctx->reader->EndRecPtr < decodable_end()) {
-            /* more WAL came while we decoded: no sleep */
+        if (ctx->reader->EndRecPtr < decodable_end() || snapshot_ready()) {
+            /* more WAL came while we decoded, or a snapshot's next chunk is due: no sleep */
             service(0, true);
             continue;
         }

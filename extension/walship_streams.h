@@ -226,6 +226,8 @@ extern void snapshot_attach(struct LogicalDecodingContext *ctx, struct ws_sink *
 extern void snapshot_wake(void);
 /* Between records: saves what Kafka acknowledged, reads the next chunk when due. */
 extern void snapshot_step(void);
+/* A chunk can be read now: the worker does not sleep. */
+extern bool snapshot_ready(void);
 /* Between records: saves what Kafka acknowledged of the snapshot (at a stop). */
 extern void snapshot_save(void);
 /* From the plugin's hooks */
