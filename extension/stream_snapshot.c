@@ -790,6 +790,16 @@ void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen, Trans
     drop_key(table, key, keylen, xid);
 }
 
+/* A TRUNCATE the open chunk did not see: none of its rows exists any more. */
+void snapshot_on_truncated(const char *table, TransactionId xid)
+{
+    if (!snap.open || table == NULL || snap.table == NULL || strcmp(table, snap.table) != 0 ||
+        (TransactionIdIsValid(xid) && chunk_saw(xid)))
+        return;
+    for (int i = 0; i < snap.nrows; i++)
+        snap.rows[i].dropped = true;
+}
+
 void snapshot_on_commit(TransactionId xid, uint64 nevents)
 {
     if (!snap.attached || nevents == 0 || !TransactionIdIsValid(xid))

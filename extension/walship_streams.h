@@ -236,6 +236,7 @@ extern void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen
                               TransactionId xid);
 extern void snapshot_on_partial(const char *table, const uint8 *key, size_t keylen,
                                 TransactionId xid);
+extern void snapshot_on_truncated(const char *table, TransactionId xid);
 extern void snapshot_on_commit(TransactionId xid, uint64 nevents);
 extern void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn);
 
