@@ -62,6 +62,7 @@
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
+#include "rowview.h"
 #include "walship_plugin.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
@@ -398,7 +399,7 @@ static void keep_read_row(void *arg, const char *topic, const char *table, const
  * ORDER BY <key> LIMIT n: the replica identity index is the key (refused without one). */
 static char *chunk_query(Relation rel, int *nkeys)
 {
-    Oid index = RelationGetReplicaIndex(rel);
+    Oid index = rowview_key_index(rel);
     Relation irel;
     StringInfoData cols;
     StringInfoData bounds;

@@ -53,6 +53,7 @@
 #include <signal.h>
 
 #include "core_report.h"
+#include "rowview.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
 
@@ -545,12 +546,12 @@ static void add_snapshot_target(const StreamConfig *config, ws_options *filters,
         relation_close(rel, AccessShareLock);
         return;
     }
-    if (!OidIsValid(RelationGetReplicaIndex(rel)) && !named) {
+    if (!OidIsValid(rowview_key_index(rel)) && !named) {
         *keyless = lappend(*keyless, canonical);
         relation_close(rel, AccessShareLock);
         return;
     }
-    if (!OidIsValid(RelationGetReplicaIndex(rel)))
+    if (!OidIsValid(rowview_key_index(rel)))
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                  errmsg("table %s of stream \"%s\" cannot be snapshotted: it has no primary key "
