@@ -652,7 +652,7 @@ void snapshot_wake(void)
 
 void snapshot_save(void)
 {
-    if (snap.attached && snap.unacknowledged != NIL)
+    if (snap.attached && snap.unacknowledged != NIL && !RecoveryInProgress())
         save_progress();
 }
 
@@ -667,13 +667,14 @@ static bool kafka_has_room(void)
 
 bool snapshot_ready(void)
 {
-    return snap.attached && snap.reading && !snap.open && kafka_has_room() &&
+    return snap.attached && !RecoveryInProgress() && snap.reading && !snap.open && kafka_has_room() &&
            GetCurrentTimestamp() >= snap.retry_at;
 }
 
 void snapshot_step(void)
 {
-    if (!snap.attached)
+    /* a standby writes no WAL and no catalog: its snapshots wait for a promotion */
+    if (!snap.attached || RecoveryInProgress())
         return;
     if (snap.unacknowledged != NIL)
         save_progress();
