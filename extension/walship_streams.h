@@ -40,7 +40,7 @@
 #define STREAM_MAX_PARTITIONS 100000
 #define STREAM_MAX_REPLICATION_FACTOR 32767
 /* Rows per snapshot chunk: the default, and the most (a chunk is held in memory). */
-#define STREAM_DEFAULT_SNAPSHOT_CHUNK 1024
+#define STREAM_DEFAULT_SNAPSHOT_CHUNK 4096
 #define STREAM_MAX_SNAPSHOT_CHUNK 100000
 /* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */
 #define STREAM_SECRET_FILE_MAXLEN (1024 * 1024)
