@@ -1148,7 +1148,8 @@ Jsonb *stream_options_merge(const char *stream_name, Jsonb *stored, Jsonb *chang
 /* ------------------------------------------------------------------------- */
 /* the catalog row                                                           */
 
-StreamConfig *stream_config_load(const char *name)
+/* The catalog row; with kafka false, its options without their Kafka properties. */
+static StreamConfig *load_config(const char *name, bool kafka)
 {
     MemoryContext caller = CurrentMemoryContext;
     Oid argtypes[1] = {TEXTOID};
@@ -1212,9 +1213,23 @@ StreamConfig *stream_config_load(const char *name)
     MemoryContextSwitchTo(caller);
     if (!found)
         return NULL;
+    if (!kafka && options != NULL && JB_ROOT_IS_OBJECT(options))
+        options = stream_options_merge(
+            name, options,
+            DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"kafka\": null}"))));
     config = build_config(name, bootstrap, tables, options, false);
     config->table_oids = relids;
     return config;
+}
+
+StreamConfig *stream_config_load(const char *name)
+{
+    return load_config(name, true);
+}
+
+StreamConfig *stream_config_load_without_kafka(const char *name)
+{
+    return load_config(name, false);
 }
 
 /* The Kafka sink's settings of a stream (pointing into config). */

@@ -1268,36 +1268,34 @@ static const char *plugin_option(const StreamConfig *config, const char *name)
 
 /*
  * Cancels the pending and running snapshots of tables that left the stream (relids are
- * its new tables): their rows go, with a NOTICE each.
+ * its new tables): their rows go, with a NOTICE each. Only those rows are locked: the
+ * worker goes on saving the progress of the others while the transaction is open.
  */
 static void cancel_left_snapshots(const char *name, List *relids)
 {
     MemoryContext caller = CurrentMemoryContext;
     Oid types[2] = {TEXTOID, OIDARRAYOID};
     List *left = NIL;
-    List *left_names = NIL;
+    List *cancelled = NIL;
     ListCell *lc;
-    ListCell *name_cell;
     Datum *elems;
     int i = 0;
 
     catalog_connect();
-    spi_exec("SELECT table_oid::pg_catalog.oid, table_name FROM walship.snapshots "
-             "WHERE stream = $1 AND state IN ('pending', 'running') ORDER BY table_name FOR UPDATE",
-             1, types, (Datum[]){CStringGetTextDatum(name)}, NULL, false);
+    spi_exec("SELECT table_oid::pg_catalog.oid FROM walship.snapshots "
+             "WHERE stream = $1 AND state IN ('pending', 'running')",
+             1, types, (Datum[]){CStringGetTextDatum(name)}, NULL, true);
     for (uint64 r = 0; r < SPI_processed; r++) {
         bool isnull;
         Oid relid = DatumGetObjectId(
             SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-        char *table = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
-        MemoryContext spi;
 
-        if (table_covered(relids, relid))
-            continue;
-        spi = MemoryContextSwitchTo(caller);
-        left = lappend_oid(left, relid);
-        left_names = lappend(left_names, pstrdup(table != NULL ? table : ""));
-        MemoryContextSwitchTo(spi);
+        if (!table_covered(relids, relid)) {
+            MemoryContext spi = MemoryContextSwitchTo(caller);
+
+            left = lappend_oid(left, relid);
+            MemoryContextSwitchTo(spi);
+        }
     }
     if (left == NIL) {
         catalog_finish();
@@ -1306,18 +1304,27 @@ static void cancel_left_snapshots(const char *name, List *relids)
     elems = palloc(sizeof(Datum) * list_length(left));
     foreach (lc, left)
         elems[i++] = ObjectIdGetDatum(lfirst_oid(lc));
+    /* a snapshot that finished meanwhile stays */
     spi_exec("DELETE FROM walship.snapshots WHERE stream = $1 "
-             "AND table_oid::pg_catalog.oid = ANY ($2) AND state IN ('pending', 'running')",
+             "AND table_oid::pg_catalog.oid = ANY ($2) AND state IN ('pending', 'running') "
+             "RETURNING table_name",
              2, types,
              (Datum[]){CStringGetTextDatum(name),
                        PointerGetDatum(
                            construct_array(elems, i, OIDOID, sizeof(Oid), true, TYPALIGN_INT))},
              NULL, false);
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        char *table = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+        MemoryContext spi = MemoryContextSwitchTo(caller);
+
+        cancelled = lappend(cancelled, pstrdup(table != NULL ? table : ""));
+        MemoryContextSwitchTo(spi);
+    }
     catalog_finish();
-    foreach (name_cell, left_names)
+    foreach (lc, cancelled)
         ereport(NOTICE, (errmsg("the snapshot of table %s in stream \"%s\" is cancelled: the "
                                 "table leaves the stream",
-                                (char *)lfirst(name_cell), name)));
+                                (char *)lfirst(lc), name)));
 }
 
 /* NOTICEs of changes that consumers of the stream see. */
@@ -1390,9 +1397,14 @@ static void alter_stream(FunctionCallInfo fcinfo)
     if (!PG_ARGISNULL(2))
         changes = PG_GETARG_JSONB_P(2);
 
-    /* the row, locked until this transaction ends: alter, stop and drop wait for it */
+    /*
+     * The row, locked until this transaction ends: alter, stop and drop wait for it. Not
+     * FOR UPDATE: the worker saving a snapshot's progress checks its foreign key to the
+     * row (FOR KEY SHARE) while holding the snapshot's row, which this transaction may
+     * wait for (cancel_left_snapshots): that would be a deadlock.
+     */
     catalog_connect();
-    spi_exec("SELECT enabled, options FROM walship.streams WHERE name = $1 FOR UPDATE", 1,
+    spi_exec("SELECT enabled, options FROM walship.streams WHERE name = $1 FOR NO KEY UPDATE", 1,
              (Oid[]){TEXTOID}, (Datum[]){CStringGetTextDatum(name)}, NULL, false);
     if (SPI_processed == 0)
         stream_not_found(name);
@@ -1414,7 +1426,8 @@ static void alter_stream(FunctionCallInfo fcinfo)
                          errhint("Give the stream's new tables, or options to change.")));
         return;
     }
-    old = stream_config_load(name);
+    /* not its Kafka properties: a file of one that cannot be read may be what changes */
+    old = stream_config_load_without_kafka(name);
     old_relids = stream_relids(old);
 
     /* the new configuration, checked as create_stream checks it, before anything changes */

@@ -195,6 +195,9 @@ extern List *stream_resolve_tables(const char *stream_name, List *names, List **
 /* Reads the catalog row (caller is in a transaction); NULL when there is none. Its
  * options pass through: the plugin and the sink check what they take. */
 extern StreamConfig *stream_config_load(const char *name);
+/* The same without the Kafka properties (whose files it does not read): the stored
+ * configuration alter_stream compares the new one with. */
+extern StreamConfig *stream_config_load_without_kafka(const char *name);
 extern void stream_check_server_settings(void);
 struct ws_sink_config;
 /* The Kafka sink's settings of a stream (pointing into config). */

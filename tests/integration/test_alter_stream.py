@@ -6,6 +6,8 @@ leaves the stream and its worker as they were; secrets stay hidden."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import threading
 
 import psycopg
@@ -376,22 +378,73 @@ def create_stopped(pg, kafka, name, tables, snapshot_mode="initial"):
 
 def test_tables_added_are_snapshotted(db, kafka, unique, event_class):
     """Rows a table held before it joined arrive as read events, its later changes as
-    changes."""
+    changes; a table that was in the stream already is not read again."""
     name = unique[:40]
     db.execute("CREATE TABLE sn_a (id int PRIMARY KEY)")
     db.execute("CREATE TABLE sn_b (id int PRIMARY KEY)")
+    db.execute("INSERT INTO sn_a SELECT g FROM generate_series(1, 20) g")
     db.execute("INSERT INTO sn_b SELECT g FROM generate_series(1, 50) g")
     old_pid = create(db, kafka, name, ["sn_a"],
-                     {"topic_prefix": name, "format": "json", "json_schema": False})
+                     {"topic_prefix": name, "format": "json", "json_schema": False,
+                      "snapshot_chunk_size": 7})
+    wt.wait_for(lambda: (status(db, name) or {}).get("snapshot_state") == "done", 60, 0.2,
+                "the snapshot of sn_a")
+    first = db.scalar("SELECT requested_at FROM walship.snapshots WHERE stream = %s", [name])
     alter(db, name, ["sn_a", "sn_b"])
     running(db, name, other_than=old_pid)
     db.execute("INSERT INTO sn_b SELECT g FROM generate_series(51, 60) g")
-    wt.wait_for(lambda: (status(db, name) or {}).get("snapshot_state") == "done", 60, 0.2,
+    wt.wait_for(lambda: (status(db, name) or {}).get("snapshot_tables_done") == 2, 60, 0.2,
                 "the snapshot of sn_b")
     wt.wait_caught_up(db, name)
-    got = events(kafka, event_class, [f"{name}.public.sn_b"], timeout=60)
-    assert {i for _, op, i, _ in got if op == "r"} >= set(range(1, 51))
-    assert {i for _, op, i, _ in got if op == "c"} == set(range(51, 61))
+    assert dict(db.execute("SELECT table_name, state FROM walship.snapshots WHERE stream = %s",
+                           [name])) == {"public.sn_a": "done", "public.sn_b": "done"}
+    assert db.scalar("SELECT requested_at FROM walship.snapshots WHERE stream = %s "
+                     "AND table_name = 'public.sn_a'", [name]) == first
+    p = f"{name}.public."
+    got = events(kafka, event_class, [p + "sn_a", p + "sn_b"], timeout=60)
+    a_reads = [i for t, op, i, _ in got if t == p + "sn_a" and op == "r"]
+    assert sorted(a_reads) == list(range(1, 21))  # once
+    b_reads = {i for t, op, i, _ in got if t == p + "sn_b" and op == "r"}
+    assert set(range(1, 51)) <= b_reads <= set(range(1, 61))
+    assert {i for t, op, i, _ in got if t == p + "sn_b" and op == "c"} == set(range(51, 61))
+    db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_a_table_that_leaves_mid_snapshot_stops_there(db, kafka, unique, event_class):
+    """Its running snapshot is cancelled: no read and no change of it after the new worker
+    starts; the stream runs on with the other table."""
+    name = unique[:40]
+    db.execute("CREATE TABLE big (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE small (id int PRIMARY KEY)")
+    db.execute("INSERT INTO big SELECT g FROM generate_series(1, 20000) g")
+    old_pid = create(db, kafka, name, ["big", "small"],
+                     {"topic_prefix": name, "format": "json", "json_schema": False,
+                      "snapshot_chunk_size": 5})
+    wt.wait_for(lambda: (db.scalar("SELECT rows_emitted FROM walship.snapshots WHERE "
+                                   "stream = %s AND table_name = 'public.big' AND "
+                                   "state = 'running'", [name]) or 0) > 0, 60, 0.05,
+                "the snapshot of big to be under way")
+    notices: list[str] = []
+    alter(db, name, ["small"], None, notices)
+    assert notices == [f'the snapshot of table public.big in stream "{name}" is cancelled: '
+                       "the table leaves the stream"]
+    running(db, name, other_than=old_pid)
+    db.execute("INSERT INTO big VALUES (-1)")
+    db.execute("INSERT INTO small VALUES (1)")
+    wt.wait_caught_up(db, name)
+    p = f"{name}.public."
+    before = events(kafka, event_class, [p + "big"], timeout=30)
+    assert before and all(op == "r" for _, op, _, _ in before)
+    assert len(before) < 20000
+    assert [(op, i) for _, op, i, _ in events(kafka, event_class, [p + "small"], timeout=30)] \
+        == [("c", 1)]
+    # nothing more of big arrives
+    db.execute("INSERT INTO small VALUES (2)")
+    wt.wait_caught_up(db, name)
+    assert len(events(kafka, event_class, [p + "big"], timeout=30)) == len(before)
+    s = status(db, name)
+    assert s["state"] == "running" and s["last_error"] is None, s
+    assert db.scalar("SELECT count(*) FROM walship.snapshots WHERE stream = %s", [name]) == 1
     db.execute("SELECT walship.drop_stream(%s)", [name])
 
 
@@ -448,4 +501,32 @@ def test_a_failing_stream_restarts_at_once_with_the_corrected_options(db, kafka,
                 "the corrected stream to deliver")
     got = wt.consume_all(kafka.bootstrap, [f"{name}.public.fx"], expected_count=1, timeout=30)
     assert [json.loads(m.value)["op"] for m in got if m.value] == ["c"]
+    db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_a_secret_file_that_moved_is_named_anew(db, kafka, unique):
+    """The stored configuration is compared without reading its secret files, so a file
+    that is gone can be replaced; any other change still reads it, and says which."""
+    name = unique[:40]
+    secrets = db.base_dir / f"secrets_{name}"
+    secrets.mkdir()
+    old, new = secrets / "old.pw", secrets / "new.pw"
+    for path in (old, new):
+        path.write_text(SECRET + "\n")
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for path in (secrets, old, new):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    kafka_options = {"sasl.username": "u", "sasl.mechanism": "PLAIN",
+                     "sasl.password": {"file": str(old)}}
+    pid = create(db, kafka, name, ["items"], {"topic_prefix": name, "kafka": kafka_options})
+    old.unlink()
+    with pytest.raises(psycopg.Error) as info:
+        alter(db, name, None, {"format": "json"})
+    assert f'could not open file "{old}" of Kafka property "sasl.password"' in message(info.value)
+    alter(db, name, None, {"kafka": {"sasl.password": {"file": str(new)}}})
+    stored = db.scalar("SELECT options::text FROM walship.streams WHERE name = %s", [name])
+    assert str(new) in stored and SECRET not in stored
+    running(db, name, other_than=pid)
+    assert SECRET not in db.log_text()
     db.execute("SELECT walship.drop_stream(%s)", [name])
