@@ -469,6 +469,11 @@ static void hook_partial(void *arg, const char *table, const uint8 *key, size_t 
     snapshot_on_partial(table, key, keylen, xid);
 }
 
+static void hook_truncated(void *arg, const char *table, TransactionId xid)
+{
+    snapshot_on_truncated(table, xid);
+}
+
 static void hook_watermark(void *arg, const char *content, Size len, XLogRecPtr end_lsn)
 {
     snapshot_on_watermark(content, len, end_lsn);
@@ -660,8 +665,8 @@ static void decode_forever(void)
 
         if (records > 0)
             idle_sleep_ms = IDLE_SLEEP_MIN_MS;
-        if (ctx->reader->EndRecPtr < decodable_end()) {
-            /* more WAL came while we decoded: no sleep */
+        if (ctx->reader->EndRecPtr < decodable_end() || snapshot_ready()) {
+            /* more WAL came while we decoded, or a snapshot's next chunk is due: no sleep */
             service(0, true);
             continue;
         }
@@ -835,6 +840,7 @@ static void stream_worker_run(void)
     hooks.moved = hook_moved;
     hooks.watermark = hook_watermark;
     hooks.partial = hook_partial;
+    hooks.truncated = hook_truncated;
     if (worker.config->table_oids != NIL) {
         Oid *relids = palloc(sizeof(Oid) * list_length(worker.config->table_oids));
         int n = 0;

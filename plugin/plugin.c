@@ -632,7 +632,7 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
     int ntruncated = 0;
     MemoryContext oldcxt;
 
-    if (!s->settings.truncate)
+    if (!s->settings.truncate && !(s->hooked && s->hooks.truncated != NULL))
         return;
 
     oldcxt = MemoryContextSwitchTo(s->change_context);
@@ -668,6 +668,12 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         names[ntruncated] = psprintf("%s.%s", entry->schema, entry->table);
         ntruncated++;
     }
+
+    if (s->hooked && s->hooks.truncated != NULL)
+        for (int i = 0; i < ntruncated; i++)
+            s->hooks.truncated(s->hooks.arg, entries[i]->qualified, s->txn.xid);
+    if (!s->settings.truncate)
+        ntruncated = 0;
 
     if (ntruncated > 0)
         send_begin_if_needed(ctx, s, change->lsn);

@@ -47,6 +47,9 @@ typedef struct WalshipStreamHooks {
      */
     void (*partial)(void *arg, const char *table, const uint8 *key, size_t keylen,
                     TransactionId xid);
+    /* a TRUNCATE emptied this table ("schema.table" as event() names it), whether or not
+     * the truncate option sends it as an event. NULL: not wanted. */
+    void (*truncated)(void *arg, const char *table, TransactionId xid);
     /*
      * A logical message with walship's own prefix (WALSHIP_WATERMARK_PREFIX), reached at
      * end_lsn (the end of its record); never an event. NULL: not wanted.
