@@ -206,6 +206,7 @@ def test_options_merge_over_the_stored_ones(db, kafka, unique):
                    "kafka": {"linger.ms": 5, "compression.type": "lz4"}})])
     running(db, name)
     db.execute("SELECT walship.stop_stream(%s)", [name])
+    chunk = row(db, name)[2]["snapshot_chunk_size"]  # the default, kept
     notices: list[str] = []
     alter(db, name, None, {"json-schema": None, "include_before": False, "partitions": 3,
                            "snapshot-mode": "no_data",
@@ -215,13 +216,13 @@ def test_options_merge_over_the_stored_ones(db, kafka, unique):
         "plugin": {"format": "json", "topic-prefix": name, "include-before": "false"},
         "kafka": {"compression.type": "lz4", "batch.num.messages": 1000},
         "partitions": 3, "on_refused": "stop", "failover": False,
-        "snapshot_mode": "no_data", "snapshot_chunk_size": 1024}
+        "snapshot_mode": "no_data", "snapshot_chunk_size": chunk}
     assert notices == []
     alter(db, name, None, {"kafka": None, "partitions": None, "format": None,
                            "include_before": None, "topic_prefix": "moved"}, notices)
     assert row(db, name)[2] == {
         "plugin": {"topic-prefix": "moved"}, "kafka": {}, "on_refused": "stop",
-        "failover": False, "snapshot_mode": "no_data", "snapshot_chunk_size": 1024}
+        "failover": False, "snapshot_mode": "no_data", "snapshot_chunk_size": chunk}
     assert any(f'stream "{name}" moves to topics prefixed "moved"' in n for n in notices)
     assert any("changes its event format from json to protobuf" in n for n in notices)
     # stopped: no worker was started, and the same again changes nothing
@@ -459,6 +460,8 @@ def test_a_rolled_back_alter_stream_changes_nothing(db, kafka, unique, event_cla
     db.execute("CREATE TABLE rb (id int PRIMARY KEY)")
     db.execute("CREATE TABLE rb_other (id int PRIMARY KEY)")
     pid = create(db, kafka, name, ["rb"], {"topic_prefix": name})
+    wt.wait_for(lambda: (status(db, name) or {}).get("snapshot_state") == "done", 60, 0.1,
+                "the (empty) initial snapshot")
     before = row(db, name)
     snapshots = db.execute("SELECT * FROM walship.snapshots WHERE stream = %s", [name])
     change = {"format": "json", "topic_prefix": "elsewhere"}
