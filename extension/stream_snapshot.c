@@ -49,6 +49,8 @@
 #include "pgstat.h"
 #include "replication/logical.h"
 #include "replication/message.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -72,7 +74,7 @@ static void close_chunk(void);
 /* Transactions decoded lately, which a chunk's snapshot must see (see above). */
 #define RECENT_XIDS 1024
 /* How often in a row one chunk is read again for updates that lack TOAST-ed values. */
-#define MAX_CHUNK_REREADS 5
+#define MAX_CHUNK_REREADS 20
 /* A chunk that must wait for a transaction to finish committing is tried again after. */
 #define CHUNK_RETRY_MS 5
 /* No new chunk while Kafka has more than this many events in flight. */
@@ -102,6 +104,7 @@ typedef struct ChunkDone {
     Oid relid;
     List *last_key; /* text of each key column of its last row; NIL: no row */
     int64 rows;     /* sent */
+    int64 chunks;   /* 1, or more once folded (save_progress) */
     bool last;      /* the table's last chunk */
 } ChunkDone;
 
@@ -152,11 +155,43 @@ static struct {
 
 static MemoryContext saved_context;
 static ResourceOwner saved_owner;
+static bool decoding_flag_cleared;
+
+/*
+ * A process that decodes outside a transaction is marked PROC_IN_LOGICAL_DECODING
+ * (CreateDecodingContext): its xmin is then left out of every horizon, since decoding
+ * reads the catalogs only, through the slot's catalog_xmin. The worker's own
+ * transactions read and write tables: while one runs, the mark is off, so that no
+ * pruning removes a row version its snapshot still sees (and no HOT chain of the
+ * snapshot catalog is broken under its updates).
+ */
+static void set_decoding_flag(bool on)
+{
+    LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+    if (on)
+        MyProc->statusFlags |= PROC_IN_LOGICAL_DECODING;
+    else
+        MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
+    ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+    LWLockRelease(ProcArrayLock);
+}
+
+static void restore_decoding_flag(void)
+{
+    if (decoding_flag_cleared) {
+        set_decoding_flag(true);
+        decoding_flag_cleared = false;
+    }
+}
 
 static void begin_own_transaction(void)
 {
     saved_context = CurrentMemoryContext;
     saved_owner = CurrentResourceOwner;
+    if ((MyProc->statusFlags & PROC_IN_LOGICAL_DECODING) != 0) {
+        set_decoding_flag(false);
+        decoding_flag_cleared = true;
+    }
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     PushActiveSnapshot(GetTransactionSnapshot());
@@ -169,6 +204,7 @@ static void end_own_transaction(void)
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();
+    restore_decoding_flag();
     /* decoding goes on with a historic snapshot: forget what this transaction cached */
     InvalidateSystemCaches();
     MemoryContextSwitchTo(saved_context);
@@ -178,6 +214,7 @@ static void end_own_transaction(void)
 static void abort_own_transaction(void)
 {
     AbortCurrentTransaction();
+    restore_decoding_flag();
     InvalidateSystemCaches();
     MemoryContextSwitchTo(saved_context);
     CurrentResourceOwner = saved_owner;
@@ -312,14 +349,41 @@ static void save_progress(void)
     if (done == NIL)
         return;
 
+    /* one update per table: the chunks of one table, oldest first, fold into the last */
+    {
+        List *folded = NIL;
+        ListCell *lc;
+
+        foreach (lc, done) {
+            ChunkDone *chunk = lfirst(lc);
+            ChunkDone *into = folded != NIL ? llast(folded) : NULL;
+
+            if (into != NULL && into->relid == chunk->relid) {
+                into->rows += chunk->rows;
+                into->chunks += chunk->chunks;
+                into->last = chunk->last;
+                if (chunk->last_key != NIL) {
+                    list_free_deep(into->last_key);
+                    into->last_key = chunk->last_key;
+                    chunk->last_key = NIL;
+                }
+                list_free_deep(chunk->last_key);
+                pfree(chunk);
+            } else
+                folded = lappend(folded, chunk);
+        }
+        list_free(done);
+        done = folded;
+    }
+
     begin_own_transaction();
     {
         ListCell *lc;
 
         foreach (lc, done) {
             ChunkDone *chunk = lfirst(lc);
-            Datum values[5];
-            char nulls[5] = {' ', ' ', ' ', ' ', ' '};
+            Datum values[6];
+            char nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
             values[0] = CStringGetTextDatum(snap.stream);
             values[1] = ObjectIdGetDatum(chunk->relid);
@@ -329,16 +393,17 @@ static void save_progress(void)
                 nulls[2] = 'n';
             values[3] = Int64GetDatum(chunk->rows);
             values[4] = BoolGetDatum(chunk->last);
+            values[5] = Int64GetDatum(chunk->chunks);
             spi("UPDATE walship.snapshots SET "
                 "last_key = COALESCE($3, last_key), "
                 "rows_emitted = rows_emitted OPERATOR(pg_catalog.+) $4, "
-                "chunks = chunks OPERATOR(pg_catalog.+) 1, "
+                "chunks = chunks OPERATOR(pg_catalog.+) $6, "
                 "state = CASE WHEN $5 THEN 'done' ELSE state END, "
                 "finished_at = CASE WHEN $5 THEN pg_catalog.now() END "
                 "WHERE stream OPERATOR(pg_catalog.=) $1 AND table_oid OPERATOR(pg_catalog.=) $2 "
                 "AND state OPERATOR(pg_catalog.=) 'running'",
-                5, (Oid[]){TEXTOID, OIDOID, TEXTARRAYOID, INT8OID, BOOLOID}, values, nulls, false,
-                0);
+                6, (Oid[]){TEXTOID, OIDOID, TEXTARRAYOID, INT8OID, BOOLOID, INT8OID}, values, nulls,
+                false, 0);
             if (chunk->last)
                 ereport(LOG, (errmsg("walship stream \"%s\" finished a snapshot of table OID %u",
                                      snap.stream, chunk->relid)));
@@ -669,8 +734,8 @@ static bool kafka_has_room(void)
 
 bool snapshot_ready(void)
 {
-    return snap.attached && !RecoveryInProgress() && snap.reading && !snap.open && kafka_has_room() &&
-           GetCurrentTimestamp() >= snap.retry_at;
+    return snap.attached && !RecoveryInProgress() && snap.reading && !snap.open &&
+           kafka_has_room() && GetCurrentTimestamp() >= snap.retry_at;
 }
 
 void snapshot_step(void)
@@ -886,6 +951,7 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
     done->relid = snap.relid;
     done->last_key = snap.chunk_last_key;
     done->rows = sent;
+    done->chunks = 1;
     done->last = snap.chunk_last;
     snap.unacknowledged = lappend(snap.unacknowledged, done);
     MemoryContextSwitchTo(old);

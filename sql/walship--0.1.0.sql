@@ -185,10 +185,10 @@ AS $$
            ARRAY(SELECT t.name FROM unnest(s.tables, s.table_oids) AS t(name, oid)
                   WHERE t.oid IS NOT NULL
                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.oid)),
-           -- the latest snapshot: failed if a table failed, running while one is left
+           -- the latest snapshot: running while a table is left, then failed if one failed
            CASE WHEN sn.total IS NULL THEN 'none'
-                WHEN sn.failed > 0 THEN 'failed'
                 WHEN sn.done < sn.total THEN 'running'
+                WHEN sn.failed > 0 THEN 'failed'
                 ELSE 'done' END,
            sn.current_table, coalesce(sn.rows, 0), coalesce(sn.done, 0)::integer,
            coalesce(sn.total, 0)::integer,
