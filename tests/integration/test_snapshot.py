@@ -619,13 +619,20 @@ def test_a_second_snapshot_of_a_table_being_snapshotted(db, bad):
     assert snap.snapshot_row(db, bad["nd"], "public.bi_a") is None
 
 
-@pytest.mark.parametrize("size", [0, 10_000_000, -5, 1.5])
-def test_snapshot_chunk_size_out_of_range(db, kafka, bad, size):
+CHUNK_SIZES = [0, 10_000_000, -5, 1.5]
+
+
+@pytest.mark.parametrize("size", CHUNK_SIZES)
+def test_snapshot_chunk_size_out_of_range_in_create_stream(db, kafka, bad, size):
     name = "bi_chunk"
     refused(db, "SELECT walship.create_stream(%s, %s, ARRAY['bi_a'], %s::jsonb)",
             [name, kafka.bootstrap, json.dumps(stream_options(name, snapshot_chunk_size=size))],
             "snapshot_chunk_size", str(size))
     assert status(db, name) is None
+
+
+@pytest.mark.parametrize("size", CHUNK_SIZES)
+def test_snapshot_chunk_size_out_of_range_in_alter_stream(db, bad, size):
     refused(db, "SELECT walship.alter_stream(%s, NULL, %s::jsonb)",
             [bad["nd"], json.dumps({"snapshot_chunk_size": size})], "snapshot_chunk_size",
             str(size))
@@ -643,10 +650,19 @@ def test_snapshot_chunk_size_limits_are_accepted(db, kafka, unique):
     drop_stream(db, name)
 
 
-def test_snapshot_mode_unknown(db, kafka, bad):
+def test_snapshot_mode_unknown_in_create_stream(db, kafka, bad):
     refused(db, "SELECT walship.create_stream('bi_mode', %s, ARRAY['bi_a'], %s::jsonb)",
             [kafka.bootstrap, json.dumps(stream_options("bi_mode", snapshot_mode="sometimes"))],
             "snapshot_mode", "sometimes")
+    assert status(db, "bi_mode") is None
+
+
+def test_snapshot_mode_unknown_in_alter_stream(db, bad):
     refused(db, "SELECT walship.alter_stream(%s, NULL, %s::jsonb)",
             [bad["nd"], json.dumps({"snapshot_mode": "sometimes"})], "snapshot_mode",
             "sometimes")
+
+
+def test_alter_stream_of_an_unknown_stream(db, bad):
+    refused(db, "SELECT walship.alter_stream('no_such_stream', ARRAY['bi_a'])", None,
+            "no_such_stream")
