@@ -212,6 +212,28 @@ extern int stream_snapshot_request(const StreamConfig *config, List *relids, Lis
 
 /* stream_worker.c */
 extern PGDLLEXPORT void walship_stream_main(Datum main_arg);
+/* Hands one record to Kafka, waiting (serving Kafka, interrupts, a stop) while the
+ * producer's queue is full; an ERROR when Kafka refuses it. */
+extern void stream_worker_produce(const char *topic, const char *table, const ws_record *record,
+                                  TransactionId xid, XLogRecPtr commit_lsn);
+
+/* stream_snapshot.c: the worker's snapshots (all from the worker's one thread) */
+struct LogicalDecodingContext;
+struct ws_sink;
+extern void snapshot_attach(struct LogicalDecodingContext *ctx, struct ws_sink *sink,
+                            const StreamConfig *config, MemoryContext parent);
+/* walship.snapshots may have new work */
+extern void snapshot_wake(void);
+/* Between records: saves what Kafka acknowledged, reads the next chunk when due. */
+extern void snapshot_step(void);
+/* Between records: saves what Kafka acknowledged of the snapshot (at a stop). */
+extern void snapshot_save(void);
+/* From the plugin's hooks */
+extern void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid);
+extern void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen,
+                              TransactionId xid);
+extern void snapshot_on_commit(TransactionId xid, uint64 nevents);
+extern void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn);
 
 /* launcher.c */
 extern PGDLLEXPORT void walship_launcher_main(Datum main_arg);
