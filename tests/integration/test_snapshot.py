@@ -220,7 +220,7 @@ def test_table_added_by_alter_stream_through_kill_9_and_immediate_restart(
     topic = topic_of(name, "al_first")
     rp = snap.replay(kafka.bootstrap, [topic])[topic]
     snap.assert_replay_equals(pg, "al_first", rp)
-    assert rp.ops["r"] == 2000, rp.ops
+    assert rp.distinct("r") == 2000, rp.ops
     drop_stream(pg, name)
 
 
@@ -244,10 +244,10 @@ def test_an_empty_table_is_done_with_no_read_events(db, kafka, unique):
     topics = [topic_of(name, "em_empty"), topic_of(name, "em_full")]
     rps = snap.replay(kafka.bootstrap, topics)
     assert rps[topics[0]].ops["r"] == 0, rps[topics[0]].ops
-    assert dict(rps[topics[0]].ops) == {"c": 2, "d": 1, "tombstone": 1}
+    assert rps[topics[0]].distinct_ops() == {"c": 2, "d": 1, "tombstone": 1}
     snap.assert_replay_equals(db, "em_empty", rps[topics[0]])
     snap.assert_replay_equals(db, "em_full", rps[topics[1]])
-    assert rps[topics[1]].ops["r"] == 300
+    assert rps[topics[1]].distinct("r") == 300
     drop_stream(db, name)
 
 
@@ -264,12 +264,16 @@ def test_a_table_dropped_during_its_snapshot(db, kafka, unique):
     running = snap.snapshot_row(db, name, "public.dr_gone")
     assert running["state"] == "running", running
     db.execute("DROP TABLE dr_gone")
-    s = snap.wait_snapshot_state(db, name, ("done", "failed"), timeout=90)
+    with snap.Watcher(db, name) as w:
+        s = wt.wait_for(lambda: (x := w.status()) and x["snapshot_tables_total"] == 2
+                        and x["snapshot_tables_done"] == 2 and x, 90, 0.1,
+                        "both tables' snapshots to end")
     gone = snap.snapshot_row(db, name, "public.dr_gone")
     assert gone is not None, snap.snapshot_rows(db, name)
     assert gone["state"] in ("done", "failed"), gone
     if gone["state"] == "failed":
-        assert gone["error"] and "dr_gone" in gone["error"], gone
+        # the row names the table; its error must say what happened
+        assert gone["error"] and ("dropped" in gone["error"] or "dr_gone" in gone["error"]), gone
         assert s["snapshot_state"] == "failed", s
     keep = snap.snapshot_row(db, name, "public.dr_keep")
     assert keep["state"] == "done" and keep["rows_emitted"] == 3000 and keep["error"] is None
@@ -303,7 +307,7 @@ def test_keys_changed_during_the_snapshot(db, kafka, unique):
                    "WHERE id < 1000000 AND id %% 50 = %s", [k])
         time.sleep(0.2)
     landed.append(snap.snapshot_row(db, name, "public.kc")["state"])
-    db.execute("UPDATE kc SET id = id - 1000000 WHERE id > 1000000 AND id %% 7 = 0")
+    db.execute("UPDATE kc SET id = id - 1000000 WHERE id > 1000000 AND id % 7 = 0")
     assert landed[:3] == ["running"] * 3, \
         f"the snapshot ended before the key changes landed in it: {landed}"
     s = snap.wait_snapshot_state(db, name, ("done", "failed"), timeout=120)
@@ -344,11 +348,14 @@ def test_a_partitioned_table(db, kafka, unique, partition_root):
     wt.wait_caught_up(db, name, timeout=60)
     read = {r["table_name"]: r for r in snap.snapshot_rows(db, name)}
     if partition_root:
-        assert set(read) == {f"public.{root}"}, read
         topic = topic_of(name, root)
         rp = snap.replay(kafka.bootstrap, [topic])[topic]
         snap.assert_replay_equals(db, root, rp)
         assert rp.ops["r"] >= 9000, rp.ops
+        for leaf in (f"{root}_a", f"{root}_b", f"{root}_b1"):
+            assert topic_of(name, leaf) not in kafka.topics()
+        # spec: "with partition_root the root is read as one table"
+        assert set(read) == {f"public.{root}"}, read
     else:
         assert set(read) == {f"public.{root}_a", f"public.{root}_b1"}, read
         leaves = [f"{root}_a", f"{root}_b1"]
@@ -381,8 +388,8 @@ def test_toast_values_arrive_whole_in_read_events(db, kafka, unique):
     assert s["snapshot_state"] == "done", s
     wt.wait_caught_up(db, name)
     topic = topic_of(name, "tst")
-    msgs = wt.consume_all(kafka.bootstrap, topic, expected_count=40, timeout=60, linger=1.0,
-                          exact=True)
+    msgs = wt.consume_all(kafka.bootstrap, topic, expected_count=40, timeout=60, linger=1.0)
+    ids = set()
     for m in msgs:
         v = json.loads(m.value)
         assert v["op"] == "r", v["op"]
@@ -390,6 +397,8 @@ def test_toast_values_arrive_whole_in_read_events(db, kafka, unique):
         i = v["after"]["id"]
         assert isinstance(body, str) and len(body) == 10_240 and body == bodies[i], \
             (i, len(body) if isinstance(body, str) else body)
+        ids.add(i)
+    assert ids == set(bodies)
     rp = snap.replay(kafka.bootstrap, [topic], messages=msgs)[topic]
     snap.assert_replay_equals(db, "tst", rp)
     drop_stream(db, name)
@@ -410,9 +419,9 @@ def test_snapshot_mode_no_data_sends_no_read_events(db, kafka, unique):
     assert snap.snapshot_rows(db, name) == []
     assert json.loads(db.scalar("SELECT options::text FROM walship.streams WHERE name = %s",
                                 [name]))["snapshot_mode"] == "no_data"
-    msgs = wt.consume_all(kafka.bootstrap, topic_of(name, "nd"), expected_count=2, timeout=30,
-                          linger=2.0, exact=True)
-    assert sorted(json.loads(m.value)["op"] for m in msgs) == ["c", "u"]
+    topic = topic_of(name, "nd")
+    rp = snap.replay(kafka.bootstrap, [topic], timeout=30)[topic]
+    assert rp.distinct_ops() == {"c": 1, "u": 1}, rp.ops
     drop_stream(db, name)
 
 
@@ -440,7 +449,7 @@ def test_read_events(db, kafka, event_class, unique, fmt):
     db.execute(f"UPDATE {table} SET n = -1 WHERE id = 7")
     wt.wait_caught_up(db, name)
     msgs = wt.consume_all(kafka.bootstrap, topic_of(name, table), expected_count=61,
-                          timeout=60, linger=1.0, exact=True)
+                          timeout=60, linger=1.0)
     row_class = wt.load_event_class(message="walship.v1.Row")
     reads, changes = [], []
     for m in msgs:
@@ -476,8 +485,9 @@ def test_read_events(db, kafka, event_class, unique, fmt):
                 reads.append(key)
             else:
                 changes.append((op, key, snap._pb_row(ev.after)["n"]))
-    assert sorted(reads) == list(range(1, 61))
-    assert changes == [("u" if fmt == "json" else "UPDATE", 7, -1)]
+    # (a worker restarted by an uncertain Kafka acknowledgement may send a chunk again)
+    assert set(reads) == set(range(1, 61)) and len(reads) >= 60, sorted(reads)
+    assert set(changes) == {("u" if fmt == "json" else "UPDATE", 7, -1)}, changes
     drop_stream(db, name)
 
 
@@ -536,7 +546,9 @@ def test_status_columns(db, kafka, unique):
     wt.wait_caught_up(db, name)
     topics = [topic_of(name, "st_one"), topic_of(name, "st_two")]
     rps = snap.replay(kafka.bootstrap, topics)
-    assert rps[topics[0]].ops["r"] == 40_000 and rps[topics[1]].ops["r"] == 8000
+    for topic in topics:  # every row read twice
+        reads = [sum(e.op == "r" for e in h) for h in rps[topic].history.values()]
+        assert min(reads) >= 2, (topic, rps[topic].ops)
     snap.assert_replay_equals(db, "st_one", rps[topics[0]])
     snap.assert_replay_equals(db, "st_two", rps[topics[1]])
     drop_stream(db, name)
@@ -621,14 +633,21 @@ def test_alter_stream_adding_a_table_without_a_primary_key_to_an_initial_stream(
 
 def test_a_second_snapshot_of_a_table_being_snapshotted(db, bad):
     db.execute("SELECT walship.snapshot(%s, ARRAY['public.bi_big'])", [bad["nd"]])
+    snap.wait_table_rows(db, bad["nd"], "public.bi_big", 20, timeout=30)
     row = snap.snapshot_row(db, bad["nd"], "public.bi_big")
-    assert row["state"] in ("pending", "running"), row
+    assert row["state"] == "running", row
+    worker = status(db, bad["nd"])["worker_pid"]
     refused(db, "SELECT walship.snapshot(%s, ARRAY['public.bi_big'])", [bad["nd"]], "bi_big")
     refused(db, "SELECT walship.snapshot(%s, ARRAY['bi_a', 'bi_big'])", [bad["nd"]], "bi_big")
     row = snap.snapshot_row(db, bad["nd"], "public.bi_big")
     assert row["state"] in ("pending", "running"), \
         f"the snapshot (3000 rows, 1 per chunk) ended before the second call was tried: {row}"
     assert snap.snapshot_row(db, bad["nd"], "public.bi_a") is None
+    # the refused calls did not disturb the worker reading the table
+    time.sleep(1)
+    s = status(db, bad["nd"])
+    assert s["worker_pid"] == worker and s["state"] == "running", s
+    assert snap.snapshot_row(db, bad["nd"], "public.bi_big")["rows_emitted"] > row["rows_emitted"]
 
 
 CHUNK_SIZES = [0, 10_000_000, -5, 1.5]

@@ -88,9 +88,13 @@ class Watcher:
         return self.conn
 
     def _call(self, fn):
+        import psycopg
+
         try:
             return fn(self._conn())
-        except Exception:
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # the server restarts (killed, crashed, stopped): connect again; any other
+            # error (a query that fails) is the test's failure
             try:
                 if self.conn is not None:
                     self.conn.close()
@@ -338,6 +342,15 @@ class TopicReplay:
     ops: collections.Counter = field(default_factory=collections.Counter)
     partitions: set = field(default_factory=set)
     keyless: int = 0
+
+    def distinct(self, op: str) -> int:
+        """Events of ``op`` not counting repeats (same key, same row: what a restarted
+        worker may send again, at least once)."""
+        return len({(k, canonical(e.after) if e.after is not None else None)
+                    for k, h in self.history.items() for e in h if e.op == op})
+
+    def distinct_ops(self) -> dict[str, int]:
+        return {op: self.distinct(op) for op in self.ops if op != "keyless"}
 
 
 PB_OPS = {1: "c", 2: "u", 3: "d", 4: "t", 5: "m", 6: "begin", 7: "commit", 8: "r"}
