@@ -30,7 +30,7 @@
  * snapshot_chunk_size always:
  *   {"plugin": {"format": "json", "topic-prefix": "shop"}, "kafka": {"linger.ms": 20},
  *    "on_refused": "stop", "failover": false, "snapshot_mode": "initial",
- *    "snapshot_chunk_size": 1024}
+ *    "snapshot_chunk_size": 4096}
  * A row in the first form (written by hand, or by walship before the canonical form)
  * reads the same way: both are one syntax.
  */

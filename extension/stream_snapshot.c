@@ -51,6 +51,7 @@
 #include "replication/message.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -61,12 +62,17 @@
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
+#include "rowview.h"
 #include "walship_plugin.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
 
 /* Transactions decoded lately, which a chunk's snapshot must see (see above). */
 #define RECENT_XIDS 1024
+/* How often in a row one chunk is read again for updates that lack TOAST-ed values. */
+#define MAX_CHUNK_REREADS 5
+/* A chunk that must wait for a transaction to finish committing is tried again after. */
+#define CHUNK_RETRY_MS 5
 /* No new chunk while Kafka has more than this many events in flight. */
 #define MIN_IN_FLIGHT_LIMIT 20000
 
@@ -128,6 +134,9 @@ static struct {
     SnapshotData snapshot; /* what its query saw; xip and subxip in chunk_context */
     List *chunk_last_key;
     bool chunk_last;
+    bool reread;          /* an update the chunk did not see lacks TOAST-ed values of its row */
+    int rereads;          /* times in a row the chunk at last_key was read again */
+    TimestampTz retry_at; /* no chunk before (one could not be read) */
 
     List *unacknowledged; /* ChunkDone, oldest first */
 
@@ -334,6 +343,12 @@ static void save_progress(void)
         }
     }
     end_own_transaction();
+    {
+        ListCell *lc;
+
+        foreach (lc, done)
+            list_free_deep(((ChunkDone *)lfirst(lc))->last_key);
+    }
     list_free_deep(done);
 }
 
@@ -384,7 +399,7 @@ static void keep_read_row(void *arg, const char *topic, const char *table, const
  * ORDER BY <key> LIMIT n: the replica identity index is the key (refused without one). */
 static char *chunk_query(Relation rel, int *nkeys)
 {
-    Oid index = RelationGetReplicaIndex(rel);
+    Oid index = rowview_key_index(rel);
     Relation irel;
     StringInfoData cols;
     StringInfoData bounds;
@@ -449,22 +464,23 @@ static void keep_snapshot(Snapshot snapshot)
     snap.snapshot.xip =
         MemoryContextAlloc(snap.chunk_context, sizeof(TransactionId) * Max(snapshot->xcnt, 1));
     memcpy(snap.snapshot.xip, snapshot->xip, sizeof(TransactionId) * snapshot->xcnt);
-    snap.snapshot.subxip =
-        MemoryContextAlloc(snap.chunk_context, sizeof(TransactionId) * Max(snapshot->subxcnt, 1));
-    memcpy(snap.snapshot.subxip, snapshot->subxip, sizeof(TransactionId) * snapshot->subxcnt);
+    snap.snapshot.subxip = NULL; /* chunk_saw needs none */
+    snap.snapshot.subxcnt = 0;
     snap.snapshot.copied = true;
     snap.snapshot.active_count = 0;
     snap.snapshot.regd_count = 0;
 }
 
-static XLogRecPtr write_mark(const char *mark)
+/* A watermark; flush: the decoder reads only flushed WAL (the low one goes with the high). */
+static XLogRecPtr write_mark(const char *mark, bool flush)
 {
 #if PG_VERSION_NUM >= 170000
-    return LogLogicalMessage(WALSHIP_WATERMARK_PREFIX, mark, strlen(mark), false, true);
+    return LogLogicalMessage(WALSHIP_WATERMARK_PREFIX, mark, strlen(mark), false, flush);
 #else
     XLogRecPtr lsn = LogLogicalMessage(WALSHIP_WATERMARK_PREFIX, mark, strlen(mark), false);
 
-    XLogFlush(lsn);
+    if (flush)
+        XLogFlush(lsn);
     return lsn;
 #endif
 }
@@ -522,7 +538,7 @@ static bool read_chunk(void)
              (unsigned long long)snap.seq);
     snprintf(snap.high_mark, sizeof(snap.high_mark), "high %d %llu", MyProcPid,
              (unsigned long long)snap.seq);
-    (void)write_mark(snap.low_mark);
+    (void)write_mark(snap.low_mark, false);
 
     /* this statement's snapshot, taken after the low watermark */
     PopActiveSnapshot();
@@ -552,7 +568,7 @@ static bool read_chunk(void)
              snap.table_name);
 
     /* the chunk is read: its window closes at the high watermark */
-    high = write_mark(snap.high_mark);
+    high = write_mark(snap.high_mark, true);
     now = GetCurrentTimestamp();
 
     {
@@ -621,6 +637,12 @@ void snapshot_attach(LogicalDecodingContext *ctx, ws_sink *sink, const StreamCon
         AllocSetContextCreate(snap.context, "walship snapshot chunk", ALLOCSET_DEFAULT_SIZES);
     snap.look = true;
     snap.attached = true;
+    /*
+     * The worker's own transactions write only its progress: losing the last of them in
+     * a crash reads a chunk again, so none waits for a WAL flush (or a synchronous
+     * standby) at commit.
+     */
+    SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void snapshot_wake(void)
@@ -630,15 +652,29 @@ void snapshot_wake(void)
 
 void snapshot_save(void)
 {
-    if (snap.attached && snap.unacknowledged != NIL)
+    if (snap.attached && snap.unacknowledged != NIL && !RecoveryInProgress())
         save_progress();
+}
+
+/* Room in Kafka's queue for another chunk: the snapshot never piles events up there. */
+static bool kafka_has_room(void)
+{
+    ws_sink_stats stats;
+
+    ws_sink_get_stats(snap.sink, &stats);
+    return stats.in_flight <= (uint64)Max(MIN_IN_FLIGHT_LIMIT, 4 * snap.chunk_size);
+}
+
+bool snapshot_ready(void)
+{
+    return snap.attached && !RecoveryInProgress() && snap.reading && !snap.open && kafka_has_room() &&
+           GetCurrentTimestamp() >= snap.retry_at;
 }
 
 void snapshot_step(void)
 {
-    ws_sink_stats stats;
-
-    if (!snap.attached)
+    /* a standby writes no WAL and no catalog: its snapshots wait for a promotion */
+    if (!snap.attached || RecoveryInProgress())
         return;
     if (snap.unacknowledged != NIL)
         save_progress();
@@ -651,9 +687,7 @@ void snapshot_step(void)
         if (!snap.reading)
             return;
     }
-    /* Kafka first: the snapshot never piles events up in the producer */
-    ws_sink_get_stats(snap.sink, &stats);
-    if (stats.in_flight > (uint64)Max(MIN_IN_FLIGHT_LIMIT, 4 * snap.chunk_size))
+    if (!kafka_has_room() || GetCurrentTimestamp() < snap.retry_at)
         return;
 
     /*
@@ -663,7 +697,9 @@ void snapshot_step(void)
      */
     PG_TRY();
     {
-        (void)read_chunk();
+        /* a transaction in the middle of its commit: a moment later it is visible */
+        if (!read_chunk())
+            snap.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CHUNK_RETRY_MS);
     }
     PG_CATCH();
     {
@@ -687,35 +723,83 @@ void snapshot_step(void)
     PG_END_TRY();
 }
 
-/* A record of a change: a key of the open chunk that the chunk's snapshot did not see
- * change is dropped from it. */
-static void drop_key(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+/*
+ * Did the chunk's snapshot see this (committed, top-level) transaction? Its xip lists
+ * every top-level transaction running when it was taken, even when its subtransactions
+ * overflowed, so pg_subtrans (which may be truncated by now) is never needed.
+ */
+static bool chunk_saw(TransactionId xid)
+{
+    if (TransactionIdFollowsOrEquals(xid, snap.snapshot.xmax))
+        return false;
+    if (TransactionIdPrecedes(xid, snap.snapshot.xmin))
+        return true;
+    for (uint32 i = 0; i < snap.snapshot.xcnt; i++)
+        if (TransactionIdEquals(xid, snap.snapshot.xip[i]))
+            return false;
+    return true;
+}
+
+/* The open chunk's row of this key, if the chunk's snapshot did not see xid change it. */
+static ChunkRow *row_changed_unseen(const char *table, const uint8 *key, size_t keylen,
+                                    TransactionId xid)
 {
     ChunkKey k;
     ChunkKeyEntry *entry;
 
-    if (table == NULL || snap.table == NULL || strcmp(table, snap.table) != 0)
-        return;
+    if (!snap.open || keylen == 0 || table == NULL || snap.table == NULL ||
+        strcmp(table, snap.table) != 0)
+        return NULL;
     k.data = key;
     k.len = keylen;
     entry = hash_search(snap.keys, &k, HASH_FIND, NULL);
-    if (entry == NULL || snap.rows[entry->row].dropped)
-        return;
-    if (TransactionIdIsValid(xid) && !XidInMVCCSnapshot(xid, &snap.snapshot))
-        return; /* the chunk's row has this change already */
-    snap.rows[entry->row].dropped = true;
+    if (entry == NULL)
+        return NULL;
+    if (TransactionIdIsValid(xid) && chunk_saw(xid))
+        return NULL; /* the chunk's row has this change already */
+    return &snap.rows[entry->row];
+}
+
+/* A record of a change: a key of the open chunk that the chunk's snapshot did not see
+ * change is dropped from it (the change is newer). */
+static void drop_key(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+{
+    ChunkRow *row = row_changed_unseen(table, key, keylen, xid);
+
+    if (row != NULL)
+        row->dropped = true;
+}
+
+/*
+ * An UPDATE that lacks TOAST-ed values it left alone, of a row of the open chunk that the
+ * chunk did not see: dropping the row would leave a copy that never had it without those
+ * values for good. The chunk is read again instead (up to MAX_CHUNK_REREADS times in a
+ * row), with a snapshot that sees the update, so the whole row follows it.
+ */
+void snapshot_on_partial(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+{
+    if (row_changed_unseen(table, key, keylen, xid) != NULL)
+        snap.reread = true;
 }
 
 void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid)
 {
-    if (snap.open && record->keylen > 0)
-        drop_key(table, record->key, record->keylen, xid);
+    drop_key(table, record->key, record->keylen, xid);
 }
 
 void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
 {
-    if (snap.open && keylen > 0)
-        drop_key(table, key, keylen, xid);
+    drop_key(table, key, keylen, xid);
+}
+
+/* A TRUNCATE the open chunk did not see: none of its rows exists any more. */
+void snapshot_on_truncated(const char *table, TransactionId xid)
+{
+    if (!snap.open || table == NULL || snap.table == NULL || strcmp(table, snap.table) != 0 ||
+        (TransactionIdIsValid(xid) && chunk_saw(xid)))
+        return;
+    for (int i = 0; i < snap.nrows; i++)
+        snap.rows[i].dropped = true;
 }
 
 void snapshot_on_commit(TransactionId xid, uint64 nevents)
@@ -745,6 +829,33 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
     if (!snap.low_seen)
         elog(WARNING, "walship stream \"%s\": a snapshot's high watermark came before its low one",
              snap.stream);
+    if (snap.reread) {
+        snap.reread = false;
+        if (snap.rereads < MAX_CHUNK_REREADS) {
+            /* nothing sent, last_key as it was: the next chunk is this one again */
+            snap.rereads++;
+            snap.open = false;
+            list_free_deep(snap.chunk_last_key);
+            snap.chunk_last_key = NIL;
+            MemoryContextReset(snap.chunk_context);
+            snap.rows = NULL;
+            snap.nrows = 0;
+            snap.keys = NULL;
+            snap.topic = NULL;
+            snap.table = NULL;
+            return;
+        }
+        ereport(WARNING,
+                (errmsg("walship stream \"%s\": rows of %s kept changing while the snapshot "
+                        "read them; it goes on without them",
+                        snap.stream, snap.table_name),
+                 errdetail("Their updates left TOAST-ed values alone, which the WAL does not "
+                           "carry: a copy that had not received those rows before lacks those "
+                           "values until they change."),
+                 errhint("walship.snapshot('%s', ARRAY['%s']) reads the table again.", snap.stream,
+                         snap.table_name)));
+    }
+    snap.rereads = 0;
 
     ws_sink_begin_txn(snap.sink, end_lsn);
     for (int i = 0; i < snap.nrows; i++) {

@@ -53,6 +53,7 @@
 #include <signal.h>
 
 #include "core_report.h"
+#include "rowview.h"
 #include "walship_sink.h"
 #include "walship_streams.h"
 
@@ -507,8 +508,13 @@ static ws_options *stream_filters(const StreamConfig *config)
     return opts;
 }
 
+/*
+ * Adds what a snapshot of relid reads to *targets. named: the caller names the table
+ * (the stream's list, walship.snapshot's): one without a key is an error. Otherwise
+ * (every table) such a table is left out of the snapshot, named in *keyless.
+ */
 static void add_snapshot_target(const StreamConfig *config, ws_options *filters, List **targets,
-                                Oid relid, bool named)
+                                Oid relid, bool named, List **keyless)
 {
     Relation rel = try_relation_open(relid, AccessShareLock);
     char *schema;
@@ -527,7 +533,7 @@ static void add_snapshot_target(const StreamConfig *config, ws_options *filters,
             Oid child = lfirst_oid(lc);
 
             if (child != relid && get_rel_relkind(child) == RELKIND_RELATION)
-                add_snapshot_target(config, filters, targets, child, true);
+                add_snapshot_target(config, filters, targets, child, named, keyless);
         }
         relation_close(rel, AccessShareLock);
         return;
@@ -540,7 +546,12 @@ static void add_snapshot_target(const StreamConfig *config, ws_options *filters,
         relation_close(rel, AccessShareLock);
         return;
     }
-    if (!OidIsValid(RelationGetReplicaIndex(rel)))
+    if (!OidIsValid(rowview_key_index(rel)) && !named) {
+        *keyless = lappend(*keyless, canonical);
+        relation_close(rel, AccessShareLock);
+        return;
+    }
+    if (!OidIsValid(rowview_key_index(rel)))
         ereport(ERROR,
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                  errmsg("table %s of stream \"%s\" cannot be snapshotted: it has no primary key "
@@ -569,6 +580,7 @@ static void add_snapshot_target(const StreamConfig *config, ws_options *filters,
 static List *snapshot_targets(const StreamConfig *config, List *relids, List *stream_relids)
 {
     List *targets = NIL;
+    List *keyless = NIL;
     ws_options *filters = stream_filters(config);
     MemoryContext cxt = CurrentMemoryContext;
     ListCell *lc;
@@ -577,10 +589,10 @@ static List *snapshot_targets(const StreamConfig *config, List *relids, List *st
     {
         if (relids != NIL) {
             foreach (lc, relids)
-                add_snapshot_target(config, filters, &targets, lfirst_oid(lc), true);
+                add_snapshot_target(config, filters, &targets, lfirst_oid(lc), true, &keyless);
         } else if (stream_relids != NIL) {
             foreach (lc, stream_relids)
-                add_snapshot_target(config, filters, &targets, lfirst_oid(lc), true);
+                add_snapshot_target(config, filters, &targets, lfirst_oid(lc), true, &keyless);
         } else {
             /* every table, as the plugin streams them: users' ordinary and partitioned
              * tables, partitions through their partitioned table */
@@ -614,7 +626,7 @@ static List *snapshot_targets(const StreamConfig *config, List *relids, List *st
                 MemoryContextSwitchTo(spi);
                 catalog_finish();
                 foreach (lc, all)
-                    add_snapshot_target(config, filters, &targets, lfirst_oid(lc), false);
+                    add_snapshot_target(config, filters, &targets, lfirst_oid(lc), false, &keyless);
             } else
                 catalog_finish();
         }
@@ -626,6 +638,23 @@ static List *snapshot_targets(const StreamConfig *config, List *relids, List *st
     }
     PG_END_TRY();
     ws_options_destroy(filters);
+    if (keyless != NIL) {
+        StringInfoData names;
+
+        initStringInfo(&names);
+        foreach (lc, keyless)
+            appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", (char *)lfirst(lc));
+        ereport(WARNING,
+                (errmsg("stream \"%s\" snapshots every table but %d without a primary key or "
+                        "replica identity index: %s",
+                        config->name, list_length(keyless), names.data),
+                 errdetail("A snapshot drops from each chunk the rows that changed meanwhile, by "
+                           "key; without one a snapshot row could overwrite a newer change. The "
+                           "changes of these tables stream all the same."),
+                 errhint("Give them a primary key (or REPLICA IDENTITY USING INDEX), then "
+                         "walship.snapshot('%s', ARRAY[...]) sends their rows.",
+                         config->name)));
+    }
     return targets;
 }
 

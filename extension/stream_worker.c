@@ -463,6 +463,17 @@ static void hook_moved(void *arg, const char *table, const uint8 *old_key, size_
     snapshot_on_moved(table, old_key, old_keylen, xid);
 }
 
+static void hook_partial(void *arg, const char *table, const uint8 *key, size_t keylen,
+                         TransactionId xid)
+{
+    snapshot_on_partial(table, key, keylen, xid);
+}
+
+static void hook_truncated(void *arg, const char *table, TransactionId xid)
+{
+    snapshot_on_truncated(table, xid);
+}
+
 static void hook_watermark(void *arg, const char *content, Size len, XLogRecPtr end_lsn)
 {
     snapshot_on_watermark(content, len, end_lsn);
@@ -654,8 +665,8 @@ static void decode_forever(void)
 
         if (records > 0)
             idle_sleep_ms = IDLE_SLEEP_MIN_MS;
-        if (ctx->reader->EndRecPtr < decodable_end()) {
-            /* more WAL came while we decoded: no sleep */
+        if (ctx->reader->EndRecPtr < decodable_end() || snapshot_ready()) {
+            /* more WAL came while we decoded, or a snapshot's next chunk is due: no sleep */
             service(0, true);
             continue;
         }
@@ -828,6 +839,8 @@ static void stream_worker_run(void)
     hooks.commit = hook_commit;
     hooks.moved = hook_moved;
     hooks.watermark = hook_watermark;
+    hooks.partial = hook_partial;
+    hooks.truncated = hook_truncated;
     if (worker.config->table_oids != NIL) {
         Oid *relids = palloc(sizeof(Oid) * list_length(worker.config->table_oids));
         int n = 0;

@@ -40,7 +40,7 @@
 #define STREAM_MAX_PARTITIONS 100000
 #define STREAM_MAX_REPLICATION_FACTOR 32767
 /* Rows per snapshot chunk: the default, and the most (a chunk is held in memory). */
-#define STREAM_DEFAULT_SNAPSHOT_CHUNK 1024
+#define STREAM_DEFAULT_SNAPSHOT_CHUNK 4096
 #define STREAM_MAX_SNAPSHOT_CHUNK 100000
 /* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */
 #define STREAM_SECRET_FILE_MAXLEN (1024 * 1024)
@@ -226,12 +226,17 @@ extern void snapshot_attach(struct LogicalDecodingContext *ctx, struct ws_sink *
 extern void snapshot_wake(void);
 /* Between records: saves what Kafka acknowledged, reads the next chunk when due. */
 extern void snapshot_step(void);
+/* A chunk can be read now: the worker does not sleep. */
+extern bool snapshot_ready(void);
 /* Between records: saves what Kafka acknowledged of the snapshot (at a stop). */
 extern void snapshot_save(void);
 /* From the plugin's hooks */
 extern void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid);
 extern void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen,
                               TransactionId xid);
+extern void snapshot_on_partial(const char *table, const uint8 *key, size_t keylen,
+                                TransactionId xid);
+extern void snapshot_on_truncated(const char *table, TransactionId xid);
 extern void snapshot_on_commit(TransactionId xid, uint64 nevents);
 extern void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn);
 

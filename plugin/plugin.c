@@ -86,7 +86,8 @@ typedef struct WalshipSession {
     const char *message_topic;     /* <topic-prefix>.message */
     const char *transaction_topic; /* <topic-prefix>.transaction */
 
-    bool hooked; /* a stream worker attached hooks: events go there, not to ctx->out */
+    bool hooked;  /* a stream worker attached hooks: events go there, not to ctx->out */
+    bool partial; /* the change being sent lacks unchanged TOAST values (hooks.partial) */
     WalshipStreamHooks hooks;
 
     WalshipTxn txn;
@@ -366,6 +367,20 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
         if (data && record->value != NULL)
             txn->ndata++;
     }
+    if (s->hooked && s->partial && s->hooks.partial != NULL) {
+        const ws_record *last = &out.records[out.nrecords - 1];
+
+        s->hooks.partial(s->hooks.arg, table, last->key, last->keylen, txn->xid);
+    }
+}
+
+/* Does the new row of an UPDATE lack TOAST-ed values it left alone? */
+static bool lacks_unchanged_toast(const ws_row *after)
+{
+    for (int i = 0; after != NULL && i < after->ncolumns; i++)
+        if (after->columns[i].value.kind == WS_VALUE_UNCHANGED_TOAST)
+            return true;
+    return false;
 }
 
 /*
@@ -599,7 +614,9 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
 
     send_begin_if_needed(ctx, s, change->lsn);
     count_event(s, entry, &event);
+    s->partial = s->hooked && event.op == WS_OP_UPDATE && lacks_unchanged_toast(event.after);
     send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified);
+    s->partial = false;
     counted_events(s, entry);
 
     MemoryContextSwitchTo(oldcxt);
@@ -615,7 +632,7 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
     int ntruncated = 0;
     MemoryContext oldcxt;
 
-    if (!s->settings.truncate)
+    if (!s->settings.truncate && !(s->hooked && s->hooks.truncated != NULL))
         return;
 
     oldcxt = MemoryContextSwitchTo(s->change_context);
@@ -651,6 +668,12 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         names[ntruncated] = psprintf("%s.%s", entry->schema, entry->table);
         ntruncated++;
     }
+
+    if (s->hooked && s->hooks.truncated != NULL)
+        for (int i = 0; i < ntruncated; i++)
+            s->hooks.truncated(s->hooks.arg, entries[i]->qualified, s->txn.xid);
+    if (!s->settings.truncate)
+        ntruncated = 0;
 
     if (ntruncated > 0)
         send_begin_if_needed(ctx, s, change->lsn);

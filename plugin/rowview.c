@@ -140,6 +140,21 @@ static const char *const *enum_labels(Oid typid, int *nlabels)
 
 static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value);
 
+Oid rowview_key_index(Relation relation)
+{
+    switch (relation->rd_rel->relreplident) {
+    case REPLICA_IDENTITY_DEFAULT:
+    case REPLICA_IDENTITY_INDEX:
+        return RelationGetReplicaIndex(relation);
+    case REPLICA_IDENTITY_FULL:
+        /* the old tuple is the whole row; the primary key, if any, is the key */
+        return ws_relation_primary_key_index(relation);
+    default:
+        /* REPLICA IDENTITY NOTHING: no old tuple, no key */
+        return InvalidOid;
+    }
+}
+
 void rowview_init(RowView *view, Relation source, Relation published)
 {
     TupleDesc source_desc = RelationGetDescr(source);
@@ -159,20 +174,9 @@ void rowview_init(RowView *view, Relation source, Relation published)
     if (RelationGetRelid(source) != RelationGetRelid(published))
         map = ws_build_attrmap_by_name(source_desc, desc);
 
-    switch (replident) {
-    case REPLICA_IDENTITY_DEFAULT:
-    case REPLICA_IDENTITY_INDEX:
+    if (replident == REPLICA_IDENTITY_DEFAULT || replident == REPLICA_IDENTITY_INDEX)
         identity = index_key_attnums(RelationGetReplicaIndex(source));
-        key = identity;
-        break;
-    case REPLICA_IDENTITY_FULL:
-        /* the old tuple is the whole row; the primary key, if any, is the key */
-        key = index_key_attnums(ws_relation_primary_key_index(source));
-        break;
-    default:
-        /* REPLICA IDENTITY NOTHING: no old tuple, no key */
-        break;
-    }
+    key = index_key_attnums(rowview_key_index(source));
 
     for (int i = 0; i < desc->natts; i++) {
         if (!TupleDescAttr(desc, i)->attisdropped)

@@ -61,6 +61,12 @@ typedef struct RowView {
 } RowView;
 
 /*
+ * The index whose columns are a table's Kafka key: the replica identity's (the primary
+ * key by default), the primary key with REPLICA IDENTITY FULL, none with NOTHING.
+ */
+extern Oid rowview_key_index(Relation relation);
+
+/*
  * Describes the columns of `published` as read from tuples of `source` (the same
  * relation, or a leaf partition of the partitioned table `published`). Allocates
  * in CurrentMemoryContext, which must live as long as the view. Needs catalog

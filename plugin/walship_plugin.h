@@ -41,6 +41,16 @@ typedef struct WalshipStreamHooks {
     void (*moved)(void *arg, const char *table, const uint8 *old_key, size_t old_keylen,
                   TransactionId xid);
     /*
+     * The record just given to event() (the last of its change) is an UPDATE whose new
+     * row lacks TOAST-ed values it did not change (they are not in the WAL): a copy that
+     * never had the row cannot be completed from it. NULL: not wanted.
+     */
+    void (*partial)(void *arg, const char *table, const uint8 *key, size_t keylen,
+                    TransactionId xid);
+    /* a TRUNCATE emptied this table ("schema.table" as event() names it), whether or not
+     * the truncate option sends it as an event. NULL: not wanted. */
+    void (*truncated)(void *arg, const char *table, TransactionId xid);
+    /*
      * A logical message with walship's own prefix (WALSHIP_WATERMARK_PREFIX), reached at
      * end_lsn (the end of its record); never an event. NULL: not wanted.
      */

@@ -241,7 +241,8 @@ GRANT EXECUTE ON FUNCTION walship.stream_status() TO walship_admin;
 GRANT SELECT ON walship.stream_status TO walship_admin;
 -- Monitoring roles see status (never options, which may hold secrets).
 GRANT SELECT (name, enabled, tables, table_oids) ON walship.streams TO pg_monitor;
-GRANT SELECT ON walship.snapshots TO pg_monitor;
+GRANT SELECT (stream, table_oid, table_name, state, rows_emitted, chunks, resumes, requested_at,
+               started_at, finished_at, error) ON walship.snapshots TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship.stream_status() TO pg_monitor;
 GRANT SELECT ON walship.stream_status TO pg_monitor;

@@ -252,7 +252,8 @@ def walship_latency(pg, kafka, rate: int, seconds: int, tag: str) -> dict:
     table, name = f"lat_wsh_{tag}", f"lat_wsh_{tag}"
     pg.execute(LATENCY_DDL.format(t=table))
     pg.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s)",
-               (name, kafka.bootstrap, f"public.{table}", json.dumps({"topic_prefix": name, "format": "json"})))
+               (name, kafka.bootstrap, f"public.{table}", json.dumps({"topic_prefix": name, "format": "json",
+                                                                      "snapshot_mode": "no_data"})))
     wt.wait_for(lambda: wt.stream_status(pg, name)["state"] == "running", 60, 0.2, f"stream {name} running")
     try:
         return sb.measure_latency(pg, kafka, table, f"{name}.public.{table}", rate, seconds,

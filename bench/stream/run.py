@@ -56,7 +56,8 @@ def acked(pg, name, conn) -> int:
 def create_stopped_stream(pg, kafka, name: str, prefix: str, extra: dict | None = None) -> None:
     """A stream of bench_events (4 partitions; ``extra``: more options, e.g. format)
     that is created, runs once (its slot exists from now on) and is stopped."""
-    options = json.dumps({"topic_prefix": prefix, "partitions": 4, **(extra or {})})
+    options = json.dumps({"topic_prefix": prefix, "partitions": 4, "snapshot_mode": "no_data",
+                          **(extra or {})})
     pg.execute("SELECT walship.create_stream(%s, %s, ARRAY['public.bench_events'], %s)",
                (name, kafka.bootstrap, options))
     wt.wait_for(lambda: wt.stream_status(pg, name)["state"] == "running", 60, 0.2, f"stream {name} running")
@@ -114,7 +115,7 @@ def catch_up(pg, kafka, changes: int, warmup: bool, per_txn: int = 10000) -> dic
 def latency(pg, kafka, rate: int, seconds: int) -> dict:
     pg.execute("CREATE TABLE IF NOT EXISTS bench_latency (id bigserial PRIMARY KEY, v int, t text)")
     pg.execute("SELECT walship.create_stream('latency', %s, ARRAY['public.bench_latency'], "
-               "'{\"topic_prefix\": \"lat\"}')", (kafka.bootstrap,))
+               "'{\"topic_prefix\": \"lat\", \"snapshot_mode\": \"no_data\"}')", (kafka.bootstrap,))
     wt.wait_for(lambda: wt.stream_status(pg, "latency")["state"] == "running", 60, 0.2, "stream running")
     event_class = wt.load_event_class()
     res = measure_latency(pg, kafka, "bench_latency", "lat.public.bench_latency", rate, seconds,

@@ -10,7 +10,9 @@ comparison maps walship's prefix to Debezium's (allowed_differences.py, rule
 ``topic-prefix``).
 
 Debezium's settings are its defaults except:
-- ``plugin.name=pgoutput``, ``snapshot.mode=no_data`` (walship has no snapshots yet),
+- ``plugin.name=pgoutput``, ``snapshot.mode=no_data``, and walship's ``snapshot_mode``
+  ``no_data`` alike (the suite compares changes; Debezium's blocking initial snapshot
+  and walship's incremental one differ by design, see docs/snapshots.md),
   its own ``slot.name`` and ``publication.name`` with ``publication.autocreate.mode=
   filtered`` (a publication of the pair's tables only: several connectors share one
   database), ``table.include.list`` = the pair's tables;
@@ -120,7 +122,7 @@ class Pair:
 
     def walship_options(self) -> dict:
         opts = {"format": "json", "topic_prefix": self.wsh_prefix, "messages": True,
-                "truncate": True,
+                "truncate": True, "snapshot_mode": "no_data",
                 "decimal_handling": self.decimal}
         if self.transactions:
             opts["include_transaction"] = True

@@ -416,7 +416,10 @@ def streamed(broker, pg):
     for stream, s in STREAMS.items():
         pg.execute("SELECT walship.create_stream(%s, %s, %s, %s::jsonb)",
                    [stream, broker.bootstrap, [f"public.{t}" for t in s["tables"]],
-                    json.dumps({"topic_prefix": stream, **s["options"]})])
+                    # changes only: a snapshot's read of a row this workload inserts first
+                    # is a second +I for the retracting consumer (docs/snapshots.md)
+                    json.dumps({"topic_prefix": stream, "snapshot_mode": "no_data",
+                                **s["options"]})])
     info = run_workload(pg)
     for stream in STREAMS:
         wt.wait_caught_up(pg, stream)
@@ -624,6 +627,7 @@ def test_key_change_forms(broker, pg, flink_program):
     for stream, form in KEY_CHANGE_STREAMS.items():
         pg.execute("SELECT walship.create_stream(%s, %s, ARRAY['public.moves'], %s::jsonb)",
                    [stream, boot, json.dumps({"topic_prefix": stream, "format": "json",
+                                              "snapshot_mode": "no_data",
                                               "key_change": form, "partitions": MOVES_PARTITIONS})])
     with pg.connect() as c:
         c.execute("INSERT INTO moves SELECT g, 'v' || g FROM generate_series(1, 30) g")

@@ -168,7 +168,8 @@ def test_stream_lifecycle_and_status(db, kafka, unique):
     # the options' canonical form: plugin options as the worker hands them to the plugin
     assert row == (kafka.bootstrap, ["public.items"],
                    {"plugin": {"topic-prefix": "sql"}, "kafka": {}, "on_refused": "stop",
-                    "failover": False}, True)
+                    "failover": False, "snapshot_mode": "initial",
+                    "snapshot_chunk_size": 4096}, True)
     assert f"walship_{name}" in slots(db)
     assert db.scalar("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s",
                      [f"walship_{name}"]) == "walship"

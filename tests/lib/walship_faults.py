@@ -230,5 +230,9 @@ def verify(pg, bootstrap: str, topics: list[str], timeout: float = 120) -> Repor
     lost_hot = committed_hot - set(seen_hot)
     report.lost = len(lost_ins) + len(lost_hot)
     report.lost_examples = sorted(lost_ins)[:5] + sorted(lost_hot)[:5]
-    report.phantoms = len(set(seen_ins) - committed_ins) + len(set(seen_hot) - committed_hot)
+    # the hot rows' first version (v 0, inserted with the schema) is no logged change, but
+    # the stream's initial snapshot sends it as a read: a version the table had, no phantom
+    initial_hot = {(k, 0) for k in range(HOT_KEYS)}
+    report.phantoms = (len(set(seen_ins) - committed_ins)
+                       + len(set(seen_hot) - committed_hot - initial_hot))
     return report

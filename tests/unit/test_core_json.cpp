@@ -229,7 +229,7 @@ TEST(CoreDebezium, UpdateDeleteAndReadOperations)
     read.after({{"id", INT4OID, v_int(1), true}, {"name", TEXTOID, v_text(old_name)}});
     payload = parse_json(enc.event(read.get()))["payload"];
     EXPECT_EQ(payload["op"].str(), "r");
-    EXPECT_EQ(payload["source"]["snapshot"].str(), "true");
+    EXPECT_EQ(payload["source"]["snapshot"].str(), "incremental");
 }
 
 TEST(CoreDebezium, IntegersFloatsAndBooleans)

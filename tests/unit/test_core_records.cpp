@@ -153,6 +153,17 @@ TEST(CoreRecords, KeyChangeUpdateKeepsOneUpdateKeyedByTheNewKey)
     EXPECT_EQ(u["op"].str(), "u");
     EXPECT_EQ(u["before"]["id"].num(), "1");
     EXPECT_EQ(parse_json(records[0].key)["id"].num(), "2");
+
+    /* the old key, which no record names, for a snapshot to drop from its chunk */
+    ws_encoded out = enc.encode(b.get());
+    ASSERT_NE(out.moved_from_key, nullptr);
+    EXPECT_EQ(parse_json(std::string(reinterpret_cast<const char *>(out.moved_from_key),
+                                     out.moved_from_keylen))["id"]
+                  .num(),
+              "1");
+    /* split key changes name both keys in their records: nothing moved unseen */
+    TestEncoder split(kJsonPayload);
+    EXPECT_EQ(split.encode(b.get()).moved_from_key, nullptr);
 }
 
 TEST(CoreRecords, ProtobufKeyChangesAreSplitToo)

@@ -11,9 +11,11 @@ INSERT INTO walship.streams (name, bootstrap_servers, options)
 VALUES ('regress_secret', 'localhost:9092', '{"kafka": {"sasl.password": "regress-pw"}}');
 INSERT INTO public.own_catalog_neighbour VALUES (1);
 UPDATE walship.streams SET enabled = false WHERE name = 'regress_secret';
+INSERT INTO walship.snapshots (stream, table_oid, table_name)
+VALUES ('regress_secret', 'public.own_catalog_neighbour', 'public.own_catalog_neighbour');
 DELETE FROM walship.streams WHERE name = 'regress_secret';
 COMMIT;
-TRUNCATE walship.streams;
+TRUNCATE walship.streams, walship.snapshots;
 
 CREATE FUNCTION pg_temp.streamed(VARIADIC options text[]) RETURNS text LANGUAGE sql AS $$
     SELECT coalesce(string_agg(e->>'op' || ' ' || (e->'source'->>'schema') || '.' ||
