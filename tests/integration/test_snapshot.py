@@ -44,9 +44,29 @@ def stream_options(name, **options):
             "kafka": {"allow.auto.create.topics": "false"}, **options}
 
 
-def create_stream(pg, bootstrap, name, tables, **options):
+_created: list = []  # (cluster, stream) of the running test, dropped after it
+
+
+@pytest.fixture(autouse=True)
+def drop_leftover_streams():
+    """A test that fails half-way leaves no worker running into the next ones."""
+    yield
+    while _created:
+        pg, name = _created.pop()
+        try:
+            if pg.running and status(pg, name) is not None:
+                drop_stream(pg, name)
+        except Exception:  # reported by the test itself, if it matters
+            pass
+
+
+def create_stream(pg, bootstrap, name, tables, keep=False, **options):
+    """create_stream (JSON, 3 partitions, ``options``) and wait for it to run; dropped
+    after the test unless ``keep``."""
     pg.execute("SELECT walship.create_stream(%s, %s, %s, %s::jsonb)",
                [name, bootstrap, tables, json.dumps(stream_options(name, **options))])
+    if not keep:
+        _created.append((pg, name))
     return snap.wait_running(pg, name, timeout=60)
 
 
@@ -572,8 +592,8 @@ def bad(db, kafka):
     """)
     nd, ini = f"bi_nd_{time.monotonic_ns() % 10**6}", f"bi_in_{time.monotonic_ns() % 10**6}"
     create_stream(db, kafka.bootstrap, nd, ["public.bi_a", "public.bi_full", "public.bi_big"],
-                  snapshot_mode="no_data", snapshot_chunk_size=1)
-    create_stream(db, kafka.bootstrap, ini, ["public.bi_a"])
+                  keep=True, snapshot_mode="no_data", snapshot_chunk_size=1)
+    create_stream(db, kafka.bootstrap, ini, ["public.bi_a"], keep=True)
     yield {"nd": nd, "init": ini}
     for s in (nd, ini):
         drop_stream(db, s)
