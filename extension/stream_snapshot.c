@@ -67,6 +67,8 @@
 #include "walship_sink.h"
 #include "walship_streams.h"
 
+static void close_chunk(void);
+
 /* Transactions decoded lately, which a chunk's snapshot must see (see above). */
 #define RECENT_XIDS 1024
 /* How often in a row one chunk is read again for updates that lack TOAST-ed values. */
@@ -709,8 +711,7 @@ void snapshot_step(void)
         edata = CopyErrorData();
         FlushErrorState();
         abort_own_transaction();
-        snap.open = false;
-        MemoryContextReset(snap.chunk_context);
+        close_chunk();
         ereport(WARNING, (errmsg("walship stream \"%s\": the snapshot of %s failed: %s",
                                  snap.stream, snap.table_name, edata->message),
                           errhint("walship.snapshot('%s', ARRAY['%s']) tries again.", snap.stream,
@@ -812,6 +813,18 @@ void snapshot_on_commit(TransactionId xid, uint64 nevents)
         snap.nrecent++;
 }
 
+/* The chunk's window is over: its rows are forgotten. */
+static void close_chunk(void)
+{
+    snap.open = false;
+    MemoryContextReset(snap.chunk_context);
+    snap.rows = NULL;
+    snap.nrows = 0;
+    snap.keys = NULL;
+    snap.topic = NULL;
+    snap.table = NULL;
+}
+
 void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
 {
     ChunkDone *done;
@@ -834,15 +847,9 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
         if (snap.rereads < MAX_CHUNK_REREADS) {
             /* nothing sent, last_key as it was: the next chunk is this one again */
             snap.rereads++;
-            snap.open = false;
             list_free_deep(snap.chunk_last_key);
             snap.chunk_last_key = NIL;
-            MemoryContextReset(snap.chunk_context);
-            snap.rows = NULL;
-            snap.nrows = 0;
-            snap.keys = NULL;
-            snap.topic = NULL;
-            snap.table = NULL;
+            close_chunk();
             return;
         }
         ereport(WARNING,
@@ -896,11 +903,5 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
         snap.reading = false;
         snap.look = true;
     }
-    snap.open = false;
-    MemoryContextReset(snap.chunk_context);
-    snap.rows = NULL;
-    snap.nrows = 0;
-    snap.keys = NULL;
-    snap.topic = NULL;
-    snap.table = NULL;
+    close_chunk();
 }
