@@ -499,7 +499,7 @@ static long launcher_pass(void)
         StreamShared *entry = &walship_shmem->streams[i];
         LauncherEntry *le = &launcher_entries[i];
         const CatalogStream *cs;
-        bool in_use, stop_requested, wanted, alive;
+        bool in_use, stop_requested, restart_now, wanted, alive;
         pid_t pid;
         uint32 generation;
         char name[NAMEDATALEN];
@@ -510,11 +510,7 @@ static long launcher_pass(void)
         stop_requested = entry->stop_requested;
         pid = entry->pid;
         strlcpy(name, entry->name, NAMEDATALEN);
-        if (entry->restart_now) {
-            le->failures = 0;
-            le->next_start = 0;
-            entry->restart_now = false;
-        }
+        restart_now = entry->restart_now;
         LWLockRelease(walship_shmem->lock);
 
         if (!in_use)
@@ -542,6 +538,17 @@ static long launcher_pass(void)
         }
         if (le->handle != NULL)
             launcher_reap(i, entry, wanted, now);
+        /*
+         * A start without delay, asked for by start_stream, or by alter_stream whose
+         * worker has just exited to read the new row: kept until no worker runs.
+         */
+        if (restart_now) {
+            le->failures = 0;
+            le->next_start = 0;
+            LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+            entry->restart_now = false;
+            LWLockRelease(walship_shmem->lock);
+        }
 
         if (cs == NULL) {
             /* dropped and its worker gone: the entry can serve another stream */

@@ -909,9 +909,247 @@ StreamConfig *stream_config_build(const char *name, const char *bootstrap_server
 }
 
 /* ------------------------------------------------------------------------- */
+/* alter_stream's options over the stored ones                               */
+
+/*
+ * walship's own options in the spelling the canonical form keeps, with the other one
+ * add_stream_option takes (NULL: none). Every other key but kafka and plugin is an
+ * output plugin option.
+ */
+static const char *const own_options[][2] = {
+    {"partitions", NULL},
+    {"replication_factor", "replication-factor"},
+    {"on_refused", "on-refused"},
+    {"failover", NULL},
+    {"snapshot_mode", "snapshot-mode"},
+    {"snapshot_chunk_size", "snapshot-chunk-size"},
+};
+
+static const char *own_option_name(const char *key)
+{
+    for (size_t i = 0; i < lengthof(own_options); i++)
+        if (strcmp(key, own_options[i][0]) == 0 ||
+            (own_options[i][1] != NULL && strcmp(key, own_options[i][1]) == 0))
+            return own_options[i][0];
+    return NULL;
+}
+
+/*
+ * One option of a merge: a scalar, or a container inside the stored or the new options.
+ * It keeps the spelling it was given in, which stream_config_build's errors then show;
+ * a plugin option given at the top level stays there (top).
+ */
+typedef struct MergedOption {
+    char *key; /* what identifies it: the plugin's, own_options', or librdkafka's spelling */
+    char *spelling;
+    bool top;
+    JsonbValue value;
+} MergedOption;
+
+typedef struct MergedOptions {
+    List *plugin; /* in the plugin's spelling */
+    List *kafka;  /* librdkafka's property names, as given */
+    List *own;    /* in own_options' first spelling */
+} MergedOptions;
+
+/* Sets key to v in options, or removes it when v is JSON null. */
+static void merged_set(List **options, const char *key, const char *spelling, bool top,
+                       const JsonbValue *v)
+{
+    ListCell *lc;
+
+    foreach (lc, *options) {
+        MergedOption *option = lfirst(lc);
+
+        if (strcmp(option->key, key) == 0) {
+            *options = foreach_delete_current(*options, lc);
+            break;
+        }
+    }
+    if (v->type != jbvNull) {
+        MergedOption *option = palloc(sizeof(MergedOption));
+
+        option->key = pstrdup(key);
+        option->spelling = pstrdup(spelling);
+        option->top = top;
+        option->value = *v;
+        *options = lappend(*options, option);
+    }
+}
+
+/*
+ * Two keys of one options object that are spellings of the same option (topic_prefix and
+ * topic-prefix): which one counts would depend on jsonb's order of keys.
+ */
+static void merge_once(const char *stream_name, List **seen, const char *option, const char *key)
+{
+    ListCell *lc;
+
+    foreach (lc, *seen) {
+        char *const *pair = lfirst(lc);
+
+        if (strcmp(pair[0], option) == 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("option \"%s\" of stream \"%s\" is given twice, as \"%s\" and "
+                                   "\"%s\"",
+                                   option, stream_name, pair[1], key),
+                            errhint("Give each option once.")));
+    }
+    {
+        char **pair = palloc(sizeof(char *) * 2);
+
+        pair[0] = pstrdup(option);
+        pair[1] = pstrdup(key);
+        *seen = lappend(*seen, pair);
+    }
+}
+
+static void merge_plugin_option(const char *stream_name, MergedOptions *merged, List **seen,
+                                const char *key, bool top, const JsonbValue *v)
+{
+    char *plugin_name = pstrdup(key);
+
+    for (char *p = plugin_name; *p; p++)
+        if (*p == '_')
+            *p = '-';
+    if (strcmp(plugin_name, "tables") == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("option \"%s\" of stream \"%s\" is given as alter_stream's tables "
+                               "argument",
+                               key, stream_name),
+                        errhint("Pass the stream's new tables as an array: "
+                                "walship.alter_stream('%s', tables => ARRAY['public.orders']).",
+                                stream_name)));
+    merge_once(stream_name, seen, plugin_name, key);
+    merged_set(&merged->plugin, plugin_name, key, top, v);
+}
+
+static void merge_require_object(const char *stream_name, const char *key, const JsonbValue *v)
+{
+    if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("option \"%s\" of stream \"%s\" must be a JSON object", key, stream_name),
+                 errhint("Give it as an object whose members replace the stream's, a member "
+                         "that is null removing one; null for the whole option removes them "
+                         "all.")));
+}
+
+/* The members of one options object (stored, then the changes) into merged. */
+static void merge_object(const char *stream_name, MergedOptions *merged, JsonbContainer *object)
+{
+    JsonbIterator *it = JsonbIteratorInit(object);
+    JsonbIteratorToken tok;
+    JsonbValue v;
+    List *seen = NIL;
+
+    while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+        char *key;
+        const char *own;
+
+        if (tok != WJB_KEY)
+            continue;
+        key = pnstrdup(v.val.string.val, v.val.string.len);
+        tok = JsonbIteratorNext(&it, &v, true);
+        Assert(tok == WJB_VALUE);
+        if (strcmp(key, "kafka") == 0 || strcmp(key, "plugin") == 0) {
+            bool kafka = key[0] == 'k';
+            JsonbIterator *members;
+            JsonbValue member;
+
+            if (v.type == jbvNull) {
+                if (kafka)
+                    merged->kafka = NIL;
+                else
+                    merged->plugin = NIL;
+                continue;
+            }
+            merge_require_object(stream_name, key, &v);
+            members = JsonbIteratorInit(v.val.binary.data);
+            while ((tok = JsonbIteratorNext(&members, &member, true)) != WJB_DONE) {
+                char *name;
+
+                if (tok != WJB_KEY)
+                    continue;
+                name = pnstrdup(member.val.string.val, member.val.string.len);
+                tok = JsonbIteratorNext(&members, &member, true);
+                Assert(tok == WJB_VALUE);
+                if (kafka)
+                    merged_set(&merged->kafka, name, name, false, &member);
+                else
+                    merge_plugin_option(stream_name, merged, &seen, name, false, &member);
+            }
+        } else if ((own = own_option_name(key)) != NULL) {
+            merge_once(stream_name, &seen, own, key);
+            merged_set(&merged->own, own, key, true, &v);
+        } else
+            merge_plugin_option(stream_name, merged, &seen, key, true, &v);
+    }
+}
+
+static void push_key(JsonbParseState **state, const char *key)
+{
+    JsonbValue k;
+
+    k.type = jbvString;
+    k.val.string.val = (char *)key;
+    k.val.string.len = strlen(key);
+    (void)pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/* The options that are (top) or are not at the top level, each in its spelling. */
+static void push_members(JsonbParseState **state, List *options, bool top)
+{
+    ListCell *lc;
+
+    foreach (lc, options) {
+        MergedOption *option = lfirst(lc);
+
+        if (option->top != top)
+            continue;
+        push_key(state, option->spelling);
+        (void)pushJsonbValue(state, WJB_VALUE, &option->value);
+    }
+}
+
+Jsonb *stream_options_merge(const char *stream_name, Jsonb *stored, Jsonb *changes)
+{
+    MergedOptions merged = {NIL, NIL, NIL};
+    JsonbParseState *state = NULL;
+    JsonbValue *result;
+
+    if (changes != NULL && !JB_ROOT_IS_OBJECT(changes))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("options of stream \"%s\" must be a JSON object", stream_name),
+                        errhint(OPTIONS_HINT)));
+    /* a row written by hand may hold anything: stream_config_build says what is wrong */
+    if (stored != NULL && !JB_ROOT_IS_OBJECT(stored))
+        return stored;
+    if (stored != NULL)
+        merge_object(stream_name, &merged, &stored->root);
+    if (changes != NULL)
+        merge_object(stream_name, &merged, &changes->root);
+
+    (void)pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+    push_key(&state, "plugin");
+    (void)pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+    push_members(&state, merged.plugin, false);
+    (void)pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+    push_key(&state, "kafka");
+    (void)pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+    push_members(&state, merged.kafka, false);
+    (void)pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+    push_members(&state, merged.plugin, true);
+    push_members(&state, merged.own, true);
+    result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+    return JsonbValueToJsonb(result);
+}
+
+/* ------------------------------------------------------------------------- */
 /* the catalog row                                                           */
 
-StreamConfig *stream_config_load(const char *name)
+/* The catalog row; with kafka false, its options without their Kafka properties. */
+static StreamConfig *load_config(const char *name, bool kafka)
 {
     MemoryContext caller = CurrentMemoryContext;
     Oid argtypes[1] = {TEXTOID};
@@ -975,9 +1213,23 @@ StreamConfig *stream_config_load(const char *name)
     MemoryContextSwitchTo(caller);
     if (!found)
         return NULL;
+    if (!kafka && options != NULL && JB_ROOT_IS_OBJECT(options))
+        options = stream_options_merge(
+            name, options,
+            DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"kafka\": null}"))));
     config = build_config(name, bootstrap, tables, options, false);
     config->table_oids = relids;
     return config;
+}
+
+StreamConfig *stream_config_load(const char *name)
+{
+    return load_config(name, true);
+}
+
+StreamConfig *stream_config_load_without_kafka(const char *name)
+{
+    return load_config(name, false);
 }
 
 /* The Kafka sink's settings of a stream (pointing into config). */

@@ -1,5 +1,6 @@
 /*
- * stream_sql.c: walship.create_stream, start_stream, stop_stream, drop_stream.
+ * stream_sql.c: walship.create_stream, alter_stream, start_stream, stop_stream,
+ * drop_stream, snapshot.
  *
  * The catalog (walship.streams) is transactional; replication slots and running
  * workers are not. Each function therefore does its non-transactional part in the one
@@ -14,6 +15,9 @@
  *   drop_stream    stops the worker the same way, deletes the row, and drops the slot just
  *                  before the transaction commits (an error there still aborts it).
  *   start_stream   marks the stream enabled and clears any restart backoff.
+ *   alter_stream   changes the row (and the stream's snapshots); when the transaction
+ *                  commits, asks the worker to exit so that the launcher starts it
+ *                  again at once with the new row; an abort leaves the worker alone.
  *
  * All of them wake the launcher when their transaction commits.
  */
@@ -72,6 +76,7 @@ typedef enum PendingKind {
     PENDING_CLEAR_STOP_ON_ABORT, /* stop_stream/drop_stream asked a worker to stop */
     PENDING_WAKE_LAUNCHER,       /* at commit */
     PENDING_WAKE_SNAPSHOTS,      /* at commit: the stream's worker looks at its snapshots */
+    PENDING_RESTART_WORKER,      /* at commit: alter_stream changed the stream's row */
 } PendingKind;
 
 typedef struct PendingAction {
@@ -84,6 +89,8 @@ static List *pending_actions = NIL; /* list and actions in TopMemoryContext */
 static bool callbacks_registered = false;
 
 static void stream_xact_callback(XactEvent event, void *arg);
+static void restart_worker(const char *name);
+static bool restart_pending(const char *name);
 static void stream_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
                                     SubTransactionId parentSubid, void *arg);
 
@@ -205,8 +212,10 @@ static void stream_xact_callback(XactEvent event, void *arg)
             if (action->kind == PENDING_WAKE_LAUNCHER && !woken) {
                 stream_wake_launcher();
                 woken = true;
-            } else if (action->kind == PENDING_WAKE_SNAPSHOTS)
+            } else if (action->kind == PENDING_WAKE_SNAPSHOTS && !restart_pending(action->name))
                 stream_wake_snapshots(action->name);
+            else if (action->kind == PENDING_RESTART_WORKER)
+                restart_worker(action->name);
         }
         clear_pending();
     } break;
@@ -437,15 +446,15 @@ static bool stop_worker_and_wait(const char *name)
 
 /*
  * A stream's Kafka secrets given inline are part of the text of the statement that
- * called create_stream. PostgreSQL shows that text in pg_stat_activity (to members of
- * pg_monitor too), prints it as STATEMENT under the session's log lines and errors (the
- * LOG that creating the slot emits, every ERROR), and as a CONTEXT line when the call
- * came through SPI (a PL/pgSQL function, a DO block). So as soon as create_stream is
- * given options it makes the session report this text instead, until the next
+ * called create_stream or alter_stream. PostgreSQL shows that text in pg_stat_activity
+ * (to members of pg_monitor too), prints it as STATEMENT under the session's log lines
+ * and errors (the LOG that creating the slot emits, every ERROR), and as a CONTEXT line
+ * when the call came through SPI (a PL/pgSQL function, a DO block). So as soon as either
+ * is given options it makes the session report this text instead, until the next
  * statement reports its own; and errors raised inside it carry no outer context.
  */
-#define HIDDEN_STATEMENT                                                                           \
-    "walship.create_stream(...) -- statement text hidden by walship: its options may hold "        \
+#define HIDDEN_STATEMENT(function)                                                                 \
+    "walship." function "(...) -- statement text hidden by walship: its options may hold "         \
     "Kafka secrets"
 
 /*
@@ -458,10 +467,10 @@ static bool options_may_hold_secret(Jsonb *options)
     return options != NULL && JB_ROOT_COUNT(options) > 0;
 }
 
-static void hide_statement(void)
+static void hide_statement(const char *text)
 {
-    debug_query_string = HIDDEN_STATEMENT;
-    pgstat_report_activity(STATE_RUNNING, HIDDEN_STATEMENT);
+    debug_query_string = text;
+    pgstat_report_activity(STATE_RUNNING, text);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -814,7 +823,7 @@ Datum walship_create_stream(PG_FUNCTION_ARGS)
         PG_RETURN_VOID();
     }
     /* first: every check below may fail, and its error would show the statement */
-    hide_statement();
+    hide_statement(HIDDEN_STATEMENT("create_stream"));
     /*
      * Errors from here on carry no CONTEXT of the caller's (secret-holding) statement. An
      * error leaves the stack empty: whoever catches it restores the one it saved.
@@ -1155,11 +1164,399 @@ void stream_install_drop_hook(void)
 /* ------------------------------------------------------------------------- */
 /* alter_stream                                                              */
 
+/*
+ * alter_stream(name, tables, options) changes a stream in place, keeping its slot and so
+ * its position: tables non-NULL is the new list (resolved and checked as create_stream's;
+ * tables that join are snapshotted when the stream's snapshot_mode is initial, pending or
+ * running snapshots of tables that leave are cancelled), NULL keeps the list; options
+ * non-NULL are merged over the stored ones (stream_options_merge), NULL keeps them. The
+ * whole new configuration is checked as create_stream checks it. Only the catalog
+ * changes in the caller's transaction; when it commits, the stream's worker, which reads
+ * the catalog when it starts, is asked to stop (gracefully: what Kafka acknowledged is
+ * confirmed) and the launcher starts it again at once, from the slot.
+ */
 WS_SQL_FUNCTION(walship_alter_stream);
+
+/*
+ * At commit: the worker exits and the launcher starts it again without a backoff. An
+ * enabled stream whose worker is not running (starting, or waiting out a backoff after a
+ * failure) starts at once too, with the new row.
+ */
+static void restart_worker(const char *name)
+{
+    StreamShared *entry;
+
+    if (walship_shmem == NULL)
+        return;
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    entry = stream_shmem_find(name);
+    if (entry != NULL && !entry->stop_requested) {
+        entry->restart_now = true;
+        /* under the lock: the pid cannot be another process's yet */
+        if (entry->pid != 0)
+            kill(entry->pid, SIGTERM);
+    }
+    LWLockRelease(walship_shmem->lock);
+}
+
+/*
+ * Does the transaction restart the stream's worker? Then the old worker is not told of
+ * new snapshots (it would start one of a table it does not stream): the new one finds
+ * them when it starts.
+ */
+static bool restart_pending(const char *name)
+{
+    ListCell *lc;
+
+    foreach (lc, pending_actions) {
+        PendingAction *action = lfirst(lc);
+
+        if (action->kind == PENDING_RESTART_WORKER && strcmp(action->name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* alter_stream's tables: like create_stream's, a non-empty array of names. */
+static List *alter_table_names(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+    ArrayType *arr = PG_GETARG_ARRAYTYPE_P(argno);
+    Datum *elems;
+    bool *elnulls;
+    int n;
+    List *names = NIL;
+
+    if (ARR_NDIM(arr) > 1)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("tables of stream \"%s\" must be a one-dimensional array", name)));
+    deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
+    if (n == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("tables of stream \"%s\" must not be empty", name),
+                        errhint("Pass NULL to keep the stream's tables. A stream of listed "
+                                "tables cannot become one of every table: create a new "
+                                "stream for that.")));
+    for (int i = 0; i < n; i++) {
+        if (elnulls[i])
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                            errmsg("tables of stream \"%s\" must not contain NULL", name)));
+        names = lappend(names, TextDatumGetCString(elems[i]));
+    }
+    return names;
+}
+
+/* Is relid one of relids, or a partition (at any depth) of one of them? */
+static bool table_covered(List *relids, Oid relid)
+{
+    ListCell *lc;
+
+    if (list_member_oid(relids, relid))
+        return true;
+    if (!get_rel_relispartition(relid))
+        return false;
+    foreach (lc, get_partition_ancestors(relid))
+        if (list_member_oid(relids, lfirst_oid(lc)))
+            return true;
+    return false;
+}
+
+/*
+ * The stream's tables by OID: its table_oids, or for a row written before there were
+ * OIDs, its names as they resolve now (a name that no longer does is left out).
+ */
+static List *stream_relids(const StreamConfig *config)
+{
+    List *relids = NIL;
+    ListCell *lc;
+
+    if (config->table_oids != NIL || config->tables == NIL)
+        return config->table_oids;
+    foreach (lc, config->tables) {
+        List *qualified = ws_string_to_qualified_name_list(strVal(lfirst(lc)));
+        Oid relid = RangeVarGetRelid(makeRangeVarFromNameList(qualified), NoLock, true);
+
+        if (OidIsValid(relid))
+            relids = lappend_oid(relids, relid);
+    }
+    return relids;
+}
+
+/* The value of a plugin option of config, or NULL when it is not given. */
+static const char *plugin_option(const StreamConfig *config, const char *name)
+{
+    ListCell *lc;
+
+    foreach (lc, config->plugin_options) {
+        DefElem *elem = lfirst(lc);
+
+        if (strcmp(elem->defname, name) == 0)
+            return strVal(elem->arg);
+    }
+    return NULL;
+}
+
+/*
+ * Cancels the pending and running snapshots of tables that left the stream (relids are
+ * its new tables): their rows go, with a NOTICE each. Only those rows are locked: the
+ * worker goes on saving the progress of the others while the transaction is open.
+ */
+static void cancel_left_snapshots(const char *name, List *relids)
+{
+    MemoryContext caller = CurrentMemoryContext;
+    Oid types[2] = {TEXTOID, OIDARRAYOID};
+    List *left = NIL;
+    List *cancelled = NIL;
+    ListCell *lc;
+    Datum *elems;
+    int i = 0;
+
+    catalog_connect();
+    spi_exec("SELECT table_oid::pg_catalog.oid FROM walship.snapshots "
+             "WHERE stream = $1 AND state IN ('pending', 'running')",
+             1, types, (Datum[]){CStringGetTextDatum(name)}, NULL, true);
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        bool isnull;
+        Oid relid = DatumGetObjectId(
+            SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+
+        if (!table_covered(relids, relid)) {
+            MemoryContext spi = MemoryContextSwitchTo(caller);
+
+            left = lappend_oid(left, relid);
+            MemoryContextSwitchTo(spi);
+        }
+    }
+    if (left == NIL) {
+        catalog_finish();
+        return;
+    }
+    elems = palloc(sizeof(Datum) * list_length(left));
+    foreach (lc, left)
+        elems[i++] = ObjectIdGetDatum(lfirst_oid(lc));
+    /* a snapshot that finished meanwhile stays */
+    spi_exec("DELETE FROM walship.snapshots WHERE stream = $1 "
+             "AND table_oid::pg_catalog.oid = ANY ($2) AND state IN ('pending', 'running') "
+             "RETURNING table_name",
+             2, types,
+             (Datum[]){CStringGetTextDatum(name),
+                       PointerGetDatum(
+                           construct_array(elems, i, OIDOID, sizeof(Oid), true, TYPALIGN_INT))},
+             NULL, false);
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        char *table = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+        MemoryContext spi = MemoryContextSwitchTo(caller);
+
+        cancelled = lappend(cancelled, pstrdup(table != NULL ? table : ""));
+        MemoryContextSwitchTo(spi);
+    }
+    catalog_finish();
+    foreach (lc, cancelled)
+        ereport(NOTICE, (errmsg("the snapshot of table %s in stream \"%s\" is cancelled: the "
+                                "table leaves the stream",
+                                (char *)lfirst(lc), name)));
+}
+
+/* NOTICEs of changes that consumers of the stream see. */
+static void notice_visible_changes(const StreamConfig *old, const StreamConfig *config)
+{
+    const char *old_format = plugin_option(old, "format");
+    const char *new_format = plugin_option(config, "format");
+
+    if (strcmp(old->topic_prefix, config->topic_prefix) != 0)
+        ereport(
+            NOTICE,
+            (errmsg("stream \"%s\" moves to topics prefixed \"%s\" (was \"%s\")", config->name,
+                    config->topic_prefix, old->topic_prefix),
+             errdetail("Events produced after the stream restarts go to the topics "
+                       "%s.<schema>.<table> (and its dead-letter topic %s.walship.dead_letter); "
+                       "the old topics keep what was written to them.",
+                       config->topic_prefix, config->topic_prefix)));
+    /* the plugin's default format is protobuf */
+    old_format = old_format != NULL ? old_format : "protobuf";
+    new_format = new_format != NULL ? new_format : "protobuf";
+    if (pg_strcasecmp(old_format, new_format) != 0)
+        ereport(NOTICE, (errmsg("stream \"%s\" changes its event format from %s to %s",
+                                config->name, old_format, new_format),
+                         errdetail("Events produced after the stream restarts are %s, on the same "
+                                   "topics; events Kafka had not acknowledged by then are produced "
+                                   "again, as %s.",
+                                   new_format, new_format)));
+}
+
+static void alter_stream(FunctionCallInfo fcinfo);
 
 Datum walship_alter_stream(PG_FUNCTION_ARGS)
 {
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("walship.alter_stream is not built yet")));
+    ErrorContextCallback *outer_context = error_context_stack;
+
+    if (PG_ARGISNULL(2) || !options_may_hold_secret(PG_GETARG_JSONB_P(2))) {
+        alter_stream(fcinfo);
+        PG_RETURN_VOID();
+    }
+    /* as create_stream: first, and no outer context for the errors below */
+    hide_statement(HIDDEN_STATEMENT("alter_stream"));
+    error_context_stack = NULL;
+    alter_stream(fcinfo);
+    error_context_stack = outer_context;
     PG_RETURN_VOID();
+}
+
+static void alter_stream(FunctionCallInfo fcinfo)
+{
+    MemoryContext caller = CurrentMemoryContext;
+    char *name;
+    bool enabled;
+    Jsonb *stored = NULL;
+    Jsonb *changes = NULL;
+    StreamConfig *old;
+    StreamConfig *config;
+    List *old_relids;
+    List *tables;
+    List *relids;
+    List *added = NIL;
+    bool tables_given = !PG_ARGISNULL(1);
+    bool tables_changed = false;
+    bool options_changed = false;
+    ListCell *lc;
+
+    stream_require_preloaded();
+    require_stream_database();
+    name = stream_name_arg(fcinfo, 0);
+    require_stream_admin("alter", name);
+    if (!PG_ARGISNULL(2))
+        changes = PG_GETARG_JSONB_P(2);
+
+    /*
+     * The row, locked until this transaction ends: alter, stop and drop wait for it. Not
+     * FOR UPDATE: the worker saving a snapshot's progress checks its foreign key to the
+     * row (FOR KEY SHARE) while holding the snapshot's row, which this transaction may
+     * wait for (cancel_left_snapshots): that would be a deadlock.
+     */
+    catalog_connect();
+    spi_exec("SELECT enabled, options FROM walship.streams WHERE name = $1 FOR NO KEY UPDATE", 1,
+             (Oid[]){TEXTOID}, (Datum[]){CStringGetTextDatum(name)}, NULL, false);
+    if (SPI_processed == 0)
+        stream_not_found(name);
+    {
+        bool isnull;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        MemoryContext spi;
+
+        enabled = !isnull && DatumGetBool(d);
+        d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+        spi = MemoryContextSwitchTo(caller);
+        if (!isnull)
+            stored = DatumGetJsonbPCopy(d);
+        MemoryContextSwitchTo(spi);
+    }
+    catalog_finish();
+    if (!tables_given && changes == NULL) {
+        ereport(NOTICE, (errmsg("alter_stream of stream \"%s\" changes nothing", name),
+                         errhint("Give the stream's new tables, or options to change.")));
+        return;
+    }
+    /* not its Kafka properties: a file of one that cannot be read may be what changes */
+    old = stream_config_load_without_kafka(name);
+    old_relids = stream_relids(old);
+
+    /* the new configuration, checked as create_stream checks it, before anything changes */
+    if (tables_given)
+        tables = stream_resolve_tables(name, alter_table_names(fcinfo, 1, name), &relids);
+    else {
+        tables = old->tables;
+        relids = old_relids;
+    }
+    config = stream_config_build(name, old->bootstrap_servers, tables,
+                                 stream_options_merge(name, stored, changes));
+    {
+        /* as create_stream: the one check of the Kafka properties, naming no secret */
+        ws_sink_config sc;
+        ws_error err;
+
+        stream_config_sink(config, &sc);
+        if (ws_sink_check_config(&sc, &err) != WS_OK)
+            ws_ereport(ERROR, &err,
+                       psprintf("invalid Kafka configuration for stream \"%s\"", name));
+    }
+    if (config->failover != old->failover)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("option \"failover\" of stream \"%s\" cannot be changed", name),
+                        errdetail("failover is a property of the stream's replication slot \"%s\", "
+                                  "created %s; alter_stream keeps the slot, and with it the "
+                                  "stream's position.",
+                                  config->slot_name,
+                                  old->failover ? "as a failover slot" : "without failover"),
+                        errhint("Drop the stream and create it again with failover %s; the new "
+                                "stream starts at the current end of the WAL (and snapshots its "
+                                "tables per snapshot_mode).",
+                                config->failover ? "true" : "false")));
+
+    if (tables_given) {
+        tables_changed = !equal(old->tables, tables) || !equal(old->table_oids, relids);
+        /* a stream of every table gains none */
+        if (old_relids != NIL) {
+            foreach (lc, relids)
+                if (!table_covered(old_relids, lfirst_oid(lc)))
+                    added = lappend_oid(added, lfirst_oid(lc));
+        }
+    }
+    if (changes != NULL)
+        options_changed =
+            stored == NULL || DatumGetBool(DirectFunctionCall2(jsonb_ne, JsonbPGetDatum(stored),
+                                                               JsonbPGetDatum(config->options)));
+    if (options_changed)
+        notice_visible_changes(old, config);
+
+    /* the row, then the snapshots: all in the caller's transaction */
+    if (tables_given || changes != NULL) {
+        Oid types[4] = {TEXTOID, TEXTARRAYOID, OIDARRAYOID, JSONBOID};
+        Datum values[4];
+        char nulls[4] = {' ', ' ', ' ', ' '};
+        Datum *elems = palloc(sizeof(Datum) * Max(list_length(tables), 1));
+        int i = 0;
+
+        values[0] = CStringGetTextDatum(name);
+        if (tables != NIL) {
+            foreach (lc, tables)
+                elems[i++] = CStringGetTextDatum(strVal(lfirst(lc)));
+            values[1] =
+                PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+        } else
+            nulls[1] = 'n';
+        if (relids != NIL) {
+            i = 0;
+            elems = palloc(sizeof(Datum) * list_length(relids));
+            foreach (lc, relids)
+                elems[i++] = ObjectIdGetDatum(lfirst_oid(lc));
+            values[2] =
+                PointerGetDatum(construct_array(elems, i, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+        } else
+            nulls[2] = 'n';
+        if (changes != NULL)
+            values[3] = JsonbPGetDatum(config->options);
+        else
+            nulls[3] = 'n';
+
+        catalog_connect();
+        /* kept tables keep the column as it is, also a row's without table_oids */
+        spi_exec(tables_given && changes != NULL
+                     ? "UPDATE walship.streams SET tables = $2, "
+                       "table_oids = $3::pg_catalog.regclass[], options = $4 WHERE name = $1"
+                 : tables_given ? "UPDATE walship.streams SET tables = $2, "
+                                  "table_oids = $3::pg_catalog.regclass[] WHERE name = $1"
+                                : "UPDATE walship.streams SET options = $4 WHERE name = $1",
+                 4, types, values, nulls, false);
+        if (SPI_processed != 1)
+            elog(ERROR, "could not update stream \"%s\" in walship.streams", name);
+        catalog_finish();
+    }
+    if (tables_given)
+        cancel_left_snapshots(name, relids);
+    if (added != NIL && config->snapshot_initial)
+        (void)stream_snapshot_request(config, added, relids);
+
+    if (enabled && (tables_changed || options_changed)) {
+        add_pending(PENDING_RESTART_WORKER, name);
+        add_pending(PENDING_WAKE_LAUNCHER, name);
+    }
 }

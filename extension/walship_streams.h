@@ -5,7 +5,8 @@
  *   stream_shmem.c   the shared stream table: claiming entries, worker reports, status SRF
  *   stream_config.c  a stream's configuration: from create_stream's arguments or the
  *                    catalog row to validated plugin options and sink settings
- *   stream_sql.c     create_stream, start_stream, stop_stream, drop_stream
+ *   stream_sql.c     create_stream, alter_stream, start_stream, stop_stream, drop_stream,
+ *                    snapshot
  *   stream_position.c  where a worker left its slot, to notice a slot moved by others
  *   stream_worker.c  the stream worker: decode in-process, produce to Kafka, confirm
  *
@@ -86,7 +87,10 @@ typedef struct StreamShared {
      * the launcher once the catalog itself says disabled.
      */
     bool stop_requested;
-    /* start_stream asks the launcher to forget the restart backoff */
+    /*
+     * start_stream and alter_stream ask the launcher to start the worker without a
+     * backoff; kept until no worker runs (alter_stream's is asked to exit first)
+     */
     bool restart_now;
     /* bumped when walship.snapshots gained work for the stream: its worker looks */
     uint32 snapshot_requests;
@@ -177,12 +181,23 @@ extern char *stream_slot_name(const char *name);
  */
 extern StreamConfig *stream_config_build(const char *name, const char *bootstrap_servers,
                                          List *tables, Jsonb *options);
+/*
+ * alter_stream's options merged over the stored ones (either in the canonical form or in
+ * create_stream's): a key of changes replaces the stored one, JSON null removes it; the
+ * kafka and plugin objects merge member by member the same way. The result, in the
+ * canonical shape, is for stream_config_build to check. ERRORs name a key that cannot be
+ * merged; none shows a value.
+ */
+extern Jsonb *stream_options_merge(const char *stream_name, Jsonb *stored, Jsonb *changes);
 /* Resolves create_stream's table names to canonical names, checking each table; their
  * OIDs go to *relids, in the same order. */
 extern List *stream_resolve_tables(const char *stream_name, List *names, List **relids);
 /* Reads the catalog row (caller is in a transaction); NULL when there is none. Its
  * options pass through: the plugin and the sink check what they take. */
 extern StreamConfig *stream_config_load(const char *name);
+/* The same without the Kafka properties (whose files it does not read): the stored
+ * configuration alter_stream compares the new one with. */
+extern StreamConfig *stream_config_load_without_kafka(const char *name);
 extern void stream_check_server_settings(void);
 struct ws_sink_config;
 /* The Kafka sink's settings of a stream (pointing into config). */
