@@ -392,6 +392,24 @@ static void stream_not_found(const char *name)
 }
 
 /*
+ * Locks the stream's catalog row until the transaction ends, or says there is none.
+ * FOR NO KEY UPDATE: a worker saving its snapshot's progress checks its foreign key to
+ * this row (FOR KEY SHARE), which FOR UPDATE would block, while drop_stream waits for
+ * that worker to exit.
+ */
+static void lock_stream_row(const char *name)
+{
+    Oid types[1] = {TEXTOID};
+
+    catalog_connect();
+    spi_exec("SELECT 1 FROM walship.streams WHERE name = $1 FOR NO KEY UPDATE", 1, types,
+             (Datum[]){CStringGetTextDatum(name)}, NULL, false);
+    if (SPI_processed == 0)
+        stream_not_found(name);
+    catalog_finish();
+}
+
+/*
  * Asks the stream's worker to stop and waits for it to exit. Returns false if it still
  * runs after the wait. The request is withdrawn if the transaction aborts.
  */
@@ -710,19 +728,13 @@ Datum walship_snapshot(PG_FUNCTION_ARGS)
     char *name;
     StreamConfig *config;
     List *relids = NIL;
-    Oid types[1] = {TEXTOID};
 
     stream_require_preloaded();
     require_stream_database();
     name = stream_name_arg(fcinfo, 0);
     require_stream_admin("snapshot", name);
 
-    catalog_connect();
-    spi_exec("SELECT 1 FROM walship.streams WHERE name = $1 FOR UPDATE", 1, types,
-             (Datum[]){CStringGetTextDatum(name)}, NULL, false);
-    if (SPI_processed == 0)
-        stream_not_found(name);
-    catalog_finish();
+    lock_stream_row(name);
     config = stream_config_load(name);
 
     if (!PG_ARGISNULL(1)) {
@@ -1083,12 +1095,7 @@ Datum walship_drop_stream(PG_FUNCTION_ARGS)
     name = stream_name_arg(fcinfo, 0);
     require_stream_admin("drop", name);
 
-    catalog_connect();
-    spi_exec("SELECT 1 FROM walship.streams WHERE name = $1 FOR UPDATE", 1, types,
-             (Datum[]){CStringGetTextDatum(name)}, NULL, false);
-    if (SPI_processed == 0)
-        stream_not_found(name);
-    catalog_finish();
+    lock_stream_row(name);
 
     if (!stop_worker_and_wait(name))
         ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),

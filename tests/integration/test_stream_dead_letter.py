@@ -28,7 +28,7 @@ def db(pg):
 def start(db, broker, name, table, kafka_props=None, **options):
     db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, doc text)")
     opts = {"topic_prefix": name, "format": "json", "json_schema": False, "partitions": 1,
-            "kafka": {"allow.auto.create.topics": "false"}}
+            "snapshot_mode": "no_data", "kafka": {"allow.auto.create.topics": "false"}}
     opts["kafka"].update(kafka_props or {})
     opts.update(options)
     db.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s::jsonb)",

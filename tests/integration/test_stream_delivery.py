@@ -66,7 +66,7 @@ def test_100k_changes_arrive_exactly_as_committed(db, kafka, event_class, unique
     name = unique[:40]
     prefix = f"x{name}"
     db.execute("SELECT walship.create_stream(%s, %s, %s, %s::jsonb)",
-               [name, kafka.bootstrap, TABLES, f'{{"topic_prefix": "{prefix}"}}'])
+               [name, kafka.bootstrap, TABLES, f'{{"topic_prefix": "{prefix}", "snapshot_mode": "no_data"}}'])
     rows_per_batch = 1000
 
     def insert_batch(b):  # one transaction, 5 tables, 5,000 inserts
@@ -136,7 +136,7 @@ def test_kafka_down_for_30s_loses_nothing(db, event_class, unique):
     prefix = f"k{name}"
     with wt.KafkaBroker() as broker:
         db.execute("SELECT walship.create_stream(%s, %s, ARRAY['ticks'], %s::jsonb)",
-                   [name, broker.bootstrap, f'{{"topic_prefix": "{prefix}"}}'])
+                   [name, broker.bootstrap, f'{{"topic_prefix": "{prefix}", "snapshot_mode": "no_data"}}'])
         wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 30, 0.1, "running")
 
         written: list[int] = []

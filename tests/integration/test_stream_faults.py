@@ -36,7 +36,8 @@ def create(db, kafka, name, table):
     db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
     db.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s::jsonb)",
                [name, kafka.bootstrap, table,
-                json.dumps({"topic_prefix": name, "format": "json", "json_schema": False})])
+                json.dumps({"topic_prefix": name, "format": "json", "json_schema": False,
+                            "snapshot_mode": "no_data"})])
     wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 30, 0.1,
                 f"stream {name} to run")
     return f"{name}.public.{table}"

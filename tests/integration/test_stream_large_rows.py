@@ -18,7 +18,7 @@ WALSHIP_MAX_MESSAGE_BYTES = "33554432"  # the sink's default message.max.bytes
 def create_stream(pg, kafka, name: str, prefix: str, table: str) -> None:
     pg.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s::jsonb)",
                [name, kafka.bootstrap, table,
-                json.dumps({"topic_prefix": prefix, "partitions": 1,
+                json.dumps({"topic_prefix": prefix, "partitions": 1, "snapshot_mode": "no_data",
                             # the broker must not auto-create the topic before walship does
                             "kafka": {"allow.auto.create.topics": "false"}})])
 

@@ -41,7 +41,7 @@ def test_1gb_into_other_tables_does_not_hold_wal(db, kafka, event_class, unique)
     name = unique[:40]
     prefix = f"w{name}"
     db.execute("SELECT walship.create_stream(%s, %s, ARRAY['watched'], %s::jsonb)",
-               [name, kafka.bootstrap, f'{{"topic_prefix": "{prefix}"}}'])
+               [name, kafka.bootstrap, f'{{"topic_prefix": "{prefix}", "snapshot_mode": "no_data"}}'])
     wt.wait_for(lambda: db.scalar("SELECT state FROM walship.stream_status WHERE name = %s",
                                   [name]) == "running", 30, 0.1, "running")
     db.execute("INSERT INTO watched VALUES (1, 'before')")
