@@ -12,7 +12,8 @@ equal ``SELECT *`` of the table: no row missing, none stale, none deleted still 
   a table added with walship.alter_stream. Each asserts the snapshot resumed (resumes in
   walship.snapshots, and far fewer read events than a restart would send);
 - an empty table; a table dropped during its snapshot; keys changed during the snapshot;
-  a partitioned table with and without partition_root; 10 kB TOAST values;
+  a partitioned table with and without partition_root; 10 kB TOAST values, also of
+  rows updated (the value left alone) while their chunks are read;
   snapshot_mode no_data; the events (op r / source.snapshot incremental in JSON, READ in
   protobuf); the status columns;
 - bad input: each a clear error naming what is wrong, raised before anything changes.
