@@ -143,10 +143,13 @@ def snapshot_through_crashes(pg, bootstrap, name, table, rows, begin, figures, l
         load.start()
         time.sleep(0.5)
         begin()
+        midway = 0  # interruptions the snapshot had not finished by: each one resumes
         for fraction, interrupt, _ in interruptions:
             at.append(snap.wait_table_rows(pg, name, tname, int(rows * fraction),
                                            timeout=150)["rows_emitted"])
             interrupt(pg, name)
+            if snap.snapshot_row(pg, name, tname)["state"] != "done":
+                midway += 1
         final = snap.wait_snapshot_state(pg, name, ("done", "failed"), timeout=180)
         time.sleep(1)  # changes after the snapshot, too
     finally:
@@ -167,8 +170,10 @@ def snapshot_through_crashes(pg, bootstrap, name, table, rows, begin, figures, l
     snap.assert_replay_equals(pg, table, rp)
     assert row["state"] == "done" and row["error"] is None, row
     assert row["finished_at"] is not None and row["started_at"] is not None, row
-    # resumed, not restarted: each interruption in the middle, one resumption
-    assert row["resumes"] >= len(interruptions), row
+    # resumed, not restarted: each interruption in the middle, one resumption (a fast
+    # machine may finish before the last one: the kill and the restart must both hit)
+    assert midway >= 2, at
+    assert row["resumes"] >= midway, row
     # a restart from the start after the first crash alone would send >= 1.35 x the rows
     assert reads <= 1.15 * (rows + inserted), (reads, rows, inserted)
     # every row the load never touched can only have come from the snapshot
