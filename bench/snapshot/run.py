@@ -473,6 +473,8 @@ def main() -> int:
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="walship snapshot_chunk_size (default: walship's)")
     ap.add_argument("--only", default=",".join(PHASES), help=f"comma-separated of {','.join(PHASES)}")
+    ap.add_argument("--no-walship", action="store_true",
+                    help="run as if walship had no snapshots: Debezium and the pgbench baselines only")
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = ap.parse_args()
     only = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -510,16 +512,20 @@ def main() -> int:
 
 
 def git_commit() -> str:
-    r = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True, text=True)
-    return r.stdout.strip()[:100]
+    """The last commit of walship's own code (not of bench/) in this checkout."""
+    r = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", "--", "extension", "plugin", "sql"],
+                       capture_output=True, text=True)
+    line = r.stdout.strip()
+    return line if len(line) <= 90 else line[:87] + "..."
 
 
 def run_phases(pg, kafka, connect, topics, args, only, R) -> None:
     N = args.rows
-    wsh_phases = {"walship-json", "walship-protobuf", "pgbench"} & set(only)
-    if wsh_phases and not has_snapshots(pg):
-        raise RuntimeError("this walship has no snapshots (walship.stream_status has no snapshot_state): "
-                           f"leave {', '.join(sorted(wsh_phases))} out of --only, or build a walship with them")
+    R["has_snapshots"] = has_snapshots(pg) and not args.no_walship
+    if not R["has_snapshots"]:
+        # a walship without the snapshot worker: Debezium and the pgbench baselines only
+        log("bench: this walship has no snapshots (walship.stream_status has no snapshot_state, or "
+            "--no-walship): its runs are left out")
     chunk = {"snapshot_chunk_size": args.chunk_size} if args.chunk_size else {}
     log(f"bench: loading {N:,} rows into public.{TABLE} ({disk_free()})")
     R["load"] = load_table(pg, N)
@@ -530,7 +536,7 @@ def run_phases(pg, kafka, connect, topics, args, only, R) -> None:
         R["pgbench_init_s"] = pgbench_init(pg, args.pgbench_scale)
         log(f"bench: pgbench -i -s {args.pgbench_scale} in {R['pgbench_init_s']:.1f} s")
     warm_rows = min(N, WARM_ROWS)
-    if "warmup" in only:
+    if "warmup" in only and R["has_snapshots"]:
         log(f"bench: warm-up: walship json snapshot of {warm_rows:,} rows")
         r = walship_snapshot(pg, kafka, topics, "wsh_warm", WARM_TABLE, warm_rows, {"format": "json", **chunk})
         R["warmup_walship_s"] = r["seconds"]
@@ -559,7 +565,7 @@ def run_phases(pg, kafka, connect, topics, args, only, R) -> None:
             log(f"bench: {key}: rows/s per tenth: " + ", ".join(f"{x:,.0f}" for x in r["profile"]))
 
     for key, fmt in (("walship json", "json"), ("walship protobuf", "protobuf")):
-        if f"walship-{fmt}" in only:
+        if f"walship-{fmt}" in only and R["has_snapshots"]:
             log(f"bench: {key} snapshot of {N:,} rows")
             name = "wsh_" + fmt
             res[key] = walship_snapshot(pg, kafka, topics, name, TABLE, N, {"format": fmt, **chunk})
@@ -581,6 +587,8 @@ def run_phases(pg, kafka, connect, topics, args, only, R) -> None:
         pb["baseline 1"] = pgbench_baseline(pg, T, *cj)
         log(f"bench: pgbench baseline 1: {pb['baseline 1']['tps']:.0f} tps")
         pg.execute("CHECKPOINT")
+        if not R["has_snapshots"]:
+            return
         log(f"bench: pgbench during a walship {args.pgbench_format} snapshot")
         r = walship_snapshot(pg, kafka, topics, "wsh_pgb", TABLE, N, {"format": args.pgbench_format, **chunk},
                              pgbench=(T, *cj))
@@ -589,7 +597,7 @@ def run_phases(pg, kafka, connect, topics, args, only, R) -> None:
         show(f"walship {args.pgbench_format} + pgbench", r)
         log(f"bench: pgbench during: {pb['during']['tps']:.0f} tps (pgbench ended at "
             f"{pb['during']['ended_at_s']:.1f} s, snapshot at {pb['during']['snapshot_rows_at_end']:,} rows)")
-        pb["baseline 2"] = pgbench_baseline(pg, T, *cj)
+        pb["baseline 2"] = pgbench_baseline(pg, T, *cj)  # the same machine minutes later
         log(f"bench: pgbench baseline 2: {pb['baseline 2']['tps']:.0f} tps")
 
 
@@ -702,6 +710,10 @@ def write_results(R) -> None:
                 f"the first {min(N, WARM_ROWS):,} rows.")
     chunk = a["chunk_size"] or "walship's default"
     pgb = ""
+    during_line = "(no walship snapshot ran: no TPS during one)"
+    if "during" in pb:
+        during_line = (f"During ÷ mean of the baselines ({statistics.fmean(base):.1f} tps): "
+                       f"**{100 * pb['during']['tps'] / statistics.fmean(base):.0f}%**.")
     if pb:
         pgb = f"""
 ## pgbench on the same server (`pgbench -n -T {R['pgbench_T']} -c {a['pgbench_clients']} -j {a['pgbench_jobs']}`, TPC-B-like, scale {a['pgbench_scale']})
@@ -710,7 +722,7 @@ def write_results(R) -> None:
 |---|---|---|---|---|---|---|
 {chr(10).join(pg_rows)}
 
-During ÷ mean of the baselines ({statistics.fmean(base):.1f} tps): **{100 * pb['during']['tps'] / statistics.fmean(base):.0f}%**.
+{during_line}
 """
     producer = ", ".join(f"`{k}={v}`" for k, v in dbz.PRODUCER.items())
     text = f"""# walship snapshot vs Debezium {debezium_version()} initial snapshot, {now.strftime('%Y-%m-%d %H:%M')} UTC
