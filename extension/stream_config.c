@@ -20,13 +20,17 @@
  *   - kafka: an object of librdkafka producer properties;
  *   - partitions, replication_factor: for the topics walship creates;
  *   - on_refused: stop (the default) or dead_letter, for events Kafka refuses for good;
- *   - failover: the stream's slot is a failover slot (PostgreSQL 17 and later).
+ *   - failover: the stream's slot is a failover slot (PostgreSQL 17 and later);
+ *   - snapshot_mode: initial (the default: the stream's tables are snapshotted while
+ *     their changes stream) or no_data; snapshot_chunk_size: rows per chunk.
  * The canonical form (canonical_options) has the plugin options in an object "plugin",
  * in the plugin's spelling, as the text the plugin takes, topic-prefix always among
  * them; kafka as given (file forms by their path, never the content); partitions and
- * replication_factor when given; on_refused and failover always:
+ * replication_factor when given; on_refused, failover, snapshot_mode and
+ * snapshot_chunk_size always:
  *   {"plugin": {"format": "json", "topic-prefix": "shop"}, "kafka": {"linger.ms": 20},
- *    "on_refused": "stop", "failover": false}
+ *    "on_refused": "stop", "failover": false, "snapshot_mode": "initial",
+ *    "snapshot_chunk_size": 1024}
  * A row in the first form (written by hand, or by walship before the canonical form)
  * reads the same way: both are one syntax.
  */
@@ -63,8 +67,8 @@
 
 #define OPTIONS_HINT                                                                               \
     "Stream options are the walship output plugin's options (topic_prefix, format, "               \
-    "include_before, ...; '_' or '-'), plus kafka, partitions, replication_factor and "            \
-    "on_refused."
+    "include_before, ...; '_' or '-'), plus kafka, partitions, replication_factor, "               \
+    "on_refused, failover, snapshot_mode and snapshot_chunk_size."
 
 /* walship's own tables, never streamed: the catalog holds Kafka credentials */
 
@@ -707,6 +711,44 @@ static void add_stream_option(StreamConfig *config, ws_options *parser, const ch
                              "of it (\"stop\", the default) or write a note of it to the topic "
                              "<topic_prefix>.walship.dead_letter and go on "
                              "(\"dead_letter\").")));
+    } else if (strcmp(key, "snapshot_mode") == 0 || strcmp(key, "snapshot-mode") == 0) {
+        char *mode = jsonb_scalar_text(v);
+
+        if (mode != NULL && v->type == jbvString && strcmp(mode, "initial") == 0)
+            config->snapshot_initial = true;
+        else if (mode != NULL && v->type == jbvString &&
+                 (strcmp(mode, "no_data") == 0 || strcmp(mode, "no-data") == 0))
+            config->snapshot_initial = false;
+        else
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("invalid value for option \"%s\" of stream \"%s\"", key, config->name),
+                     errdetail("Expected \"initial\" or \"no_data\", got %s.",
+                               mode != NULL ? mode : "no string"),
+                     errhint("snapshot_mode initial (the default, as Debezium's) sends the rows "
+                             "the stream's tables hold when it is created, as read events, "
+                             "while their changes stream; no_data sends changes only.")));
+    } else if (strcmp(key, "snapshot_chunk_size") == 0 || strcmp(key, "snapshot-chunk-size") == 0) {
+        char *text = jsonb_scalar_text(v);
+        char *end;
+        long value = 0;
+
+        if (text != NULL && v->type == jbvNumeric) {
+            errno = 0;
+            value = strtol(text, &end, 10);
+            if (errno != 0 || *end != '\0' || end == text)
+                value = 0;
+        }
+        if (value < 1 || value > STREAM_MAX_SNAPSHOT_CHUNK)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("invalid value for option \"%s\" of stream \"%s\"", key, config->name),
+                     errdetail("Expected an integer from 1 to %d, got %s.",
+                               STREAM_MAX_SNAPSHOT_CHUNK, text != NULL ? text : "no number"),
+                     errhint("A snapshot reads its tables in chunks of this many rows, each held "
+                             "in the worker's memory until Kafka has it; the default is %d.",
+                             STREAM_DEFAULT_SNAPSHOT_CHUNK)));
+        config->snapshot_chunk_size = (int)value;
     } else if (strcmp(key, "failover") == 0) {
         if (v->type != jbvBool)
             ereport(ERROR,
@@ -788,9 +830,12 @@ static Jsonb *canonical_options(const StreamConfig *config)
         appendStringInfo(&buf, ", \"partitions\": %d", config->partitions);
     if (config->replication_factor > 0)
         appendStringInfo(&buf, ", \"replication_factor\": %d", config->replication_factor);
-    appendStringInfo(&buf, ", \"on_refused\": \"%s\", \"failover\": %s}",
+    appendStringInfo(&buf,
+                     ", \"on_refused\": \"%s\", \"failover\": %s, \"snapshot_mode\": \"%s\", "
+                     "\"snapshot_chunk_size\": %d}",
                      config->dead_letter ? "dead_letter" : "stop",
-                     config->failover ? "true" : "false");
+                     config->failover ? "true" : "false",
+                     config->snapshot_initial ? "initial" : "no_data", config->snapshot_chunk_size);
     return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
@@ -815,6 +860,8 @@ static StreamConfig *build_config(const char *name, const char *bootstrap_server
     config->tables = tables;
     config->partitions = -1;
     config->replication_factor = -1;
+    config->snapshot_initial = true;
+    config->snapshot_chunk_size = STREAM_DEFAULT_SNAPSHOT_CHUNK;
 
     /* also for a row written behind walship's back: librdkafka would take port 99999 mod 65536 */
     check_bootstrap_servers(name, bootstrap_servers);

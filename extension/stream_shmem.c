@@ -94,6 +94,20 @@ void stream_wake_launcher(void)
     LWLockRelease(walship_shmem->lock);
 }
 
+void stream_wake_snapshots(const char *name)
+{
+    StreamShared *entry;
+
+    if (walship_shmem == NULL)
+        return;
+    /* the worker reads the counter when it publishes its status, at least every 100 ms */
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    entry = stream_shmem_find(name);
+    if (entry != NULL)
+        entry->snapshot_requests++;
+    LWLockRelease(walship_shmem->lock);
+}
+
 /* Records an error for the status view, if entry still belongs to this generation. */
 void stream_record_error(StreamShared *entry, uint32 generation, const char *message)
 {

@@ -23,7 +23,11 @@
 #include "commands/extension.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "catalog/partition.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -43,6 +47,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include <signal.h>
@@ -55,6 +60,7 @@ WS_SQL_FUNCTION(walship_create_stream);
 WS_SQL_FUNCTION(walship_start_stream);
 WS_SQL_FUNCTION(walship_stop_stream);
 WS_SQL_FUNCTION(walship_drop_stream);
+WS_SQL_FUNCTION(walship_snapshot);
 
 /* ------------------------------------------------------------------------- */
 /* What the end of the transaction has to do                                */
@@ -64,6 +70,7 @@ typedef enum PendingKind {
     PENDING_DROP_SLOT_AT_COMMIT, /* drop_stream removed the row */
     PENDING_CLEAR_STOP_ON_ABORT, /* stop_stream/drop_stream asked a worker to stop */
     PENDING_WAKE_LAUNCHER,       /* at commit */
+    PENDING_WAKE_SNAPSHOTS,      /* at commit: the stream's worker looks at its snapshots */
 } PendingKind;
 
 typedef struct PendingAction {
@@ -188,17 +195,20 @@ static void stream_xact_callback(XactEvent event, void *arg)
                         errmsg("cannot prepare a transaction that changed walship streams"),
                         errdetail("Replication slots and stream workers are not transactional.")));
         break;
-    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_COMMIT: {
+        bool woken = false;
+
         foreach (lc, pending_actions) {
             PendingAction *action = lfirst(lc);
 
-            if (action->kind == PENDING_WAKE_LAUNCHER) {
+            if (action->kind == PENDING_WAKE_LAUNCHER && !woken) {
                 stream_wake_launcher();
-                break;
-            }
+                woken = true;
+            } else if (action->kind == PENDING_WAKE_SNAPSHOTS)
+                stream_wake_snapshots(action->name);
         }
         clear_pending();
-        break;
+    } break;
     case XACT_EVENT_ABORT:
         foreach (lc, pending_actions)
             undo_action(lfirst(lc));
@@ -454,6 +464,287 @@ static void hide_statement(void)
 }
 
 /* ------------------------------------------------------------------------- */
+/* Snapshots: what create_stream, alter_stream and walship.snapshot queue     */
+
+/*
+ * What a snapshot reads: ordinary tables, each a leaf (a partitioned table's partitions
+ * are read one by one; with partition-root their rows are published as the root's), with
+ * a key to read them in chunks by and to deduplicate against changes.
+ */
+typedef struct SnapshotTarget {
+    Oid relid;
+    char *name; /* quoted schema.table */
+} SnapshotTarget;
+
+static bool snapshot_target_listed(List *targets, Oid relid)
+{
+    ListCell *lc;
+
+    foreach (lc, targets)
+        if (((SnapshotTarget *)lfirst(lc))->relid == relid)
+            return true;
+    return false;
+}
+
+/* A plugin option parser holding the stream's plugin options, for its table filters. */
+static ws_options *stream_filters(const StreamConfig *config)
+{
+    ws_error err;
+    ws_options *opts = ws_options_create(&err);
+    ListCell *lc;
+
+    if (opts == NULL)
+        ws_ereport(ERROR, &err, NULL);
+    foreach (lc, config->plugin_options) {
+        DefElem *elem = lfirst(lc);
+
+        if (strcmp(elem->defname, "tables") == 0 || strcmp(elem->defname, "exclude-tables") == 0)
+            if (ws_options_set(opts, elem->defname, strVal(elem->arg), &err) != WS_OK) {
+                ws_options_destroy(opts);
+                ws_ereport(ERROR, &err, NULL);
+            }
+    }
+    return opts;
+}
+
+static void add_snapshot_target(const StreamConfig *config, ws_options *filters, List **targets,
+                                Oid relid, bool named)
+{
+    Relation rel = try_relation_open(relid, AccessShareLock);
+    char *schema;
+    char *canonical;
+    SnapshotTarget *target;
+
+    if (rel == NULL)
+        return; /* dropped meanwhile */
+    schema = get_namespace_name(RelationGetNamespace(rel));
+    canonical = quote_qualified_identifier(schema, RelationGetRelationName(rel));
+    if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) {
+        List *children = find_all_inheritors(relid, AccessShareLock, NULL);
+        ListCell *lc;
+
+        foreach (lc, children) {
+            Oid child = lfirst_oid(lc);
+
+            if (child != relid && get_rel_relkind(child) == RELKIND_RELATION)
+                add_snapshot_target(config, filters, targets, child, true);
+        }
+        relation_close(rel, AccessShareLock);
+        return;
+    }
+    if (rel->rd_rel->relkind != RELKIND_RELATION ||
+        rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT ||
+        ws_options_table_excluded(filters, schema, RelationGetRelationName(rel)) ||
+        (!named && !ws_options_table_included(filters, schema, RelationGetRelationName(rel))) ||
+        snapshot_target_listed(*targets, relid)) {
+        relation_close(rel, AccessShareLock);
+        return;
+    }
+    if (!OidIsValid(RelationGetReplicaIndex(rel)))
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("table %s of stream \"%s\" cannot be snapshotted: it has no primary key "
+                        "or replica identity index",
+                        canonical, config->name),
+                 errdetail("A snapshot reads a table in chunks in key order and drops from each "
+                           "chunk the rows that changed meanwhile, by key; without a key a "
+                           "snapshot row could overwrite a newer change."),
+                 errhint("Add a primary key (or ALTER TABLE %s REPLICA IDENTITY USING INDEX on a "
+                         "unique index of NOT NULL columns), or leave the table out of the "
+                         "snapshot: snapshot_mode \"no_data\", or walship.snapshot with the other "
+                         "tables.",
+                         canonical)));
+    target = palloc(sizeof(SnapshotTarget));
+    target->relid = relid;
+    target->name = canonical;
+    *targets = lappend(*targets, target);
+    relation_close(rel, AccessShareLock);
+}
+
+/*
+ * The tables a snapshot reads: relids (tables of the stream, resolved by the caller), or,
+ * when NIL, every table of the stream (stream_relids, or with those NIL every table the
+ * stream's options let through). ERRORs name a table that cannot be read.
+ */
+static List *snapshot_targets(const StreamConfig *config, List *relids, List *stream_relids)
+{
+    List *targets = NIL;
+    ws_options *filters = stream_filters(config);
+    MemoryContext cxt = CurrentMemoryContext;
+    ListCell *lc;
+
+    PG_TRY();
+    {
+        if (relids != NIL) {
+            foreach (lc, relids)
+                add_snapshot_target(config, filters, &targets, lfirst_oid(lc), true);
+        } else if (stream_relids != NIL) {
+            foreach (lc, stream_relids)
+                add_snapshot_target(config, filters, &targets, lfirst_oid(lc), true);
+        } else {
+            /* every table, as the plugin streams them: users' ordinary and partitioned
+             * tables, partitions through their partitioned table */
+            int ret;
+
+            catalog_connect();
+            ret = spi_exec("SELECT c.oid FROM pg_catalog.pg_class c "
+                           "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                           "AND c.relpersistence = 'p' AND c.oid >= 16384 "
+                           "AND n.nspname <> 'walship' AND n.nspname <> 'information_schema' "
+                           "AND n.nspname NOT LIKE 'pg\\_%' "
+                           "AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d "
+                           "  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid "
+                           "  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass "
+                           "    AND d.objid = c.oid AND d.deptype = 'e' "
+                           "    AND e.extname = 'walship') "
+                           "ORDER BY c.oid",
+                           0, NULL, NULL, NULL, true);
+            if (ret == SPI_OK_SELECT) {
+                List *all = NIL;
+                MemoryContext spi = MemoryContextSwitchTo(cxt);
+
+                for (uint64 i = 0; i < SPI_processed; i++) {
+                    bool isnull;
+
+                    all = lappend_oid(
+                        all, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+                                                            SPI_tuptable->tupdesc, 1, &isnull)));
+                }
+                MemoryContextSwitchTo(spi);
+                catalog_finish();
+                foreach (lc, all)
+                    add_snapshot_target(config, filters, &targets, lfirst_oid(lc), false);
+            } else
+                catalog_finish();
+        }
+    }
+    PG_CATCH();
+    {
+        ws_options_destroy(filters);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    ws_options_destroy(filters);
+    return targets;
+}
+
+/* walship_streams.h; a table snapshotted before starts again from its beginning. */
+int stream_snapshot_request(const StreamConfig *config, List *relids, List *stream_relids)
+{
+    List *targets = snapshot_targets(config, relids, stream_relids);
+    Oid types[3] = {TEXTOID, OIDOID, TEXTOID};
+    ListCell *lc;
+
+    if (targets == NIL)
+        return 0;
+    catalog_connect();
+    foreach (lc, targets) {
+        SnapshotTarget *target = lfirst(lc);
+        Datum values[3] = {CStringGetTextDatum(config->name), ObjectIdGetDatum(target->relid),
+                           CStringGetTextDatum(target->name)};
+
+        spi_exec("SELECT state FROM walship.snapshots WHERE stream = $1 AND table_oid = $2 "
+                 "AND state IN ('pending', 'running') FOR UPDATE",
+                 2, types, values, NULL, false);
+        if (SPI_processed > 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_IN_USE),
+                     errmsg("table %s of stream \"%s\" is already being snapshotted", target->name,
+                            config->name),
+                     errhint("Wait until walship.stream_status shows snapshot_state \"done\" "
+                             "(walship.snapshots lists each table), then ask again.")));
+        spi_exec("INSERT INTO walship.snapshots (stream, table_oid, table_name) "
+                 "VALUES ($1, $2, $3) ON CONFLICT (stream, table_oid) DO UPDATE SET "
+                 "table_name = EXCLUDED.table_name, state = 'pending', last_key = NULL, "
+                 "rows_emitted = 0, chunks = 0, resumes = 0, requested_at = now(), "
+                 "started_at = NULL, finished_at = NULL, error = NULL",
+                 3, types, values, NULL, false);
+    }
+    catalog_finish();
+    add_pending(PENDING_WAKE_SNAPSHOTS, config->name);
+    return list_length(targets);
+}
+
+/* walship.snapshot(stream, tables): the stream's tables, or some of them, again. */
+Datum walship_snapshot(PG_FUNCTION_ARGS)
+{
+    char *name;
+    StreamConfig *config;
+    List *relids = NIL;
+    Oid types[1] = {TEXTOID};
+
+    stream_require_preloaded();
+    require_stream_database();
+    name = stream_name_arg(fcinfo, 0);
+    require_stream_admin("snapshot", name);
+
+    catalog_connect();
+    spi_exec("SELECT 1 FROM walship.streams WHERE name = $1 FOR UPDATE", 1, types,
+             (Datum[]){CStringGetTextDatum(name)}, NULL, false);
+    if (SPI_processed == 0)
+        stream_not_found(name);
+    catalog_finish();
+    config = stream_config_load(name);
+
+    if (!PG_ARGISNULL(1)) {
+        ArrayType *arr = PG_GETARG_ARRAYTYPE_P(1);
+        Datum *elems;
+        bool *elnulls;
+        int n;
+        List *table_names = NIL;
+        ListCell *name_cell;
+        ListCell *oid_cell;
+
+        if (ARR_NDIM(arr) > 1)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("tables to snapshot in stream \"%s\" must be a "
+                                   "one-dimensional array",
+                                   name)));
+        deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
+        if (n == 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("tables to snapshot in stream \"%s\" must not be empty", name),
+                            errhint("Pass NULL to snapshot every table of the stream.")));
+        for (int i = 0; i < n; i++) {
+            if (elnulls[i])
+                ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                                errmsg("tables to snapshot in stream \"%s\" must not contain "
+                                       "NULL",
+                                       name)));
+            table_names = lappend(table_names, TextDatumGetCString(elems[i]));
+        }
+        forboth(name_cell, stream_resolve_tables(name, table_names, &relids), oid_cell, relids)
+        {
+            Oid relid = lfirst_oid(oid_cell);
+            bool member = config->table_oids == NIL && config->tables == NIL;
+
+            if (config->table_oids != NIL)
+                member = list_member_oid(config->table_oids, relid);
+            /* a partition of a partitioned table of the stream is in it too */
+            if (!member && config->table_oids != NIL && get_rel_relispartition(relid)) {
+                ListCell *lc;
+
+                foreach (lc, get_partition_ancestors(relid))
+                    member = member || list_member_oid(config->table_oids, lfirst_oid(lc));
+            }
+            if (!member)
+                ereport(
+                    ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("table %s is not in stream \"%s\"", strVal(lfirst(name_cell)), name),
+                     errhint("A snapshot reads tables the stream streams; add the table with "
+                             "walship.alter_stream('%s', tables => ...) first (which "
+                             "snapshots it too).",
+                             name)));
+        }
+    }
+    if (stream_snapshot_request(config, relids, config->table_oids) == 0)
+        ereport(NOTICE, (errmsg("stream \"%s\" has no table to snapshot", name)));
+    PG_RETURN_VOID();
+}
+
+/* ------------------------------------------------------------------------- */
 /* create_stream                                                             */
 
 /*
@@ -601,6 +892,10 @@ static void create_stream(FunctionCallInfo fcinfo)
                        psprintf("invalid Kafka configuration for stream \"%s\"", name));
     }
 
+    /* tables the snapshot cannot read are refused before the slot exists */
+    if (config->snapshot_initial)
+        (void)snapshot_targets(config, NIL, relids);
+
     if (SearchNamedReplicationSlot(slot_name, true) != NULL)
         ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
                         errmsg("replication slot \"%s\" for stream \"%s\" already exists",
@@ -659,6 +954,9 @@ static void create_stream(FunctionCallInfo fcinfo)
     if (ret != SPI_OK_INSERT)
         elog(ERROR, "could not insert stream \"%s\" into walship.streams", name);
     catalog_finish();
+    /* the worker starts after this commits and finds them queued */
+    if (config->snapshot_initial)
+        (void)stream_snapshot_request(config, NIL, relids);
 
     /* a stream of the same name dropped a moment ago may still have its entry */
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
@@ -823,4 +1121,16 @@ void stream_install_drop_hook(void)
 {
     prev_process_utility = ProcessUtility_hook;
     ProcessUtility_hook = walship_process_utility;
+}
+
+/* ------------------------------------------------------------------------- */
+/* alter_stream                                                              */
+
+WS_SQL_FUNCTION(walship_alter_stream);
+
+Datum walship_alter_stream(PG_FUNCTION_ARGS)
+{
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("walship.alter_stream is not built yet")));
+    PG_RETURN_VOID();
 }

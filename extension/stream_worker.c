@@ -105,6 +105,7 @@ typedef struct StreamWorker {
     TimestampTz standby_warned;
     bool kafka_error; /* the sink reported a broker error at the last publish */
     uint32 wait_event;
+    uint32 snapshot_requests; /* StreamShared.snapshot_requests when last seen */
 } StreamWorker;
 
 static StreamWorker worker;
@@ -193,6 +194,10 @@ static void publish(bool force)
     if (worker.entry->generation == worker.generation) {
         StreamShared *e = worker.entry;
 
+        if (e->snapshot_requests != worker.snapshot_requests) {
+            worker.snapshot_requests = e->snapshot_requests;
+            snapshot_wake();
+        }
         e->events_produced = stats.events_produced;
         e->bytes_produced = stats.bytes_produced;
         e->events_acked = stats.events_acked;
@@ -372,6 +377,9 @@ static void stream_finish(bool between_records)
     (void)ws_sink_poll(worker.sink, 0, NULL);
     serve_sink_logs();
     confirm(between_records);
+    /* what Kafka has of a snapshot is not read again (in a transaction of its own) */
+    if (between_records)
+        snapshot_save();
     /* a clean stop leaves the slot saved: a crash right after re-sends nothing */
     save_slot(true);
     publish(true);
@@ -398,8 +406,8 @@ static void hook_begin(void *arg, TransactionId xid, XLogRecPtr commit_lsn)
     ws_sink_begin_txn(worker.sink, commit_lsn);
 }
 
-static void hook_event(void *arg, const char *topic, const char *table, const ws_record *record,
-                       TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time)
+void stream_worker_produce(const char *topic, const char *table, const ws_record *record,
+                           TransactionId xid, XLogRecPtr commit_lsn)
 {
     ws_error err;
 
@@ -428,6 +436,13 @@ static void hook_event(void *arg, const char *topic, const char *table, const ws
                 stream_finish(false);
         }
     }
+}
+
+static void hook_event(void *arg, const char *topic, const char *table, const ws_record *record,
+                       TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time)
+{
+    snapshot_on_event(table, record, xid);
+    stream_worker_produce(topic, table, record, xid, commit_lsn);
     worker.last_commit_time = commit_time;
     if (stop_pending) {
         note_stop_request();
@@ -439,6 +454,18 @@ static void hook_event(void *arg, const char *topic, const char *table, const ws
 static void hook_commit(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents)
 {
     ws_sink_end_txn(worker.sink, commit_lsn);
+    snapshot_on_commit(xid, nevents);
+}
+
+static void hook_moved(void *arg, const char *table, const uint8 *old_key, size_t old_keylen,
+                       TransactionId xid)
+{
+    snapshot_on_moved(table, old_key, old_keylen, xid);
+}
+
+static void hook_watermark(void *arg, const char *content, Size len, XLogRecPtr end_lsn)
+{
+    snapshot_on_watermark(content, len, end_lsn);
 }
 
 /* The plugin writes nothing to ctx->out once hooks are attached; these are never used. */
@@ -596,6 +623,8 @@ static void decode_forever(void)
         int sleep_ms;
 
         serve_signals(true);
+        /* between records: a snapshot's next chunk, its progress */
+        snapshot_step();
 
         /* read_local_xlog_page waits for WAL that does not exist yet: stay below it */
         end_of_wal = decodable_end();
@@ -797,6 +826,8 @@ static void stream_worker_run(void)
     hooks.begin = hook_begin;
     hooks.event = hook_event;
     hooks.commit = hook_commit;
+    hooks.moved = hook_moved;
+    hooks.watermark = hook_watermark;
     if (worker.config->table_oids != NIL) {
         Oid *relids = palloc(sizeof(Oid) * list_length(worker.config->table_oids));
         int n = 0;
@@ -808,6 +839,7 @@ static void stream_worker_run(void)
         hooks.ntables = n;
     }
     walship_plugin_attach_hooks(worker.ctx, &hooks);
+    snapshot_attach(worker.ctx, worker.sink, worker.config, worker.context);
 
     /* transactions that commit after confirmed_flush may have begun at restart_lsn */
     XLogBeginRead(worker.ctx->reader, restart_lsn);

@@ -39,6 +39,9 @@
  */
 #define STREAM_MAX_PARTITIONS 100000
 #define STREAM_MAX_REPLICATION_FACTOR 32767
+/* Rows per snapshot chunk: the default, and the most (a chunk is held in memory). */
+#define STREAM_DEFAULT_SNAPSHOT_CHUNK 1024
+#define STREAM_MAX_SNAPSHOT_CHUNK 100000
 /* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */
 #define STREAM_SECRET_FILE_MAXLEN (1024 * 1024)
 
@@ -85,6 +88,8 @@ typedef struct StreamShared {
     bool stop_requested;
     /* start_stream asks the launcher to forget the restart backoff */
     bool restart_now;
+    /* bumped when walship.snapshots gained work for the stream: its worker looks */
+    uint32 snapshot_requests;
 
     /* reported by the worker */
     pid_t pid; /* 0 when no worker runs */
@@ -124,6 +129,8 @@ extern StreamShared *stream_shmem_find(const char *name);
 extern StreamShared *stream_shmem_claim(const char *name);
 extern void stream_wake_launcher(void);
 extern void stream_record_error(StreamShared *entry, uint32 generation, const char *message);
+/* Tells the stream's worker that its snapshots changed (walship.snapshots). */
+extern void stream_wake_snapshots(const char *name);
 
 /* stream_config.c */
 typedef struct StreamConfig {
@@ -152,6 +159,10 @@ typedef struct StreamConfig {
     char *dead_letter_topic;
     /* failover: the slot is a failover slot (17+), synchronized to physical standbys */
     bool failover;
+    /* snapshot_mode = initial: the stream's tables are snapshotted when it is created
+     * (and when alter_stream adds tables); snapshot_chunk_size rows per chunk */
+    bool snapshot_initial;
+    int snapshot_chunk_size;
     /* what the catalog keeps (walship.streams.options): the canonical form of the options
      * (see stream_config.c); NULL for a configuration read from the catalog */
     Jsonb *options;
@@ -189,9 +200,40 @@ extern bool stream_slot_forget_owned(const char *slot_name);
 
 /* stream_sql.c */
 extern void stream_install_drop_hook(void);
+/*
+ * Queues a snapshot (walship.snapshots) of tables of the stream in the caller's
+ * transaction: relids, or when NIL every table of the stream (stream_relids, or with
+ * those NIL every table its options let through); a partitioned table is read partition
+ * by partition. ERRORs, before anything is written, name a table without a primary key
+ * or replica identity index, or one whose snapshot is pending or running. The worker is
+ * told when the transaction commits. Returns the number of tables queued.
+ */
+extern int stream_snapshot_request(const StreamConfig *config, List *relids, List *stream_relids);
 
 /* stream_worker.c */
 extern PGDLLEXPORT void walship_stream_main(Datum main_arg);
+/* Hands one record to Kafka, waiting (serving Kafka, interrupts, a stop) while the
+ * producer's queue is full; an ERROR when Kafka refuses it. */
+extern void stream_worker_produce(const char *topic, const char *table, const ws_record *record,
+                                  TransactionId xid, XLogRecPtr commit_lsn);
+
+/* stream_snapshot.c: the worker's snapshots (all from the worker's one thread) */
+struct LogicalDecodingContext;
+struct ws_sink;
+extern void snapshot_attach(struct LogicalDecodingContext *ctx, struct ws_sink *sink,
+                            const StreamConfig *config, MemoryContext parent);
+/* walship.snapshots may have new work */
+extern void snapshot_wake(void);
+/* Between records: saves what Kafka acknowledged, reads the next chunk when due. */
+extern void snapshot_step(void);
+/* Between records: saves what Kafka acknowledged of the snapshot (at a stop). */
+extern void snapshot_save(void);
+/* From the plugin's hooks */
+extern void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid);
+extern void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen,
+                              TransactionId xid);
+extern void snapshot_on_commit(TransactionId xid, uint64 nevents);
+extern void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn);
 
 /* launcher.c */
 extern PGDLLEXPORT void walship_launcher_main(Datum main_arg);

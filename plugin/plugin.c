@@ -344,6 +344,8 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
     /* one pass gives the records and, for a stream's Kafka messages, their keys */
     if (ws_encode(s->encoder, change, s->hooked, &out, &err) != WS_OK)
         ws_ereport(ERROR, &err, NULL);
+    if (s->hooked && out.moved_from_key != NULL && s->hooks.moved != NULL)
+        s->hooks.moved(s->hooks.arg, table, out.moved_from_key, out.moved_from_keylen, txn->xid);
 
     for (int i = 0; i < out.nrecords; i++) {
         const ws_record *record = &out.records[i];
@@ -681,6 +683,12 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
     MemoryContext oldcxt;
     ws_change event;
 
+    /* walship's own marks (a snapshot's watermarks) are never events */
+    if (strcmp(prefix, WALSHIP_WATERMARK_PREFIX) == 0) {
+        if (s->hooked && !transactional && s->hooks.watermark != NULL)
+            s->hooks.watermark(s->hooks.arg, message, message_size, message_lsn);
+        return;
+    }
     if (!s->settings.messages || !ws_options_message_included(s->options, prefix))
         return;
 
@@ -736,4 +744,59 @@ static bool walship_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId or
     WalshipSession *s = ctx->output_plugin_private;
 
     return s->settings.origin == WS_ORIGIN_NONE && origin_id != InvalidRepOriginId;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Snapshot rows (walship_plugin.h)                                          */
+
+static WalshipSession *hooked_session(LogicalDecodingContext *ctx)
+{
+    WalshipSession *s = ctx->output_plugin_private;
+
+    if (ctx->callbacks.startup_cb != walship_startup || s == NULL || !s->hooked)
+        elog(ERROR, "decoding context does not use the walship output plugin with hooks");
+    return s;
+}
+
+bool walship_plugin_publishes(LogicalDecodingContext *ctx, Relation relation, const char **table)
+{
+    RelationCacheEntry *entry;
+
+    (void)hooked_session(ctx);
+    entry = relation_cache_get(relation);
+    if (table != NULL)
+        *table = entry->qualified;
+    return entry->included;
+}
+
+bool walship_plugin_read_row(LogicalDecodingContext *ctx, Relation relation, HeapTuple tuple,
+                             XLogRecPtr lsn, TimestampTz time, WalshipReadEmit emit, void *arg)
+{
+    WalshipSession *s = hooked_session(ctx);
+    RelationCacheEntry *entry = relation_cache_get(relation);
+    MemoryContext oldcxt;
+    ws_change event;
+    ws_encoded out;
+    ws_error err;
+
+    if (!entry->included)
+        return false;
+    oldcxt = MemoryContextSwitchTo(s->change_context);
+    memset(&event, 0, sizeof(event));
+    event.op = WS_OP_READ;
+    event.after = rowview_fill_new(&entry->view, RelationGetDescr(relation), tuple);
+    event.source.database = s->database;
+    event.source.schema = entry->schema;
+    event.source.table = entry->table;
+    event.source.commit_lsn = lsn;
+    event.source.change_lsn = lsn;
+    event.source.commit_time_us = time + WS_UNIX_EPOCH_OFFSET_US;
+    event.table = entry->table_handle;
+    if (ws_encode(s->encoder, &event, true, &out, &err) != WS_OK)
+        ws_ereport(ERROR, &err, NULL);
+    for (int i = 0; i < out.nrecords; i++)
+        emit(arg, entry->topic, entry->qualified, &out.records[i]);
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextReset(s->change_context);
+    return true;
 }

@@ -313,6 +313,12 @@ typedef struct ws_record {
 typedef struct ws_encoded {
     ws_record records[WS_MAX_RECORDS];
     int nrecords; /* at least 1 */
+    /*
+     * An UPDATE that changed the key under key-change=update, with_key: the old key
+     * (as a record of it would be keyed), which no record names; NULL otherwise.
+     */
+    const uint8_t *moved_from_key;
+    size_t moved_from_keylen;
 } ws_encoded;
 
 /*

@@ -14,7 +14,9 @@
 #include "postgres.h"
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "access/htup.h"
 #include "replication/logical.h"
+#include "utils/relcache.h"
 
 #include "walship_core.h"
 
@@ -31,6 +33,18 @@ typedef struct WalshipStreamHooks {
                   TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time);
     /* the transaction ended; nevents records were handed to event() for it */
     void (*commit)(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents);
+    /*
+     * An UPDATE took its row away from another key (key-change=update keeps it one
+     * event, keyed by the new key): that key, as event() would have been given it.
+     * NULL: not wanted.
+     */
+    void (*moved)(void *arg, const char *table, const uint8 *old_key, size_t old_keylen,
+                  TransactionId xid);
+    /*
+     * A logical message with walship's own prefix (WALSHIP_WATERMARK_PREFIX), reached at
+     * end_lsn (the end of its record); never an event. NULL: not wanted.
+     */
+    void (*watermark)(void *arg, const char *content, Size len, XLogRecPtr end_lsn);
     /*
      * The stream's tables by OID, followed through renames (and their partitions, also
      * those attached later); exclude-tables still applies. NULL: the tables option, by
@@ -59,6 +73,30 @@ extern char *walship_kafka_topic_name(const char *name);
 /* The prefix of a stream's topics (palloc'd): given when not NULL or empty, else the
  * database name as walship_kafka_topic_name makes it. */
 extern char *walship_topic_prefix(const char *given, const char *database);
+
+/*
+ * The prefix of the logical messages walship writes for itself (a snapshot's low and
+ * high watermarks): the plugin never emits them, to hooks or to clients.
+ */
+#define WALSHIP_WATERMARK_PREFIX "walship.watermark"
+
+/*
+ * A snapshot row: one row of `relation` as a READ event, encoded as the stream encodes
+ * its changes (the same topic, key and format), its source at lsn and time. `tuple` is
+ * in the relation's own format (dropped columns included) with no external TOAST
+ * value. emit gets each record (buffers valid during the call) with the topic and the
+ * table as event() gets them. False, and nothing emitted, when the stream does not
+ * publish the relation. Needs a transaction (catalog access) and hooks attached.
+ */
+typedef void (*WalshipReadEmit)(void *arg, const char *topic, const char *table,
+                                const ws_record *record);
+extern bool walship_plugin_read_row(LogicalDecodingContext *ctx, Relation relation, HeapTuple tuple,
+                                    XLogRecPtr lsn, TimestampTz time, WalshipReadEmit emit,
+                                    void *arg);
+/* Whether the stream publishes the relation, and under which table name ("schema.table",
+ * as event() gets it; valid until the plugin's next callback). */
+extern bool walship_plugin_publishes(LogicalDecodingContext *ctx, Relation relation,
+                                     const char **table);
 
 /* Attach hooks to a context created with the walship plugin (after CreateDecodingContext). */
 extern void walship_plugin_attach_hooks(LogicalDecodingContext *ctx,

@@ -62,6 +62,34 @@ COMMENT ON TABLE walship.streams IS
 SELECT pg_catalog.pg_extension_config_dump('walship.streams', '');
 REVOKE ALL ON walship.streams FROM PUBLIC;
 
+-- One row per table a stream snapshots or has snapshotted (docs/snapshots.md): the
+-- relation read (a leaf partition, or the partitioned table with partition-root), and
+-- how far its snapshot got. The worker moves last_key on once Kafka has acknowledged a
+-- chunk, so after any crash it continues from there.
+CREATE TABLE walship.snapshots (
+    stream text NOT NULL REFERENCES walship.streams (name) ON DELETE CASCADE,
+    table_oid regclass NOT NULL,
+    table_name text NOT NULL,            -- "schema.table" when it was requested
+    state text NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    -- the key of the last row of the last acknowledged chunk, each column's text form;
+    -- NULL: from the start
+    last_key text[],
+    rows_emitted bigint NOT NULL DEFAULT 0,
+    chunks bigint NOT NULL DEFAULT 0,
+    -- times a worker continued this table where an earlier one left it
+    resumes integer NOT NULL DEFAULT 0,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    error text,
+    PRIMARY KEY (stream, table_oid)
+);
+COMMENT ON TABLE walship.snapshots IS
+'walship snapshots: per stream and table, its state and the key it has reached';
+SELECT pg_catalog.pg_extension_config_dump('walship.snapshots', '');
+REVOKE ALL ON walship.snapshots FROM PUBLIC;
+
 CREATE FUNCTION walship.create_stream(name text, bootstrap_servers text,
                                       tables text[] DEFAULT NULL,
                                       options jsonb DEFAULT '{}')
@@ -70,6 +98,22 @@ AS 'MODULE_PATHNAME', 'walship_create_stream'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION walship.create_stream(text, text, text[], jsonb) IS
 'creates a stream: its slot walship_<name>, its catalog row, and starts its worker';
+
+CREATE FUNCTION walship.alter_stream(name text, tables text[] DEFAULT NULL,
+                                     options jsonb DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_alter_stream'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION walship.alter_stream(text, text[], jsonb) IS
+'changes a stream''s tables (added ones are snapshotted per snapshot_mode) or options; '
+'its worker restarts from the slot when the transaction commits';
+
+CREATE FUNCTION walship.snapshot(stream text, tables text[] DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_snapshot'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION walship.snapshot(text, text[]) IS
+'snapshots some (or all) tables of a stream again, online, while it streams';
 
 CREATE FUNCTION walship.start_stream(name text)
 RETURNS void
@@ -109,7 +153,10 @@ CREATE FUNCTION walship.stream_status(
     OUT lag_bytes numeric, OUT events_produced bigint, OUT bytes_produced bigint,
     OUT events_acked bigint, OUT in_flight bigint, OUT last_commit_time timestamptz,
     OUT last_ack_time timestamptz, OUT last_error text, OUT last_error_time timestamptz,
-    OUT dead_letters bigint, OUT dropped_tables text[])
+    OUT dead_letters bigint, OUT dropped_tables text[],
+    OUT snapshot_state text, OUT snapshot_table text, OUT snapshot_rows bigint,
+    OUT snapshot_tables_done integer, OUT snapshot_tables_total integer,
+    OUT snapshot_finished_at timestamptz)
 RETURNS SETOF record
 LANGUAGE sql STABLE
 AS $$
@@ -137,11 +184,31 @@ AS $$
            -- tables are followed by OID: renamed ones keep streaming, dropped ones are here
            ARRAY(SELECT t.name FROM unnest(s.tables, s.table_oids) AS t(name, oid)
                   WHERE t.oid IS NOT NULL
-                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.oid))
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.oid)),
+           -- the latest snapshot: failed if a table failed, running while one is left
+           CASE WHEN sn.total IS NULL THEN 'none'
+                WHEN sn.failed > 0 THEN 'failed'
+                WHEN sn.done < sn.total THEN 'running'
+                ELSE 'done' END,
+           sn.current_table, coalesce(sn.rows, 0), coalesce(sn.done, 0)::integer,
+           coalesce(sn.total, 0)::integer,
+           CASE WHEN sn.done = sn.total THEN sn.finished END
       FROM walship.streams s
       CROSS JOIN now_lsn n
       LEFT JOIN walship._stream_runtime() r ON r.name = s.name
       LEFT JOIN pg_catalog.pg_replication_slots ps ON ps.slot_name = 'walship_' || s.name
+      LEFT JOIN LATERAL (
+          SELECT count(*) AS total,
+                 count(*) FILTER (WHERE x.state IN ('done', 'failed')) AS done,
+                 count(*) FILTER (WHERE x.state = 'failed') AS failed,
+                 sum(x.rows_emitted)::bigint AS rows,
+                 max(x.finished_at) AS finished,
+                 (SELECT y.table_name FROM walship.snapshots y
+                   WHERE y.stream = s.name AND y.state = 'running'
+                   ORDER BY y.started_at LIMIT 1) AS current_table
+            FROM walship.snapshots x
+           WHERE x.stream = s.name
+          HAVING count(*) > 0) sn ON true
      ORDER BY s.name
 $$;
 COMMENT ON FUNCTION walship.stream_status() IS
@@ -152,6 +219,8 @@ CREATE VIEW walship.stream_status AS SELECT * FROM walship.stream_status();
 -- create_stream stays executable by PUBLIC on purpose: it checks walship_admin itself,
 -- after hiding the calling statement (its options may hold secrets), whereas a refused
 -- EXECUTE would log the statement, secrets and all.
+REVOKE ALL ON FUNCTION walship.alter_stream(text, text[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION walship.snapshot(text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship.start_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship.stop_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION walship.drop_stream(text) FROM PUBLIC;
@@ -160,15 +229,19 @@ REVOKE ALL ON FUNCTION walship.stream_status() FROM PUBLIC;
 REVOKE ALL ON walship.stream_status FROM PUBLIC;
 -- Stream administrators: the functions (which check the role again themselves) and
 -- the catalog, read-only.
+GRANT EXECUTE ON FUNCTION walship.alter_stream(text, text[], jsonb) TO walship_admin;
+GRANT EXECUTE ON FUNCTION walship.snapshot(text, text[]) TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.start_stream(text) TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.stop_stream(text) TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.drop_stream(text) TO walship_admin;
 GRANT SELECT ON walship.streams TO walship_admin;
+GRANT SELECT ON walship.snapshots TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO walship_admin;
 GRANT EXECUTE ON FUNCTION walship.stream_status() TO walship_admin;
 GRANT SELECT ON walship.stream_status TO walship_admin;
 -- Monitoring roles see status (never options, which may hold secrets).
 GRANT SELECT (name, enabled, tables, table_oids) ON walship.streams TO pg_monitor;
+GRANT SELECT ON walship.snapshots TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship._stream_runtime() TO pg_monitor;
 GRANT EXECUTE ON FUNCTION walship.stream_status() TO pg_monitor;
 GRANT SELECT ON walship.stream_status TO pg_monitor;

@@ -327,7 +327,9 @@ class DebeziumEncoder final : public Encoder
         const ws_source &source = change.source;
         append_raw(out, parts.open);
         append_int(out, pgval::floor_div(time_us, 1000));
-        out += change.op == WS_OP_READ ? ",\"snapshot\":\"true\"" : ",\"snapshot\":\"false\"";
+        /* walship's snapshots are Debezium's incremental ones: chunks between watermarks */
+        out +=
+            change.op == WS_OP_READ ? ",\"snapshot\":\"incremental\"" : ",\"snapshot\":\"false\"";
         append_raw(out, parts.db);
         /* Debezium's sequence: [the previous transaction's commit LSN, this LSN], as text */
         if (source.prev_commit_lsn != 0) {

@@ -120,6 +120,23 @@ void RecordMaker::encode(const ws_change &change, const TablePlan *plan, bool wi
             return;
         }
     }
+    if (!split_key_changes_ && with_key && change.op == WS_OP_UPDATE && change.before != nullptr) {
+        const Table *table = plan != nullptr ? &plan->table() : nullptr;
+        if (table == nullptr) {
+            scratch_table_ = describe_change_table(change);
+            table = &scratch_table_;
+        }
+        if (changes_key(change, *table)) {
+            /* the old key, as the delete of a split key change would be keyed */
+            ws_change removed = change;
+            removed.op = WS_OP_DELETE;
+            removed.after = nullptr;
+            Encoded deleted = encoder_->encode(removed, plan, true);
+            old_key_.assign(deleted.key.data(), deleted.key.size());
+            out.moved_from_key = reinterpret_cast<const uint8_t *>(old_key_.data());
+            out.moved_from_keylen = old_key_.size();
+        }
+    }
     Encoded event = encoder_->encode(change, plan, with_key);
     out.records[out.nrecords++] = record(event.key, event.value);
     /* as Debezium, also for a table without a key (a tombstone with no key, which only
