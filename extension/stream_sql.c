@@ -275,6 +275,36 @@ static char *stream_name_arg(FunctionCallInfo fcinfo, int argno)
     return name;
 }
 
+/*
+ * A tables argument: a non-empty one-dimensional array of names without NULL, as text.
+ * what names it in errors ("tables of", "tables to snapshot in"); empty_hint says what
+ * NULL means instead.
+ */
+static List *table_names_arg(ArrayType *arr, const char *what, const char *name,
+                             const char *empty_hint)
+{
+    Datum *elems;
+    bool *elnulls;
+    int n;
+    List *names = NIL;
+
+    if (ARR_NDIM(arr) > 1)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s stream \"%s\" must be a one-dimensional array", what, name)));
+    deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
+    if (n == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s stream \"%s\" must not be empty", what, name),
+                        errhint("%s", empty_hint)));
+    for (int i = 0; i < n; i++) {
+        if (elnulls[i])
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                            errmsg("%s stream \"%s\" must not contain NULL", what, name)));
+        names = lappend(names, TextDatumGetCString(elems[i]));
+    }
+    return names;
+}
+
 /* The catalog lives in walship.database: stream functions run there. */
 static void require_stream_database(void)
 {
@@ -738,32 +768,11 @@ Datum walship_snapshot(PG_FUNCTION_ARGS)
     config = stream_config_load(name);
 
     if (!PG_ARGISNULL(1)) {
-        ArrayType *arr = PG_GETARG_ARRAYTYPE_P(1);
-        Datum *elems;
-        bool *elnulls;
-        int n;
-        List *table_names = NIL;
+        List *table_names = table_names_arg(PG_GETARG_ARRAYTYPE_P(1), "tables to snapshot in", name,
+                                            "Pass NULL to snapshot every table of the stream.");
         ListCell *name_cell;
         ListCell *oid_cell;
 
-        if (ARR_NDIM(arr) > 1)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("tables to snapshot in stream \"%s\" must be a "
-                                   "one-dimensional array",
-                                   name)));
-        deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
-        if (n == 0)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("tables to snapshot in stream \"%s\" must not be empty", name),
-                            errhint("Pass NULL to snapshot every table of the stream.")));
-        for (int i = 0; i < n; i++) {
-            if (elnulls[i])
-                ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                                errmsg("tables to snapshot in stream \"%s\" must not contain "
-                                       "NULL",
-                                       name)));
-            table_names = lappend(table_names, TextDatumGetCString(elems[i]));
-        }
         forboth(name_cell, stream_resolve_tables(name, table_names, &relids), oid_cell, relids)
         {
             Oid relid = lfirst_oid(oid_cell);
@@ -824,25 +833,32 @@ static XLogRecPtr create_stream_slot(const char *slot_name, bool failover)
     return confirmed;
 }
 
+/*
+ * Runs a function whose argument options_arg may hold secrets: given options, the
+ * statement is hidden first (every check may fail, and its error would show it), and
+ * errors carry no CONTEXT of the caller's statement. An error leaves the stack empty:
+ * whoever catches it restores the one it saved.
+ */
+static void run_hiding_secrets(FunctionCallInfo fcinfo, int options_arg, const char *hidden,
+                               void (*body)(FunctionCallInfo))
+{
+    ErrorContextCallback *outer_context = error_context_stack;
+
+    if (PG_ARGISNULL(options_arg) || !options_may_hold_secret(PG_GETARG_JSONB_P(options_arg))) {
+        body(fcinfo);
+        return;
+    }
+    hide_statement(hidden);
+    error_context_stack = NULL;
+    body(fcinfo);
+    error_context_stack = outer_context;
+}
+
 static void create_stream(FunctionCallInfo fcinfo);
 
 Datum walship_create_stream(PG_FUNCTION_ARGS)
 {
-    ErrorContextCallback *outer_context = error_context_stack;
-
-    if (PG_ARGISNULL(3) || !options_may_hold_secret(PG_GETARG_JSONB_P(3))) {
-        create_stream(fcinfo);
-        PG_RETURN_VOID();
-    }
-    /* first: every check below may fail, and its error would show the statement */
-    hide_statement(HIDDEN_STATEMENT("create_stream"));
-    /*
-     * Errors from here on carry no CONTEXT of the caller's (secret-holding) statement. An
-     * error leaves the stack empty: whoever catches it restores the one it saved.
-     */
-    error_context_stack = NULL;
-    create_stream(fcinfo);
-    error_context_stack = outer_context;
+    run_hiding_secrets(fcinfo, 3, HIDDEN_STATEMENT("create_stream"), create_stream);
     PG_RETURN_VOID();
 }
 
@@ -874,28 +890,9 @@ static void create_stream(FunctionCallInfo fcinfo)
                         errmsg("bootstrap_servers of stream \"%s\" must not be null", name),
                         errhint("Give the Kafka brokers as host:port[,host:port...].")));
     bootstrap = text_to_cstring(PG_GETARG_TEXT_PP(1));
-    if (!PG_ARGISNULL(2)) {
-        ArrayType *arr = PG_GETARG_ARRAYTYPE_P(2);
-        Datum *elems;
-        bool *elnulls;
-        int n;
-
-        if (ARR_NDIM(arr) > 1)
-            ereport(ERROR,
-                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                     errmsg("tables of stream \"%s\" must be a one-dimensional array", name)));
-        deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
-        if (n == 0)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("tables of stream \"%s\" must not be empty", name),
-                            errhint("Pass NULL to stream every table.")));
-        for (int i = 0; i < n; i++) {
-            if (elnulls[i])
-                ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                                errmsg("tables of stream \"%s\" must not contain NULL", name)));
-            table_names = lappend(table_names, TextDatumGetCString(elems[i]));
-        }
-    }
+    if (!PG_ARGISNULL(2))
+        table_names = table_names_arg(PG_GETARG_ARRAYTYPE_P(2), "tables of", name,
+                                      "Pass NULL to stream every table.");
     if (!PG_ARGISNULL(3))
         options = PG_GETARG_JSONB_P(3);
 
@@ -1227,29 +1224,9 @@ static bool restart_pending(const char *name)
 /* alter_stream's tables: like create_stream's, a non-empty array of names. */
 static List *alter_table_names(FunctionCallInfo fcinfo, int argno, const char *name)
 {
-    ArrayType *arr = PG_GETARG_ARRAYTYPE_P(argno);
-    Datum *elems;
-    bool *elnulls;
-    int n;
-    List *names = NIL;
-
-    if (ARR_NDIM(arr) > 1)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("tables of stream \"%s\" must be a one-dimensional array", name)));
-    deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elnulls, &n);
-    if (n == 0)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("tables of stream \"%s\" must not be empty", name),
-                        errhint("Pass NULL to keep the stream's tables. A stream of listed "
-                                "tables cannot become one of every table: create a new "
-                                "stream for that.")));
-    for (int i = 0; i < n; i++) {
-        if (elnulls[i])
-            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                            errmsg("tables of stream \"%s\" must not contain NULL", name)));
-        names = lappend(names, TextDatumGetCString(elems[i]));
-    }
-    return names;
+    return table_names_arg(PG_GETARG_ARRAYTYPE_P(argno), "tables of", name,
+                           "Pass NULL to keep the stream's tables. A stream of listed tables "
+                           "cannot become one of every table: create a new stream for that.");
 }
 
 /* Is relid one of relids, or a partition (at any depth) of one of them? */
@@ -1394,17 +1371,7 @@ static void alter_stream(FunctionCallInfo fcinfo);
 
 Datum walship_alter_stream(PG_FUNCTION_ARGS)
 {
-    ErrorContextCallback *outer_context = error_context_stack;
-
-    if (PG_ARGISNULL(2) || !options_may_hold_secret(PG_GETARG_JSONB_P(2))) {
-        alter_stream(fcinfo);
-        PG_RETURN_VOID();
-    }
-    /* as create_stream: first, and no outer context for the errors below */
-    hide_statement(HIDDEN_STATEMENT("alter_stream"));
-    error_context_stack = NULL;
-    alter_stream(fcinfo);
-    error_context_stack = outer_context;
+    run_hiding_secrets(fcinfo, 2, HIDDEN_STATEMENT("alter_stream"), alter_stream);
     PG_RETURN_VOID();
 }
 
