@@ -117,6 +117,7 @@ static struct {
     MemoryContext context;       /* the worker's snapshot state */
     MemoryContext chunk_context; /* one chunk */
     uint64 seq;                  /* chunks read by this worker */
+    TimestampTz started;         /* when this worker attached: its marks name it */
 
     bool look; /* walship.snapshots may hold work */
 
@@ -129,8 +130,8 @@ static struct {
     /* the chunk between its watermarks */
     bool open;
     bool low_seen;
-    char low_mark[64];
-    char high_mark[64];
+    char low_mark[96];
+    char high_mark[96];
     const char *topic; /* in chunk_context */
     const char *table;
     ChunkRow *rows;
@@ -194,6 +195,8 @@ static void begin_own_transaction(void)
     }
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
+    /* what decoding cached came from historic snapshots: not the present's catalogs */
+    InvalidateSystemCaches();
     PushActiveSnapshot(GetTransactionSnapshot());
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
@@ -502,26 +505,22 @@ static char *chunk_query(Relation rel, int *nkeys)
     return query.data;
 }
 
-static bool xid_recent(TransactionId xid)
-{
-    for (int i = 0; i < snap.nrecent; i++)
-        if (snap.recent[i] == xid)
-            return true;
-    return false;
-}
+static bool snapshot_saw(Snapshot snapshot, TransactionId xid);
 
 /*
- * Could a transaction this snapshot does not see have been decoded already? Yes if it
- * has committed (its commit record is in the WAL) or was decoded lately.
+ * Could a transaction this snapshot does not see have been decoded already? Yes if one
+ * decoded lately is not seen (its xid may be at or above the snapshot's xmax: the newest
+ * transaction is in no xip while it commits), or if one it lists as running has
+ * committed (its commit record is in the WAL, maybe decoded before these were counted).
  */
 static bool snapshot_behind_decoding(Snapshot snapshot)
 {
-    for (uint32 i = 0; i < snapshot->xcnt; i++) {
-        TransactionId xid = snapshot->xip[i];
-
-        if (xid_recent(xid) || TransactionIdDidCommit(xid))
+    for (int i = 0; i < snap.nrecent; i++)
+        if (!snapshot_saw(snapshot, snap.recent[i]))
             return true;
-    }
+    for (uint32 i = 0; i < snapshot->xcnt; i++)
+        if (TransactionIdDidCommit(snapshot->xip[i]))
+            return true;
     return false;
 }
 
@@ -600,14 +599,7 @@ static bool read_chunk(void)
             values[i++] = CStringGetTextDatum(lfirst(lc));
     }
 
-    snap.seq++;
-    snprintf(snap.low_mark, sizeof(snap.low_mark), "low %d %llu", MyProcPid,
-             (unsigned long long)snap.seq);
-    snprintf(snap.high_mark, sizeof(snap.high_mark), "high %d %llu", MyProcPid,
-             (unsigned long long)snap.seq);
-    (void)write_mark(snap.low_mark, false);
-
-    /* this statement's snapshot, taken after the low watermark */
+    /* this statement's snapshot */
     PopActiveSnapshot();
     snapshot = GetTransactionSnapshot();
     if (snapshot_behind_decoding(snapshot)) {
@@ -617,6 +609,18 @@ static bool read_chunk(void)
         return false;
     }
     PushActiveSnapshot(snapshot);
+
+    /*
+     * The marks name this worker's start, not only its pid (pids are handed out again
+     * after a restart), so that an earlier worker's marks, decoded again, match no chunk.
+     * The window opens where the decoder stands, before the low mark: it marks the WAL.
+     */
+    snap.seq++;
+    snprintf(snap.low_mark, sizeof(snap.low_mark), "low %d %lld %llu", MyProcPid,
+             (long long)snap.started, (unsigned long long)snap.seq);
+    snprintf(snap.high_mark, sizeof(snap.high_mark), "high %d %lld %llu", MyProcPid,
+             (long long)snap.started, (unsigned long long)snap.seq);
+    (void)write_mark(snap.low_mark, false);
 
     MemoryContextReset(snap.chunk_context);
     snap.topic = NULL;
@@ -710,6 +714,19 @@ void snapshot_attach(LogicalDecodingContext *ctx, ws_sink *sink, const StreamCon
      * standby) at commit.
      */
     SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    /*
+     * Whatever the server's defaults say: chunks read committed, progress written, no
+     * timeout, and key values in one text form (last_key is read back with ::type).
+     */
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("DateStyle", "ISO, MDY", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
+    snap.started = GetCurrentTimestamp();
 }
 
 void snapshot_wake(void)
@@ -794,27 +811,32 @@ void snapshot_step(void)
  * every top-level transaction running when it was taken, even when its subtransactions
  * overflowed, so pg_subtrans (which may be truncated by now) is never needed.
  */
-static bool chunk_saw(TransactionId xid)
+static bool snapshot_saw(Snapshot snapshot, TransactionId xid)
 {
-    if (TransactionIdFollowsOrEquals(xid, snap.snapshot.xmax))
+    if (TransactionIdFollowsOrEquals(xid, snapshot->xmax))
         return false;
-    if (TransactionIdPrecedes(xid, snap.snapshot.xmin))
+    if (TransactionIdPrecedes(xid, snapshot->xmin))
         return true;
-    for (uint32 i = 0; i < snap.snapshot.xcnt; i++)
-        if (TransactionIdEquals(xid, snap.snapshot.xip[i]))
+    for (uint32 i = 0; i < snapshot->xcnt; i++)
+        if (TransactionIdEquals(xid, snapshot->xip[i]))
             return false;
     return true;
 }
 
+static bool chunk_saw(TransactionId xid)
+{
+    return snapshot_saw(&snap.snapshot, xid);
+}
+
 /* The open chunk's row of this key, if the chunk's snapshot did not see xid change it. */
-static ChunkRow *row_changed_unseen(const char *table, const uint8 *key, size_t keylen,
-                                    TransactionId xid)
+static ChunkRow *row_changed_unseen(Oid relid, const uint8 *key, size_t keylen, TransactionId xid)
 {
     ChunkKey k;
     ChunkKeyEntry *entry;
 
-    if (!snap.open || keylen == 0 || table == NULL || snap.table == NULL ||
-        strcmp(table, snap.table) != 0)
+    /* by the relation itself (a leaf): not by name, which a rename changes and which
+     * several partitions share under partition-root */
+    if (!snap.open || keylen == 0 || relid != snap.relid || snap.keys == NULL)
         return NULL;
     k.data = key;
     k.len = keylen;
@@ -828,9 +850,9 @@ static ChunkRow *row_changed_unseen(const char *table, const uint8 *key, size_t 
 
 /* A record of a change: a key of the open chunk that the chunk's snapshot did not see
  * change is dropped from it (the change is newer). */
-static void drop_key(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+static void drop_key(Oid relid, const uint8 *key, size_t keylen, TransactionId xid)
 {
-    ChunkRow *row = row_changed_unseen(table, key, keylen, xid);
+    ChunkRow *row = row_changed_unseen(relid, key, keylen, xid);
 
     if (row != NULL)
         row->dropped = true;
@@ -842,27 +864,26 @@ static void drop_key(const char *table, const uint8 *key, size_t keylen, Transac
  * values for good. The chunk is read again instead (up to MAX_CHUNK_REREADS times in a
  * row), with a snapshot that sees the update, so the whole row follows it.
  */
-void snapshot_on_partial(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+void snapshot_on_partial(Oid relid, const uint8 *key, size_t keylen, TransactionId xid)
 {
-    if (row_changed_unseen(table, key, keylen, xid) != NULL)
+    if (row_changed_unseen(relid, key, keylen, xid) != NULL)
         snap.reread = true;
 }
 
-void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid)
+void snapshot_on_event(Oid relid, const ws_record *record, TransactionId xid)
 {
-    drop_key(table, record->key, record->keylen, xid);
+    drop_key(relid, record->key, record->keylen, xid);
 }
 
-void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen, TransactionId xid)
+void snapshot_on_moved(Oid relid, const uint8 *key, size_t keylen, TransactionId xid)
 {
-    drop_key(table, key, keylen, xid);
+    drop_key(relid, key, keylen, xid);
 }
 
 /* A TRUNCATE the open chunk did not see: none of its rows exists any more. */
-void snapshot_on_truncated(const char *table, TransactionId xid)
+void snapshot_on_truncated(Oid relid, TransactionId xid)
 {
-    if (!snap.open || table == NULL || snap.table == NULL || strcmp(table, snap.table) != 0 ||
-        (TransactionIdIsValid(xid) && chunk_saw(xid)))
+    if (!snap.open || relid != snap.relid || (TransactionIdIsValid(xid) && chunk_saw(xid)))
         return;
     for (int i = 0; i < snap.nrows; i++)
         snap.rows[i].dropped = true;

@@ -438,10 +438,11 @@ void stream_worker_produce(const char *topic, const char *table, const ws_record
     }
 }
 
-static void hook_event(void *arg, const char *topic, const char *table, const ws_record *record,
-                       TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time)
+static void hook_event(void *arg, const char *topic, const char *table, Oid relid,
+                       const ws_record *record, TransactionId xid, XLogRecPtr commit_lsn,
+                       TimestampTz commit_time)
 {
-    snapshot_on_event(table, record, xid);
+    snapshot_on_event(relid, record, xid);
     stream_worker_produce(topic, table, record, xid, commit_lsn);
     worker.last_commit_time = commit_time;
     if (stop_pending) {
@@ -457,21 +458,20 @@ static void hook_commit(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uin
     snapshot_on_commit(xid, nevents);
 }
 
-static void hook_moved(void *arg, const char *table, const uint8 *old_key, size_t old_keylen,
+static void hook_moved(void *arg, Oid relid, const uint8 *old_key, size_t old_keylen,
                        TransactionId xid)
 {
-    snapshot_on_moved(table, old_key, old_keylen, xid);
+    snapshot_on_moved(relid, old_key, old_keylen, xid);
 }
 
-static void hook_partial(void *arg, const char *table, const uint8 *key, size_t keylen,
-                         TransactionId xid)
+static void hook_partial(void *arg, Oid relid, const uint8 *key, size_t keylen, TransactionId xid)
 {
-    snapshot_on_partial(table, key, keylen, xid);
+    snapshot_on_partial(relid, key, keylen, xid);
 }
 
-static void hook_truncated(void *arg, const char *table, TransactionId xid)
+static void hook_truncated(void *arg, Oid relid, TransactionId xid)
 {
-    snapshot_on_truncated(table, xid);
+    snapshot_on_truncated(relid, xid);
 }
 
 static void hook_watermark(void *arg, const char *content, Size len, XLogRecPtr end_lsn)

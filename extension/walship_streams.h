@@ -246,12 +246,11 @@ extern bool snapshot_ready(void);
 /* Between records: saves what Kafka acknowledged of the snapshot (at a stop). */
 extern void snapshot_save(void);
 /* From the plugin's hooks */
-extern void snapshot_on_event(const char *table, const ws_record *record, TransactionId xid);
-extern void snapshot_on_moved(const char *table, const uint8 *key, size_t keylen,
-                              TransactionId xid);
-extern void snapshot_on_partial(const char *table, const uint8 *key, size_t keylen,
-                                TransactionId xid);
-extern void snapshot_on_truncated(const char *table, TransactionId xid);
+/* relid: the relation the change arrived for (a leaf), as the chunk's table is */
+extern void snapshot_on_event(Oid relid, const ws_record *record, TransactionId xid);
+extern void snapshot_on_moved(Oid relid, const uint8 *key, size_t keylen, TransactionId xid);
+extern void snapshot_on_partial(Oid relid, const uint8 *key, size_t keylen, TransactionId xid);
+extern void snapshot_on_truncated(Oid relid, TransactionId xid);
 extern void snapshot_on_commit(TransactionId xid, uint64 nevents);
 extern void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn);
 

@@ -336,7 +336,7 @@ static void fill_source(const WalshipSession *s, const WalshipTxn *txn, XLogRecP
  * event (source.commit_lsn) and, in a stream, to the hooks.
  */
 static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTxn *txn,
-                       const ws_change *change, const char *topic, const char *table)
+                       const ws_change *change, const char *topic, const char *table, Oid relid)
 {
     ws_encoded out;
     ws_error err;
@@ -346,13 +346,13 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
     if (ws_encode(s->encoder, change, s->hooked, &out, &err) != WS_OK)
         ws_ereport(ERROR, &err, NULL);
     if (s->hooked && out.moved_from_key != NULL && s->hooks.moved != NULL)
-        s->hooks.moved(s->hooks.arg, table, out.moved_from_key, out.moved_from_keylen, txn->xid);
+        s->hooks.moved(s->hooks.arg, relid, out.moved_from_key, out.moved_from_keylen, txn->xid);
 
     for (int i = 0; i < out.nrecords; i++) {
         const ws_record *record = &out.records[i];
 
         if (s->hooked) {
-            s->hooks.event(s->hooks.arg, topic, table, record, txn->xid, txn->commit_lsn,
+            s->hooks.event(s->hooks.arg, topic, table, relid, record, txn->xid, txn->commit_lsn,
                            txn->commit_time);
             txn->nevents++;
         } else {
@@ -370,7 +370,7 @@ static void send_event(LogicalDecodingContext *ctx, WalshipSession *s, WalshipTx
     if (s->hooked && s->partial && s->hooks.partial != NULL) {
         const ws_record *last = &out.records[out.nrecords - 1];
 
-        s->hooks.partial(s->hooks.arg, table, last->key, last->keylen, txn->xid);
+        s->hooks.partial(s->hooks.arg, relid, last->key, last->keylen, txn->xid);
     }
 }
 
@@ -494,7 +494,7 @@ static void send_begin_if_needed(LogicalDecodingContext *ctx, WalshipSession *s,
     change.op = WS_OP_BEGIN;
     /* its LSN is its first event's, as pgoutput sends BEGIN with the first change */
     fill_source(s, txn, first_event_lsn, &change.source);
-    send_event(ctx, s, txn, &change, s->transaction_topic, NULL);
+    send_event(ctx, s, txn, &change, s->transaction_topic, NULL, InvalidOid);
     txn->begin_sent = true;
 }
 
@@ -542,7 +542,7 @@ static void walship_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
         fill_source(s, txn, commit_lsn, &change.source);
         change.event_count = txn->ndata;
         collections_of(txn, &change);
-        send_event(ctx, s, txn, &change, s->transaction_topic, NULL);
+        send_event(ctx, s, txn, &change, s->transaction_topic, NULL, InvalidOid);
 
         MemoryContextSwitchTo(oldcxt);
         MemoryContextReset(s->change_context);
@@ -615,7 +615,7 @@ static void walship_change(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn,
     send_begin_if_needed(ctx, s, change->lsn);
     count_event(s, entry, &event);
     s->partial = s->hooked && event.op == WS_OP_UPDATE && lacks_unchanged_toast(event.after);
-    send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified);
+    send_event(ctx, s, &s->txn, &event, entry->topic, entry->qualified, entry->relid);
     s->partial = false;
     counted_events(s, entry);
 
@@ -669,9 +669,11 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         ntruncated++;
     }
 
+    /* every leaf, by its own OID: under partition-root one root stands for several */
     if (s->hooked && s->hooks.truncated != NULL)
-        for (int i = 0; i < ntruncated; i++)
-            s->hooks.truncated(s->hooks.arg, entries[i]->qualified, s->txn.xid);
+        for (int i = 0; i < nrelations; i++)
+            if (relations[i]->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+                s->hooks.truncated(s->hooks.arg, RelationGetRelid(relations[i]), s->txn.xid);
     if (!s->settings.truncate)
         ntruncated = 0;
 
@@ -690,7 +692,8 @@ static void walship_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtx
         event.truncated_tables = names;
         event.ntruncated = ntruncated;
         count_event(s, entries[i], &event);
-        send_event(ctx, s, &s->txn, &event, entries[i]->topic, entries[i]->qualified);
+        send_event(ctx, s, &s->txn, &event, entries[i]->topic, entries[i]->qualified,
+                   entries[i]->relid);
         counted_events(s, entries[i]);
     }
 
@@ -727,7 +730,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
         fill_source(s, &s->txn, message_lsn, &event.source);
         send_begin_if_needed(ctx, s, message_lsn);
         count_message(s, &event);
-        send_event(ctx, s, &s->txn, &event, s->message_topic, NULL);
+        send_event(ctx, s, &s->txn, &event, s->message_topic, NULL, InvalidOid);
     } else {
         /*
          * Delivered when decoding reaches it, outside any transaction's replay:
@@ -752,7 +755,7 @@ static void walship_message(LogicalDecodingContext *ctx, ReorderBufferTXN *rbtxn
 
         if (s->hooked)
             s->hooks.begin(s->hooks.arg, own.xid, own.commit_lsn);
-        send_event(ctx, s, &own, &event, s->message_topic, NULL);
+        send_event(ctx, s, &own, &event, s->message_topic, NULL, InvalidOid);
         if (s->hooked)
             s->hooks.commit(s->hooks.arg, own.xid, own.commit_lsn, own.nevents);
         s->last_commit_lsn = message_lsn;

@@ -26,11 +26,14 @@ typedef struct WalshipStreamHooks {
     void (*begin)(void *arg, TransactionId xid, XLogRecPtr commit_lsn);
     /*
      * one Kafka record: topic, the table it is about ("schema.table" as events name it;
-     * NULL for transaction and message events), the record (key, value or a tombstone's
-     * NULL, a header of its own); buffers valid during the call only
+     * NULL for transaction and message events) and the relation its change arrived for
+     * (a leaf partition's own OID also with partition-root; InvalidOid for transaction and
+     * message events), the record (key, value or a tombstone's NULL, a header of its own);
+     * buffers valid during the call only
      */
-    void (*event)(void *arg, const char *topic, const char *table, const ws_record *record,
-                  TransactionId xid, XLogRecPtr commit_lsn, TimestampTz commit_time);
+    void (*event)(void *arg, const char *topic, const char *table, Oid relid,
+                  const ws_record *record, TransactionId xid, XLogRecPtr commit_lsn,
+                  TimestampTz commit_time);
     /* the transaction ended; nevents records were handed to event() for it */
     void (*commit)(void *arg, TransactionId xid, XLogRecPtr commit_lsn, uint64 nevents);
     /*
@@ -38,18 +41,16 @@ typedef struct WalshipStreamHooks {
      * event, keyed by the new key): that key, as event() would have been given it.
      * NULL: not wanted.
      */
-    void (*moved)(void *arg, const char *table, const uint8 *old_key, size_t old_keylen,
-                  TransactionId xid);
+    void (*moved)(void *arg, Oid relid, const uint8 *old_key, size_t old_keylen, TransactionId xid);
     /*
      * The record just given to event() (the last of its change) is an UPDATE whose new
      * row lacks TOAST-ed values it did not change (they are not in the WAL): a copy that
      * never had the row cannot be completed from it. NULL: not wanted.
      */
-    void (*partial)(void *arg, const char *table, const uint8 *key, size_t keylen,
-                    TransactionId xid);
-    /* a TRUNCATE emptied this table ("schema.table" as event() names it), whether or not
-     * the truncate option sends it as an event. NULL: not wanted. */
-    void (*truncated)(void *arg, const char *table, TransactionId xid);
+    void (*partial)(void *arg, Oid relid, const uint8 *key, size_t keylen, TransactionId xid);
+    /* a TRUNCATE emptied this relation (each leaf truncated, by OID), whether or not the
+     * truncate option sends it as an event. NULL: not wanted. */
+    void (*truncated)(void *arg, Oid relid, TransactionId xid);
     /*
      * A logical message with walship's own prefix (WALSHIP_WATERMARK_PREFIX), reached at
      * end_lsn (the end of its record); never an event. NULL: not wanted.
