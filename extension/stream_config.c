@@ -176,9 +176,9 @@ static List *table_name_list(const char *stream_name, const char *text)
 List *stream_resolve_tables(const char *stream_name, List *names, List **relids)
 {
     List *result = NIL;
+    ListCell *lc;
 
     *relids = NIL;
-    ListCell *lc;
 
     foreach (lc, names) {
         const char *text = lfirst(lc);
