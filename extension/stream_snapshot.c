@@ -141,7 +141,8 @@ static struct {
     List *chunk_last_key;
     bool chunk_last;
     bool reread;          /* an update the chunk did not see lacks TOAST-ed values of its row */
-    int rereads;          /* times in a row the chunk at last_key was read again */
+    int rereads;          /* times in a row the one-row chunk at last_key was read again */
+    int limit;            /* rows of the next chunk: snapshot_chunk_size, less after rereads */
     TimestampTz retry_at; /* no chunk before (one could not be read) */
 
     List *unacknowledged; /* ChunkDone, oldest first */
@@ -501,7 +502,7 @@ static char *chunk_query(Relation rel, int *nkeys)
                                                 RelationGetRelationName(rel)));
     if (snap.last_key != NIL)
         appendStringInfo(&query, " WHERE (%s) OPERATOR(pg_catalog.>) (%s)", cols.data, bounds.data);
-    appendStringInfo(&query, " ORDER BY %s LIMIT %d", cols.data, snap.chunk_size);
+    appendStringInfo(&query, " ORDER BY %s LIMIT %d", cols.data, snap.limit);
     return query.data;
 }
 
@@ -631,8 +632,7 @@ static bool read_chunk(void)
 
         for (int i = 0; i < nkeys; i++)
             types[i] = TEXTOID;
-        ret = spi(query, snap.last_key != NIL ? nkeys : 0, types, values, NULL, true,
-                  snap.chunk_size);
+        ret = spi(query, snap.last_key != NIL ? nkeys : 0, types, values, NULL, true, snap.limit);
     }
     if (ret != SPI_OK_SELECT)
         elog(ERROR, "walship stream \"%s\": chunk query of %s failed", snap.stream,
@@ -670,7 +670,7 @@ static bool read_chunk(void)
         (void)walship_plugin_read_row(snap.ctx, rel, &tuple, high, now, keep_read_row, NULL);
         CHECK_FOR_INTERRUPTS();
     }
-    snap.chunk_last = SPI_processed < (uint64)snap.chunk_size;
+    snap.chunk_last = SPI_processed < (uint64)snap.limit;
     snap.chunk_last_key = NIL;
     if (SPI_processed > 0) {
         HeapTuple row = SPI_tuptable->vals[SPI_processed - 1];
@@ -706,6 +706,7 @@ void snapshot_attach(LogicalDecodingContext *ctx, ws_sink *sink, const StreamCon
     snap.context = AllocSetContextCreate(parent, "walship snapshot", ALLOCSET_DEFAULT_SIZES);
     snap.chunk_context =
         AllocSetContextCreate(snap.context, "walship snapshot chunk", ALLOCSET_DEFAULT_SIZES);
+    snap.limit = snap.chunk_size;
     snap.look = true;
     snap.attached = true;
     /*
@@ -930,9 +931,16 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
              snap.stream);
     if (snap.reread) {
         snap.reread = false;
-        if (snap.rereads < MAX_CHUNK_REREADS) {
-            /* nothing sent, last_key as it was: the next chunk is this one again */
-            snap.rereads++;
+        if (snap.limit > 1 || snap.rereads < MAX_CHUNK_REREADS) {
+            /*
+             * Nothing sent, last_key as it was: the next chunk is this one again, half as
+             * long (a shorter read and window are hit less often), down to one row, which
+             * is read again up to MAX_CHUNK_REREADS times.
+             */
+            if (snap.limit > 1)
+                snap.limit = Max(1, snap.limit / 2);
+            else
+                snap.rereads++;
             list_free_deep(snap.chunk_last_key);
             snap.chunk_last_key = NIL;
             close_chunk();
@@ -949,6 +957,8 @@ void snapshot_on_watermark(const char *content, Size len, XLogRecPtr end_lsn)
                          snap.table_name)));
     }
     snap.rereads = 0;
+    /* back towards snapshot_chunk_size after a chunk had to be shortened */
+    snap.limit = Min(snap.chunk_size, snap.limit * 2);
 
     ws_sink_begin_txn(snap.sink, end_lsn);
     for (int i = 0; i < snap.nrows; i++) {

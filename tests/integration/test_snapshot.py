@@ -437,7 +437,7 @@ def test_toast_values_of_rows_updated_during_the_snapshot(db, kafka, unique):
     the chunks being read: a row dropped from its chunk for such an update would reach
     the consumer without its value. The replay (which keeps a value an update did not
     carry) must still equal the table."""
-    name, rows = unique[:40], 400
+    name, rows = unique[:40], 600
     rng = random.Random(4)
     db.execute("CREATE TABLE tsu (id int PRIMARY KEY, n int, body text)")
     db.execute("ALTER TABLE tsu ALTER COLUMN body SET STORAGE EXTERNAL")
@@ -456,12 +456,12 @@ def test_toast_values_of_rows_updated_during_the_snapshot(db, kafka, unique):
                 conn.execute("UPDATE tsu SET n = n + 1 WHERE id BETWEEN %s AND %s",
                              [first, first + 3])
                 updates[0] += 1
-                time.sleep(0.01)
+                time.sleep(0.002)
 
     thread = threading.Thread(target=update, daemon=True)
     thread.start()
     try:
-        create_stream(db, kafka.bootstrap, name, ["public.tsu"], snapshot_chunk_size=10)
+        create_stream(db, kafka.bootstrap, name, ["public.tsu"], snapshot_chunk_size=5)
         s = snap.wait_snapshot_state(db, name, ("done", "failed"), timeout=150)
         during = updates[0]
         time.sleep(0.5)
