@@ -322,9 +322,11 @@ def test_keys_changed_during_the_snapshot(db, kafka, unique):
     """UPDATE ... SET id = id + 1000000 on rows ahead of and behind the snapshot's
     position while it runs, and some moved back down: the replay still equals the
     table (a key change is a delete + tombstone of the old key and a create of the new)."""
-    name, rows = unique[:40], 40_000
+    # long enough that the key changes land while it runs, also on a fast machine (40,000
+    # rows in chunks of 300 once finished before the third)
+    name, rows = unique[:40], 100_000
     fill(db, "kc", rows)
-    create_stream(db, kafka.bootstrap, name, ["public.kc"], snapshot_chunk_size=300)
+    create_stream(db, kafka.bootstrap, name, ["public.kc"], snapshot_chunk_size=200)
     snap.wait_table_rows(db, name, "public.kc", rows // 10, timeout=90)
     landed = []
     for k in (3, 17, 29, 41):
