@@ -305,6 +305,20 @@ static List *table_names_arg(ArrayType *arr, const char *what, const char *name,
     return names;
 }
 
+/*
+ * The one check of a stream's Kafka properties, each and together, as the worker's
+ * ws_sink_create makes it; its messages carry no secret of the stream.
+ */
+static void check_kafka_config(const StreamConfig *config, const char *name)
+{
+    ws_sink_config sc;
+    ws_error err;
+
+    stream_config_sink(config, &sc);
+    if (ws_sink_check_config(&sc, &err) != WS_OK)
+        ws_ereport(ERROR, &err, psprintf("invalid Kafka configuration for stream \"%s\"", name));
+}
+
 /* The catalog lives in walship.database: stream functions run there. */
 static void require_stream_database(void)
 {
@@ -925,19 +939,7 @@ static void create_stream(FunctionCallInfo fcinfo)
     if (table_names != NIL)
         tables = stream_resolve_tables(name, table_names, &relids);
     config = stream_config_build(name, bootstrap, tables, options);
-    {
-        /*
-         * The one check of the Kafka properties, each and together, as the worker's
-         * ws_sink_create makes it; its messages carry no secret of the stream.
-         */
-        ws_sink_config sc;
-        ws_error err;
-
-        stream_config_sink(config, &sc);
-        if (ws_sink_check_config(&sc, &err) != WS_OK)
-            ws_ereport(ERROR, &err,
-                       psprintf("invalid Kafka configuration for stream \"%s\"", name));
-    }
+    check_kafka_config(config, name);
 
     /* tables the snapshot cannot read are refused before the slot exists */
     if (config->snapshot_initial)
@@ -1442,16 +1444,7 @@ static void alter_stream(FunctionCallInfo fcinfo)
     }
     config = stream_config_build(name, old->bootstrap_servers, tables,
                                  stream_options_merge(name, stored, changes));
-    {
-        /* as create_stream: the one check of the Kafka properties, naming no secret */
-        ws_sink_config sc;
-        ws_error err;
-
-        stream_config_sink(config, &sc);
-        if (ws_sink_check_config(&sc, &err) != WS_OK)
-            ws_ereport(ERROR, &err,
-                       psprintf("invalid Kafka configuration for stream \"%s\"", name));
-    }
+    check_kafka_config(config, name);
     if (config->failover != old->failover)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("option \"failover\" of stream \"%s\" cannot be changed", name),
