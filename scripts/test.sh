@@ -74,6 +74,9 @@ unit_tests() {
     echo "== unit tests"
     ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)" -LE broker | tee "$build/ctest.log"
     no_skips "$build/ctest.log" "unit tests"
+    # the encode benchmark still builds and encodes (bench/encode; its timings are not checked)
+    cmake --build "$build" --target walship_encode_bench -j"$(nproc)" >/dev/null
+    "$build/walship_encode_bench" 2000 1
 }
 
 # The sink against a real broker (ctest label "broker"), with a broker of its own that

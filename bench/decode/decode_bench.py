@@ -12,12 +12,15 @@ byte per change, so what a plugin costs beyond it is the plugin's own work.
 Each slot is read once with
     SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(...)
 (rows and bytes out, and a warm-up), then timed ROUNDS times over all slots
-(round-robin, so drift on the machine hits every plugin alike), by default the way
-clients read a slot (--via stream): pg_recvlogical streams a copy of the slot to its
-end through a walsender and writes to /dev/null, and the walsender's CPU time and the
-wall time are measured. --via sql times the peek itself instead; the SQL function
-materializes its whole output in a tuplestore (temporary files beyond work_mem), which
-then costs more than decoding for large outputs. Reported: median and min.
+(round-robin, so drift on the machine hits every plugin alike). By default (--via
+direct) each round decodes the slot in a backend with walship_bench_decode
+(noop_plugin.c), which counts each output row and drops it: decoding plus the plugin, as
+in a stream worker, with no transport whose cost grows with the output. --via stream reads
+it the way clients do: pg_recvlogical streams a copy of the slot to its end through a
+walsender into /dev/null (the walsender's CPU time and the wall time are measured; the
+walsender's sends and reads per change cost more than decoding). --via sql times the
+peek itself; that function materializes its whole output in a tuplestore (temporary
+files beyond work_mem), which costs more than decoding for large outputs. Reported: median and min.
 
 Standard library and the test harness (tests/lib/walship_testlib: its throwaway
 cluster); talks to the server through psql.
@@ -141,6 +144,19 @@ class Cluster:
 
     def scalar(self, sql):
         return self.psql(sql)[0].strip()
+
+
+def direct_sql(slot, options):
+    arr = ", ".join(sql_literal(x) for kv in options for x in kv)
+    return ("SELECT rows || '|' || bytes || '|' || cpu_s || '|' || wall_s "
+            f"FROM walship_bench_decode({sql_literal(slot)}, ARRAY[{arr}]::text[])")
+
+
+DIRECT_FUNCTION_SQL = """
+CREATE FUNCTION walship_bench_decode(slot name, options text[], OUT rows bigint,
+                                     OUT bytes bigint, OUT cpu_s float8, OUT wall_s float8)
+    RETURNS record AS 'walship_bench_noop', 'walship_bench_decode' LANGUAGE C STRICT;
+"""
 
 
 def peek_sql(slot, options):
@@ -300,9 +316,11 @@ def main():
     ap.add_argument("--bindir", default="/usr/lib/postgresql/15/bin")
     ap.add_argument("--results-dir", default=None, help="where decode-<date>.md goes (default bench/results)")
     ap.add_argument("--no-results", action="store_true", help="do not write a result file")
-    ap.add_argument("--via", choices=("stream", "sql"), default="stream",
-                    help="time reading a slot through a walsender (pg_recvlogical, the default) "
-                         "or the SQL peek function")
+    ap.add_argument("--via", choices=("direct", "stream", "sql"), default="direct",
+                    help="time decoding a slot in a backend with the output thrown away "
+                         "(walship_bench_decode, the default: decoding plus the plugin, as in "
+                         "a stream worker), through a walsender (pg_recvlogical) or through "
+                         "the SQL peek function")
     ap.add_argument("--only", default=None,
                     help="comma-separated plugin labels/slots to run (default: all); e.g. walship,pgoutput")
     ap.add_argument("--profile", default=None, metavar="SLOT",
@@ -403,6 +421,11 @@ def main():
         work_mem = cluster.scalar("SHOW work_mem")
 
         cluster.psql(SCHEMA_SQL)
+        if args.via == "direct":
+            if "bench_noop" in failed:
+                raise RuntimeError("--via direct needs walship_bench_decode from noop_plugin.c, "
+                                   f"which did not build: {failed['bench_noop']}")
+            cluster.psql(DIRECT_FUNCTION_SQL)
 
         # ---------------------------------------------------------------- slots (before the workload)
         active = []
@@ -471,9 +494,26 @@ def main():
             if r is not None:
                 log(f"warm-up {label:20s} {r[0]:8.3f} s (cpu {r[1]:.3f} s)  {rows[slot]} rows  "
                     f"{outbytes[slot] / 1e6:.1f} MB")
+        def direct(label, slot, opts, what):
+            out, err, rc = cluster.psql(direct_sql(slot, opts), check=False)
+            if rc != 0:
+                failed[slot] = f"{what}: {err.strip()}"
+                log(f"FAILED {label}: {failed[slot]}")
+                return None
+            r, b, c, w = out.strip().split("|")
+            if (int(r), int(b)) != (rows[slot], outbytes[slot]):
+                # the same slot, plugin and options must give the same output either way
+                failed[slot] = (f"{what}: walship_bench_decode gave {r} rows / {b} bytes, "
+                                f"the peek {rows[slot]} / {outbytes[slot]}")
+                log(f"FAILED {label}: {failed[slot]}")
+                return None
+            return float(w), float(c)
+
         def timed(label, slot, opts, what):
             if args.via == "sql":
                 return peek(label, slot, opts, what)
+            if args.via == "direct":
+                return direct(label, slot, opts, what)
             try:
                 return stream_slot(cluster, slot, opts, lsn1, f"{slot}-{what.replace(' ', '-')}")
             except RuntimeError as e:
@@ -509,17 +549,18 @@ def main():
         ref_w2j = med.get("bench_wal2json")
         floor_cpu = cpumed.get("bench_noop")
         header = ["plugin", "changes", "rows out", "median s", "min s", "cpu s", "changes/s",
-                  "output MB", "cpu / floor", "vs pgoutput", "vs wal2json"]
+                  "output MB", "cpu / floor", "own ns/change", "vs pgoutput", "vs wal2json"]
         table = []
         for label, slot, _, _ in plugins:
             if slot in failed or slot not in med:
-                table.append([label, str(nchanges), "—", "FAILED", "—", "—", "—", "—", "—", "—", "—"])
+                table.append([label, str(nchanges), "—", "FAILED", "—", "—", "—", "—", "—", "—", "—", "—"])
                 continue
             m = med[slot]
             table.append([
                 label, str(nchanges), str(rows[slot]), f"{m:.3f}", f"{mins[slot]:.3f}", f"{cpumed[slot]:.3f}",
                 f"{nchanges / m:,.0f}", f"{outbytes[slot] / 1e6:.1f}",
                 fmt_ratio(cpumed[slot] / floor_cpu if floor_cpu else None),
+                f"{(cpumed[slot] - floor_cpu) * 1e9 / nchanges:,.0f}" if floor_cpu else "—",
                 fmt_ratio(ref_pg / m if ref_pg else None),
                 fmt_ratio(ref_w2j / m if ref_w2j else None),
             ])
@@ -594,7 +635,7 @@ def profile_peek(cluster, args, active, failed, repo):
     appname = f"walship-profile-{os.getpid()}"
     env = dict(cluster.env, PGAPPNAME=appname)
     # the session sleeps first so perf can attach before decoding starts
-    sql = f"SELECT pg_sleep(1.5); {peek_sql(slot, opts)}"
+    sql = f"SELECT pg_sleep(1.5); {direct_sql(slot, opts) if args.via == 'direct' else peek_sql(slot, opts)}"
     p = subprocess.Popen([cluster.bin("psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pid = None
@@ -686,6 +727,14 @@ def write_results(results_dir, args, info, nchanges, ntx, tx_size, wal_bytes, lo
                  "streamed to the workload's end by `pg_recvlogical --start -E <end> -f /dev/null` through a "
                  "walsender; cpu s = the walsender's CPU time (/proc/<pid>/schedstat), median s = pg_recvlogical's "
                  "wall time; median and min")
+    elif args.via == "direct":
+        L.append("- one slot per plugin, all created before the workload; one warm-up "
+                 "`SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(slot, NULL, NULL, opts)` "
+                 f"(rows and bytes out), then {args.rounds} round-robin rounds, each "
+                 "`walship_bench_decode(slot, opts)` (bench/decode/noop_plugin.c): the slot decoded to the end of "
+                 "WAL in the backend, as the peek does, but each output row only counted and dropped (no "
+                 "tuplestore, no walsender, no socket: decoding plus the plugin, the path of a stream worker); "
+                 "cpu s = the backend's thread CPU time while decoding, median s = its wall time; median and min")
     else:
         L.append("- one slot per plugin, all created before the workload; each timed as "
                  "`SELECT count(*), sum(length(data)) FROM pg_logical_slot_peek_binary_changes(slot, NULL, NULL, opts)` "
@@ -695,7 +744,8 @@ def write_results(results_dir, args, info, nchanges, ntx, tx_size, wal_bytes, lo
         f"{label}: " + (", ".join(f"'{k}' '{v}'" for k, v in opts) or "none") for label, _, _, opts in plugins))
     L.append("- rows out = rows returned by the peek (includes BEGIN/COMMIT messages where the plugin "
              "emits them); output MB = sum(length(data)) / 10^6; changes/s = changes / median; "
-             "cpu / floor = median cpu / the floor's median cpu; "
+             "cpu / floor = median cpu / the floor's median cpu; own ns/change = (median cpu - the floor's) "
+             "per change, what the plugin itself costs; "
              "vs X = X's median wall time / this plugin's (>1 = faster than X)")
     L.append("")
     L.append("## Results")

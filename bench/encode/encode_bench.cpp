@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,7 +87,7 @@ double ns_per_event(const std::vector<std::pair<const char *, const char *>> &se
     ws_column before[] = {after[0]};
     ws_row after_row{after, 6};
     ws_row before_row{before, 1};
-    ws_table_desc desc{"public", "bench_t", &after_row, &before_row};
+    ws_table_desc desc{"public", "bench_t", "shop.public.bench_t", &after_row, &before_row};
     ws_table *table = ws_table_create(enc, &desc, &err);
     if (table == nullptr)
         fail("table", err);
@@ -128,8 +129,9 @@ int main(int argc, char **argv)
 {
     long events = argc > 1 ? std::atol(argv[1]) : 1000000;
     int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
+    const char *only = argc > 3 ? argv[3] : nullptr; /* a format's name: that one alone */
     if (events < 1 || rounds < 1) {
-        std::fprintf(stderr, "usage: walship_encode_bench [events per round] [rounds]\n");
+        std::fprintf(stderr, "usage: walship_encode_bench [events per round] [rounds] [format]\n");
         return 2;
     }
     const std::pair<const char *, std::vector<std::pair<const char *, const char *>>> formats[] = {
@@ -139,6 +141,8 @@ int main(int argc, char **argv)
     };
     std::printf("%-18s %12s %14s\n", "format", "ns/event", "bytes/event");
     for (const auto &f : formats) {
+        if (only != nullptr && std::strcmp(only, f.first) != 0)
+            continue;
         size_t bytes = 0;
         double ns = ns_per_event(f.second, events, rounds, &bytes);
         std::printf("%-18s %12.1f %14zu\n", f.first, ns, bytes);

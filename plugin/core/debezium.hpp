@@ -162,21 +162,21 @@ class ValueWriter
      * One value of a column of representation repr (not_null: declared NOT NULL;
      * default_json: the column's default as JSON, empty when none).
      */
-    void write(std::string &out, const ColumnRepr &repr, bool not_null,
-               std::string_view default_json, const ws_value &value);
+    void write(OutBuf &out, const ColumnRepr &repr, bool not_null, std::string_view default_json,
+               const ws_value &value);
 
     /* A NULL of a column with a default is written as the default (JsonConverter's
      * replace.null.with.default); a NOT NULL column missing from an old row always is. */
     bool replace_null_with_default = true;
 
   private:
-    void write_scalar(std::string &out, const ColumnRepr &repr, const ws_value &value);
-    void write_as_string(std::string &out, const ws_value &value);
-    void write_numeric(std::string &out, const ColumnRepr &repr, std::string_view text);
-    void write_array(std::string &out, const ColumnRepr &repr, const ws_value &value);
-    void write_array_element(std::string &out, const ColumnRepr &repr, std::string_view text);
-    void write_bits(std::string &out, std::string_view bits);
-    bool write_point(std::string &out, std::string_view text);
+    void write_scalar(OutBuf &out, const ColumnRepr &repr, const ws_value &value);
+    void write_as_string(OutBuf &out, const ws_value &value);
+    void write_numeric(OutBuf &out, const ColumnRepr &repr, std::string_view text);
+    void write_array(OutBuf &out, const ColumnRepr &repr, const ws_value &value);
+    void write_array_element(OutBuf &out, const ColumnRepr &repr, std::string_view text);
+    void write_bits(OutBuf &out, std::string_view bits);
+    bool write_point(OutBuf &out, std::string_view text);
 
     std::string scratch_;
     std::string bytes_;

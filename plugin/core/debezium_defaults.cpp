@@ -101,6 +101,14 @@ bool is_literal(std::string_view text)
     return text == "true" || text == "false";
 }
 
+/* A default's value as the value writer writes it; empty for null (e.g. NaN in a Decimal). */
+std::string written_default(ValueWriter &writer, const ColumnRepr &repr, const ws_value &value)
+{
+    OutBuf out;
+    writer.write(out, repr, false, std::string_view(), value);
+    return out.view() == "null" ? std::string() : out.str();
+}
+
 /* The placeholder Debezium gives a default it cannot evaluate, as JSON; empty: none. */
 std::string placeholder(const ColumnRepr &repr)
 {
@@ -240,8 +248,7 @@ std::string number_default(std::string_view number, const ColumnRepr &repr, Valu
         value.kind = WS_VALUE_NUMERIC;
         value.data = number.data();
         value.len = number.size();
-        writer.write(out, repr, false, std::string_view(), value);
-        return out == "null" ? std::string() : out;
+        return written_default(writer, repr, value);
     default:
         return {};
     }
@@ -272,11 +279,7 @@ std::string column_default_json(const TableColumn &column, const ColumnRepr &rep
     }
     if (!is_literal(text) || repr.repr == JsonRepr::NumericVariable)
         return {}; /* an expression, or a default Debezium cannot write (a struct) */
-    std::string out;
-    writer.write(out, repr, false, std::string_view(), value);
-    if (out == "null") /* e.g. NaN in a Decimal */
-        return {};
-    return out;
+    return written_default(writer, repr, value);
 }
 
 } // namespace debezium

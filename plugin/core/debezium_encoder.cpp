@@ -48,30 +48,73 @@ int64_t now_nanos()
         .count();
 }
 
-/* Millis, micros and nanos of a microsecond timestamp, as "ts_ms":..,"ts_us":..,"ts_ns":.. */
-void append_timestamps(std::string &out, int64_t nanos)
+/*
+ * A number's decimal digits, converted once and written where an event repeats it (an
+ * LSN three times, a time as millis, micros and nanos).
+ */
+struct Digits {
+    char text[24];
+    size_t len = 0;
+
+    explicit Digits(uint64_t v)
+    {
+        len = static_cast<size_t>(std::to_chars(text, text + sizeof(text), v).ptr - text);
+    }
+    explicit Digits(int64_t v)
+    {
+        len = static_cast<size_t>(std::to_chars(text, text + sizeof(text), v).ptr - text);
+    }
+    std::string_view view() const
+    {
+        return std::string_view(text, len);
+    }
+    /* v / 10^n rounded down, for the positive v of at least n + 1 digits the clocks give */
+    bool has_prefix(size_t n) const
+    {
+        return text[0] != '-' && len > n;
+    }
+    std::string_view drop(size_t n) const
+    {
+        return std::string_view(text, len - n);
+    }
+};
+
+/* ,"ts_ms":..,"ts_us":..,"ts_ns":.. of a time in nanoseconds */
+void append_timestamps(OutBuf &out, int64_t nanos)
 {
+    Digits ns(nanos);
     out += "\"ts_ms\":";
-    append_int(out, pgval::floor_div(nanos, 1000000));
+    if (ns.has_prefix(6))
+        out += ns.drop(6);
+    else
+        append_int(out, pgval::floor_div(nanos, 1000000));
     out += ",\"ts_us\":";
-    append_int(out, pgval::floor_div(nanos, 1000));
+    if (ns.has_prefix(3))
+        out += ns.drop(3);
+    else
+        append_int(out, pgval::floor_div(nanos, 1000));
     out += ",\"ts_ns\":";
-    append_int(out, nanos);
+    out += ns.view();
 }
 
 /*
  * Debezium's transaction id, "<xid>:<LSN>", with the LSN of the record it is written in:
  * each row event's own, BEGIN's (its first event's), and for END the commit's end.
  */
-void append_transaction_id(std::string &out, const ws_change &change)
+void append_transaction_id(OutBuf &out, uint32_t xid, std::string_view lsn)
+{
+    out += '"';
+    append_uint(out, xid);
+    out += ':';
+    out += lsn;
+    out += '"';
+}
+
+void append_transaction_id(OutBuf &out, const ws_change &change)
 {
     const ws_source &source = change.source;
-    uint64_t lsn = change.op == WS_OP_COMMIT ? source.commit_lsn : source.change_lsn;
-    char buf[48];
-    char *p = std::to_chars(buf, buf + 20, source.xid).ptr;
-    *p++ = ':';
-    p = std::to_chars(p, buf + sizeof(buf), lsn).ptr;
-    append_string(out, buf, static_cast<size_t>(p - buf));
+    Digits lsn(change.op == WS_OP_COMMIT ? source.commit_lsn : source.change_lsn);
+    append_transaction_id(out, source.xid, lsn.view());
 }
 
 class DebeziumEncoder final : public Encoder
@@ -105,7 +148,7 @@ class DebeziumEncoder final : public Encoder
         }
 
         Encoded out;
-        std::string &value = event_buffer_.begin();
+        OutBuf &value = event_buffer_.begin();
         switch (change.op) {
         case WS_OP_BEGIN:
         case WS_OP_COMMIT:
@@ -141,7 +184,7 @@ class DebeziumEncoder final : public Encoder
   private:
     std::string_view encode_key(const ws_change &change, const DebeziumPlan *plan)
     {
-        std::string &out = key_buffer_.begin();
+        OutBuf &out = key_buffer_.begin();
         switch (change.op) {
         case WS_OP_BEGIN:
         case WS_OP_COMMIT:
@@ -173,7 +216,7 @@ class DebeziumEncoder final : public Encoder
     }
 
     /* {"schema":<schema>,"payload": when schemas are on; nothing otherwise */
-    void open_with_schema(std::string &out, std::string_view schema) const
+    void open_with_schema(OutBuf &out, std::string_view schema) const
     {
         if (!options_.json_schema)
             return;
@@ -182,7 +225,7 @@ class DebeziumEncoder final : public Encoder
         out += ",\"payload\":";
     }
 
-    void close_with_schema(std::string &out) const
+    void close_with_schema(OutBuf &out) const
     {
         if (options_.json_schema)
             out += '}';
@@ -199,7 +242,7 @@ class DebeziumEncoder final : public Encoder
         return logical_name(or_empty(change.source.database));
     }
 
-    void write_row_event(std::string &out, const ws_change &change, const DebeziumPlan &plan)
+    void write_row_event(OutBuf &out, const ws_change &change, const DebeziumPlan &plan)
     {
         append_raw(out, plan.value_open);
 
@@ -216,10 +259,11 @@ class DebeziumEncoder final : public Encoder
             write_row(out, change.after, nullptr, plan, false);
         else
             out += "null";
+        Digits lsn(change.source.change_lsn);
         out += ",\"source\":";
-        write_source(out, change, change.source.commit_time_us, plan.source);
+        write_source(out, change, change.source.commit_time_us, plan.source, lsn);
         out += ",\"transaction\":";
-        write_transaction_block(out, change);
+        write_transaction_block(out, change, lsn);
         out += ",\"op\":\"";
         switch (change.op) {
         case WS_OP_INSERT:
@@ -245,14 +289,15 @@ class DebeziumEncoder final : public Encoder
     }
 
     /* include-transaction: the event's place in its transaction; else null */
-    void write_transaction_block(std::string &out, const ws_change &change) const
+    /* lsn: the event's own, which is the transaction id's LSN of a row or message event */
+    void write_transaction_block(OutBuf &out, const ws_change &change, const Digits &lsn) const
     {
         if (change.total_order == 0) {
             out += "null";
             return;
         }
         out += "{\"id\":";
-        append_transaction_id(out, change);
+        append_transaction_id(out, change.source.xid, lsn.view());
         out += ",\"total_order\":";
         append_uint(out, change.total_order);
         out += ",\"data_collection_order\":";
@@ -260,7 +305,7 @@ class DebeziumEncoder final : public Encoder
         out += '}';
     }
 
-    void write_message_event(std::string &out, const ws_change &change)
+    void write_message_event(OutBuf &out, const ws_change &change)
     {
         open_with_schema(out, message_value_schema());
         int64_t now = now_nanos();
@@ -276,9 +321,10 @@ class DebeziumEncoder final : public Encoder
         SourceParts &parts = message_source_;
         parts.build(logical_name(change), or_empty(change.source.database),
                     or_empty(change.source.schema), or_empty(change.source.table));
-        write_source(out, change, time_us, parts);
+        Digits lsn(change.source.change_lsn);
+        write_source(out, change, time_us, parts, lsn);
         out += ",\"transaction\":";
-        write_transaction_block(out, change);
+        write_transaction_block(out, change, lsn);
         out += ",\"message\":{\"prefix\":";
         append_string(out, or_empty(change.message_prefix));
         out += ",\"content\":";
@@ -287,7 +333,7 @@ class DebeziumEncoder final : public Encoder
         close_with_schema(out);
     }
 
-    void write_transaction_event(std::string &out, const ws_change &change)
+    void write_transaction_event(OutBuf &out, const ws_change &change)
     {
         open_with_schema(out, kTransactionValueSchema);
         out += "{\"status\":";
@@ -321,12 +367,17 @@ class DebeziumEncoder final : public Encoder
         close_with_schema(out);
     }
 
-    void write_source(std::string &out, const ws_change &change, int64_t time_us,
-                      const SourceParts &parts) const
+    /* lsn: the digits of source.change_lsn */
+    void write_source(OutBuf &out, const ws_change &change, int64_t time_us,
+                      const SourceParts &parts, const Digits &lsn) const
     {
         const ws_source &source = change.source;
+        Digits us(time_us);
         append_raw(out, parts.open);
-        append_int(out, pgval::floor_div(time_us, 1000));
+        if (us.has_prefix(3))
+            out += us.drop(3);
+        else
+            append_int(out, pgval::floor_div(time_us, 1000));
         /* walship's snapshots are Debezium's incremental ones: chunks between watermarks */
         out +=
             change.op == WS_OP_READ ? ",\"snapshot\":\"incremental\"" : ",\"snapshot\":\"false\"";
@@ -339,18 +390,23 @@ class DebeziumEncoder final : public Encoder
         } else {
             out += "[null,\\\"";
         }
-        append_uint(out, source.change_lsn);
+        out += lsn.view();
         out += "\\\"]\",\"ts_us\":";
-        append_int(out, time_us);
+        out += us.view();
         out += ",\"ts_ns\":";
-        append_int(out, time_us * 1000);
+        if (time_us == 0) {
+            out += '0';
+        } else {
+            out += us.view();
+            out += "000";
+        }
         append_raw(out, parts.table);
         if (source.xid != 0)
             append_uint(out, source.xid);
         else
             out += "null";
         out += ",\"lsn\":";
-        append_uint(out, source.change_lsn);
+        out += lsn.view();
         out += ",\"xmin\":null}";
     }
 
@@ -360,7 +416,7 @@ class DebeziumEncoder final : public Encoder
      * FULL); the others are written as NULL, which the value writer turns into
      * Debezium's zero value where the column is NOT NULL.
      */
-    void write_old_row(std::string &out, const ws_row *row, const DebeziumPlan &plan)
+    void write_old_row(OutBuf &out, const ws_row *row, const DebeziumPlan &plan)
     {
         const Table &table = plan.table();
         static const ws_value kAbsent{}; /* WS_VALUE_NULL */
@@ -381,7 +437,7 @@ class DebeziumEncoder final : public Encoder
      * A row: every column of the table (columns NULL), or the old tuple's, whose
      * column i is the table's (*columns)[i]; keys_only writes the key columns alone.
      */
-    void write_row(std::string &out, const ws_row *row, const std::vector<int> *columns,
+    void write_row(OutBuf &out, const ws_row *row, const std::vector<int> *columns,
                    const DebeziumPlan &plan, bool keys_only)
     {
         const Table &table = plan.table();

@@ -49,7 +49,7 @@ bool is_text_kind(ws_value_kind kind)
 }
 
 /* What Debezium writes for a NULL in a NOT NULL column (see write_value). */
-void append_not_null_fallback(std::string &out, const ColumnRepr &repr)
+void append_not_null_fallback(OutBuf &out, const ColumnRepr &repr)
 {
     if (repr.is_array) {
         out += "[]";
@@ -116,7 +116,7 @@ void append_not_null_fallback(std::string &out, const ColumnRepr &repr)
 }
 
 /* Debezium's placeholder for an unchanged TOAST value, in the column's shape. */
-void append_unavailable(std::string &out, const ColumnRepr &repr)
+void append_unavailable(OutBuf &out, const ColumnRepr &repr)
 {
     switch (repr.repr) {
     case JsonRepr::String:
@@ -158,7 +158,7 @@ void append_unavailable(std::string &out, const ColumnRepr &repr)
     out += "null"; /* types that cannot be TOAST-ed */
 }
 
-void append_uuid(std::string &out, const unsigned char *uuid)
+void append_uuid(OutBuf &out, const unsigned char *uuid)
 {
     static constexpr char kHex[] = "0123456789abcdef";
     char text[38];
@@ -176,7 +176,7 @@ void append_uuid(std::string &out, const unsigned char *uuid)
 
 } // namespace
 
-void ValueWriter::write(std::string &out, const ColumnRepr &repr, bool not_null,
+void ValueWriter::write(OutBuf &out, const ColumnRepr &repr, bool not_null,
                         std::string_view default_json, const ws_value &value)
 {
     if (value.kind == WS_VALUE_NULL) {
@@ -205,7 +205,7 @@ void ValueWriter::write(std::string &out, const ColumnRepr &repr, bool not_null,
         write_scalar(out, repr, value);
 }
 
-void ValueWriter::write_scalar(std::string &out, const ColumnRepr &repr, const ws_value &value)
+void ValueWriter::write_scalar(OutBuf &out, const ColumnRepr &repr, const ws_value &value)
 {
     switch (repr.repr) {
     case JsonRepr::Int16:
@@ -332,7 +332,7 @@ void ValueWriter::write_scalar(std::string &out, const ColumnRepr &repr, const w
  * A point's text "(x,y)" as Debezium's Point: x, y, its well-known binary (little-endian
  * byte order, type 1, x, y) and no SRID. False when the text is not two finite numbers.
  */
-bool ValueWriter::write_point(std::string &out, std::string_view text)
+bool ValueWriter::write_point(OutBuf &out, std::string_view text)
 {
     if (text.size() < 5 || text.front() != '(' || text.back() != ')')
         return false;
@@ -368,7 +368,7 @@ bool ValueWriter::write_point(std::string &out, std::string_view text)
  * the lowest), its bytes little-endian, as few as hold its highest set bit (no bytes
  * when none is set), base64.
  */
-void ValueWriter::write_bits(std::string &out, std::string_view bits)
+void ValueWriter::write_bits(OutBuf &out, std::string_view bits)
 {
     std::string &bytes = bytes_;
     bytes.assign((bits.size() + 7) / 8, '\0');
@@ -388,7 +388,7 @@ void ValueWriter::write_bits(std::string &out, std::string_view bits)
  * value in text form. This is the path of every type the map writes as a string
  * and the safety net when a value's kind does not fit its column's type.
  */
-void ValueWriter::write_as_string(std::string &out, const ws_value &value)
+void ValueWriter::write_as_string(OutBuf &out, const ws_value &value)
 {
     if (value.data != nullptr || is_text_kind(value.kind) || value.kind == WS_VALUE_BYTES) {
         append_string(out, text_of(value));
@@ -443,7 +443,7 @@ void ValueWriter::write_as_string(std::string &out, const ws_value &value)
     append_string(out, text);
 }
 
-void ValueWriter::write_numeric(std::string &out, const ColumnRepr &repr, std::string_view text)
+void ValueWriter::write_numeric(OutBuf &out, const ColumnRepr &repr, std::string_view text)
 {
     pgval::SpecialNumeric special = pgval::special_numeric(text);
     switch (repr.repr) {
@@ -499,7 +499,7 @@ void ValueWriter::write_numeric(std::string &out, const ColumnRepr &repr, std::s
     out += '}';
 }
 
-void ValueWriter::write_array(std::string &out, const ColumnRepr &repr, const ws_value &value)
+void ValueWriter::write_array(OutBuf &out, const ColumnRepr &repr, const ws_value &value)
 {
     release_if_large(element_storage_);
     release_if_large(bytes_);
@@ -525,8 +525,7 @@ void ValueWriter::write_array(std::string &out, const ColumnRepr &repr, const ws
     out += ']';
 }
 
-void ValueWriter::write_array_element(std::string &out, const ColumnRepr &repr,
-                                      std::string_view text)
+void ValueWriter::write_array_element(OutBuf &out, const ColumnRepr &repr, std::string_view text)
 {
     switch (repr.repr) {
     case JsonRepr::Int16:

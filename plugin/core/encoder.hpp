@@ -11,6 +11,7 @@
 
 #include "core_error.hpp"
 #include "options.hpp"
+#include "out_buf.hpp"
 #include "walship_core.h"
 
 #include <cstdint>
@@ -81,9 +82,9 @@ class EventBuffer
     static constexpr size_t kPrefixRoom = kVarintPrefixRoom;
 
     /* Starts a new body; returns the string to append it to (after the prefix room). */
-    std::string &begin()
+    OutBuf &begin()
     {
-        release_if_large(bytes_);
+        bytes_.release_if_large(kRetainedBufferLimit);
         bytes_.resize(kPrefixRoom);
         return bytes_;
     }
@@ -100,7 +101,7 @@ class EventBuffer
     }
 
   private:
-    std::string bytes_;
+    OutBuf bytes_;
 };
 
 /* One column of a table, as described once by the shim (ws_table_desc). */

@@ -67,7 +67,7 @@ size_t utf8_sequence_length(const unsigned char *p, const unsigned char *end)
  * plain notation with at least one fractional digit for 1e-3 <= |v| < 1e7,
  * otherwise d.dddE[-]n.
  */
-void append_java_layout(std::string &out, const char *sci, size_t sci_len)
+template <typename Out> void append_java_layout(Out &out, const char *sci, size_t sci_len)
 {
     /* sci is std::to_chars scientific output: [-]d[.ddd]e(+|-)dd */
     size_t i = 0;
@@ -112,7 +112,7 @@ void append_java_layout(std::string &out, const char *sci, size_t sci_len)
     out.append(exp_buf, static_cast<size_t>(res.ptr - exp_buf));
 }
 
-template <typename Float> void append_floating(std::string &out, Float value)
+template <typename Out, typename Float> void append_floating(Out &out, Float value)
 {
     if (std::isnan(value)) {
         out += "\"NaN\"";
@@ -133,7 +133,7 @@ template <typename Float> void append_floating(std::string &out, Float value)
 
 } // namespace
 
-void append_string(std::string &out, const char *data, size_t len)
+template <typename Out> void append_string(Out &out, const char *data, size_t len)
 {
     const auto *p = reinterpret_cast<const unsigned char *>(data);
     const unsigned char *end = p + len;
@@ -190,31 +190,17 @@ void append_string(std::string &out, const char *data, size_t len)
     out += '"';
 }
 
-void append_int(std::string &out, int64_t value)
-{
-    char buf[24];
-    auto res = std::to_chars(buf, buf + sizeof(buf), value);
-    out.append(buf, static_cast<size_t>(res.ptr - buf));
-}
-
-void append_uint(std::string &out, uint64_t value)
-{
-    char buf[24];
-    auto res = std::to_chars(buf, buf + sizeof(buf), value);
-    out.append(buf, static_cast<size_t>(res.ptr - buf));
-}
-
-void append_double(std::string &out, double value)
+template <typename Out> void append_double(Out &out, double value)
 {
     append_floating(out, value);
 }
 
-void append_float(std::string &out, float value)
+template <typename Out> void append_float(Out &out, float value)
 {
     append_floating(out, value);
 }
 
-void append_base64(std::string &out, const void *data, size_t len)
+template <typename Out> void append_base64(Out &out, const void *data, size_t len)
 {
     static constexpr char kAlphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -245,5 +231,14 @@ void append_base64(std::string &out, const void *data, size_t len)
     }
     *o = '"';
 }
+
+#define WALSHIP_JSON_OUT_FOR(Out)                                                                  \
+    template void append_string<Out>(Out &, const char *, size_t);                                 \
+    template void append_double<Out>(Out &, double);                                               \
+    template void append_float<Out>(Out &, float);                                                 \
+    template void append_base64<Out>(Out &, const void *, size_t);
+WALSHIP_JSON_OUT_FOR(std::string)
+WALSHIP_JSON_OUT_FOR(OutBuf)
+#undef WALSHIP_JSON_OUT_FOR
 
 } // namespace walship::json

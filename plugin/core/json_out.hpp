@@ -12,37 +12,63 @@
 #define WALSHIP_JSON_OUT_HPP
 
 #include "core_error.hpp"
+#include "out_buf.hpp"
 
 #include <cstddef>
 #include <cstdint>
+#include <charconv>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace walship::json
 {
 
 /*
+ * Every appender works on a std::string (schemas, notes) and on an OutBuf (the events
+ * of the hot path); json_out.cpp instantiates both.
+ */
+
+/*
  * A JSON string literal, quotes included. Invalid UTF-8 becomes U+FFFD (one per bad
  * byte) so that the event is always valid JSON, whatever the input bytes were.
  */
-void append_string(std::string &out, const char *data, size_t len);
-inline void append_string(std::string &out, std::string_view s)
+template <typename Out> void append_string(Out &out, const char *data, size_t len);
+template <typename Out> inline void append_string(Out &out, std::string_view s)
 {
     append_string(out, s.data(), s.size());
 }
 
-void append_int(std::string &out, int64_t value);
-void append_uint(std::string &out, uint64_t value);
+/* An integer's decimal digits; into an OutBuf through its room, without a copy. */
+template <typename Out, typename Int> inline void append_integer(Out &out, Int value)
+{
+    if constexpr (std::is_same_v<Out, OutBuf>) {
+        char *p = out.room(20);
+        out.advance_to(std::to_chars(p, p + 20, value).ptr);
+    } else {
+        char buf[24];
+        auto res = std::to_chars(buf, buf + sizeof(buf), value);
+        out.append(buf, static_cast<size_t>(res.ptr - buf));
+    }
+}
+template <typename Out> inline void append_int(Out &out, int64_t value)
+{
+    append_integer(out, value);
+}
+template <typename Out> inline void append_uint(Out &out, uint64_t value)
+{
+    append_integer(out, value);
+}
 
 /* Java's Double.toString / Float.toString of the shortest round-trip digits. */
-void append_double(std::string &out, double value);
-void append_float(std::string &out, float value);
+template <typename Out> void append_double(Out &out, double value);
+template <typename Out> void append_float(Out &out, float value);
 
 /* A JSON string holding standard base64 (with padding) of the bytes. */
-void append_base64(std::string &out, const void *data, size_t len);
+template <typename Out> void append_base64(Out &out, const void *data, size_t len);
 
 /* Literal text that needs no escaping (keys, schema fragments). */
-inline void append_raw(std::string &out, std::string_view s)
+template <typename Out> inline void append_raw(Out &out, std::string_view s)
 {
     out.append(s.data(), s.size());
 }

@@ -15,7 +15,7 @@ namespace walship::pgval
 namespace
 {
 
-void append_padded(std::string &out, int64_t value, int width)
+template <typename Out> void append_padded(Out &out, int64_t value, int width)
 {
     char buf[24];
     auto res = std::to_chars(buf, buf + sizeof(buf), value);
@@ -26,7 +26,7 @@ void append_padded(std::string &out, int64_t value, int width)
 }
 
 /* The fraction of a second in micros as ".ddd": see append_time_of_day. */
-void append_fraction(std::string &out, int64_t micros, int fraction_digits)
+template <typename Out> void append_fraction(Out &out, int64_t micros, int fraction_digits)
 {
     char digits[6];
     int64_t v = micros;
@@ -126,7 +126,7 @@ bool parse_iso_date(std::string_view text, int64_t &days)
     return true;
 }
 
-void append_iso_date(std::string &out, int64_t days_since_epoch)
+template <typename Out> void append_iso_date(Out &out, int64_t days_since_epoch)
 {
     CivilDate date = civil_from_days(days_since_epoch);
     if (date.year > 9999) {
@@ -144,7 +144,8 @@ void append_iso_date(std::string &out, int64_t days_since_epoch)
     append_padded(out, date.day, 2);
 }
 
-void append_time_of_day(std::string &out, int64_t micros_of_day, int fraction_digits)
+template <typename Out>
+void append_time_of_day(Out &out, int64_t micros_of_day, int fraction_digits)
 {
     int64_t seconds = micros_of_day / kMicrosPerSecond;
     append_padded(out, seconds / 3600, 2);
@@ -155,7 +156,8 @@ void append_time_of_day(std::string &out, int64_t micros_of_day, int fraction_di
     append_fraction(out, micros_of_day % kMicrosPerSecond, fraction_digits);
 }
 
-void append_zoned_timestamp(std::string &out, int64_t micros_since_epoch, int fraction_digits)
+template <typename Out>
+void append_zoned_timestamp(Out &out, int64_t micros_since_epoch, int fraction_digits)
 {
     append_iso_date(out, floor_div(micros_since_epoch, kMicrosPerDay));
     out += 'T';
@@ -163,7 +165,7 @@ void append_zoned_timestamp(std::string &out, int64_t micros_since_epoch, int fr
     out += 'Z';
 }
 
-void append_zoned_time(std::string &out, int64_t local_time_us, int32_t zone_s)
+template <typename Out> void append_zoned_time(Out &out, int64_t local_time_us, int32_t zone_s)
 {
     int64_t utc = floor_mod(local_time_us + int64_t{zone_s} * kMicrosPerSecond, kMicrosPerDay);
     append_time_of_day(out, utc, -1);
@@ -200,7 +202,8 @@ int64_t interval_micro_duration(int32_t months, int32_t days, int64_t time_us)
     return static_cast<int64_t>(micros);
 }
 
-void append_iso_interval(std::string &out, int32_t months, int32_t days, int64_t time_us)
+template <typename Out>
+void append_iso_interval(Out &out, int32_t months, int32_t days, int64_t time_us)
 {
     int64_t hours = time_us / (3600 * kMicrosPerSecond);
     int64_t rest = time_us % (3600 * kMicrosPerSecond);
@@ -477,5 +480,15 @@ bool decode_bytea_hex(std::string_view text, std::string &out)
     }
     return true;
 }
+
+#define WALSHIP_PGVAL_OUT_FOR(Out)                                                                 \
+    template void append_iso_date<Out>(Out &, int64_t);                                            \
+    template void append_time_of_day<Out>(Out &, int64_t, int);                                    \
+    template void append_zoned_timestamp<Out>(Out &, int64_t, int);                                \
+    template void append_zoned_time<Out>(Out &, int64_t, int32_t);                                 \
+    template void append_iso_interval<Out>(Out &, int32_t, int32_t, int64_t);
+WALSHIP_PGVAL_OUT_FOR(std::string)
+WALSHIP_PGVAL_OUT_FOR(OutBuf)
+#undef WALSHIP_PGVAL_OUT_FOR
 
 } // namespace walship::pgval

@@ -12,6 +12,7 @@
 #define WALSHIP_PG_VALUES_HPP
 
 #include "core_error.hpp"
+#include "out_buf.hpp"
 
 #include <charconv>
 #include <cstddef>
@@ -58,25 +59,30 @@ int64_t days_from_civil(int64_t year, unsigned month, unsigned day);
  * as days since 1970-01-01; false for anything else (infinity, other DateStyles). */
 bool parse_iso_date(std::string_view text, int64_t &days);
 
+/* The append_* functions write to a std::string or an OutBuf (both instantiated). */
+
 /* yyyy-mm-dd the way java.time's ISO formatter writes years: 4+ digits, sign beyond. */
-void append_iso_date(std::string &out, int64_t days_since_epoch);
+template <typename Out> void append_iso_date(Out &out, int64_t days_since_epoch);
 
 /* HH:MM:SS then the fraction of micros: fixed width (1..6 digits) or, with
  * fraction_digits < 0, as few digits as needed and none for whole seconds. */
-void append_time_of_day(std::string &out, int64_t micros_of_day, int fraction_digits);
+template <typename Out>
+void append_time_of_day(Out &out, int64_t micros_of_day, int fraction_digits);
 
 /* Debezium's ZonedTimestamp: 2024-01-02T03:04:05.123456Z (UTC). */
-void append_zoned_timestamp(std::string &out, int64_t micros_since_epoch, int fraction_digits);
+template <typename Out>
+void append_zoned_timestamp(Out &out, int64_t micros_since_epoch, int fraction_digits);
 
 /* Debezium's ZonedTime: the time converted to UTC, 03:04:05.5Z. zone_s is seconds
  * WEST of UTC, as PostgreSQL stores it. */
-void append_zoned_time(std::string &out, int64_t local_time_us, int32_t zone_s);
+template <typename Out> void append_zoned_time(Out &out, int64_t local_time_us, int32_t zone_s);
 
 /* Debezium's MicroDuration: months count 365.25/12 days, computed as Debezium does. */
 int64_t interval_micro_duration(int32_t months, int32_t days, int64_t time_us);
 
 /* ISO-8601 duration the way Debezium's Interval writes it: P1Y2M3DT4H5M6.78S. */
-void append_iso_interval(std::string &out, int32_t months, int32_t days, int64_t time_us);
+template <typename Out>
+void append_iso_interval(Out &out, int32_t months, int32_t days, int64_t time_us);
 
 /*
  * A finite decimal split into sign, digits and scale: "-12.340" is negative,
