@@ -198,7 +198,8 @@ def build_noop(bindir, libdir):
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc or not inc:
         return "no C compiler or no server headers (pg_config --includedir-server)"
-    p = subprocess.run([cc, "-O2", "-fPIC", "-shared", "-Wall", "-Werror", "-Wno-unused-parameter",
+    p = subprocess.run([cc, "-O2", "-fPIC", "-shared", "-Wall", "-Werror", "-Wdeclaration-after-statement",
+                        "-Wno-unused-parameter",
                         "-I", inc, "-o", os.path.join(libdir, "walship_bench_noop.so"),
                         str(NOOP_SOURCE)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True)

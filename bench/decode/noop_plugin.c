@@ -107,6 +107,9 @@ static List *options_list(ArrayType *arr)
     int n;
     List *options = NIL;
 
+    if (ARR_NDIM(arr) > 1)
+        ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+                        errmsg("options must be a one-dimensional array of name, value pairs")));
     deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
     if (n % 2 != 0)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -146,6 +149,9 @@ Datum walship_bench_decode(PG_FUNCTION_ARGS)
 #endif
     PG_TRY();
     {
+        ResourceOwner owner = CurrentResourceOwner;
+        double cpu0, wall0;
+
         ctx = CreateDecodingContext(InvalidXLogRecPtr, options, false,
                                     XL_ROUTINE(.page_read = read_local_xlog_page,
                                                .segment_open = wal_segment_open,
@@ -156,9 +162,8 @@ Datum walship_bench_decode(PG_FUNCTION_ARGS)
         InvalidateSystemCaches();
         XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
 
-        double cpu0 = seconds(CLOCK_THREAD_CPUTIME_ID);
-        double wall0 = seconds(CLOCK_MONOTONIC);
-
+        cpu0 = seconds(CLOCK_THREAD_CPUTIME_ID);
+        wall0 = seconds(CLOCK_MONOTONIC);
         while (ctx->reader->EndRecPtr < end) {
             char *errm = NULL;
             XLogRecord *record = XLogReadRecord(ctx->reader, &errm);
@@ -172,14 +177,15 @@ Datum walship_bench_decode(PG_FUNCTION_ARGS)
         cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
         wall = seconds(CLOCK_MONOTONIC) - wall0;
 
+        /* replaying transactions may have changed it, as the SQL decoding functions know */
+        CurrentResourceOwner = owner;
         FreeDecodingContext(ctx);
         ReplicationSlotRelease();
         InvalidateSystemCaches();
     }
     PG_CATCH();
     {
-        if (MyReplicationSlot != NULL)
-            ReplicationSlotRelease();
+        /* as in the SQL decoding functions: the error's cleanup releases the slot */
         InvalidateSystemCaches();
         PG_RE_THROW();
     }
@@ -189,5 +195,6 @@ Datum walship_bench_decode(PG_FUNCTION_ARGS)
     values[1] = Int64GetDatum(writer.bytes);
     values[2] = Float8GetDatum(cpu);
     values[3] = Float8GetDatum(wall);
+    desc = BlessTupleDesc(desc);
     PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

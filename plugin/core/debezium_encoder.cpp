@@ -19,6 +19,7 @@
 #include "pg_values.hpp"
 
 #include <charconv>
+#include <cstdint>
 #include <chrono>
 #include <memory>
 #include <utility>
@@ -396,6 +397,9 @@ class DebeziumEncoder final : public Encoder
         out += ",\"ts_ns\":";
         if (time_us == 0) {
             out += '0';
+        } else if (time_us > INT64_MAX / 1000 || time_us < INT64_MIN / 1000) {
+            /* past the year 2262 nanoseconds overflow a long, and wrap as in Debezium's Java */
+            append_int(out, static_cast<int64_t>(static_cast<uint64_t>(time_us) * 1000u));
         } else {
             out += us.view();
             out += "000";

@@ -8,7 +8,8 @@
  * more than writing the values. Writers that know an upper bound of what they write
  * (numbers, dates) take room() once and write through a pointer.
  *
- * The buffer is reused for every event, so the hot path allocates nothing once it
+ * Unlike std::string's, its appends must not take bytes of the buffer itself (a growth
+ * moves them). The buffer is reused for every event, so the hot path allocates nothing once it
  * has grown to the largest event; release_if_large() gives back a huge one.
  */
 #ifndef WALSHIP_OUT_BUF_HPP
@@ -96,10 +97,10 @@ class OutBuf
     void resize(size_t n)
     {
         size_t have = size();
-        if (n > have) {
+        if (n > have)
             std::memset(room(n - have), 0, n - have);
-        }
-        cur_ = begin_ + n;
+        if (begin_ != nullptr)
+            cur_ = begin_ + n;
     }
     void pop_back()
     {
@@ -126,6 +127,8 @@ class OutBuf
     }
     void append(const char *s, size_t n)
     {
+        if (n == 0) /* s may be null then, which memcpy must not see */
+            return;
         if (static_cast<size_t>(end_ - cur_) < n)
             grow(n);
         std::memcpy(cur_, s, n);
@@ -133,6 +136,8 @@ class OutBuf
     }
     void append(size_t n, char c)
     {
+        if (n == 0)
+            return;
         std::memset(room(n), c, n);
         cur_ += n;
     }

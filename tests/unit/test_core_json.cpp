@@ -174,6 +174,36 @@ TEST(CoreDebezium, InsertEnvelopeAndSchema)
     EXPECT_EQ(next["payload"]["source"]["sequence"].str(), "[\"53190000\",\"53195829\"]");
 }
 
+/* source's ts_ms, ts_us and ts_ns are one time: also before 1970, near it, and past 2262 */
+TEST(CoreDebezium, SourceTimesAtTheirEdges)
+{
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true, -1, true}});
+    TestEncoder enc(json_with({{"json-schema", "false"}}));
+    struct Case {
+        int64_t time_us, ms, ns;
+    } cases[] = {
+        {1700000000123456, 1700000000123, 1700000000123456000},
+        {1000, 1, 1000000},
+        {999, 0, 999000},
+        {1, 0, 1000},
+        {-1, -1, -1000},
+        {-1000, -1, -1000000},
+        {-1001, -2, -1001000},
+        {-86400000000, -86400000, -86400000000000},
+        /* nanoseconds past a long wrap, as in Debezium's Java */
+        {INT64_MAX / 1000 + 1, (INT64_MAX / 1000 + 1) / 1000,
+         static_cast<int64_t>(static_cast<uint64_t>(INT64_MAX / 1000 + 1) * 1000u)},
+    };
+    for (const Case &c : cases) {
+        b.change().source.commit_time_us = c.time_us;
+        Json source = parse_json(enc.event(b.get()))["source"];
+        EXPECT_EQ(source["ts_ms"].integer(), c.ms) << c.time_us;
+        EXPECT_EQ(source["ts_us"].integer(), c.time_us) << c.time_us;
+        EXPECT_EQ(source["ts_ns"].integer(), c.ns) << c.time_us;
+    }
+}
+
 TEST(CoreDebezium, PayloadAloneWithoutSchemas)
 {
     ChangeBuilder b(WS_OP_INSERT);

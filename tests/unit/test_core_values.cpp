@@ -8,6 +8,7 @@
 #include "json_out.hpp"
 #include "pg_values.hpp"
 
+#include <cstdint>
 #include <cmath>
 #include <limits>
 
@@ -295,4 +296,49 @@ TEST(CoreValues, ByteaHexOutput)
     EXPECT_EQ(out, std::string("\x00\xff\x10", 3));
     EXPECT_FALSE(pgval::decode_bytea_hex("\\000", out));
     EXPECT_FALSE(pgval::decode_bytea_hex("\\x0", out));
+}
+
+/* The JSON writers' buffer behaves as the std::string it replaced, for what they use. */
+TEST(CoreValues, OutBufAppendsGrowsAndMoves)
+{
+    OutBuf out;
+    EXPECT_TRUE(out.empty());
+    out.append(nullptr, 0); /* an empty piece of a buffer that never grew */
+    out += std::string_view();
+    out.append(0, 'x');
+    out.resize(0);
+    EXPECT_EQ(out.size(), 0u);
+
+    std::string expected;
+    for (int i = 0; i < 1000; i++) { /* grows past its first allocation many times */
+        out += "ab";
+        out += 'c';
+        json::append_int(out, -i);
+        json::append_uint(out, static_cast<uint64_t>(i) * 1000003u);
+        expected +=
+            "abc" + std::to_string(-i) + std::to_string(static_cast<uint64_t>(i) * 1000003u);
+    }
+    json::append_int(out, INT64_MIN);
+    json::append_uint(out, UINT64_MAX);
+    expected += std::to_string(INT64_MIN) + std::to_string(UINT64_MAX);
+    EXPECT_EQ(out.str(), expected);
+    EXPECT_EQ(out.back(), expected.back());
+
+    out.resize(3);
+    EXPECT_EQ(out.view(), "abc");
+    out.resize(5); /* grows with NUL bytes */
+    EXPECT_EQ(out.str(), std::string("abc\0\0", 5));
+    out.append(2, '-');
+    EXPECT_EQ(out.str(), std::string("abc\0\0--", 7));
+
+    OutBuf moved(std::move(out));
+    EXPECT_EQ(moved.str(), std::string("abc\0\0--", 7));
+    EXPECT_TRUE(out.empty());
+    out += "again";
+    EXPECT_EQ(out.view(), "again");
+
+    moved.release_if_large(1); /* above the limit: the memory goes, the buffer is empty */
+    EXPECT_EQ(moved.capacity(), 0u);
+    moved += "x";
+    EXPECT_EQ(moved.view(), "x");
 }
