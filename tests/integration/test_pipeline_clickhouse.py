@@ -11,6 +11,7 @@ be installed (tests/requirements.txt): without it the test fails, it never skips
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
 import time
@@ -18,13 +19,17 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pipelines" / "clickhouse"))
+PIPELINE_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "clickhouse"
+sys.path.insert(0, str(PIPELINE_DIR))
 
-import run as pipeline  # noqa: E402
 import walship_clickhouse as wch  # noqa: E402
 import workload  # noqa: E402
 
 PG_OPTIONS = {"name": "pipe_clickhouse"}
+
+_spec = importlib.util.spec_from_file_location("walship_clickhouse_run", PIPELINE_DIR / "run.py")
+pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pipeline)
 
 
 @pytest.fixture(scope="module")
