@@ -80,7 +80,7 @@ class Pipeline:
                     timeout, 0.2, f"stream {self.stream}'s snapshot")
         wt.wait_caught_up(self.pg, self.stream, timeout)
         wch.wait_consumed(self.kafka.bootstrap, self.group, [self.topic(t) for t in workload.TABLES],
-                          timeout)
+                          timeout, diagnose=lambda: self.ch.consumer_errors(self.db))
         return time.monotonic() - t0
 
     def compare(self) -> tuple[int, int, list[str]]:
@@ -112,7 +112,7 @@ def bench(pl: Pipeline, n: int) -> float:
     return n / (time.monotonic() - t0)
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--format", choices=["json", "protobuf", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=2)
@@ -136,6 +136,9 @@ def main() -> int:
                 rows, values, diffs = pl.compare()
                 print(f"[{fmt}] snapshot: {rows} rows, {values} values compared, {len(diffs)} differences "
                       f"({waited:.1f} s to consume)", flush=True)
+                for d in diffs[:20]:
+                    print("   ", d)
+                ok = ok and not diffs
                 for r in range(1, args.rounds + 1):
                     n = workload.round_(pg, pl.schema, r)
                     waited = pl.sync()

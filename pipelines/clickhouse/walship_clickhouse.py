@@ -152,7 +152,8 @@ class Column:
             return f"JSONExtract({obj}, {n}, 'Nullable(Bool)')"
         s = f"JSONExtract({obj}, {n}, 'Nullable(String)')"
         if t == "numeric" and self.ch_type != "String":
-            return f"CAST({s} AS Nullable({self.ch_type}))"
+            # not evaluated on the placeholder (an unchanged TOAST value), which is no number
+            return f"CAST(nullIf({s}, {lit(TOAST_PLACEHOLDER)}) AS Nullable({self.ch_type}))"
         if t == "bytea":
             return f"if(isNull({s}), NULL, base64Decode(assumeNotNull({s})))"
         if t == "uuid":
@@ -221,7 +222,9 @@ class Column:
         elif t == "bool":
             v = f"CAST({m('bool_value')} AS Bool)"
         elif t == "numeric":
-            v = m("numeric") if self.ch_type == "String" else f"CAST({m('numeric')} AS {self.ch_type})"
+            # '' (NULL, unchanged, absent) is no number: NULL before the cast
+            v = m("numeric") if self.ch_type == "String" else \
+                f"CAST(nullIf({m('numeric')}, '') AS Nullable({self.ch_type}))"
         elif t == "bytea":
             v = m("bytes_value")
         elif t == "uuid":
@@ -235,7 +238,7 @@ class Column:
         else:
             v = m("string_value")
         if self.is_key:
-            return v
+            return f"ifNull({v}, defaultValueOfTypeName({lit(self.ch_type)}))"
         return f"if({self.pb_null(row)} OR {self.pb_toast(row)}, NULL, {v})"
 
     def pb_null(self, row: str) -> str:
@@ -355,18 +358,21 @@ def ddl(spec: TableSpec, db: str, fmt: str, bootstrap: str, group: str,
     sel = []
     if fmt == "json":
         op = "JSONExtractString(message, 'op')"
-        pre = (f"WITH {op} AS op_, JSONExtractRaw(message, 'before') AS b_, "
-               "JSONExtractRaw(message, 'after') AS a_, if(op_ = 'd', b_, a_) AS row_, "
+        pre = (f"WITH {op} AS op_, "
                "arrayElement(_headers.value, indexOf(_headers.name, 'walship.lsn')) AS lsn_")
+        # Values are read by path from the message itself: JSONExtractRaw(message, 'after')
+        # would print the object again, and print -0.0 as -0, which then reads as an integer.
+        a_ = "message, 'after'"
+        row_ = "message, if(op_ = 'd', 'before', 'after')"
         for c in spec.keys:
-            sel.append(f"ifNull({c.json_value('row_')}, defaultValueOfTypeName({lit(c.ch_type)})) AS {q(c.name)}")
+            sel.append(f"ifNull({c.json_value(row_)}, defaultValueOfTypeName({lit(c.ch_type)})) AS {q(c.name)}")
         for c in spec.data:
-            toast = c.json_toast("a_") if c.toastable else "0"
+            toast = c.json_toast(a_) if c.toastable else "0"
             if c.is_array:
-                sel.append(f"if(op_ = 'd' OR {toast} OR {c.json_null('a_')}, [], {c.json_value('a_')}) AS {q(c.name)}")
-                sel.append(f"if(op_ != 'd' AND {c.json_null('a_')}, 1, 0) AS {q(c.name + '__null')}")
+                sel.append(f"if(op_ = 'd' OR {toast} OR {c.json_null(a_)}, [], {c.json_value(a_)}) AS {q(c.name)}")
+                sel.append(f"if(op_ != 'd' AND {c.json_null(a_)}, 1, 0) AS {q(c.name + '__null')}")
             else:
-                sel.append(f"if(op_ = 'd' OR {toast}, NULL, {c.json_value('a_')}) AS {q(c.name)}")
+                sel.append(f"if(op_ = 'd' OR {toast}, NULL, {c.json_value(a_)}) AS {q(c.name)}")
             if c.toastable:
                 sel.append(f"if(op_ != 'd' AND {toast}, 1, 0) AS {q(c.name + '__toast')}")
         sel += ["CAST(op_ AS Enum8('c' = 1, 'u' = 2, 'd' = 3, 'r' = 4, 't' = 5)) AS _op",
@@ -532,6 +538,15 @@ class ClickHousePipeline:
         self.specs[(db, table)] = spec
         return spec
 
+    def consumer_errors(self, db: str) -> str:
+        """The Kafka engine's latest exceptions (system.kafka_consumers), for a failure's message."""
+        try:
+            return "\n" + self.query(
+                "SELECT table, arrayStringConcat(arraySlice(exceptions.text, -3), ' | ') FROM system.kafka_consumers "
+                f"WHERE database = {lit(db)} AND length(exceptions.text) > 0")
+        except Exception as e:  # noqa: BLE001
+            return f"\n(system.kafka_consumers: {e})"
+
     def close(self) -> None:
         try:
             self.session.close()
@@ -540,7 +555,8 @@ class ClickHousePipeline:
 
 
 def wait_consumed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 120,
-                  progress: Callable[[], None] | None = None) -> None:
+                  progress: Callable[[], None] | None = None,
+                  diagnose: Callable[[], str] | None = None) -> None:
     """Until ClickHouse's consumer group has committed every partition of ``topics`` up to
     its end offset (ClickHouse commits after the block is written)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -560,13 +576,42 @@ def wait_consumed(bootstrap: str, group: str, topics: Iterable[str], timeout: fl
             behind = [(tp.topic, tp.partition, tp.offset, ends[(tp.topic, tp.partition)])
                       for tp in committed if ends[(tp.topic, tp.partition)] > 0
                       and tp.offset < ends[(tp.topic, tp.partition)]]
+            # The Kafka engine skips empty messages (tombstones) and commits only up to the
+            # last message it inserted: tombstones at the end of a partition stay behind
+            # until a later event comes.
+            behind = [b for b in behind if not _only_tombstones(bootstrap, *b)]
             if not behind:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"ClickHouse did not consume everything: {behind}")
+                why = diagnose() if diagnose else ""
+                raise TimeoutError(f"ClickHouse did not consume everything: {behind}{why}")
             if progress:
                 progress()
             time.sleep(0.2)
+    finally:
+        c.close()
+
+
+def _only_tombstones(bootstrap: str, topic: str, partition: int, start: int, end: int) -> bool:
+    """Every message of topic/partition in [start, end) has no value (a tombstone)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    if start < 0:
+        return False
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "walship-clickhouse-peek",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, partition, start)])
+        seen = start
+        deadline = time.monotonic() + 10
+        while seen < end and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            if m.value() is not None and len(m.value()) > 0:
+                return False
+            seen = m.offset() + 1
+        return seen >= end
     finally:
         c.close()
 
