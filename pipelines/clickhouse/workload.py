@@ -167,6 +167,10 @@ def round_(pg, s: str, r: int) -> int:
         c = movers[8] + off
         conn.execute(f"UPDATE {s}.items SET id = id + %s, note = 'moved ' || id WHERE id = %s", [off // 100, c])
         stmts += 1
+        # key changes onto keys deleted above: the new incarnation must not see the old one's values
+        for dead, i in zip(sorted(gone)[:3], movers[9:12]):
+            conn.execute(f"UPDATE {s}.items SET id = %s WHERE id = %s", [dead, i + off])
+            stmts += 1
         # kv: truncate and refill
         conn.execute(f"INSERT INTO {s}.kv VALUES ('r{r}', 'before-truncate', 1)")
         conn.execute(f"TRUNCATE {s}.kv")
