@@ -104,7 +104,7 @@ def bench(pl: Pipeline, n: int) -> float:
     with pl.pg.connect() as conn:
         for b in range(0, n, 100):
             with conn.transaction():
-                conn.execute(f"INSERT INTO {s}.kv SELECT 'bench', 'b' || g, g FROM generate_series(%s, %s) g",
+                conn.execute(f"INSERT INTO {s}.kv SELECT 'bench', 'b' || g, g FROM generate_series(%s::int, %s::int) g",
                              [b, min(n, b + 100) - 1])
     last = n - 1
     wt.wait_for(lambda: pl.ch.query(f"SELECT count() FROM `{pl.db}`.kv__changes WHERE ns = 'bench' "

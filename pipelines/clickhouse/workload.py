@@ -290,7 +290,10 @@ def side_by_side(pg, ch, db: str, schema: str, spec, limit: int = 10) -> str:
     keys = ", ".join(c.name for c in spec.keys)
     with pg.connect() as conn:
         pr = conn.execute(f"SELECT * FROM {schema}.{spec.table} ORDER BY {keys} LIMIT {limit}").fetchall()
-    cr = ch.rows(f"SELECT * FROM `{db}`.`{spec.table}` ORDER BY {keys} LIMIT {limit}")
+    binary = {c.name for c in spec.columns if c.typname == "bytea"}
+    sel = ", ".join(f"concat('<', toString(length(`{c}`)), ' bytes>') AS `{c}`" if c in binary else f"`{c}`"
+                    for c in cols)
+    cr = ch.rows(f"SELECT {sel} FROM `{db}`.`{spec.table}` ORDER BY {keys} LIMIT {limit}")
 
     def cut(v) -> str:
         if v is None:
