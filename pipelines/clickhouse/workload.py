@@ -288,12 +288,15 @@ def side_by_side(pg, ch, db: str, schema: str, spec, limit: int = 10) -> str:
     """The first rows of both sides, for people (long values cut)."""
     cols = [c.name for c in spec.columns]
     keys = ", ".join(c.name for c in spec.keys)
+    pg_sel = ", ".join(f"'<' || length({c.name}) || ' bytes>'" if c.typname == "bytea" else f"{c.name}::text"
+                       for c in spec.columns)
     with pg.connect() as conn:
-        pr = conn.execute(f"SELECT * FROM {schema}.{spec.table} ORDER BY {keys} LIMIT {limit}").fetchall()
+        pr = conn.execute(f"SELECT {pg_sel} FROM {schema}.{spec.table} ORDER BY {keys} LIMIT {limit}").fetchall()
     binary = {c.name for c in spec.columns if c.typname == "bytea"}
     sel = ", ".join(f"concat('<', toString(length(`{c}`)), ' bytes>') AS `{c}`" if c in binary else f"`{c}`"
                     for c in cols)
-    cr = ch.rows(f"SELECT {sel} FROM `{db}`.`{spec.table}` ORDER BY {keys} LIMIT {limit}")
+    cr = ch.rows(f"SELECT {sel} FROM `{db}`.`{spec.table}` ORDER BY {keys} LIMIT {limit} "
+                 "SETTINGS output_format_json_quote_decimals = 1")
 
     def cut(v) -> str:
         if v is None:
