@@ -168,9 +168,17 @@ def round_(pg, s: str, r: int) -> int:
         conn.execute(f"UPDATE {s}.items SET id = id + %s, note = 'moved ' || id WHERE id = %s", [off // 100, c])
         stmts += 1
         # key changes onto keys deleted above: the new incarnation must not see the old one's values
-        for dead, i in zip(sorted(gone)[:3], movers[9:12]):
-            conn.execute(f"UPDATE {s}.items SET id = %s WHERE id = %s", [dead, i + off])
+        dead_keys = sorted(gone)[:3]
+        toasted = [x[0] for x in conn.execute(   # rows whose note and blob are out of line
+            f"SELECT id FROM {s}.items WHERE id = ANY(%s) AND length(note) > 2000 AND length(blob) > 2000 "
+            "ORDER BY id LIMIT 3", [[i + off for i in movers[9:]]])]
+        assert len(toasted) == 3, toasted
+        for dead, i in zip(dead_keys, toasted):
+            conn.execute(f"UPDATE {s}.items SET id = %s WHERE id = %s", [dead, i])
             stmts += 1
+        # ... and on again from there: the value is two key changes back, behind a delete
+        conn.execute(f"UPDATE {s}.items SET id = id + %s WHERE id = %s", [7 * off, dead_keys[0]])
+        stmts += 1
         # kv: truncate and refill
         conn.execute(f"INSERT INTO {s}.kv VALUES ('r{r}', 'before-truncate', 1)")
         conn.execute(f"TRUNCATE {s}.kv")
