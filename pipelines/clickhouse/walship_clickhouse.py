@@ -548,9 +548,16 @@ class ClickHousePipeline:
             return f"\n(system.kafka_consumers: {e})"
 
     def close(self) -> None:
+        """Drops the Kafka engine tables first (their consumers stop with them: a closed
+        chDB session does not stop them), then closes the session."""
+        for db, table in self.specs:
+            try:
+                self.query(f"DROP TABLE IF EXISTS {q(db)}.{q(table + '__queue')} SYNC")
+            except Exception:  # noqa: BLE001
+                pass
         try:
             self.session.close()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
 
 
