@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import json
 import random
-import threading
-import time
 from dataclasses import dataclass, field
 
 import walship_testlib as wt
+from walship_testlib.load import PacedLoad
 
 HOT_KEYS = 50
 LARGE_EVERY = 250
@@ -63,7 +62,7 @@ def create_stream(pg, bootstrap: str, name: str, **options) -> list[str]:
     return [f"{name}.public.f_ins", f"{name}.public.f_hot"]
 
 
-class LoadGenerator:
+class LoadGenerator(PacedLoad):
     """Commits the load (see the module's docstring) at about ``rate`` transactions a
     second in a thread of its own, until stop()."""
 
@@ -71,8 +70,7 @@ class LoadGenerator:
         """``resume``: go on after what the database holds (a promoted standby's load),
         ten million ids and sequence numbers further, so that a change the old primary
         committed and the standby never got cannot be mistaken for a new one."""
-        self.pg = pg
-        self.rate = rate
+        super().__init__(pg, rate, name="walship-load", what="the load generator")
         self.random = random.Random(seed)
         self.seq = 0
         self.next_id = 1
@@ -83,43 +81,8 @@ class LoadGenerator:
             self.next_id = pg.scalar(
                 f"SELECT coalesce(max(id), 0) + 10000001 FROM f_ins WHERE id < {ROLLBACK_BASE}")
         self.next_rollback_id = ROLLBACK_BASE
-        self.commits = 0
-        self.failures = 0  # transactions whose outcome the client did not see
-        self.started = 0.0
-        self.stopped = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="walship-load", daemon=True)
-        self.error: BaseException | None = None
 
-    def __enter__(self) -> "LoadGenerator":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self.started = time.monotonic()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(120)
-        self.stopped = time.monotonic()
-        if self._thread.is_alive():
-            raise AssertionError("the load generator did not stop")
-        if self.error is not None:
-            raise AssertionError(f"the load generator failed: {self.error!r}")
-
-    def _connect(self):
-        while not self._stop.is_set():
-            try:
-                return self.pg.connect()
-            except Exception:
-                time.sleep(0.2)  # the server is restarting
-        return None
-
-    def _one(self, conn) -> None:
+    def _transaction(self, conn) -> None:
         self.seq += 1
         seq = self.seq
         if seq % LARGE_EVERY == 0:
@@ -148,36 +111,6 @@ class LoadGenerator:
             conn.execute("ROLLBACK")
         else:
             conn.execute("INSERT INTO f_other VALUES (%s)", [seq])
-
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-            begin = time.monotonic()
-            done = 0
-            while conn is not None and not self._stop.is_set():
-                try:
-                    self._one(conn)
-                    self.commits += 1
-                except Exception:
-                    # a crash or shutdown: whether it committed, the database will say
-                    self.failures += 1
-                    try:
-                        conn.close()
-                    except Exception:
-                        pass
-                    time.sleep(0.2)
-                    conn = self._connect()
-                    continue
-                done += 1
-                delay = begin + done / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                elif delay < -2:  # fell behind (a pause): do not burst to catch up
-                    begin, done = time.monotonic(), 0
-            if conn is not None:
-                conn.close()
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
 
 
 @dataclass

@@ -21,13 +21,12 @@ import json
 import os
 import random
 import signal
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from .common import wait_for
 from .consume import consume_all
+from .load import PacedLoad
 from .streams import stream_status
 
 
@@ -189,7 +188,7 @@ def restart_immediate(pg, stream: str) -> None:
 
 # -- the load -----------------------------------------------------------------------------
 
-class TableLoad:
+class TableLoad(PacedLoad):
     """Updates, deletes and inserts rows of a table ``(id bigint PRIMARY KEY, v bigint,
     pad text)`` holding ids 1..``rows`` at about ``rate`` transactions a second, in a
     thread of its own, until stop(); survives crashes of the server (reconnects; the
@@ -204,46 +203,17 @@ class TableLoad:
     """
 
     def __init__(self, pg, table: str, rows: int, rate: float = 60, seed: int = 5):
-        self.pg = pg
+        super().__init__(pg, rate, name=f"load-{table}", what=f"the load on {table}")
         self.table = table
         self.rows = rows
-        self.rate = rate
         self.random = random.Random(seed)
         self.next_id = rows + 1
-        self.commits = 0
-        self.failures = 0
         self.statements = collections.Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"load-{table}", daemon=True)
-        self.error: BaseException | None = None
-
-    def __enter__(self) -> "TableLoad":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         if self._stop.is_set() and not self._thread.is_alive():
             return
-        self._stop.set()
-        self._thread.join(120)
-        if self._thread.is_alive():
-            raise AssertionError(f"the load on {self.table} did not stop")
-        if self.error is not None:
-            raise AssertionError(f"the load on {self.table} failed: {self.error!r}")
-
-    def _connect(self):
-        while not self._stop.is_set():
-            try:
-                return self.pg.connect()
-            except Exception:
-                time.sleep(0.2)
-        return None
+        super().stop()
 
     def _statement(self, conn) -> None:
         r = self.random
@@ -272,33 +242,10 @@ class TableLoad:
                          [r.randrange(1, hi)])
             self.statements["reinsert"] += 1
 
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-            begin = time.monotonic()
-            done = 0
-            while conn is not None and not self._stop.is_set():
-                try:
-                    with conn.transaction():
-                        for _ in range(self.random.randint(1, 3)):
-                            self._statement(conn)
-                    self.commits += 1
-                except Exception:
-                    self.failures += 1
-                    _quiet(conn.close)
-                    time.sleep(0.2)
-                    conn = self._connect()
-                    continue
-                done += 1
-                delay = begin + done / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                elif delay < -2:
-                    begin, done = time.monotonic(), 0
-            if conn is not None:
-                _quiet(conn.close)
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
+    def _transaction(self, conn) -> None:
+        with conn.transaction():
+            for _ in range(self.random.randint(1, 3)):
+                self._statement(conn)
 
 
 # -- the replay ---------------------------------------------------------------------------
