@@ -25,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "lib"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "common"))
 
 import walship_testlib as wt  # noqa: E402
 import walship_clickhouse as wch  # noqa: E402
@@ -87,7 +88,7 @@ class Pipeline:
         rows = values = 0
         diffs: list[str] = []
         for t in workload.TABLES:
-            r, v, d = workload.compare(self.pg, self.ch, self.db, self.schema, self.specs[t])
+            r, v, d = wch.compare(self.pg, self.ch, self.db, self.schema, self.specs[t])
             rows, values, diffs = rows + r, values + v, diffs + d
         return rows, values, diffs
 
@@ -152,7 +153,7 @@ def main() -> int:  # noqa: C901
                     ok = ok and not diffs
                 if not args.quiet:
                     for t in workload.TABLES:
-                        print(workload.side_by_side(pg, ch, pl.db, pl.schema, pl.specs[t]))
+                        print(wch.side_by_side(pg, ch, pl.db, pl.schema, pl.specs[t]))
                 if args.events:
                     print(f"[{fmt}] end to end: {bench(pl, args.events):,.0f} events/s "
                           f"({args.events} inserts, commit → row in ClickHouse)", flush=True)

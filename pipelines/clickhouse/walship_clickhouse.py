@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "common"))
+
+import workload  # noqa: E402  (pipelines/common: the workload, the columns, the comparison)
+
 TOAST_PLACEHOLDER = "__debezium_unavailable_value"
 TOAST_PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="
 
@@ -43,19 +48,6 @@ ARRAY_ELEMENT_RE = r'(")((?:[^"\\]|\\.)*)"|([^,{}]+)'
 OPERATIONS = ("OPERATION_UNSPECIFIED", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE",
               "BEGIN", "COMMIT", "READ")
 
-COLUMNS_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.atttypmod,
-       t.typlen, a.attnotnull, coalesce(et.typname, ''), t.typcategory,
-       coalesce(a.attnum = ANY(i.indkey), false)
-  FROM pg_attribute a
-  JOIN pg_type t ON t.oid = a.atttypid
-  LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
-  LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
- WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attnum
-"""
-
-
 def q(name: str) -> str:
     """A ClickHouse identifier."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
@@ -67,26 +59,10 @@ def lit(s: str) -> str:
 
 
 @dataclasses.dataclass
-class Column:
-    name: str
-    pg_type: str          # format_type()
-    typname: str          # pg_type.typname (for arrays: _int4, ...)
-    typmod: int
-    typlen: int
-    not_null: bool
-    elem: str             # element typname for arrays, else ''
-    is_key: bool
+class Column(workload.PgColumn):
+    """A PostgreSQL column (pipelines/common/workload.py) and its ClickHouse types."""
 
     # ---- ClickHouse types -------------------------------------------------------
-
-    @property
-    def is_array(self) -> bool:
-        return bool(self.elem)
-
-    @property
-    def toastable(self) -> bool:
-        """Can hold an unchanged TOAST value (any varlena column, key columns aside)."""
-        return self.typlen == -1 and not self.is_key
 
     def scalar_type(self, typname: str) -> str:
         mod = self.typmod
@@ -275,14 +251,7 @@ def pg_array_text_to_array(text: str, elem_ch: str, elem: str) -> str:
 
 
 def table_columns(pg_conn, qualified: str) -> list[Column]:
-    rows = pg_conn.execute(COLUMNS_SQL, [qualified]).fetchall()
-    if not rows:
-        raise ValueError(f"table {qualified} has no columns")
-    cols = [Column(name=r[0], pg_type=r[1], typname=r[2], typmod=r[3], typlen=r[4],
-                   not_null=r[5], elem=r[6] if r[7] == "A" else "", is_key=r[8]) for r in rows]
-    if not any(c.is_key for c in cols):
-        raise ValueError(f"table {qualified} has no primary key: the pipeline keys rows by it")
-    return cols
+    return workload.table_columns(pg_conn, qualified, Column)
 
 
 @dataclasses.dataclass
@@ -639,5 +608,46 @@ def proto_file() -> Path:
     return HERE.parents[1] / "plugin" / "proto" / "walship" / "v1" / "change_event.proto"
 
 
+# ---- the comparison with PostgreSQL (pipelines/common/workload.py renders PostgreSQL's side) --
+
+CH_EXPR = {
+    "timestamp": "formatDateTime({c}, '%Y-%m-%d %H:%i:%S.%f', 'UTC')",
+    "timestamptz": "formatDateTime({c}, '%Y-%m-%d %H:%i:%S.%f', 'UTC')",
+    "bytea": "lower(hex({c}))",
+    "array": "if({n}, NULL, toJSONString({c}))",
+    "float": "toString({c})",
+}
+
+
+def compare(pg, ch: "ClickHousePipeline", db: str, schema: str, spec: TableSpec) -> tuple[int, int, list[str]]:
+    """(rows compared, values compared, differences) of one table: ClickHouse's current
+    state against PostgreSQL's."""
+    sel = []
+    for c in spec.columns:
+        k, cc = workload.kind(c), q(c.name)
+        null = q(c.name + "__null") if c.is_array and not c.not_null else "0"
+        sel.append(CH_EXPR.get(k, "toString({c})").format(c=cc, n=null))
+    order = ", ".join(q(c.name) for c in spec.keys)
+    rows = [tuple(r.values()) for r in ch.rows(
+        f"SELECT {', '.join(f'{e} AS c{i}' for i, e in enumerate(sel))} FROM {q(db)}.{q(spec.table)} "
+        f"ORDER BY {order}")]
+    return workload.compare_rows(spec.table, spec.columns, workload.pg_rows(pg, schema, spec.table, spec.columns),
+                                 rows, "ClickHouse")
+
+
+def side_by_side(pg, ch: "ClickHousePipeline", db: str, schema: str, spec: TableSpec, limit: int = 10) -> str:
+    """The first rows of both sides, for people (long values cut)."""
+    cols = [c.name for c in spec.columns]
+    sel = ", ".join(f"concat('<', toString(length({q(c.name)})), ' bytes>') AS {q(c.name)}"
+                    if c.typname == "bytea" else q(c.name) for c in spec.columns)
+    keys = ", ".join(q(c.name) for c in spec.keys)
+    cr = ch.rows(f"SELECT {sel} FROM {q(db)}.{q(spec.table)} ORDER BY {keys} LIMIT {limit} "
+                 "SETTINGS output_format_json_quote_decimals = 1")
+    out = workload.pg_side(pg, schema, spec.table, spec.columns, limit)
+    out.append(f"-- ClickHouse {db}.{spec.table}")
+    out += [" | ".join(workload.cut(r.get(c)) for c in cols) for r in cr]
+    return "\n".join(out)
+
+
 __all__ = ["ClickHousePipeline", "TableSpec", "Column", "ddl", "wait_consumed", "proto_file",
-           "table_columns", "pg_array_text_to_array", "re"]
+           "table_columns", "pg_array_text_to_array", "compare", "side_by_side", "re"]

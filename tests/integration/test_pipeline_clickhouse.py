@@ -21,6 +21,7 @@ import pytest
 
 PIPELINE_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "clickhouse"
 sys.path.insert(0, str(PIPELINE_DIR))
+sys.path.insert(0, str(PIPELINE_DIR.parent / "common"))
 
 import walship_clickhouse as wch  # noqa: E402
 import workload  # noqa: E402

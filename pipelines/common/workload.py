@@ -1,5 +1,6 @@
-"""The pipeline's workload and the row-by-row, column-by-column comparison of ClickHouse's
-tables with PostgreSQL's. Shared by run.py (the one command) and the integration test.
+"""The pipelines' workload, and the row-by-row, column-by-column comparison of a target's
+tables with PostgreSQL's. Shared by every pipeline (pipelines/<target>/run.py, the one
+command) and their integration tests.
 
 Two tables in one schema:
 
@@ -15,6 +16,7 @@ Two tables in one schema:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -190,12 +192,65 @@ def round_(pg, s: str, r: int) -> int:
     return stmts
 
 
+# ---- the tables' columns -------------------------------------------------------------------
+
+COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.atttypmod,
+       t.typlen, a.attnotnull, coalesce(et.typname, ''), t.typcategory,
+       coalesce(a.attnum = ANY(i.indkey), false)
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+  LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+ WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""
+
+
+@dataclasses.dataclass
+class PgColumn:
+    """A column as PostgreSQL's catalog describes it."""
+    name: str
+    pg_type: str          # format_type()
+    typname: str          # pg_type.typname (for arrays: _int4, ...)
+    typmod: int
+    typlen: int
+    not_null: bool
+    elem: str             # element typname for arrays, else ''
+    is_key: bool
+
+    @property
+    def is_array(self) -> bool:
+        return bool(self.elem)
+
+    @property
+    def toastable(self) -> bool:
+        """Can hold an unchanged TOAST value (any varlena column, key columns aside)."""
+        return self.typlen == -1 and not self.is_key
+
+
+def table_columns(pg_conn, qualified: str, cls=PgColumn) -> list:
+    """The columns of a table (``cls``: PgColumn or a subclass with a target's types);
+    the table must have a primary key, which the pipelines key rows by."""
+    rows = pg_conn.execute(COLUMNS_SQL, [qualified]).fetchall()
+    if not rows:
+        raise ValueError(f"table {qualified} has no columns")
+    cols = [cls(name=r[0], pg_type=r[1], typname=r[2], typmod=r[3], typlen=r[4],
+                not_null=r[5], elem=r[6] if r[7] == "A" else "", is_key=r[8]) for r in rows]
+    if not any(c.is_key for c in cols):
+        raise ValueError(f"table {qualified} has no primary key: the pipeline keys rows by it")
+    return cols
+
+
 # ---- the comparison ------------------------------------------------------------------------
 #
-# Both sides are rendered as text in their own SQL, then compared per column in Python with
-# the type's equality: numerics as decimal.Decimal (exact), floats as IEEE doubles (NaN equal
-# to NaN, the shortest texts of both sides read back), timestamps as text to the
-# microsecond, bytea as hex, jsonb as its text, uuid as text, arrays as JSON lists.
+# Both sides are rendered as text (PostgreSQL in its SQL, PG_EXPR; a target in its own SQL
+# or in Python), then compared per column in Python with the type's equality (kind()):
+# numerics as decimal.Decimal (exact; an unconstrained numeric as its text, scale
+# included), floats as IEEE doubles (NaN equal to NaN, -0 apart from 0, the shortest texts
+# of both sides read back), booleans, timestamps as text to the microsecond
+# ('YYYY-MM-DD HH:MM:SS.ffffff', timestamptz in UTC), bytea as lower-case hex, arrays as
+# JSON lists, everything else (jsonb, uuid, text, dates, ...) as PostgreSQL's text.
 
 PG_EXPR = {
     "timestamp": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
@@ -203,23 +258,17 @@ PG_EXPR = {
     "bytea": "encode({c}, 'hex')",
     "array": "array_to_json({c})::text",
 }
-CH_EXPR = {
-    "timestamp": "formatDateTime({c}, '%Y-%m-%d %H:%i:%S.%f', 'UTC')",
-    "timestamptz": "formatDateTime({c}, '%Y-%m-%d %H:%i:%S.%f', 'UTC')",
-    "bytea": "lower(hex({c}))",
-    "array": "if({n}, NULL, toJSONString({c}))",
-    "float": "toString({c})",
-}
 
 
-def _kind(col) -> str:
+def kind(col) -> str:
+    """How a column's values are compared (see above)."""
     if col.is_array:
         return "array"
     t = col.typname
     if t in ("float4", "float8"):
         return "float"
     if t == "numeric":
-        return "text" if col.ch_type == "String" else "numeric"   # unconstrained: the exact text
+        return "numeric" if col.typmod >= 0 else "text"   # unconstrained: the exact text
     if t in ("timestamp", "timestamptz", "bytea", "bool"):
         return t
     return "text"
@@ -229,93 +278,80 @@ def _float(x: str) -> float:
     return float({"Infinity": "inf", "-Infinity": "-inf", "NaN": "nan"}.get(x, x))
 
 
-def _equal(kind: str, a, b) -> bool:
+_BOOL = {"t": True, "f": False, "true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
+
+
+def equal(k: str, a, b) -> bool:
+    """Whether two rendered values of kind ``k`` are the same value."""
     if a is None or b is None:
         return a is None and b is None
-    if kind == "numeric":
+    if k == "numeric":
         return decimal.Decimal(a) == decimal.Decimal(b)
-    if kind == "float":
+    if k == "float":
         x, y = _float(a), _float(b)
         return (math.isnan(x) and math.isnan(y)) or (x == y and math.copysign(1, x) == math.copysign(1, y))
-    if kind == "bool":
-        return {"t": True, "f": False, "true": True, "false": False}[a] == {"t": True, "f": False, "true": True, "false": False}[b]
-    if kind == "array":
+    if k == "bool":
+        return _BOOL[str(a)] == _BOOL[str(b)]
+    if k == "array":
         return json.loads(a) == json.loads(b)
     return a == b
 
 
-def compare(pg, ch, db: str, schema: str, spec) -> tuple[int, int, list[str]]:
-    """(rows compared, values compared, differences) of one table."""
-    keys = [c.name for c in spec.keys]
-    pg_sel, ch_sel, kinds = [], [], []
-    for c in spec.columns:
-        k = _kind(c)
-        kinds.append(k)
-        pc = f'"{c.name}"'
-        pg_sel.append(PG_EXPR.get(k, "{c}::text").format(c=pc))
-        cc = f"`{c.name}`"
-        if k == "array":
-            ch_sel.append(CH_EXPR["array"].format(c=cc, n=(f"`{c.name}__null`" if not c.not_null else "0")))
-        else:
-            ch_sel.append(CH_EXPR.get(k, "toString({c})").format(c=cc))
-    order_pg = ", ".join(f'"{k}"' for k in keys)
-    order_ch = ", ".join(f"`{k}`" for k in keys)
+def pg_rows(pg, schema: str, table: str, columns) -> list[tuple]:
+    """Every row of a PostgreSQL table, each column rendered for the comparison."""
+    sel = ", ".join(PG_EXPR.get(kind(c), "{c}::text").format(c=f'"{c.name}"') for c in columns)
+    order = ", ".join(f'"{c.name}"' for c in columns if c.is_key)
     with pg.connect() as conn:
-        pg_rows = [tuple(r) for r in conn.execute(
-            f"SELECT {', '.join(pg_sel)} FROM {schema}.{spec.table} ORDER BY {order_pg}")]
-    ch_rows = [tuple(r.values()) for r in ch.rows(
-        f"SELECT {', '.join(f'{e} AS c{i}' for i, e in enumerate(ch_sel))} FROM `{db}`.`{spec.table}` "
-        f"ORDER BY {order_ch}")]
-    nkeys = len(keys)
+        return [tuple(r) for r in conn.execute(f'SELECT {sel} FROM "{schema}"."{table}" ORDER BY {order}')]
+
+
+def compare_rows(table: str, columns, pg: list[tuple], target: list[tuple],
+                 target_name: str = "the target") -> tuple[int, int, list[str]]:
+    """(rows compared, values compared, differences) of one table: ``pg`` and ``target``
+    hold the rows with the columns in ``columns``' order, rendered as described above
+    (key columns as PostgreSQL's text on both sides: their matching is their comparison)."""
+    kinds = [kind(c) for c in columns]
+    idx = [i for i, c in enumerate(columns) if c.is_key]
 
     def key(row):
-        return tuple(row[: nkeys])
+        return tuple(row[i] for i in idx)
 
-    pk = {key(r): r for r in pg_rows}
-    ck = {key(r): r for r in ch_rows}
+    pk = {key(r): r for r in pg}
+    tk = {key(r): r for r in target}
     diffs = []
-    for k in sorted(set(pk) - set(ck)):
-        diffs.append(f"{spec.table} {k}: in PostgreSQL, not in ClickHouse")
-    for k in sorted(set(ck) - set(pk)):
-        diffs.append(f"{spec.table} {k}: in ClickHouse, not in PostgreSQL")
-    if len(ch_rows) != len(ck):
-        diffs.append(f"{spec.table}: ClickHouse has {len(ch_rows) - len(ck)} duplicate keys")
+    for k in sorted(set(pk) - set(tk), key=str):
+        diffs.append(f"{table} {k}: in PostgreSQL, not in {target_name}")
+    for k in sorted(set(tk) - set(pk), key=str):
+        diffs.append(f"{table} {k}: in {target_name}, not in PostgreSQL")
+    if len(target) != len(tk):
+        diffs.append(f"{table}: {target_name} has {len(target) - len(tk)} duplicate keys")
     values = 0
-    # key columns are rendered the same on both sides (text): their matching is the comparison
-    for k in sorted(set(pk) & set(ck), key=str):
-        a, b = pk[k], ck[k]
-        for i, c in enumerate(spec.columns):
+    for k in sorted(set(pk) & set(tk), key=str):
+        a, b = pk[k], tk[k]
+        for i, c in enumerate(columns):
             values += 1
-            if not _equal(kinds[i], a[i], b[i]):
-                diffs.append(f"{spec.table} {k} {c.name}: PostgreSQL {str(a[i])[:80]!r} "
-                             f"ClickHouse {str(b[i])[:80]!r}")
+            if not equal(kinds[i], a[i], b[i]):
+                diffs.append(f"{table} {k} {c.name}: PostgreSQL {str(a[i])[:80]!r} "
+                             f"{target_name} {str(b[i])[:80]!r}")
     return len(pk), values, diffs
 
 
-def side_by_side(pg, ch, db: str, schema: str, spec, limit: int = 10) -> str:
-    """The first rows of both sides, for people (long values cut)."""
-    cols = [c.name for c in spec.columns]
-    keys = ", ".join(c.name for c in spec.keys)
-    pg_sel = ", ".join(f"'<' || length({c.name}) || ' bytes>'" if c.typname == "bytea" else f"{c.name}::text"
-                       for c in spec.columns)
+def cut(v) -> str:
+    """A value for people: NULL, bytes as their length, long texts cut."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, (bytes, memoryview)):
+        return f"<{len(bytes(v))} bytes>"
+    v = str(v)
+    return v if len(v) <= 24 else v[:20] + f"…({len(v)})"
+
+
+def pg_side(pg, schema: str, table: str, columns, limit: int = 10) -> list[str]:
+    """The first rows of a PostgreSQL table, for people (long values cut)."""
+    keys = ", ".join(f'"{c.name}"' for c in columns if c.is_key)
+    sel = ", ".join(f"'<' || length(\"{c.name}\") || ' bytes>'" if c.typname == "bytea" else f'"{c.name}"::text'
+                    for c in columns)
     with pg.connect() as conn:
-        pr = conn.execute(f"SELECT {pg_sel} FROM {schema}.{spec.table} ORDER BY {keys} LIMIT {limit}").fetchall()
-    binary = {c.name for c in spec.columns if c.typname == "bytea"}
-    sel = ", ".join(f"concat('<', toString(length(`{c}`)), ' bytes>') AS `{c}`" if c in binary else f"`{c}`"
-                    for c in cols)
-    cr = ch.rows(f"SELECT {sel} FROM `{db}`.`{spec.table}` ORDER BY {keys} LIMIT {limit} "
-                 "SETTINGS output_format_json_quote_decimals = 1")
-
-    def cut(v) -> str:
-        if v is None:
-            return "NULL"
-        if isinstance(v, (bytes, memoryview)):
-            return f"<{len(bytes(v))} bytes>"
-        v = str(v)
-        return v if len(v) <= 24 else v[:20] + f"…({len(v)})"
-
-    out = [f"-- PostgreSQL {schema}.{spec.table}: " + " | ".join(cols)]
-    out += [" | ".join(cut(v) for v in r) for r in pr]
-    out.append(f"-- ClickHouse {db}.{spec.table}")
-    out += [" | ".join(cut(r.get(c)) for c in cols) for r in cr]
-    return "\n".join(out)
+        pr = conn.execute(f'SELECT {sel} FROM "{schema}"."{table}" ORDER BY {keys} LIMIT {limit}').fetchall()
+    out = [f"-- PostgreSQL {schema}.{table}: " + " | ".join(c.name for c in columns)]
+    return out + [" | ".join(cut(v) for v in r) for r in pr]
