@@ -57,8 +57,10 @@ def readable(msg, event_class) -> str:
         if "is_null" in v or not v:
             return None
         kind, x = next(iter(v.items()))
-        if kind == "timestamp_us":  # microseconds since the epoch, UTC
+        if kind in ("timestamp_us", "timestamptz_us"):  # microseconds since the epoch (UTC)
             return (EPOCH + dt.timedelta(microseconds=x)).isoformat()
+        if kind == "array":  # ArrayValue: its elements (one-dimensional in the demo)
+            return [value(e) for e in x.get("elements", [])]
         if kind == "unchanged_toast":
             return "<unchanged TOAST value>"
         return x

@@ -36,6 +36,7 @@ typedef struct RelationCache {
     const ws_options *options;
     const ws_encoder *encoder;
     bool partition_root;
+    bool array_elements; /* the encoder takes arrays element by element */
     const char *topic_prefix;
     /* relation_cache_follow: the selected tables by OID, sorted */
     bool following;
@@ -117,6 +118,7 @@ void relation_cache_create(MemoryContext parent, const ws_options *opts, const w
     MemoryContext context;
     RelationCache *cache;
     HASHCTL ctl;
+    ws_plugin_settings settings;
 
     context = AllocSetContextCreate(parent, "walship relation cache", ALLOCSET_DEFAULT_SIZES);
     cache = MemoryContextAllocZero(context, sizeof(RelationCache));
@@ -124,6 +126,8 @@ void relation_cache_create(MemoryContext parent, const ws_options *opts, const w
     cache->options = opts;
     cache->encoder = encoder;
     cache->partition_root = partition_root;
+    ws_options_settings(opts, &settings);
+    cache->array_elements = settings.array_elements;
     cache->topic_prefix = topic_prefix;
 
     ctl.keysize = sizeof(Oid);
@@ -363,7 +367,7 @@ static void build_entry(RelationCache *cache, RelationCacheEntry *entry, Relatio
         entry->qualified = psprintf("%s.%s", entry->schema, entry->table);
         entry->topic = walship_kafka_topic_name(
             psprintf("%s.%s.%s", cache->topic_prefix, entry->schema, entry->table));
-        rowview_init(&entry->view, relation, published);
+        rowview_init(&entry->view, relation, published, cache->array_elements);
         create_table_handle(cache, entry);
     }
 

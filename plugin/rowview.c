@@ -21,6 +21,7 @@
 #include "nodes/bitmapset.h"
 #include "nodes/nodes.h"
 #include "nodes/primnodes.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/cash.h"
 #include "utils/pg_locale.h"
@@ -155,7 +156,25 @@ Oid rowview_key_index(Relation relation)
     }
 }
 
-void rowview_init(RowView *view, Relation source, Relation published)
+/*
+ * How the elements of an array column of element type elem (a base type) are handed
+ * over: as a scalar column of that type would be.
+ */
+static RowViewColumn *element_column(Oid elem)
+{
+    RowViewColumn *element = palloc0(sizeof(RowViewColumn));
+    Oid outfunc;
+    bool isvarlena;
+
+    element->type_oid = elem;
+    element->typlen = get_typlen(elem);
+    element->kind = ws_type_value_kind(elem);
+    getTypeOutputInfo(elem, &outfunc, &isvarlena);
+    fmgr_info(outfunc, &element->output);
+    return element;
+}
+
+void rowview_init(RowView *view, Relation source, Relation published, bool array_elements)
 {
     TupleDesc source_desc = RelationGetDescr(source);
     TupleDesc desc = RelationGetDescr(published);
@@ -220,18 +239,27 @@ void rowview_init(RowView *view, Relation source, Relation published)
         getTypeOutputInfo(attr->atttypid, &outfunc, &isvarlena);
         fmgr_info(outfunc, &col->output);
 
+        meta->elem_type_oid = element_type_of(attr->atttypid);
+        if (array_elements && OidIsValid(meta->elem_type_oid)) {
+            int16 elem_len;
+
+            col->kind = WS_VALUE_ARRAY;
+            col->element = element_column(meta->elem_type_oid);
+            get_typlenbyvalalign(meta->elem_type_oid, &elem_len, &col->elem_byval,
+                                 &col->elem_align);
+        }
+
         meta->name = pstrdup(NameStr(attr->attname));
         meta->type_name = format_type_with_typemod(attr->atttypid, attr->atttypmod);
         meta->type_oid = attr->atttypid;
         meta->typmod = attr->atttypmod;
-        meta->elem_type_oid = element_type_of(attr->atttypid);
         meta->is_key = bms_is_member(col->source_attno, key);
         meta->not_null = attr->attnotnull;
         if (get_typtype(attr->atttypid) == TYPTYPE_DOMAIN)
             meta->base_type_oid = getBaseType(attr->atttypid);
         meta->default_expr = column_default(desc, attr, &default_const);
         if (default_const != NULL && !default_const->constisnull &&
-            default_const->consttype == attr->atttypid)
+            default_const->consttype == attr->atttypid && col->kind != WS_VALUE_ARRAY)
             fill_value(col, default_const->constvalue, false, &meta->default_value);
         else
             meta->default_value.kind = WS_VALUE_NULL;
@@ -307,6 +335,41 @@ static void set_money_text(Cash cash, ws_value *value)
     value->len = strlen(text);
 }
 
+/*
+ * An array, element by element: each element as fill_value hands over a scalar of the
+ * element type, and the array's shape. Everything is allocated in CurrentMemoryContext
+ * (the change's), as text forms are.
+ */
+static void set_array_elements(const RowViewColumn *col, Datum datum, ws_value *value)
+{
+    ArrayType *array = DatumGetArrayTypeP(datum);
+    const RowViewColumn *element = col->element;
+    ws_array *out = palloc0(sizeof(ws_array));
+    int ndims = ARR_NDIM(array);
+    Datum *datums;
+    bool *nulls;
+    int n;
+    ws_value *elements;
+    int32_t *shape;
+
+    deconstruct_array(array, element->type_oid, element->typlen, col->elem_byval, col->elem_align,
+                      &datums, &nulls, &n);
+    elements = palloc(sizeof(ws_value) * Max(n, 1));
+    for (int i = 0; i < n; i++)
+        fill_value(element, datums[i], nulls[i], &elements[i]);
+    shape = palloc(sizeof(int32_t) * Max(2 * ndims, 1));
+    for (int d = 0; d < ndims; d++) {
+        shape[d] = ARR_DIMS(array)[d];
+        shape[ndims + d] = ARR_LBOUND(array)[d];
+    }
+    out->elements = elements;
+    out->nelements = n;
+    out->ndims = n > 0 ? ndims : 0; /* an empty array has no dimensions */
+    out->dims = shape;
+    out->lower_bounds = shape + ndims;
+    value->v.array = out;
+}
+
 static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_value *value)
 {
     value->data = NULL;
@@ -330,6 +393,9 @@ static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_va
 
     value->kind = col->kind;
     switch (col->kind) {
+    case WS_VALUE_ARRAY:
+        set_array_elements(col, datum, value);
+        break;
     case WS_VALUE_INT64:
         switch (col->type_oid) {
         case INT2OID:
@@ -365,8 +431,9 @@ static void fill_value(const RowViewColumn *col, Datum datum, bool isnull, ws_va
     case WS_VALUE_BYTES:
         set_varlena_payload(datum, value);
         break;
-    case WS_VALUE_TIMESTAMP: {
-        Timestamp ts = DatumGetTimestamp(datum);
+    case WS_VALUE_TIMESTAMP:
+    case WS_VALUE_TIMESTAMPTZ: {
+        Timestamp ts = DatumGetTimestamp(datum); /* timestamptz is stored the same way: UTC */
         int64 us;
 
         if (TIMESTAMP_IS_NOBEGIN(ts))

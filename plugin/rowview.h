@@ -28,6 +28,13 @@ typedef struct RowViewColumn {
     int16 typlen;
     ws_value_kind kind; /* from the one type table, in the core (ws_type_value_kind) */
     FmgrInfo output;    /* the type's output function, for every text form */
+    /*
+     * An array column handed over element by element (kind WS_VALUE_ARRAY): its
+     * elements' type (a domain's base type), storage and kind; NULL otherwise.
+     */
+    struct RowViewColumn *element;
+    bool elem_byval;
+    char elem_align;
 } RowViewColumn;
 
 typedef struct RowView {
@@ -68,11 +75,13 @@ extern Oid rowview_key_index(Relation relation);
 
 /*
  * Describes the columns of `published` as read from tuples of `source` (the same
- * relation, or a leaf partition of the partitioned table `published`). Allocates
+ * relation, or a leaf partition of the partitioned table `published`). With
+ * array_elements, array columns are handed over element by element (WS_VALUE_ARRAY, what
+ * ws_plugin_settings.array_elements asks for), else as their text. Allocates
  * in CurrentMemoryContext, which must live as long as the view. Needs catalog
  * access (a historic snapshot during decoding).
  */
-extern void rowview_init(RowView *view, Relation source, Relation published);
+extern void rowview_init(RowView *view, Relation source, Relation published, bool array_elements);
 
 /*
  * The new row of an INSERT or UPDATE, and the old row of an UPDATE or DELETE as

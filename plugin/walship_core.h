@@ -86,15 +86,17 @@ typedef enum ws_value_kind {
     WS_VALUE_BOOL,            /* v.b */
     WS_VALUE_TEXT,            /* text, varchar, bpchar, name: data/len (UTF-8 or server encoding) */
     WS_VALUE_BYTES,           /* bytea: data/len */
-    WS_VALUE_TIMESTAMP,       /* timestamp, timestamptz: v.i64 micros since Unix epoch */
+    WS_VALUE_TIMESTAMP,       /* timestamp (without time zone): v.i64 micros since Unix epoch */
     WS_VALUE_DATE,            /* date: v.i32 days since Unix epoch */
     WS_VALUE_UUID,            /* v.uuid */
-    WS_VALUE_NUMERIC,  /* numeric, money: data/len is its exact decimal text, NaN, Infinity */
-    WS_VALUE_JSON,     /* json, jsonb: data/len is the JSON text */
-    WS_VALUE_TIME,     /* time: v.i64 micros since midnight; data/len = output text */
-    WS_VALUE_TIMETZ,   /* timetz: v.timetz; data/len = output text */
-    WS_VALUE_INTERVAL, /* interval: v.interval; data/len = output text */
-    WS_VALUE_OTHER,    /* every other type: data/len is the type's output text */
+    WS_VALUE_NUMERIC,     /* numeric, money: data/len is its exact decimal text, NaN, Infinity */
+    WS_VALUE_JSON,        /* json, jsonb: data/len is the JSON text */
+    WS_VALUE_TIME,        /* time: v.i64 micros since midnight; data/len = output text */
+    WS_VALUE_TIMETZ,      /* timetz: v.timetz; data/len = output text */
+    WS_VALUE_INTERVAL,    /* interval: v.interval; data/len = output text */
+    WS_VALUE_OTHER,       /* every other type: data/len is the type's output text */
+    WS_VALUE_TIMESTAMPTZ, /* timestamptz: v.i64 micros since Unix epoch, UTC */
+    WS_VALUE_ARRAY,       /* an array, element by element: v.array (see ws_plugin_settings) */
 } ws_value_kind;
 
 /* PostgreSQL's special values, as they are stored. */
@@ -102,6 +104,23 @@ typedef enum ws_value_kind {
 #define WS_TIMESTAMP_POS_INFINITY INT64_MAX
 #define WS_DATE_NEG_INFINITY INT32_MIN
 #define WS_DATE_POS_INFINITY INT32_MAX
+
+struct ws_value;
+
+/*
+ * An array as its elements: nelements values in row-major order (the last subscript
+ * varies fastest), each handed over as a scalar of the element type would be (NULL
+ * elements as WS_VALUE_NULL), and its shape: ndims dimensions (0 for an empty array,
+ * at most 6 as in PostgreSQL), each dims[i] long and starting at lower_bounds[i].
+ * nelements is the product of dims.
+ */
+typedef struct ws_array {
+    const struct ws_value *elements;
+    int nelements;
+    int ndims;
+    const int32_t *dims;
+    const int32_t *lower_bounds;
+} ws_array;
 
 typedef struct ws_value {
     ws_value_kind kind;
@@ -120,6 +139,7 @@ typedef struct ws_value {
             int32_t days;
             int32_t months;
         } interval;
+        const ws_array *array;
     } v;
     const char *data; /* text forms and bytes; not NUL-terminated in general */
     size_t len;
@@ -254,6 +274,11 @@ typedef struct ws_plugin_settings {
     bool messages;
     ws_origin_filter origin;
     bool partition_root;
+    /*
+     * Hand array columns over element by element (WS_VALUE_ARRAY) rather than as their
+     * text (WS_VALUE_OTHER): the encoder asked for (protobuf writes ArrayValue).
+     */
+    bool array_elements;
 } ws_plugin_settings;
 
 WS_API ws_options *ws_options_create(ws_error *err);

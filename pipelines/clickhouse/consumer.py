@@ -159,12 +159,10 @@ class Consumer:
         self.batch, self.poll_s = batch, poll_s
         self.columns = wch.message_columns(fmt)
         self.types = {n: _arrow_type(n, ty) for n, ty in self.columns}
-        self.types |= {"_headers.name": pa.list_(pa.string()), "_headers.value": pa.list_(pa.string()),
-                       "_partition": pa.uint64(), "_offset": pa.uint64()}
+        self.types |= {"_partition": pa.uint64(), "_offset": pa.uint64()}
         self.inserts = {}
         # Python() reads every column as Nullable: typed as the Kafka engine's are
-        typed = self.columns + [("_headers.name", "Array(String)"), ("_headers.value", "Array(String)"),
-                                ("_partition", "UInt64"), ("_offset", "UInt64")]
+        typed = self.columns + [("_partition", "UInt64"), ("_offset", "UInt64")]
         source = "(SELECT " + ", ".join(f"CAST({wch.q(n)} AS {ty}) AS {wch.q(n)}" for n, ty in typed) + \
             " FROM Python(batch))"
         for t, spec in tables.items():
@@ -227,7 +225,7 @@ class Consumer:
         import pyarrow as pa
 
         cols: dict[str, list] = {n: [] for n, _ in self.columns}
-        cols |= {"_headers.name": [], "_headers.value": [], "_partition": [], "_offset": []}
+        cols |= {"_partition": [], "_offset": []}
         for m in msgs:
             value = m.value() or b""
             if self.fmt == "json":
@@ -236,9 +234,6 @@ class Consumer:
                 flat = self.flatten(self.event_class.FromString(value))
                 for name, _ in self.columns:
                     cols[name].append(flat[name])
-            headers = m.headers() or []
-            cols["_headers.name"].append([k for k, _ in headers])
-            cols["_headers.value"].append([(v or b"").decode("utf-8", "replace") for _, v in headers])
             cols["_partition"].append(m.partition())
             cols["_offset"].append(m.offset())
         batch = pa.table({n: pa.array(v, type=self.types.get(n)) for n, v in cols.items()})  # noqa: F841

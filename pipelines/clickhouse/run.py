@@ -58,9 +58,10 @@ class Pipeline:
         o = {"topic_prefix": self.prefix, "format": self.fmt, "partitions": self.partitions,
              "kafka": {"linger.ms": 5}}
         if self.fmt == "json":
-            # the payload alone, NULL as NULL, TRUNCATE events, numeric as exact text
+            # the payload alone, NULL as NULL, TRUNCATE events, numeric as exact text, and
+            # the commit LSN in source.commit_lsn (the changes' version)
             o |= {"json_schema": False, "replace_null_with_default": False, "truncate": True,
-                  "decimal_handling": "string"}
+                  "decimal_handling": "string", "source_commit_lsn": True}
         return o
 
     def setup(self) -> None:

@@ -42,11 +42,13 @@ PB_VALUE_MEMBERS = {
     "is_null": "UInt8", "unchanged_toast": "UInt8", "int64_value": "Int64",
     "double_value": "Float64", "bool_value": "UInt8", "string_value": "String",
     "bytes_value": "String", "timestamp_us": "Int64", "date_days": "Int32",
-    "uuid": "String", "numeric": "String", "json": "String",
+    "uuid": "String", "numeric": "String", "json": "String", "timestamptz_us": "Int64",
 }
 PB_BYTES_MEMBERS = ("bytes_value", "uuid")
-# an element of PostgreSQL's array text: "quoted" (group 2, with \" and \\ escapes) or bare (group 3)
-ARRAY_ELEMENT_RE = r'(")((?:[^"\\]|\\.)*)"|([^,{}]+)'
+# The members of an array's elements (Value.array.elements): ProtobufSingle reads the
+# repeated elements of each column's ArrayValue as one array per column, so each member is
+# an Array(Array(..)) aligned with the row's column names.
+PB_ELEMENT_MEMBERS = {m: ty for m, ty in PB_VALUE_MEMBERS.items() if m != "unchanged_toast"}
 OPERATIONS = ("OPERATION_UNSPECIFIED", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE",
               "BEGIN", "COMMIT", "READ")
 
@@ -192,7 +194,7 @@ class Column(workload.PgColumn):
         m = lambda member: self.pb_member(row, member, i)  # noqa: E731
         t = self.typname
         if self.is_array:
-            return pg_array_text_to_array(m("string_value"), self.scalar_type(self.elem), self.elem)
+            return self._pb_array(row, i)
         if t in ("int2", "int4", "int8", "oid"):
             v = f"CAST({m('int64_value')} AS {self.ch_type})"
         elif t in ("float4", "float8"):
@@ -211,13 +213,48 @@ class Column(workload.PgColumn):
             v = m("json")
         elif t == "date":
             v = f"addDays(toDate32('1970-01-01'), {m('date_days')})"
-        elif t in ("timestamp", "timestamptz"):
+        elif t == "timestamp":
             v = f"fromUnixTimestamp64Micro({m('timestamp_us')}, 'UTC')"
+        elif t == "timestamptz":
+            v = f"fromUnixTimestamp64Micro({m('timestamptz_us')}, 'UTC')"
         else:
             v = m("string_value")
         if self.is_key:
             return f"ifNull({v}, defaultValueOfTypeName({lit(self.ch_type)}))"
         return f"if({self.pb_null(row)} OR {self.pb_toast(row)}, NULL, {v})"
+
+    def _pb_array(self, row: str, idx: str) -> str:
+        """Expression: the column's ArrayValue elements as an Array(Nullable(elem)): each
+        element's member for the element type, NULL where the element is is_null. (The
+        workload's arrays are one-dimensional; dims and lower_bounds are not read.)"""
+        e = self.elem
+        et = self.scalar_type(e)
+        base = "key.value.array.elements" if row == "key" else f"{row}.columns.value.array.elements"
+        member = lambda name: f"arrayElement(`{base}.{name}`, {idx})"  # noqa: E731
+        if e in ("int2", "int4", "int8", "oid"):
+            vals, conv = member("int64_value"), "x"
+        elif e in ("float4", "float8"):
+            vals, conv = member("double_value"), "x"
+        elif e == "bool":
+            vals, conv = member("bool_value"), "x = 1"
+        elif e == "numeric":
+            vals, conv = member("numeric"), "x" if et == "String" else "nullIf(x, '')"
+        elif e == "bytea":
+            vals, conv = member("bytes_value"), "x"
+        elif e == "uuid":
+            vals, conv = member("uuid"), "toUUID(UUIDNumToString(toFixedString(x, 16)))"
+        elif e in ("json", "jsonb"):
+            vals, conv = member("json"), "x"
+        elif e == "date":
+            vals, conv = member("date_days"), "addDays(toDate32('1970-01-01'), x)"
+        elif e == "timestamp":
+            vals, conv = member("timestamp_us"), "fromUnixTimestamp64Micro(x, 'UTC')"
+        elif e == "timestamptz":
+            vals, conv = member("timestamptz_us"), "fromUnixTimestamp64Micro(x, 'UTC')"
+        else:
+            vals, conv = member("string_value"), "x"
+        return (f"arrayMap((x, n) -> if(n = 1, CAST(NULL AS Nullable({et})), CAST({conv} AS "
+                f"Nullable({et}))), {vals}, {member('is_null')})")
 
     def pb_null(self, row: str) -> str:
         i = self.pb_idx(row)
@@ -231,25 +268,6 @@ class Column(workload.PgColumn):
 def repr_json(v) -> str:
     import json
     return json.dumps(v, separators=(",", ":"))
-
-
-def pg_array_text_to_array(text: str, elem_ch: str, elem: str) -> str:
-    """Expression: PostgreSQL's one-dimensional array text (``{1,NULL,"a,b"}``) as a
-    ClickHouse array of Nullable(elem_ch). Quoted elements are unescaped (``\\"``,
-    ``\\\\``); an unquoted NULL is NULL."""
-    regex = lit(ARRAY_ELEMENT_RE)
-    groups = f"extractAllGroupsVertical({text}, {regex})"
-    to_str = ("arrayMap(g -> if(g[1] = '\"', CAST(replaceRegexpAll(g[2], '\\\\\\\\(.)', '\\\\1') AS Nullable(String)), "
-              "if(g[3] = 'NULL', CAST(NULL AS Nullable(String)), CAST(g[3] AS Nullable(String)))), "
-              f"{groups})")
-    if elem_ch == "String":
-        if elem == "bytea":
-            # bytea elements are hex text (\\x...)
-            return f"arrayMap(x -> if(isNull(x), NULL, unhex(substring(assumeNotNull(x), 3))), {to_str})"
-        return to_str
-    if elem_ch == "Bool":
-        return f"arrayMap(x -> if(isNull(x), NULL, CAST(assumeNotNull(x) = 't' AS Nullable(Bool))), {to_str})"
-    return f"arrayMap(x -> CAST(x AS Nullable({elem_ch})), {to_str})"
 
 
 def table_columns(pg_conn, qualified: str) -> list[Column]:
@@ -295,12 +313,14 @@ def message_columns(fmt: str) -> list[tuple[str, str]]:
     if fmt == "json":
         return [("message", "String")]
     cols = [("op", f"Enum8({', '.join(f'{lit(o)} = {i}' for i, o in enumerate(OPERATIONS))})"),
-            ("source.commit_lsn", "UInt64"), ("source.change_lsn", "UInt64"),
+            # int64 in walship.v1 (never negative)
+            ("source.commit_lsn", "Int64"), ("source.change_lsn", "Int64"),
             ("source.table", "String"), ("key.name", "Array(String)")]
-    cols += [(f"key.value.{m}", f"Array({ty})") for m, ty in PB_VALUE_MEMBERS.items()]
-    for row in ("before", "after"):
-        cols.append((f"{row}.columns.name", "Array(String)"))
-        cols += [(f"{row}.columns.value.{m}", f"Array({ty})") for m, ty in PB_VALUE_MEMBERS.items()]
+    for row in ("key", "before.columns", "after.columns"):
+        if row != "key":
+            cols.append((f"{row}.name", "Array(String)"))
+        cols += [(f"{row}.value.{m}", f"Array({ty})") for m, ty in PB_VALUE_MEMBERS.items()]
+        cols += [(f"{row}.value.array.elements.{m}", f"Array(Array({ty}))") for m, ty in PB_ELEMENT_MEMBERS.items()]
     return cols
 
 
@@ -344,14 +364,12 @@ def ddl(spec: TableSpec, db: str, fmt: str, bootstrap: str, group: str,
 
 def change_select(spec: TableSpec, fmt: str, source: str) -> str:
     """The SELECT that turns messages (``source``: a table with message_columns(fmt) and
-    the Kafka engine's virtual columns ``_headers.name``, ``_headers.value``,
-    ``_partition``, ``_offset``) into rows of the changes table; tombstones and
-    non-row events are left out."""
+    the Kafka engine's virtual columns ``_partition`` and ``_offset``) into rows of the
+    changes table; tombstones and non-row events are left out."""
     sel = []
     if fmt == "json":
         op = "JSONExtractString(message, 'op')"
-        pre = (f"WITH {op} AS op_, "
-               "arrayElement(`_headers.value`, indexOf(`_headers.name`, 'walship.lsn')) AS lsn_")
+        pre = f"WITH {op} AS op_"
         # Values are read by path from the message itself: JSONExtractRaw(message, 'after')
         # would print the object again, and print -0.0 as -0, which then reads as an integer.
         a_ = "message, 'after'"
@@ -368,9 +386,8 @@ def change_select(spec: TableSpec, fmt: str, source: str) -> str:
             if c.toastable:
                 sel.append(f"if(op_ != 'd' AND {toast}, 1, 0) AS {q(c.name + '__toast')}")
         sel += ["CAST(op_ AS Enum8('c' = 1, 'u' = 2, 'd' = 3, 'r' = 4, 't' = 5)) AS _op",
-                # the commit LSN: the walship.lsn header, X/X in hex
-                "reinterpretAsUInt64(reverse(unhex(concat(leftPad(splitByChar('/', lsn_)[1], 8, '0'), "
-                "leftPad(splitByChar('/', lsn_)[2], 8, '0'))))) AS _commit_lsn",
+                # the commit LSN: source.commit_lsn (the stream's option source_commit_lsn)
+                "JSONExtract(message, 'source', 'commit_lsn', 'UInt64') AS _commit_lsn",
                 "JSONExtract(message, 'source', 'lsn', 'UInt64') AS _change_lsn"]
         where = "WHERE message != '' AND op_ IN ('c', 'u', 'd', 'r', 't')"
     else:
@@ -388,7 +405,8 @@ def change_select(spec: TableSpec, fmt: str, source: str) -> str:
             if c.toastable:
                 sel.append(f"if(op_ != 'd' AND {toast}, 1, 0) AS {q(c.name + '__toast')}")
         sel += ["CAST(op_ AS Enum8('c' = 1, 'u' = 2, 'd' = 3, 'r' = 4, 't' = 5)) AS _op",
-                "`source.commit_lsn` AS _commit_lsn", "`source.change_lsn` AS _change_lsn"]
+                "CAST(`source.commit_lsn` AS UInt64) AS _commit_lsn",
+                "CAST(`source.change_lsn` AS UInt64) AS _change_lsn"]
         where = "WHERE op_ != ''"
     sel += ["_partition AS _partition", "_offset AS _offset"]
     return f"{pre}\nSELECT\n  " + ",\n  ".join(sel) + f"\nFROM {source}\n{where}"
@@ -674,4 +692,4 @@ def side_by_side(pg, ch: "ClickHousePipeline", db: str, schema: str, spec: Table
 
 
 __all__ = ["ClickHousePipeline", "TableSpec", "Column", "ddl", "wait_consumed", "proto_file",
-           "table_columns", "pg_array_text_to_array", "compare", "side_by_side", "re"]
+           "table_columns", "compare", "side_by_side", "re"]

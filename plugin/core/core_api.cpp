@@ -81,6 +81,7 @@ void ws_options_settings(const ws_options *opts, ws_plugin_settings *out)
     out->messages = o.messages;
     out->origin = o.origin == walship::OriginFilter::None ? WS_ORIGIN_NONE : WS_ORIGIN_ANY;
     out->partition_root = o.partition_root;
+    out->array_elements = o.format == walship::EventFormat::Protobuf;
 }
 
 bool ws_options_table_included(const ws_options *opts, const char *schema, const char *table)

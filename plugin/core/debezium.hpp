@@ -106,7 +106,13 @@ inline constexpr std::string_view kTransactionKeySchema =
     "\"version\":1}";
 
 /* The value schema of logical message events (built once). */
-const std::string &message_value_schema();
+const std::string &message_value_schema(bool commit_lsn);
+
+/*
+ * The source field of a value schema: Debezium's, or with source-commit-lsn walship's
+ * optional int64 "commit_lsn" after Debezium's fields.
+ */
+std::string_view source_schema_field(bool commit_lsn);
 
 /* ------------------------------------------------------------------------- */
 /* One table version                                                            */

@@ -308,7 +308,7 @@ class DebeziumEncoder final : public Encoder
 
     void write_message_event(OutBuf &out, const ws_change &change)
     {
-        open_with_schema(out, message_value_schema());
+        open_with_schema(out, message_value_schema(options_.source_commit_lsn));
         int64_t now = now_nanos();
         out += "{\"op\":\"m\",\"ts_ms\":";
         append_int(out, pgval::floor_div(now, 1000000));
@@ -411,7 +411,17 @@ class DebeziumEncoder final : public Encoder
             out += "null";
         out += ",\"lsn\":";
         out += lsn.view();
-        out += ",\"xmin\":null}";
+        out += ",\"xmin\":null";
+        if (options_.source_commit_lsn) {
+            /* walship's own: the commit record's end, as protobuf's source.commit_lsn; a
+             * non-transactional message has none */
+            out += ",\"commit_lsn\":";
+            if (source.commit_lsn != 0)
+                append_uint(out, source.commit_lsn);
+            else
+                out += "null";
+        }
+        out += '}';
     }
 
     /*

@@ -8,6 +8,8 @@
 #include "debezium.hpp"
 #include "json_out.hpp"
 
+#include <stdexcept>
+
 namespace walship
 {
 namespace debezium
@@ -43,9 +45,9 @@ void append_field_schemas(std::string &out, const Table &table,
 }
 
 /* The source and transaction fields every Debezium value schema carries. */
-void append_source_and_transaction_fields(std::string &out)
+void append_source_and_transaction_fields(std::string &out, bool commit_lsn)
 {
-    append_raw(out, kSourceSchemaField);
+    append_raw(out, source_schema_field(commit_lsn));
     out += ',';
     append_raw(out, kTransactionBlockField);
     out += ',';
@@ -53,15 +55,36 @@ void append_source_and_transaction_fields(std::string &out)
 
 } // namespace
 
-const std::string &message_value_schema()
+std::string_view source_schema_field(bool commit_lsn)
 {
-    static const std::string schema = [] {
-        std::string out(kMessageValueSchemaHead);
-        append_source_and_transaction_fields(out);
-        append_raw(out, kMessageValueSchemaTail);
+    static const std::string with_commit_lsn = [] {
+        constexpr std::string_view last = "\"field\":\"xmin\"}";
+        std::string out(kSourceSchemaField);
+        size_t at = out.find(last);
+        if (at == std::string::npos)
+            throw std::logic_error("Debezium's source schema has no xmin field");
+        out.insert(at + last.size(), ",{\"type\":\"int64\",\"optional\":true,"
+                                     "\"field\":\"commit_lsn\"}");
         return out;
     }();
-    return schema;
+    return commit_lsn ? std::string_view(with_commit_lsn) : kSourceSchemaField;
+}
+
+const std::string &message_value_schema(bool commit_lsn)
+{
+    static const std::string schemas[2] = {[] {
+                                               std::string out(kMessageValueSchemaHead);
+                                               append_source_and_transaction_fields(out, false);
+                                               append_raw(out, kMessageValueSchemaTail);
+                                               return out;
+                                           }(),
+                                           [] {
+                                               std::string out(kMessageValueSchemaHead);
+                                               append_source_and_transaction_fields(out, true);
+                                               append_raw(out, kMessageValueSchemaTail);
+                                               return out;
+                                           }()};
+    return schemas[commit_lsn ? 1 : 0];
 }
 
 void SourceParts::build(std::string_view logical_name, std::string_view database,
@@ -116,7 +139,7 @@ DebeziumPlan::DebeziumPlan(const Table &table, const Options &options,
     envelope += ",\"field\":\"before\"},";
     envelope += value;
     envelope += ",\"field\":\"after\"},";
-    append_source_and_transaction_fields(envelope);
+    append_source_and_transaction_fields(envelope, options.source_commit_lsn);
     append_raw(envelope, kEnvelopeTrailingFields);
     envelope += "],\"optional\":false,\"name\":";
     append_string(envelope, prefix + ".Envelope");

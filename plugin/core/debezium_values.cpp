@@ -199,6 +199,9 @@ void ValueWriter::write(OutBuf &out, const ColumnRepr &repr, bool not_null,
         append_unavailable(out, repr);
         return;
     }
+    if (value.kind == WS_VALUE_ARRAY) /* the shim sends JSON's arrays as their text */
+        throw CoreError(WS_ERR_INTERNAL, "walship JSON encoder: an array came element by element, "
+                                         "not as its text form");
     if (repr.is_array)
         write_array(out, repr, value);
     else
@@ -258,7 +261,7 @@ void ValueWriter::write_scalar(OutBuf &out, const ColumnRepr &repr, const ws_val
         break;
     case JsonRepr::TimestampMillis:
     case JsonRepr::TimestampMicros:
-        if (value.kind == WS_VALUE_TIMESTAMP) {
+        if (value.kind == WS_VALUE_TIMESTAMP || value.kind == WS_VALUE_TIMESTAMPTZ) {
             int64_t us = value.v.i64;
             if (us == WS_TIMESTAMP_POS_INFINITY)
                 us = kDebeziumInfinityMicros;
@@ -269,7 +272,7 @@ void ValueWriter::write_scalar(OutBuf &out, const ColumnRepr &repr, const ws_val
         }
         break;
     case JsonRepr::ZonedTimestamp:
-        if (value.kind == WS_VALUE_TIMESTAMP) {
+        if (value.kind == WS_VALUE_TIMESTAMPTZ || value.kind == WS_VALUE_TIMESTAMP) {
             if (value.v.i64 == WS_TIMESTAMP_POS_INFINITY) {
                 out += "\"infinity\"";
             } else if (value.v.i64 == WS_TIMESTAMP_NEG_INFINITY) {
@@ -417,6 +420,7 @@ void ValueWriter::write_as_string(OutBuf &out, const ws_value &value)
             pgval::append_iso_date(text, value.v.i32);
         break;
     case WS_VALUE_TIMESTAMP:
+    case WS_VALUE_TIMESTAMPTZ:
         if (value.v.i64 == WS_TIMESTAMP_POS_INFINITY)
             text = "infinity";
         else if (value.v.i64 == WS_TIMESTAMP_NEG_INFINITY)

@@ -5,6 +5,7 @@
 #include "core_error.hpp"
 #include "encoder.hpp"
 
+#include <cstdint>
 #include <string>
 
 namespace walship
@@ -72,6 +73,62 @@ void match_before(Table &table, const ws_row *before, bool strict)
     }
 }
 
+/* PostgreSQL's MAXDIM */
+constexpr int kMaxArrayDims = 6;
+
+/* Where a value is, for a message: built only when something is wrong. */
+struct ValuePlace {
+    int column; /* 1-based */
+    const char *which;
+    int element; /* 1-based; 0: the column's value itself */
+
+    std::string text() const
+    {
+        std::string out = "column " + std::to_string(column) + " of the " + which + " row";
+        if (element > 0)
+            out = "element " + std::to_string(element) + " of " + out;
+        return out;
+    }
+};
+
+void validate_value(const ws_value &value, const ValuePlace &place)
+{
+    int kind = static_cast<int>(value.kind);
+    if (kind < WS_VALUE_NULL || kind > WS_VALUE_ARRAY)
+        bug("invalid change: " + place.text() + " has unknown value kind " + std::to_string(kind));
+    if (value.len > 0 && value.data == nullptr)
+        bug("invalid change: " + place.text() + " has a length but no data");
+    if (value.kind != WS_VALUE_ARRAY)
+        return;
+    if (place.element > 0)
+        bug("invalid change: " + place.text() + " is an array inside an array");
+    const ws_array *array = value.v.array;
+    if (array == nullptr)
+        bug("invalid change: " + place.text() + " is an array without its elements");
+    if (array->ndims < 0 || array->ndims > kMaxArrayDims ||
+        (array->ndims > 0 && (array->dims == nullptr || array->lower_bounds == nullptr)))
+        bug("invalid change: " + place.text() + " has an array of " + std::to_string(array->ndims) +
+            " dimensions without their lengths and lower bounds");
+    int64_t count = array->ndims > 0 ? 1 : 0;
+    for (int d = 0; d < array->ndims; d++) {
+        if (array->dims[d] < 0)
+            bug("invalid change: " + place.text() + " has an array dimension of negative length");
+        count *= array->dims[d];
+        if (count > INT32_MAX)
+            bug("invalid change: " + place.text() + " has an array of more than 2^31 elements");
+    }
+    if (count != array->nelements || (array->nelements > 0 && array->elements == nullptr))
+        bug("invalid change: " + place.text() + " has " + std::to_string(array->nelements) +
+            " array elements, its dimensions say " + std::to_string(count));
+    for (int e = 0; e < array->nelements; e++) {
+        const ws_value &element = array->elements[e];
+        ValuePlace at{place.column, place.which, e + 1};
+        if (element.kind == WS_VALUE_UNCHANGED_TOAST)
+            bug("invalid change: " + at.text() + " is an unchanged TOAST value");
+        validate_value(element, at);
+    }
+}
+
 void validate_row(const ws_row *row, const char *which, bool names)
 {
     if (row == nullptr)
@@ -83,14 +140,7 @@ void validate_row(const ws_row *row, const char *which, bool names)
         if (names && column.name == nullptr)
             bug(std::string("invalid change: column ") + std::to_string(i + 1) + " of the " +
                 which + " row has no name");
-        const ws_value &value = column.value;
-        int kind = static_cast<int>(value.kind);
-        if (kind < WS_VALUE_NULL || kind > WS_VALUE_OTHER)
-            bug("invalid change: column " + std::to_string(i + 1) + " of the " + which +
-                " row has unknown value kind " + std::to_string(kind));
-        if (value.len > 0 && value.data == nullptr)
-            bug("invalid change: column " + std::to_string(i + 1) + " of the " + which +
-                " row has a length but no data");
+        validate_value(column.value, ValuePlace{i + 1, which, 0});
     }
 }
 

@@ -351,6 +351,10 @@ const OptionSpec kOptions[] = {
              invalid_value(n, v, "a topic prefix is at most 200 characters long");
          o.topic_prefix = v;
      }},
+    {"uuid-as-text",
+     [](Options &o, const char *n, const char *v) { o.uuid_as_text = parse_boolean(n, v); }},
+    {"source-commit-lsn",
+     [](Options &o, const char *n, const char *v) { o.source_commit_lsn = parse_boolean(n, v); }},
 };
 
 static_assert(sizeof(kOptions) / sizeof(kOptions[0]) <= 32, "seen_ has one bit per option");

@@ -69,6 +69,10 @@ struct Options {
     bool partition_root = false;
     Framing framing = Framing::None;
     std::string topic_prefix; /* empty: the encoder uses the database name */
+    /* protobuf: uuid values as their text (string_value) instead of 16 bytes (uuid) */
+    bool uuid_as_text = false;
+    /* JSON: source.commit_lsn, the end LSN of the commit record (not in Debezium's source) */
+    bool source_commit_lsn = false;
 
     /*
      * Sets one option from its name and text value (value may be null: "-o name"

@@ -109,7 +109,17 @@ constexpr uint8_t date_days = tag(M::kDateDaysFieldNumber, kVarint);
 constexpr uint8_t uuid = tag(M::kUuidFieldNumber, kLengthDelimited);
 constexpr uint8_t numeric = tag(M::kNumericFieldNumber, kLengthDelimited);
 constexpr uint8_t json = tag(M::kJsonFieldNumber, kLengthDelimited);
+constexpr uint8_t timestamptz_us = tag(M::kTimestamptzUsFieldNumber, kVarint);
+constexpr uint8_t array = tag(M::kArrayFieldNumber, kLengthDelimited);
 } // namespace value_tag
+
+namespace array_tag
+{
+using M = v1::ArrayValue;
+constexpr uint8_t elements = tag(M::kElementsFieldNumber, kLengthDelimited);
+constexpr uint8_t dims = tag(M::kDimsFieldNumber, kLengthDelimited); /* packed */
+constexpr uint8_t lower_bounds = tag(M::kLowerBoundsFieldNumber, kLengthDelimited);
+} // namespace array_tag
 
 namespace column_tag
 {
@@ -255,7 +265,82 @@ class WireBuffer
 /* ------------------------------------------------------------------------- */
 /* Value: one member of the `kind` oneof, always written (zero and empty too)  */
 
-size_t value_size(const ws_value &value)
+/* The canonical text of a uuid (8-4-4-4-12 lower-case hex digits), for uuid-as-text. */
+constexpr size_t kUuidTextLen = 36;
+
+uint8_t *put_uuid_text(uint8_t *p, const unsigned char (&uuid)[16])
+{
+    static const char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = static_cast<uint8_t>(kHex[uuid[i] >> 4]);
+        *p++ = static_cast<uint8_t>(kHex[uuid[i] & 0xF]);
+    }
+    return p;
+}
+
+/* A packed repeated int32: the varints of its numbers (negative ones sign-extended). */
+size_t packed_size(const int32_t *numbers, int n)
+{
+    size_t size = 0;
+    for (int i = 0; i < n; i++)
+        size += varint_size(signed_varint(numbers[i]));
+    return size;
+}
+
+uint8_t *put_packed(uint8_t *p, uint8_t field_tag, const int32_t *numbers, int n, size_t size)
+{
+    p = put_sub_head(p, field_tag, size);
+    for (int i = 0; i < n; i++)
+        p = put_varint(p, signed_varint(numbers[i]));
+    return p;
+}
+
+/* lower_bounds is written only when a dimension does not start at PostgreSQL's default 1. */
+bool default_lower_bounds(const ws_array &array)
+{
+    for (int d = 0; d < array.ndims; d++)
+        if (array.lower_bounds[d] != 1)
+            return false;
+    return true;
+}
+
+size_t value_size(const ws_value &value, bool uuid_text);
+uint8_t *put_value(uint8_t *p, const ws_value &value, bool uuid_text);
+
+/* The bytes of an ArrayValue: its elements, then dims and lower_bounds (packed). */
+size_t array_body_size(const ws_array &array, bool uuid_text)
+{
+    size_t size = 0;
+    for (int e = 0; e < array.nelements; e++) {
+        size_t element = value_size(array.elements[e], uuid_text);
+        size += 1 + varint_size(element) + element; /* a sub-message, written even if empty */
+    }
+    if (array.ndims > 0)
+        size += delimited_size(packed_size(array.dims, array.ndims));
+    if (!default_lower_bounds(array))
+        size += delimited_size(packed_size(array.lower_bounds, array.ndims));
+    return size;
+}
+
+uint8_t *put_array_body(uint8_t *p, const ws_array &array, bool uuid_text)
+{
+    for (int e = 0; e < array.nelements; e++) {
+        const ws_value &element = array.elements[e];
+        p = put_sub_head(p, array_tag::elements, value_size(element, uuid_text));
+        p = put_value(p, element, uuid_text);
+    }
+    if (array.ndims > 0)
+        p = put_packed(p, array_tag::dims, array.dims, array.ndims,
+                       packed_size(array.dims, array.ndims));
+    if (!default_lower_bounds(array))
+        p = put_packed(p, array_tag::lower_bounds, array.lower_bounds, array.ndims,
+                       packed_size(array.lower_bounds, array.ndims));
+    return p;
+}
+
+size_t value_size(const ws_value &value, bool uuid_text)
 {
     switch (value.kind) {
     case WS_VALUE_NULL:
@@ -264,13 +349,16 @@ size_t value_size(const ws_value &value)
         return 2;
     case WS_VALUE_INT64:
     case WS_VALUE_TIMESTAMP:
+    case WS_VALUE_TIMESTAMPTZ:
         return 1 + varint_size(signed_varint(value.v.i64));
     case WS_VALUE_DATE:
         return 1 + varint_size(signed_varint(value.v.i32));
     case WS_VALUE_DOUBLE:
         return 9;
     case WS_VALUE_UUID:
-        return delimited_size(sizeof(value.v.uuid));
+        return delimited_size(uuid_text ? kUuidTextLen : sizeof(value.v.uuid));
+    case WS_VALUE_ARRAY:
+        return delimited_size(array_body_size(*value.v.array, uuid_text));
     case WS_VALUE_TEXT:
     case WS_VALUE_BYTES:
     case WS_VALUE_NUMERIC:
@@ -284,7 +372,7 @@ size_t value_size(const ws_value &value)
     throw std::logic_error("walship protobuf encoder: unknown value kind"); /* validated before */
 }
 
-uint8_t *put_value(uint8_t *p, const ws_value &value)
+uint8_t *put_value(uint8_t *p, const ws_value &value, bool uuid_text)
 {
     switch (value.kind) {
     case WS_VALUE_NULL:
@@ -305,6 +393,9 @@ uint8_t *put_value(uint8_t *p, const ws_value &value)
     case WS_VALUE_TIMESTAMP:
         *p++ = value_tag::timestamp_us;
         return put_varint(p, signed_varint(value.v.i64));
+    case WS_VALUE_TIMESTAMPTZ:
+        *p++ = value_tag::timestamptz_us;
+        return put_varint(p, signed_varint(value.v.i64));
     case WS_VALUE_DATE:
         *p++ = value_tag::date_days;
         return put_varint(p, signed_varint(value.v.i32));
@@ -315,7 +406,16 @@ uint8_t *put_value(uint8_t *p, const ws_value &value)
         return put_fixed64(p, bits);
     }
     case WS_VALUE_UUID:
+        if (uuid_text) {
+            p = put_sub_head(p, value_tag::string_value, kUuidTextLen);
+            return put_uuid_text(p, value.v.uuid);
+        }
         return put_delimited(p, value_tag::uuid, value.v.uuid, sizeof(value.v.uuid));
+    case WS_VALUE_ARRAY: {
+        const ws_array &array = *value.v.array;
+        p = put_sub_head(p, value_tag::array, array_body_size(array, uuid_text));
+        return put_array_body(p, array, uuid_text);
+    }
     case WS_VALUE_BYTES:
         return put_delimited(p, value_tag::bytes_value, value.data, value.len);
     case WS_VALUE_NUMERIC:
@@ -487,9 +587,10 @@ class SourceHead
 class PlannedRow
 {
   public:
-    void plan(const ws_row *row, const ColumnHeads *heads)
+    void plan(const ws_row *row, const ColumnHeads *heads, bool uuid_text)
     {
         row_ = row;
+        uuid_text_ = uuid_text;
         heads_ = heads;
         all_size_ = 0;
         key_size_ = 0;
@@ -498,7 +599,7 @@ class PlannedRow
         for (int i = 0; i < n; i++) {
             const ws_column &c = row->columns[i];
             Sizes &s = sizes_[static_cast<size_t>(i)];
-            s.value = value_size(c.value);
+            s.value = value_size(c.value, uuid_text);
             s.column = heads->head(i).size() + 1 + varint_size(s.value) + s.value;
             size_t field = 1 + varint_size(s.column) + s.column;
             all_size_ += field;
@@ -524,7 +625,7 @@ class PlannedRow
             p = put_sub_head(p, field_tag, s.column);
             p = put_raw(p, head.data(), head.size());
             p = put_sub_head(p, column_tag::value, s.value);
-            p = put_value(p, row_->columns[i].value);
+            p = put_value(p, row_->columns[i].value, uuid_text_);
         }
         return p;
     }
@@ -537,6 +638,7 @@ class PlannedRow
 
     const ws_row *row_ = nullptr;
     const ColumnHeads *heads_ = nullptr;
+    bool uuid_text_ = false;
     std::vector<Sizes> sizes_;
     size_t all_size_ = 0;
     size_t key_size_ = 0;
@@ -605,7 +707,8 @@ class ProtobufEncoder final : public Encoder
   public:
     ProtobufEncoder(const Options &options, std::string database)
         : include_before_(options.include_before), framed_(options.framing == Framing::Varint),
-          database_(std::move(database)), prefix_key_("prefix"), id_key_("id")
+          uuid_as_text_(options.uuid_as_text), database_(std::move(database)),
+          prefix_key_("prefix"), id_key_("id")
     {
     }
 
@@ -655,8 +758,10 @@ class ProtobufEncoder final : public Encoder
         bool want_after = change.after != nullptr && change.op != WS_OP_DELETE;
         bool plan_before = want_before || (key_source != nullptr && key_source == change.before);
         bool plan_after = want_after || (key_source != nullptr && key_source == change.after);
-        before_.plan(plan_before ? change.before : nullptr, plan_before ? &plan->before : nullptr);
-        after_.plan(plan_after ? change.after : nullptr, plan_after ? &plan->after : nullptr);
+        before_.plan(plan_before ? change.before : nullptr, plan_before ? &plan->before : nullptr,
+                     uuid_as_text_);
+        after_.plan(plan_after ? change.after : nullptr, plan_after ? &plan->after : nullptr,
+                    uuid_as_text_);
         key_ = key_source == nullptr ? nullptr : key_source == change.after ? &after_ : &before_;
         size_t key_size = key_ != nullptr ? key_->size(true) : 0;
 
@@ -751,6 +856,7 @@ class ProtobufEncoder final : public Encoder
 
     bool include_before_;
     bool framed_;
+    bool uuid_as_text_;
     std::string database_;
     SourceHead source_head_;
     Table scratch_table_; /* empty: a scratch plan reads its heads from the rows */

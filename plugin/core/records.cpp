@@ -46,6 +46,7 @@ bool same_value(const ws_value &a, const ws_value &b)
     switch (a.kind) {
     case WS_VALUE_INT64:
     case WS_VALUE_TIMESTAMP:
+    case WS_VALUE_TIMESTAMPTZ:
         if (a.v.i64 != b.v.i64)
             return false;
         break;
@@ -65,6 +66,19 @@ bool same_value(const ws_value &a, const ws_value &b)
         if (std::memcmp(a.v.uuid, b.v.uuid, sizeof(a.v.uuid)) != 0)
             return false;
         break;
+    case WS_VALUE_ARRAY: {
+        const ws_array &x = *a.v.array;
+        const ws_array &y = *b.v.array;
+        if (x.ndims != y.ndims || x.nelements != y.nelements)
+            return false;
+        for (int d = 0; d < x.ndims; d++)
+            if (x.dims[d] != y.dims[d] || x.lower_bounds[d] != y.lower_bounds[d])
+                return false;
+        for (int e = 0; e < x.nelements; e++)
+            if (!same_value(x.elements[e], y.elements[e]))
+                return false;
+        return true;
+    }
     default:
         break;
     }

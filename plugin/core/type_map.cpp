@@ -74,7 +74,7 @@ constexpr BuiltinType kBuiltinTypes[] = {
     {1082, "date", WS_VALUE_DATE, TypeFamily::Date},
     {1083, "time without time zone", WS_VALUE_TIME, TypeFamily::Time},
     {1114, "timestamp without time zone", WS_VALUE_TIMESTAMP, TypeFamily::Timestamp},
-    {1184, "timestamp with time zone", WS_VALUE_TIMESTAMP, TypeFamily::TimestampTz},
+    {1184, "timestamp with time zone", WS_VALUE_TIMESTAMPTZ, TypeFamily::TimestampTz},
     {1186, "interval", WS_VALUE_INTERVAL, TypeFamily::Interval},
     {1266, "time with time zone", WS_VALUE_TIMETZ, TypeFamily::TimeTz},
     {1560, "bit", WS_VALUE_OTHER, TypeFamily::Bit},

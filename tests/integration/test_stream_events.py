@@ -64,6 +64,23 @@ class Model:
 
 KEYS = {"orders": ["id"], "people": ["id"], "pairs": ["a", "b"]}
 
+# The Value member each column's type travels in (a NULL is is_null): timestamptz has its
+# own member, timestamptz_us, since the 0.x schema change.
+MEMBERS = {
+    "orders": {"id": "int64_value", "customer": "string_value", "amount": "numeric",
+               "paid": "bool_value", "created": "timestamptz_us", "tags": "json",
+               "note": "string_value"},
+    "people": {"id": "uuid", "name": "string_value", "born": "date_days",
+               "score": "double_value", "photo": "bytes_value"},
+    "pairs": {"a": "int64_value", "b": "string_value", "v": "int64_value"},
+}
+
+
+def check_members(table, columns) -> None:
+    for c in columns:
+        kind = c.value.WhichOneof("kind")
+        assert kind in ("is_null", MEMBERS[table][c.name]), f"{table}.{c.name}: {kind}"
+
 
 @pytest.fixture(scope="module")
 def db(pg):
@@ -115,6 +132,7 @@ def consume_and_compare(kafka, expect: Expect, event_class, row_class, partition
                 by_key_got.setdefault(m.key, []).append((m.partition, m.offset, None))
                 continue
             ev = event_class.FromString(m.value)
+            check_members(table, list(ev.after.columns) + list(ev.key))
             assert ev.source.database == "postgres" and ev.source.schema == "public"
             assert ev.source.table == table
             assert m.header("walship.lsn").decode() == \

@@ -435,6 +435,46 @@ inline ws_value v_timestamp(int64_t us)
     v.v.i64 = us;
     return v;
 }
+inline ws_value v_timestamptz(int64_t us)
+{
+    ws_value v{};
+    v.kind = WS_VALUE_TIMESTAMPTZ;
+    v.v.i64 = us;
+    return v;
+}
+/*
+ * An array value element by element, as the shim hands protobuf's arrays over: it
+ * keeps its elements and shape (the value points into it, so keep it alive and in
+ * place while the value is used).
+ */
+struct ArrayHolder {
+    std::vector<ws_value> elements;
+    std::vector<int32_t> dims;
+    std::vector<int32_t> lower_bounds;
+    ws_array array{};
+
+    ArrayHolder(std::vector<ws_value> e, std::vector<int32_t> d, std::vector<int32_t> lb = {})
+        : elements(std::move(e)), dims(std::move(d)), lower_bounds(std::move(lb))
+    {
+        if (lower_bounds.empty())
+            lower_bounds.assign(dims.size(), 1);
+    }
+    ArrayHolder(const ArrayHolder &) = delete;
+    ArrayHolder &operator=(const ArrayHolder &) = delete;
+
+    ws_value value()
+    {
+        array.elements = elements.data();
+        array.nelements = static_cast<int>(elements.size());
+        array.ndims = static_cast<int>(dims.size());
+        array.dims = dims.data();
+        array.lower_bounds = lower_bounds.data();
+        ws_value v{};
+        v.kind = WS_VALUE_ARRAY;
+        v.v.array = &array;
+        return v;
+    }
+};
 inline ws_value v_date(int32_t days)
 {
     ws_value v{};

@@ -67,6 +67,12 @@ long allocations_for_rows(const Settings &settings)
     const std::string short_text = "abc", long_text(500, 'x'), numeric = "12345.6789";
     const std::string ints = "{1,2,NULL}", interval_text = "1 day";
     const unsigned char uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    /* protobuf takes arrays element by element (the shim's WS_VALUE_ARRAY), JSON as text */
+    bool json = false;
+    for (const auto &pair : settings.pairs)
+        json = json || (std::string(pair.first) == "format" && std::string(pair.second) == "json");
+    ArrayHolder tag_elements({v_int(1), v_int(2), v_null()}, {3});
+    ArrayHolder matrix({v_int(1), v_int(2), v_int(3), v_int(4)}, {2, 2}, {0, 1});
 
     auto row = [&](int i, const std::string &text) {
         auto b = std::make_unique<ChangeBuilder>(i % 2 == 0 ? WS_OP_INSERT : WS_OP_UPDATE);
@@ -80,7 +86,11 @@ long allocations_for_rows(const Settings &settings)
             {"at", TIMESTAMPTZOID, v_timestamp(1700000000000000 + i)},
             {"day", DATEOID, v_date(19000 + i)},
             {"uid", UUIDOID, v_uuid(uuid)},
-            {"tags", INT4ARRAYOID, v_other(ints), false, -1, false, INT4OID},
+            {"tags", INT4ARRAYOID, json ? v_other(ints) : tag_elements.value(), false, -1, false,
+             INT4OID},
+            {"grid", INT4ARRAYOID, json ? v_other(ints) : matrix.value(), false, -1, false,
+             INT4OID},
+            {"at_tz", TIMESTAMPTZOID, v_timestamptz(1700000000000000 + i)},
             {"span", INTERVALOID, v_interval(1, 2, 3, interval_text)},
             {"gone", TEXTOID, i % 2 == 0 ? v_null() : v_toast()},
         };

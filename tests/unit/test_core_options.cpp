@@ -109,6 +109,29 @@ TEST(CoreOptions, BadValuesNameTheOptionAndTheAcceptedValues)
               "invalid value \"\" for option \"format\": expected protobuf or json");
 }
 
+TEST(CoreOptions, UuidAsTextAndSourceCommitLsnAreBooleans)
+{
+    for (const char *name : {"uuid-as-text", "source-commit-lsn"}) {
+        EXPECT_EQ(option_error(name, "on"), "") << name;
+        EXPECT_EQ(option_error(name, "FALSE"), "") << name;
+        EXPECT_EQ(option_error(name, nullptr), "") << name; /* alone: true */
+        EXPECT_EQ(option_error(name, "text"),
+                  std::string("invalid value \"text\" for option \"") + name +
+                      "\": expected a boolean (true, false, on, off, yes, no, 1 or 0)");
+        EXPECT_EQ(option_error(name, ""),
+                  std::string("invalid value \"\" for option \"") + name +
+                      "\": expected a boolean (true, false, on, off, yes, no, 1 or 0)");
+    }
+    /* the underscore spelling is a stream option's; the plugin takes its own names only */
+    EXPECT_NE(option_error("uuid_as_text", "on").find("unrecognized option \"uuid_as_text\""),
+              std::string::npos);
+    OptionsPtr twice = make_options({{"source-commit-lsn", "on"}});
+    ws_error err{};
+    EXPECT_EQ(ws_options_set(twice.get(), "source-commit-lsn", "off", &err), WS_ERROR);
+    EXPECT_EQ(err.kind, WS_ERR_CONFLICTING_OPTION);
+    EXPECT_STREQ(err.message, "conflicting or redundant options: \"source-commit-lsn\"");
+}
+
 TEST(CoreOptions, UnknownOptionListsTheValidOnes)
 {
     EXPECT_EQ(option_error("foo", "1"),
@@ -116,7 +139,7 @@ TEST(CoreOptions, UnknownOptionListsTheValidOnes)
               "format, json-schema, decimal-handling, interval-handling, include-transaction, "
               "include-before, truncate, tombstones, replace-null-with-default, key-change, "
               "messages, tables, exclude-tables, origin, "
-              "partition-root, framing, topic-prefix");
+              "partition-root, framing, topic-prefix, uuid-as-text, source-commit-lsn");
     /* names are exact: no underscores, no case folding */
     EXPECT_NE(option_error("include_transaction", "on"), "");
     EXPECT_NE(option_error("Format", "json"), "");

@@ -63,6 +63,23 @@ void ref_value(v1::Value *out, const ws_value &value)
     case WS_VALUE_TIMESTAMP:
         out->set_timestamp_us(value.v.i64);
         break;
+    case WS_VALUE_TIMESTAMPTZ:
+        out->set_timestamptz_us(value.v.i64);
+        break;
+    case WS_VALUE_ARRAY: {
+        const ws_array &in = *value.v.array;
+        v1::ArrayValue *array = out->mutable_array();
+        for (int e = 0; e < in.nelements; e++)
+            ref_value(array->add_elements(), in.elements[e]);
+        bool default_bounds = true;
+        for (int d = 0; d < in.ndims; d++) {
+            array->add_dims(in.dims[d]);
+            default_bounds = default_bounds && in.lower_bounds[d] == 1;
+        }
+        for (int d = 0; !default_bounds && d < in.ndims; d++)
+            array->add_lower_bounds(in.lower_bounds[d]);
+        break;
+    }
     case WS_VALUE_DATE:
         out->set_date_days(value.v.i32);
         break;
@@ -245,8 +262,204 @@ TEST(CoreProtobufWire, EveryValueKindMatchesTheGeneratedSerializer)
     const v1::Row &row = event.after();
     EXPECT_TRUE(std::isnan(row.columns(5).value().double_value()));
     EXPECT_EQ(row.columns(17).value().date_days(), INT32_MIN);
-    EXPECT_EQ(row.columns(28).type_oid(), 4294967295u);
+    EXPECT_EQ(row.columns(28).type_oid(), int64_t{4294967295});
     EXPECT_EQ(row.columns(28).type_name(), "my_type");
+}
+
+TEST(CoreProtobufWire, TimestamptzIsItsOwnMemberAndTimestampKeepsItsOwn)
+{
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true},
+             {"tz", TIMESTAMPTZOID, v_timestamptz(1704164645123456)},
+             {"tz_inf", TIMESTAMPTZOID, v_timestamptz(WS_TIMESTAMP_POS_INFINITY)},
+             {"tz_ninf", TIMESTAMPTZOID, v_timestamptz(WS_TIMESTAMP_NEG_INFINITY)},
+             {"tz_epoch", TIMESTAMPTZOID, v_timestamptz(0)},
+             {"tz_bc", TIMESTAMPTZOID, v_timestamptz(-63745056000000000)},
+             {"ts", TIMESTAMPOID, v_timestamp(1704164645123456)},
+             {"ts_inf", TIMESTAMPOID, v_timestamp(WS_TIMESTAMP_POS_INFINITY)},
+             {"ts_ninf", TIMESTAMPOID, v_timestamp(WS_TIMESTAMP_NEG_INFINITY)}});
+    TestEncoder enc(kOneEvent);
+    expect_same_as_reference(enc, *b.get());
+
+    v1::ChangeEvent event;
+    ASSERT_TRUE(event.ParseFromString(enc.event(b.get())));
+    const auto &c = event.after().columns();
+    EXPECT_EQ(c[1].value().kind_case(), v1::Value::kTimestamptzUs);
+    EXPECT_EQ(c[1].value().timestamptz_us(), 1704164645123456);
+    EXPECT_EQ(c[2].value().timestamptz_us(), INT64_MAX);
+    EXPECT_EQ(c[3].value().timestamptz_us(), INT64_MIN);
+    EXPECT_EQ(c[4].value().kind_case(), v1::Value::kTimestamptzUs); /* zero is still set */
+    EXPECT_EQ(c[5].value().timestamptz_us(), -63745056000000000);
+    EXPECT_EQ(c[6].value().kind_case(), v1::Value::kTimestampUs);
+    EXPECT_EQ(c[6].value().timestamp_us(), 1704164645123456);
+    EXPECT_EQ(c[7].value().timestamp_us(), INT64_MAX);
+    EXPECT_EQ(c[8].value().timestamp_us(), INT64_MIN);
+}
+
+TEST(CoreProtobufWire, ArraysAreListsOfScalarValues)
+{
+    const std::string a = "a", with_comma = "with,comma", num = "1.50", json = "{\"k\": [1]}";
+    const std::string bytes("\x00\xff", 2), inet = "10.0.0.1";
+    ArrayHolder ints({v_int(1), v_null(), v_int(-3)}, {3});
+    ArrayHolder texts({v_text(a), v_text(with_comma), v_null()}, {3});
+    ArrayHolder numerics({v_numeric(num), v_null()}, {2});
+    ArrayHolder uuids({v_uuid(kUuid), v_uuid(kZeroUuid)}, {2});
+    ArrayHolder jsons({v_json(json)}, {1});
+    ArrayHolder byteas({v_bytes(bytes), v_null()}, {2});
+    ArrayHolder tstz({v_timestamptz(WS_TIMESTAMP_NEG_INFINITY), v_timestamptz(5)}, {2});
+    ArrayHolder ts({v_timestamp(WS_TIMESTAMP_POS_INFINITY)}, {1});
+    ArrayHolder dates({v_date(19723)}, {1});
+    ArrayHolder others({v_other(inet)}, {1});
+    ArrayHolder bools({v_bool(false), v_bool(true)}, {2});
+    ArrayHolder doubles({v_double(-0.0), v_double(NAN)}, {2});
+    ArrayHolder empty({}, {});
+    ArrayHolder matrix({v_int(1), v_int(2), v_int(3), v_int(4), v_int(5), v_null()}, {2, 3});
+    ArrayHolder bounded({v_int(7), v_int(8)}, {2}, {-1});
+    ArrayHolder bounded_2d({v_int(1), v_int(2), v_int(3), v_int(4)}, {2, 2}, {1, 0});
+    ArrayHolder all_null({v_null()}, {1});
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"id", INT4OID, v_int(1), true},
+             {"ints", 1007, ints.value()},
+             {"texts", 1009, texts.value()},
+             {"numerics", 1231, numerics.value()},
+             {"uuids", 2951, uuids.value()},
+             {"jsons", 3807, jsons.value()},
+             {"byteas", 1001, byteas.value()},
+             {"tstz", 1185, tstz.value()},
+             {"ts", 1115, ts.value()},
+             {"dates", 1182, dates.value()},
+             {"others", 1041, others.value()},
+             {"bools", 1000, bools.value()},
+             {"doubles", 1022, doubles.value()},
+             {"empty", 1007, empty.value()},
+             {"matrix", 1007, matrix.value()},
+             {"bounded", 1007, bounded.value()},
+             {"bounded_2d", 1007, bounded_2d.value()},
+             {"all_null", 1007, all_null.value()}});
+    TestEncoder enc(kOneEvent);
+    expect_same_as_reference(enc, *b.get());
+
+    v1::ChangeEvent event;
+    ASSERT_TRUE(event.ParseFromString(enc.event(b.get())));
+    const auto &c = event.after().columns();
+    for (int i = 1; i < c.size(); i++)
+        EXPECT_EQ(c[i].value().kind_case(), v1::Value::kArray) << c[i].name();
+
+    const v1::ArrayValue &i1 = c[1].value().array();
+    ASSERT_EQ(i1.elements_size(), 3);
+    EXPECT_EQ(i1.elements(0).int64_value(), 1);
+    EXPECT_TRUE(i1.elements(1).is_null());
+    EXPECT_EQ(i1.elements(2).int64_value(), -3);
+    ASSERT_EQ(i1.dims_size(), 1);
+    EXPECT_EQ(i1.dims(0), 3);
+    EXPECT_EQ(i1.lower_bounds_size(), 0); /* all 1: left out */
+
+    EXPECT_EQ(c[2].value().array().elements(1).string_value(), "with,comma");
+    EXPECT_TRUE(c[2].value().array().elements(2).is_null());
+    EXPECT_EQ(c[3].value().array().elements(0).numeric(), "1.50");
+    EXPECT_EQ(c[4].value().array().elements(0).uuid(),
+              std::string(reinterpret_cast<const char *>(kUuid), 16));
+    EXPECT_EQ(c[4].value().array().elements(1).kind_case(), v1::Value::kUuid);
+    EXPECT_EQ(c[5].value().array().elements(0).json(), json);
+    EXPECT_EQ(c[6].value().array().elements(0).bytes_value(), bytes);
+    EXPECT_EQ(c[7].value().array().elements(0).timestamptz_us(), INT64_MIN);
+    EXPECT_EQ(c[7].value().array().elements(1).kind_case(), v1::Value::kTimestamptzUs);
+    EXPECT_EQ(c[8].value().array().elements(0).timestamp_us(), INT64_MAX);
+    EXPECT_EQ(c[9].value().array().elements(0).date_days(), 19723);
+    EXPECT_EQ(c[10].value().array().elements(0).string_value(), "10.0.0.1");
+    EXPECT_EQ(c[11].value().array().elements(0).kind_case(), v1::Value::kBoolValue);
+    EXPECT_FALSE(c[11].value().array().elements(0).bool_value());
+    EXPECT_TRUE(std::signbit(c[12].value().array().elements(0).double_value()));
+    EXPECT_TRUE(std::isnan(c[12].value().array().elements(1).double_value()));
+
+    const v1::ArrayValue &e = c[13].value().array();
+    EXPECT_EQ(e.elements_size(), 0);
+    EXPECT_EQ(e.dims_size(), 0);
+    EXPECT_EQ(e.lower_bounds_size(), 0);
+
+    const v1::ArrayValue &m = c[14].value().array(); /* {{1,2,3},{4,5,NULL}} row-major */
+    ASSERT_EQ(m.elements_size(), 6);
+    ASSERT_EQ(m.dims_size(), 2);
+    EXPECT_EQ(m.dims(0), 2);
+    EXPECT_EQ(m.dims(1), 3);
+    EXPECT_EQ(m.elements(2).int64_value(), 3);
+    EXPECT_EQ(m.elements(3).int64_value(), 4);
+    EXPECT_TRUE(m.elements(5).is_null());
+    EXPECT_EQ(m.lower_bounds_size(), 0);
+
+    const v1::ArrayValue &lb = c[15].value().array(); /* '[-1:0]={7,8}' */
+    ASSERT_EQ(lb.lower_bounds_size(), 1);
+    EXPECT_EQ(lb.lower_bounds(0), -1);
+    const v1::ArrayValue &lb2 = c[16].value().array(); /* one bound not 1: both are written */
+    ASSERT_EQ(lb2.lower_bounds_size(), 2);
+    EXPECT_EQ(lb2.lower_bounds(0), 1);
+    EXPECT_EQ(lb2.lower_bounds(1), 0);
+    EXPECT_TRUE(c[17].value().array().elements(0).is_null());
+}
+
+TEST(CoreProtobufWire, ArraysInKeysAndOldRowsMatchTheGeneratedSerializer)
+{
+    ArrayHolder key({v_int(1), v_int(2)}, {2});
+    ArrayHolder old_key({v_int(1)}, {1}, {5});
+    ArrayHolder value({v_null()}, {1});
+    ChangeBuilder b(WS_OP_UPDATE);
+    b.before({{"k", 1007, old_key.value(), true}});
+    b.after({{"k", 1007, key.value(), true}, {"v", 1007, value.value()}});
+    TestEncoder enc(kOneEvent);
+    expect_same_as_reference(enc, *b.get());
+}
+
+TEST(CoreProtobufWire, UuidAsTextIsTheCanonicalStringInColumnsAndArrays)
+{
+    ArrayHolder uuids({v_uuid(kUuid), v_null()}, {2});
+    ChangeBuilder b(WS_OP_INSERT);
+    b.after({{"u", UUIDOID, v_uuid(kUuid), true},
+             {"zero", UUIDOID, v_uuid(kZeroUuid)},
+             {"us", 2951, uuids.value()}});
+    TestEncoder enc(Settings{{"uuid-as-text", "on"}});
+    v1::ChangeEvent event;
+    ASSERT_TRUE(event.ParseFromString(enc.event(b.get())));
+    const auto &c = event.after().columns();
+    EXPECT_EQ(c[0].value().kind_case(), v1::Value::kStringValue);
+    EXPECT_EQ(c[0].value().string_value(), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    EXPECT_EQ(c[1].value().string_value(), "00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(c[2].value().array().elements(0).string_value(),
+              "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    EXPECT_TRUE(c[2].value().array().elements(1).is_null());
+    /* the key is the same text */
+    v1::Row key;
+    ASSERT_TRUE(key.ParseFromString(enc.key(b.get())));
+    EXPECT_EQ(key.columns(0).value().string_value(), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    /* the re-serialized message is the same bytes: sizes and tags are right */
+    EXPECT_EQ(event.SerializeAsString(), enc.event(b.get()));
+
+    TestEncoder bytes_enc(Settings{{"uuid-as-text", "off"}});
+    ASSERT_TRUE(event.ParseFromString(bytes_enc.event(b.get())));
+    EXPECT_EQ(event.after().columns(0).value().kind_case(), v1::Value::kUuid);
+}
+
+TEST(CoreProtobufWire, InvalidArraysAreRejectedAsBugs)
+{
+    ArrayHolder short_of_elements({v_int(1)}, {2});
+    ArrayHolder negative({}, {-1});
+    ArrayHolder toast({v_toast()}, {1});
+    ArrayHolder inner({v_int(1)}, {1});
+    ArrayHolder nested({inner.value()}, {1});
+    TestEncoder enc(kOneEvent);
+    struct Case {
+        ArrayHolder *array;
+        const char *message;
+    } cases[] = {{&short_of_elements, "has 1 array elements, its dimensions say 2"},
+                 {&negative, "negative length"},
+                 {&toast, "is an unchanged TOAST value"},
+                 {&nested, "is an array inside an array"}};
+    for (const Case &c : cases) {
+        ChangeBuilder b(WS_OP_INSERT);
+        b.after({{"a", 1007, c.array->value()}});
+        ws_error err = enc.failure(b.get());
+        EXPECT_EQ(err.kind, WS_ERR_INTERNAL);
+        EXPECT_NE(std::string(err.message).find(c.message), std::string::npos) << err.message;
+    }
 }
 
 TEST(CoreProtobufWire, ZeroAndEmptyOneofMembersAreWrittenAndStaySet)

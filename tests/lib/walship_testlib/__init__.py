@@ -52,8 +52,9 @@ from .cluster import DEFAULT_OUTPUT_PLUGINS, PgCluster, pg_config, server_has_se
 from .common import REPO_ROOT, free_port, free_ports, started, wait_for
 from .connect import ConnectJars, KafkaConnect, debezium_postgres_config
 from .consume import KafkaMessage, consume_all
-from .events import (EVENT_MESSAGE, PROTO_FILE, PROTO_ROOT, decode_event, event_to_dict,
-                     find_descriptor_set, format_lsn, load_event_class)
+from .events import (EVENT_MESSAGE, PROTO_FILE, PROTO_ROOT, array_to_python, decode_event,
+                     event_to_dict, find_descriptor_set, format_lsn, load_event_class,
+                     value_to_python)
 from .kafka import KafkaBroker, KafkaCluster
 from .partitioning import java_murmur2, java_partition
 from .streams import stream_status, wait_caught_up
@@ -68,6 +69,8 @@ __all__ = [
     "debezium_postgres_config",
     "consume_all",
     "load_event_class",
+    "value_to_python",
+    "array_to_python",
     "find_descriptor_set",
     "decode_event",
     "event_to_dict",

@@ -119,3 +119,38 @@ def _ints(d: Any, desc) -> Any:
         elif f.type in int64:
             d[f.name] = [int(x) for x in v] if isinstance(v, list) else int(v)
     return d
+
+
+def array_to_python(array, element=None) -> list:
+    """An ``ArrayValue`` as nested Python lists (``dims`` nest the row-major elements;
+    lower bounds are not kept); ``element`` turns each element ``Value`` into Python
+    (default: ``value_to_python``)."""
+    convert = element or value_to_python
+    flat = [convert(e) for e in array.elements]
+    dims = list(array.dims)
+    if not dims:
+        return []
+
+    def nest(start: int, depth: int) -> list:
+        if depth == len(dims) - 1:
+            return flat[start:start + dims[depth]]
+        step = 1
+        for d in dims[depth + 1:]:
+            step *= d
+        return [nest(start + i * step, depth + 1) for i in range(dims[depth])]
+
+    return nest(0, 0)
+
+
+def value_to_python(value):
+    """A ``Value`` as Python: None for NULL, the member's value otherwise (an
+    ``ArrayValue`` as nested lists, see ``array_to_python``); an unchanged TOAST value
+    is the string ``"<unchanged toast>"``."""
+    kind = value.WhichOneof("kind")
+    if kind == "is_null":
+        return None
+    if kind == "unchanged_toast":
+        return "<unchanged toast>"
+    if kind == "array":
+        return array_to_python(value.array)
+    return getattr(value, kind)

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from .common import wait_for
 from .consume import consume_all
+from .events import array_to_python
 from .load import PacedLoad
 from .streams import stream_status
 
@@ -265,6 +266,8 @@ def _pb_value(v):
         return UNCHANGED_TOAST
     if kind == "json":
         return json.loads(v.json)
+    if kind == "array":
+        return array_to_python(v.array, _pb_value)
     return getattr(v, kind)
 
 

@@ -59,6 +59,26 @@ BEGIN
                 'CASE WHEN %1$s = ''infinity'' THEN 9223372036854775807
                       WHEN %1$s = ''-infinity'' THEN -9223372036854775808
                       ELSE extract(epoch FROM %1$s) * 1000000 END = $1::numeric'
+            WHEN 'timestamptz_us' THEN
+                'CASE WHEN %1$s = ''infinity'' THEN 9223372036854775807
+                      WHEN %1$s = ''-infinity'' THEN -9223372036854775808
+                      ELSE extract(epoch FROM %1$s) * 1000000 END = $1::numeric'
+            -- an array: its shape as array_dims() prints it, and its elements' texts in order
+            WHEN 'array' THEN
+                'coalesce(array_dims(%1$s), '''') = coalesce((
+                     SELECT string_agg(format(''[%%s:%%s]'', lb, lb + d - 1), '''' ORDER BY o)
+                       FROM (SELECT d::integer AS d, o,
+                                    coalesce(($1::jsonb->''lower_bounds''->>(o::integer - 1))::integer,
+                                             1) AS lb
+                               FROM jsonb_array_elements_text(coalesce($1::jsonb->''dims'', ''[]''))
+                                    WITH ORDINALITY AS t(d, o)) dims), '''')
+                 AND (SELECT coalesce(array_agg(x::text), ''{}'') FROM unnest(%1$s) x)
+                     IS NOT DISTINCT FROM
+                     (SELECT coalesce(array_agg(CASE WHEN el ? ''is_null'' THEN NULL
+                                                     ELSE (SELECT v FROM jsonb_each_text(el) kv(k, v))
+                                                END ORDER BY o), ''{}'')
+                        FROM jsonb_array_elements(coalesce($1::jsonb->''elements'', ''[]''))
+                             WITH ORDINALITY AS t(el, o))'
             ELSE 'false' END;
         EXECUTE format('SELECT ' || expr || ' FROM ' || tbl || ' WHERE id = $2',
                        quote_ident(c->>'name'))
