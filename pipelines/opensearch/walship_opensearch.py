@@ -534,6 +534,8 @@ class Sink:
     - TRUNCATE: the documents with a lower version are deleted (found by a search after a refresh, deleted
       in one bulk versioned by the truncate's commit LSN), and the version is remembered (state index) as the index's floor: changes
       below it that other partitions bring later are dropped.
+    - One sink consumes every partition of its topics (assigned, not a group member: no
+      rebalances); it commits to its consumer group and resumes from there.
     - Offsets are committed after the bulk request that holds a message's writes succeeded
       (at-least-once; replays are idempotent by ``_id`` and version).
 
@@ -583,7 +585,23 @@ class Sink:
 
     # -- running
     def start(self) -> "Sink":
-        self.consumer.subscribe(list(self.tables))
+        # every partition assigned to this one sink (no group rebalance to wait for),
+        # from the group's committed offsets, else from the beginning
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        md = self.consumer.list_topics(timeout=30)
+        tps = []
+        for topic in self.tables:
+            if topic not in md.topics or md.topics[topic].error is not None:
+                raise RuntimeError(f"topic {topic} does not exist")
+            tps += [TopicPartition(topic, p) for p in sorted(md.topics[topic].partitions)]
+        committed = self.consumer.committed(tps, timeout=30)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+            else:
+                self.committed[(tp.topic, tp.partition)] = tp.offset
+        self.consumer.assign(committed)
         self._thread = threading.Thread(target=self._run, name="opensearch-sink", daemon=True)
         self._thread.start()
         return self
