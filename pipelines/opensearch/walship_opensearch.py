@@ -558,6 +558,7 @@ class Sink:
         self.committed: dict[tuple[str, int], int] = {}
         self.ops: list[str] = []                            # the pending bulk request's lines
         self.pending: dict[tuple[str, str], dict | None] = {}   # (index, _id) → doc written in this bulk (None: deleted)
+        self.fetched: dict[tuple[str, str], dict | None] = {}   # (index, _id) → doc read before this bulk
         self.carries: dict[tuple[str, tuple], dict] = {}    # (index, version) → the old key's TOAST values
         self.floors: dict[str, tuple[int, int]] = {}
         self.stats = collections.Counter()
@@ -640,7 +641,11 @@ class Sink:
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     continue
                 raise RuntimeError(f"Kafka: {m.error()}")
-            self.queues[(m.topic(), m.partition())].append(m)
+            t = self.tables[m.topic()]
+            headers = {k: v.decode("utf-8", "replace") if k == "walship.lsn" and v is not None else v
+                       for k, v in (m.headers() or [])}
+            self.queues[(m.topic(), m.partition())].append((m.offset(), t.decoder.decode(m.value(), m.key(), headers)))
+        self._prefetch()
         self._apply_queues()
         self.flush()
 
@@ -652,21 +657,41 @@ class Sink:
             for tp in order:
                 q = self.queues[tp]
                 while q:
-                    if not self._apply(q[0]):
+                    if not self._apply(self.tables[tp[0]], q[0][1]):
                         self.stats["waits"] += 1
                         break          # head of line: a key-change create waits for its delete
-                    m = q.popleft()
-                    self.processed[tp] = m.offset() + 1
+                    offset, _ = q.popleft()
+                    self.processed[tp] = offset + 1
                     progress = True
                     if len(self.ops) >= 2 * self.batch:
                         self.flush()
 
     # -- one message
-    def _apply(self, m) -> bool:
-        t = self.tables[m.topic()]
-        headers = {k: v.decode("utf-8", "replace") if k == "walship.lsn" and v is not None else v
-                   for k, v in (m.headers() or [])}
-        ch = t.decoder.decode(m.value(), m.key(), headers)
+    def _prefetch(self) -> None:
+        """One multi-get for the documents that the queued changes will read (updates with
+        unchanged TOAST values, deletes of key changes), instead of one GET each."""
+        want = set()
+        for (topic, _), q in self.queues.items():
+            t = self.tables[topic]
+            for _, ch in q:
+                if ch is None or ch.key is None:
+                    continue
+                if (ch.op in ("u", "r") and any(v is UNCHANGED for v in ch.after.values())) or \
+                        (ch.op == "d" and ch.key_change == "old" and t.toastable):
+                    k = (t.index, doc_id(ch.key))
+                    if k not in self.pending and k not in self.fetched:
+                        want.add(k)
+        if not want:
+            return
+        want = sorted(want)
+        r = self.client.request("POST", "/_mget", {"docs": [{"_index": i, "_id": d} for i, d in want]})
+        self.stats["prefetched"] += len(want)
+        for (i, d), doc in zip(want, r["docs"]):
+            if "error" in doc:
+                raise RuntimeError(f"mget {i}/{d}: {doc['error']}")
+            self.fetched[(i, d)] = doc["_source"] if doc.get("found") else None
+
+    def _apply(self, t: TableSink, ch: Change | None) -> bool:
         if ch is None:
             return True
         if ch.op == "t":
@@ -744,6 +769,8 @@ class Sink:
         """The document as it stands: this bulk's pending write, else OpenSearch's (real time)."""
         if (index, _id) in self.pending:
             return self.pending[(index, _id)]
+        if (index, _id) in self.fetched:
+            return self.fetched[(index, _id)]
         r = self.client.request("GET", f"/{index}/_doc/{urlq(_id)}", ok=(404,))
         self.stats["reads"] += 1
         return r["_source"] if r.get("found") else None
@@ -805,6 +832,7 @@ class Sink:
             self.stats["bulks"] += 1
             self.ops = []
         self.pending.clear()
+        self.fetched.clear()
         self._commit()
 
     def _commit(self) -> None:
