@@ -717,9 +717,13 @@ class Sink:
                 self.pending[(t.index, _id)] = None
             else:
                 self.stats["tombstone"] += 1
-                # the delete before it did the work; a tombstone alone (a compacted topic) deletes
+                # the delete before it did the work; a tombstone alone (a compacted topic)
+                # deletes, versioned by its walship.lsn header when it has one
                 if (t.index, _id) not in self.pending:
-                    self._op({"delete": {"_index": t.index, "_id": _id}})
+                    d = {"_index": t.index, "_id": _id}
+                    if ch.version[0]:
+                        d |= {"version": ch.version[0], "version_type": "external_gte"}
+                    self._op({"delete": d})
                     self.pending[(t.index, _id)] = None
             return True
         unchanged = [f for f, v in ch.after.items() if v is UNCHANGED]
