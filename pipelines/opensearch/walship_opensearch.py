@@ -45,6 +45,7 @@ sys.path.insert(0, str(HERE.parent / "common"))
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 
 import workload  # noqa: E402  (pipelines/common: the workload, the columns, the comparison)
+from walship_testlib.common import Resource  # noqa: E402  (stopped at exit and on SIGTERM)
 
 POM = HERE / "pom.xml"
 MAIN_JAVA = HERE / "OpenSearchMain.java"
@@ -112,10 +113,12 @@ def fetch_jars() -> tuple[Path, Path]:
     return jars, classes
 
 
-class OpenSearchServer:
+class OpenSearchServer(Resource):
     """One OpenSearch node (a child JVM) on free loopback ports, home in a temp dir.
     ``with OpenSearchServer() as os_: os_.client.request(...)``. If it does not answer
-    within ``timeout`` it raises with the end of its log: a test that needs it fails."""
+    within ``timeout`` it raises with the end of its log: a test that needs it fails.
+    Stopped at interpreter exit and on SIGTERM if still running (walship_testlib's
+    Resource)."""
 
     def __init__(self, heap: str | None = None, timeout: float = 120):
         self.heap = heap or os.environ.get("WALSHIP_OPENSEARCH_HEAP", "512m")
@@ -125,6 +128,14 @@ class OpenSearchServer:
         self.port = 0
         self.client: OpenSearchClient | None = None
         self.started_in = 0.0
+        self._register(start=False)
+
+    def _started(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self) -> None:
+        self.stop()
+        self._unregister()
 
     def __enter__(self) -> "OpenSearchServer":
         try:
@@ -135,7 +146,7 @@ class OpenSearchServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.cleanup()
 
     def start(self) -> None:
         from walship_testlib import free_ports
