@@ -4,7 +4,8 @@
 # PyPI, scripts/install-pg.sh), librdkafka, protobuf, GoogleTest, the peer output
 # plugins the benchmarks compare against, Java and Maven for the local Kafka broker, the
 # Python test clients, and the jars (cached) of the broker and of the Kafka Connect worker
-# with the Debezium PostgreSQL connector that tests/compat runs beside walship.
+# with the Debezium PostgreSQL connector that tests/compat runs beside walship, and of
+# OpenSearch for pipelines/opensearch.
 # Needs root (apt-get); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
