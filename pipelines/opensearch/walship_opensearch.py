@@ -346,6 +346,8 @@ def parse_pg_array(text: str) -> list:
     element texts (None for NULL)."""
     if not (text.startswith("{") and text.endswith("}")):
         raise ValueError(f"not a one-dimensional array text: {text[:80]!r}")
+    if "{" in re.sub(r'"(?:[^"\\]|\\.)*"', "", text[1:-1]):
+        raise ValueError(f"a multi-dimensional array is not supported: {text[:80]!r}")
     out = []
     for m in _PG_ARRAY_ELEM.finditer(text[1:-1]):
         if m.group(1) is not None:
