@@ -956,15 +956,24 @@ def compare(pg, client: OpenSearchClient, schema: str, t: TableSink, table: str)
 
 
 def side_by_side(pg, client: OpenSearchClient, schema: str, t: TableSink, table: str, limit: int = 10) -> str:
+    """The first rows of PostgreSQL's table and the documents of the same keys, for people."""
     out = workload.pg_side(pg, schema, table, t.columns, limit)
-    r = client.request("POST", f"/{t.index}/_search", {"size": limit, "sort": [
-        {c.name: "asc"} if c.field_mapping()["type"] not in ("text",) else {f"{c.name}.raw": "asc"}
-        for c in t.columns if c.is_key]})
-    out.append(f"-- OpenSearch index {t.index} (_id | columns)")
-    for h in r["hits"]["hits"]:
-        s = h["_source"]
+    keys = [c for c in t.columns if c.is_key]
+    sel = ", ".join(f'"{c.name}"::text' for c in keys)
+    with pg.connect() as conn:   # the keys of the rows pg_side shows, in its order
+        shown = conn.execute(f'SELECT {sel} FROM "{schema}"."{table}" ORDER BY '
+                             f'{", ".join(str(i + 1) for i in range(len(keys)))} LIMIT {limit}').fetchall()
+    ids = [doc_id(tuple(int(v) if c.typname in INT_TYPES else v for c, v in zip(keys, r))) for r in shown]
+    docs = client.request("POST", f"/{t.index}/_mget", {"ids": ids})["docs"] if ids else []
+    out.append(f"-- OpenSearch index {t.index}, the same keys (_id | columns)")
+    for h in docs:
+        s = h.get("_source")
+        if s is None:
+            out.append(f"{h['_id']} | (no document)")
+            continue
         vals = [f"<{len(base64.b64decode(s[c.name]))} bytes>" if c.typname == "bytea" and s.get(c.name)
-                else workload.cut(s.get(c.name)) for c in t.columns]
+                else workload.cut(json.dumps(s[c.name]) if isinstance(s.get(c.name), bool) else s.get(c.name))
+                for c in t.columns]
         out.append(f"{h['_id']} | " + " | ".join(vals))
     return "\n".join(out)
 
