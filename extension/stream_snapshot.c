@@ -77,7 +77,10 @@ static void close_chunk(void);
 #define MAX_CHUNK_REREADS 20
 /* A chunk that must wait for a transaction to finish committing is tried again after. */
 #define CHUNK_RETRY_MS 5
-/* No new chunk while Kafka has more than this many events in flight. */
+/*
+ * No new chunk while Kafka has more than this many events in flight (or 4 chunks, if
+ * more): it also bounds what a crash sends again (tests/integration/test_snapshot.py).
+ */
 #define MIN_IN_FLIGHT_LIMIT 20000
 
 typedef struct ChunkKey {
@@ -710,11 +713,15 @@ void snapshot_attach(LogicalDecodingContext *ctx, ws_sink *sink, const StreamCon
     snap.look = true;
     snap.attached = true;
     /*
-     * The worker's own transactions write only its progress: losing the last of them in
-     * a crash reads a chunk again, so none waits for a WAL flush (or a synchronous
-     * standby) at commit.
+     * The worker's own transactions write only its progress. Each waits for its local
+     * WAL flush (not for a synchronous standby: a standby that lags only means chunks
+     * read again after a failover): with asynchronous commits a crash would lose the
+     * progress of every chunk acknowledged in the last wal_writer_delay (up to 3 x),
+     * which at snapshot speed is many chunks sent again. So what a crash resends is
+     * bounded by what Kafka had not acknowledged: at most the in-flight ceiling
+     * (kafka_has_room) and two chunks.
      */
-    SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
     /*
      * Whatever the server's defaults say: chunks read committed, progress written, no
      * timeout, and key values in one text form (last_key is read back with ::type).

@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "common"))
 
 import walship_testlib as wt  # noqa: E402
+import consumer as chconsumer  # noqa: E402
 import walship_clickhouse as wch  # noqa: E402
 import workload  # noqa: E402
 
@@ -35,15 +36,20 @@ import workload  # noqa: E402
 class Pipeline:
     """One format's pipeline: a schema in PostgreSQL, a stream, a ClickHouse database."""
 
-    def __init__(self, pg, kafka, ch: "wch.ClickHousePipeline", fmt: str, partitions: int = 3):
-        self.pg, self.kafka, self.ch, self.fmt = pg, kafka, ch, fmt
-        self.schema = f"src_{fmt}"
-        self.stream = f"ch_{fmt}"
-        self.prefix = f"ch_{fmt}"
-        self.db = f"ch_{fmt}"
-        self.group = f"clickhouse-{fmt}-{uuid.uuid4().hex[:8]}"
+    def __init__(self, pg, kafka, ch: "wch.ClickHousePipeline", fmt: str, partitions: int = 3,
+                 consumer: str = "engine"):
+        """``consumer``: "engine" (ClickHouse's Kafka engine and a materialized view) or
+        "python" (consumer.py: a Kafka consumer outside ClickHouse inserts the batches)."""
+        if consumer not in ("engine", "python"):
+            raise ValueError(f"consumer {consumer!r}: engine or python")
+        self.pg, self.kafka, self.ch, self.fmt, self.consumer = pg, kafka, ch, fmt, consumer
+        name = f"ch_{fmt}" if consumer == "engine" else f"ch_{fmt}_py"
+        self.schema = f"src_{fmt}" if consumer == "engine" else f"src_{fmt}_py"
+        self.stream = self.prefix = self.db = name
+        self.group = f"clickhouse-{fmt}-{consumer}-{uuid.uuid4().hex[:8]}"
         self.partitions = partitions
         self.specs: dict[str, wch.TableSpec] = {}
+        self.reader: "chconsumer.Consumer | None" = None
 
     def topic(self, table: str) -> str:
         return f"{self.prefix}.{self.schema}.{table}"
@@ -71,7 +77,20 @@ class Pipeline:
         with self.pg.connect() as conn:
             for t in workload.TABLES:
                 self.specs[t] = self.ch.add_table(conn, self.db, self.schema, t, self.topic(t), self.fmt,
-                                                  self.kafka.bootstrap, self.group, proto)
+                                                  self.kafka.bootstrap, self.group, proto,
+                                                  engine=self.consumer == "engine")
+        if self.consumer == "python":
+            self.reader = chconsumer.Consumer(self.ch, self.db, {self.topic(t): self.specs[t] for t in workload.TABLES},
+                                              self.fmt, self.kafka.bootstrap, self.group).start()
+
+    def close(self) -> None:
+        """Stops the Python consumer (raising its error, if it had one) and drops the stream."""
+        try:
+            if self.reader is not None:
+                self.reader.stop()
+        finally:
+            self.pg.execute("SELECT walship.drop_stream(name) FROM walship.streams WHERE name = %s",
+                            [self.stream])
 
     def sync(self, timeout: float = 180) -> float:
         """Waits until Kafka holds every committed change (the stream confirmed it, its
@@ -81,7 +100,8 @@ class Pipeline:
                     timeout, 0.2, f"stream {self.stream}'s snapshot")
         wt.wait_caught_up(self.pg, self.stream, timeout)
         wch.wait_consumed(self.kafka.bootstrap, self.group, [self.topic(t) for t in workload.TABLES],
-                          timeout, diagnose=lambda: self.ch.consumer_errors(self.db))
+                          timeout, progress=self.reader.check if self.reader else None,
+                          diagnose=lambda: self.ch.consumer_errors(self.db))
         return time.monotonic() - t0
 
     def compare(self) -> tuple[int, int, list[str]]:
@@ -116,6 +136,8 @@ def bench(pl: Pipeline, n: int) -> float:
 def main() -> int:  # noqa: C901
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--format", choices=["json", "protobuf", "both"], default="both")
+    ap.add_argument("--consumer", choices=["engine", "python"], default="engine",
+                    help="ClickHouse's Kafka engine, or a Python consumer that inserts (consumer.py)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--events", type=int, default=0, help="then measure events/s with N inserts")
     ap.add_argument("--quiet", action="store_true", help="no side-by-side tables")
@@ -130,35 +152,37 @@ def main() -> int:  # noqa: C901
               f"{ch.query('SELECT version()').strip()} in {chdir}", flush=True)
         try:
             for fmt in fmts:
-                pl = Pipeline(pg, kafka, ch, fmt)
-                t0 = time.monotonic()
-                pl.setup()
-                waited = pl.sync()
-                rows, values, diffs = pl.compare()
-                print(f"[{fmt}] snapshot: {rows} rows, {values} values compared, {len(diffs)} differences "
-                      f"({waited:.1f} s to consume)", flush=True)
-                for d in diffs[:20]:
-                    print("   ", d)
-                ok = ok and not diffs
-                for r in range(1, args.rounds + 1):
-                    n = workload.round_(pg, pl.schema, r)
+                pl = Pipeline(pg, kafka, ch, fmt, consumer=args.consumer)
+                try:
+                    t0 = time.monotonic()
+                    pl.setup()
                     waited = pl.sync()
                     rows, values, diffs = pl.compare()
-                    verdict = "EQUAL" if not diffs else "DIFFERENT"
-                    print(f"[{fmt}] round {r}: {n} statements, {pl.changes()} change rows in ClickHouse; "
-                          f"{rows} rows, {values} values compared: {verdict} ({waited:.1f} s to consume)",
-                          flush=True)
+                    print(f"[{fmt}] snapshot: {rows} rows, {values} values compared, {len(diffs)} differences "
+                          f"({waited:.1f} s to consume)", flush=True)
                     for d in diffs[:20]:
                         print("   ", d)
                     ok = ok and not diffs
-                if not args.quiet:
-                    for t in workload.TABLES:
-                        print(wch.side_by_side(pg, ch, pl.db, pl.schema, pl.specs[t]))
-                if args.events:
-                    print(f"[{fmt}] end to end: {bench(pl, args.events):,.0f} events/s "
-                          f"({args.events} inserts, commit → row in ClickHouse)", flush=True)
-                print(f"[{fmt}] done in {time.monotonic() - t0:.1f} s", flush=True)
-                pg.execute("SELECT walship.drop_stream(%s)", [pl.stream])
+                    for r in range(1, args.rounds + 1):
+                        n = workload.round_(pg, pl.schema, r)
+                        waited = pl.sync()
+                        rows, values, diffs = pl.compare()
+                        verdict = "EQUAL" if not diffs else "DIFFERENT"
+                        print(f"[{fmt}] round {r}: {n} statements, {pl.changes()} change rows in ClickHouse; "
+                              f"{rows} rows, {values} values compared: {verdict} ({waited:.1f} s to consume)",
+                              flush=True)
+                        for d in diffs[:20]:
+                            print("   ", d)
+                        ok = ok and not diffs
+                    if not args.quiet:
+                        for t in workload.TABLES:
+                            print(wch.side_by_side(pg, ch, pl.db, pl.schema, pl.specs[t]))
+                    if args.events:
+                        print(f"[{fmt}] end to end: {bench(pl, args.events):,.0f} events/s "
+                              f"({args.events} inserts, commit → row in ClickHouse)", flush=True)
+                    print(f"[{fmt}] done in {time.monotonic() - t0:.1f} s", flush=True)
+                finally:
+                    pl.close()
         finally:
             ch.close()
     print("clickhouse pipeline:", "EQUAL in every round" if ok else "DIFFERENCES (above)")

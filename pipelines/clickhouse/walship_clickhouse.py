@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -43,6 +44,7 @@ PB_VALUE_MEMBERS = {
     "bytes_value": "String", "timestamp_us": "Int64", "date_days": "Int32",
     "uuid": "String", "numeric": "String", "json": "String",
 }
+PB_BYTES_MEMBERS = ("bytes_value", "uuid")
 # an element of PostgreSQL's array text: "quoted" (group 2, with \" and \\ escapes) or bare (group 3)
 ARRAY_ELEMENT_RE = r'(")((?:[^"\\]|\\.)*)"|([^,{}]+)'
 OPERATIONS = ("OPERATION_UNSPECIFIED", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE",
@@ -286,27 +288,37 @@ def _kafka_settings(bootstrap: str, topic: str, group: str, fmt: str, schema_fil
     return ",\n  ".join(s)
 
 
+def message_columns(fmt: str) -> list[tuple[str, str]]:
+    """The columns a message is read into (name, ClickHouse type), as the Kafka engine
+    reads it: JSON one string; protobuf the ChangeEvent's fields by path, each
+    ``Value`` member of a row's columns as an array (ProtobufSingle's flattening)."""
+    if fmt == "json":
+        return [("message", "String")]
+    cols = [("op", f"Enum8({', '.join(f'{lit(o)} = {i}' for i, o in enumerate(OPERATIONS))})"),
+            ("source.commit_lsn", "UInt64"), ("source.change_lsn", "UInt64"),
+            ("source.table", "String"), ("key.name", "Array(String)")]
+    cols += [(f"key.value.{m}", f"Array({ty})") for m, ty in PB_VALUE_MEMBERS.items()]
+    for row in ("before", "after"):
+        cols.append((f"{row}.columns.name", "Array(String)"))
+        cols += [(f"{row}.columns.value.{m}", f"Array({ty})") for m, ty in PB_VALUE_MEMBERS.items()]
+    return cols
+
+
 def ddl(spec: TableSpec, db: str, fmt: str, bootstrap: str, group: str,
-        proto_file: str | None = None) -> list[str]:
-    """The statements that create the pipeline of one table in ClickHouse database ``db``."""
+        proto_file: str | None = None, engine: bool = True) -> list[str]:
+    """The statements that create the pipeline of one table in ClickHouse database ``db``:
+    with ``engine``, the Kafka engine table and the materialized view that feed the
+    changes table; without, only the changes table and the current-state view (a
+    consumer outside ClickHouse inserts with change_insert_sql)."""
     t = spec.table
     queue, changes, mv, view = (f"{q(db)}.{q(t + s)}" for s in ("__queue", "__changes", "__mv", ""))
     stmts = [f"CREATE DATABASE IF NOT EXISTS {q(db)}"]
 
     # -- the Kafka engine table
-    if fmt == "json":
-        cols = "message String"
-    else:
-        parts = [f"op Enum8({', '.join(f'{lit(o)} = {i}' for i, o in enumerate(OPERATIONS))})",
-                 "`source.commit_lsn` UInt64", "`source.change_lsn` UInt64",
-                 "`source.table` String", "`key.name` Array(String)"]
-        parts += [f"`key.value.{m}` Array({ty})" for m, ty in PB_VALUE_MEMBERS.items()]
-        for row in ("before", "after"):
-            parts.append(f"`{row}.columns.name` Array(String)")
-            parts += [f"`{row}.columns.value.{m}` Array({ty})" for m, ty in PB_VALUE_MEMBERS.items()]
-        cols = ",\n  ".join(parts)
-    stmts.append(f"CREATE TABLE {queue} (\n  {cols}\n) ENGINE = Kafka SETTINGS\n  "
-                 f"{_kafka_settings(bootstrap, spec.topic, group, fmt, proto_file)}")
+    if engine:
+        cols = ",\n  ".join(f"{q(n)} {ty}" for n, ty in message_columns(fmt))
+        stmts.append(f"CREATE TABLE {queue} (\n  {cols}\n) ENGINE = Kafka SETTINGS\n  "
+                     f"{_kafka_settings(bootstrap, spec.topic, group, fmt, proto_file)}")
 
     # -- the changes table
     parts = [f"{q(c.name)} {c.ch_stored}" for c in spec.keys]
@@ -324,11 +336,22 @@ def ddl(spec: TableSpec, db: str, fmt: str, bootstrap: str, group: str,
                  f"\n) ENGINE = ReplacingMergeTree ORDER BY ({order})")
 
     # -- the materialized view: one change row per Kafka message
+    if engine:
+        stmts.append(f"CREATE MATERIALIZED VIEW {mv} TO {changes} AS\n{change_select(spec, fmt, queue)}")
+    stmts.append(current_view_sql(spec, db))
+    return stmts
+
+
+def change_select(spec: TableSpec, fmt: str, source: str) -> str:
+    """The SELECT that turns messages (``source``: a table with message_columns(fmt) and
+    the Kafka engine's virtual columns ``_headers.name``, ``_headers.value``,
+    ``_partition``, ``_offset``) into rows of the changes table; tombstones and
+    non-row events are left out."""
     sel = []
     if fmt == "json":
         op = "JSONExtractString(message, 'op')"
         pre = (f"WITH {op} AS op_, "
-               "arrayElement(_headers.value, indexOf(_headers.name, 'walship.lsn')) AS lsn_")
+               "arrayElement(`_headers.value`, indexOf(`_headers.name`, 'walship.lsn')) AS lsn_")
         # Values are read by path from the message itself: JSONExtractRaw(message, 'after')
         # would print the object again, and print -0.0 as -0, which then reads as an integer.
         a_ = "message, 'after'"
@@ -368,10 +391,7 @@ def ddl(spec: TableSpec, db: str, fmt: str, bootstrap: str, group: str,
                 "`source.commit_lsn` AS _commit_lsn", "`source.change_lsn` AS _change_lsn"]
         where = "WHERE op_ != ''"
     sel += ["_partition AS _partition", "_offset AS _offset"]
-    stmts.append(f"CREATE MATERIALIZED VIEW {mv} TO {changes} AS\n{pre}\nSELECT\n  " +
-                 ",\n  ".join(sel) + f"\nFROM {queue}\n{where}")
-    stmts.append(current_view_sql(spec, db))
-    return stmts
+    return f"{pre}\nSELECT\n  " + ",\n  ".join(sel) + f"\nFROM {source}\n{where}"
 
 
 def current_view_sql(spec: TableSpec, db: str) -> str:
@@ -471,10 +491,13 @@ class ClickHousePipeline:
             raise RuntimeError("chdb is not installed: pip install chdb==4.4.0") from e
         self.path = Path(path)
         self.session = session.Session(str(self.path))
+        self.lock = threading.RLock()   # one query at a time (the Python consumer has a thread)
         self.specs: dict[tuple[str, str], TableSpec] = {}
 
     def query(self, sql: str, fmt: str = "TabSeparated") -> str:
-        return str(self.session.query(sql, fmt))
+        with self.lock:
+            # (chDB's Python() table function finds its table in the calling frames)
+            return str(self.session.query(sql, fmt))
 
     def execute(self, stmt: str) -> None:
         """Runs a DDL statement. chDB 4.4 answers the creation of a Kafka engine table with
@@ -494,15 +517,16 @@ class ClickHousePipeline:
 
     def rows(self, sql: str) -> list[dict]:
         import json
-        out = self.session.query(sql, "JSONCompact")
+        with self.lock:
+            out = self.session.query(sql, "JSONCompact")
         data = json.loads(out.bytes().decode("utf-8", "replace") or "{}")
         names = [m["name"] for m in data.get("meta", [])]
         return [dict(zip(names, r)) for r in data.get("data", [])]
 
     def add_table(self, pg_conn, db: str, schema: str, table: str, topic: str, fmt: str,
-                  bootstrap: str, group: str, proto_file: str | None = None) -> TableSpec:
+                  bootstrap: str, group: str, proto_file: str | None = None, engine: bool = True) -> TableSpec:
         spec = TableSpec(schema, table, topic, table_columns(pg_conn, f'"{schema}"."{table}"'))
-        for stmt in ddl(spec, db, fmt, bootstrap, group, proto_file):
+        for stmt in ddl(spec, db, fmt, bootstrap, group, proto_file, engine):
             self.execute(stmt)
         self.specs[(db, table)] = spec
         return spec

@@ -42,10 +42,12 @@ def ch():
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("consumer", ["engine", "python"])
 @pytest.mark.parametrize("fmt", ["json", "protobuf"])
-def test_clickhouse_copy_is_exact(pg, kafka, ch, fmt, figures):
+def test_clickhouse_copy_is_exact(pg, kafka, ch, fmt, consumer, figures):
+    """consumer: ClickHouse's Kafka engine, or the Python consumer (consumer.py)."""
     t0 = time.monotonic()
-    pl = pipeline.Pipeline(pg, kafka, ch, fmt)
+    pl = pipeline.Pipeline(pg, kafka, ch, fmt, consumer=consumer)
     pl.setup()
     try:
         report = []
@@ -66,7 +68,7 @@ def test_clickhouse_copy_is_exact(pg, kafka, ch, fmt, figures):
         assert counts["u"][1] > 50 and counts["c"][1] > 0, f"too few unchanged TOAST values: {counts}"
         truncs = ch.query(f"SELECT count() FROM `{pl.db}`.kv__changes WHERE _op = 't'").strip()
         assert int(truncs) >= 2
-        figures(f"clickhouse pipeline [{fmt}]: " + "; ".join(report) +
+        figures(f"clickhouse pipeline [{fmt}, {consumer}]: " + "; ".join(report) +
                 f"; {pl.changes()} change rows; {time.monotonic() - t0:.1f} s")
     finally:
-        pg.execute("SELECT walship.drop_stream(%s)", [pl.stream])
+        pl.close()
