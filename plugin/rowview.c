@@ -352,9 +352,14 @@ static void set_array_elements(const RowViewColumn *col, Datum datum, ws_value *
     ws_value *elements;
     int32_t *shape;
 
-    deconstruct_array(array, element->type_oid, element->typlen, col->elem_byval, col->elem_align,
+    /*
+     * The array's own element type: a domain's (an array of a domain stores the domain's
+     * OID, which deconstruct_array checks); its length and alignment are the base type's.
+     */
+    deconstruct_array(array, ARR_ELEMTYPE(array), element->typlen, col->elem_byval, col->elem_align,
                       &datums, &nulls, &n);
-    elements = palloc(sizeof(ws_value) * Max(n, 1));
+    /* an array may hold more elements than a plain palloc allows (1 GB of ws_value) */
+    elements = palloc_extended(sizeof(ws_value) * Max(n, 1), MCXT_ALLOC_HUGE);
     for (int i = 0; i < n; i++)
         fill_value(element, datums[i], nulls[i], &elements[i]);
     shape = palloc(sizeof(int32_t) * Max(2 * ndims, 1));

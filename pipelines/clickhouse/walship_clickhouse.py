@@ -226,7 +226,8 @@ class Column(workload.PgColumn):
     def _pb_array(self, row: str, idx: str) -> str:
         """Expression: the column's ArrayValue elements as an Array(Nullable(elem)): each
         element's member for the element type, NULL where the element is is_null. (The
-        workload's arrays are one-dimensional; dims and lower_bounds are not read.)"""
+        pipeline maps one-dimensional arrays: a multi-dimensional one fails the insert, loudly;
+        lower bounds are not kept.)"""
         e = self.elem
         et = self.scalar_type(e)
         base = "key.value.array.elements" if row == "key" else f"{row}.columns.value.array.elements"
@@ -253,8 +254,11 @@ class Column(workload.PgColumn):
             vals, conv = member("timestamptz_us"), "fromUnixTimestamp64Micro(x, 'UTC')"
         else:
             vals, conv = member("string_value"), "x"
-        return (f"arrayMap((x, n) -> if(n = 1, CAST(NULL AS Nullable({et})), CAST({conv} AS "
-                f"Nullable({et}))), {vals}, {member('is_null')})")
+        dims = "key.value.array.dims" if row == "key" else f"{row}.columns.value.array.dims"
+        many = (f"throwIf(length(arrayElement(`{dims}`, {idx})) > 1, "
+                f"{lit(f'column {self.name}: a multi-dimensional array (the pipeline maps one-dimensional arrays)')})")
+        return (f"if({many}, [], arrayMap((x, n) -> if(n = 1, CAST(NULL AS Nullable({et})), CAST({conv} AS "
+                f"Nullable({et}))), {vals}, {member('is_null')}))")
 
     def pb_null(self, row: str) -> str:
         i = self.pb_idx(row)
@@ -321,6 +325,7 @@ def message_columns(fmt: str) -> list[tuple[str, str]]:
             cols.append((f"{row}.name", "Array(String)"))
         cols += [(f"{row}.value.{m}", f"Array({ty})") for m, ty in PB_VALUE_MEMBERS.items()]
         cols += [(f"{row}.value.array.elements.{m}", f"Array(Array({ty}))") for m, ty in PB_ELEMENT_MEMBERS.items()]
+        cols.append((f"{row}.value.array.dims", "Array(Array(Int32))"))
     return cols
 
 
@@ -387,7 +392,9 @@ def change_select(spec: TableSpec, fmt: str, source: str) -> str:
                 sel.append(f"if(op_ != 'd' AND {toast}, 1, 0) AS {q(c.name + '__toast')}")
         sel += ["CAST(op_ AS Enum8('c' = 1, 'u' = 2, 'd' = 3, 'r' = 4, 't' = 5)) AS _op",
                 # the commit LSN: source.commit_lsn (the stream's option source_commit_lsn)
-                "JSONExtract(message, 'source', 'commit_lsn', 'UInt64') AS _commit_lsn",
+                "if(throwIf(NOT JSONHas(message, 'source', 'commit_lsn'), 'a walship event without "
+                "source.commit_lsn: create the stream with source_commit_lsn: true'), 0, "
+                "JSONExtract(message, 'source', 'commit_lsn', 'UInt64')) AS _commit_lsn",
                 "JSONExtract(message, 'source', 'lsn', 'UInt64') AS _change_lsn"]
         where = "WHERE message != '' AND op_ IN ('c', 'u', 'd', 'r', 't')"
     else:

@@ -413,8 +413,8 @@ class DebeziumEncoder final : public Encoder
         out += lsn.view();
         out += ",\"xmin\":null";
         if (options_.source_commit_lsn) {
-            /* walship's own: the commit record's end, as protobuf's source.commit_lsn; a
-             * non-transactional message has none */
+            /* walship's own: the commit record's end, as protobuf's source.commit_lsn (a
+             * non-transactional message: its own record's end; null only when unknown) */
             out += ",\"commit_lsn\":";
             if (source.commit_lsn != 0)
                 append_uint(out, source.commit_lsn);

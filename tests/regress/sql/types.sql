@@ -257,6 +257,21 @@ SELECT c->'value' AS c_interval
  WHERE c->>'name' = 'c_interval';
 RESET intervalstyle;
 
+-- An array of a domain: the array stores the domain's OID as its element type, its
+-- elements are the base type's values (one and two dimensions, a NULL element).
+CREATE TABLE domarr (id integer PRIMARY KEY, v posint[]);
+INSERT INTO domarr VALUES (1, '{1,NULL,3}'), (2, '{{4,5},{6,7}}'), (3, '{}');
+SELECT (e->'after'->'columns'->0->'value'->>'int64_value')::integer AS id,
+       (SELECT count(*) FROM pg_temp.mismatches('domarr',
+            (e->'after'->'columns'->0->'value'->>'int64_value')::integer,
+            e->'after'->'columns')) AS mismatches,
+       e->'after'->'columns'->1->>'type_name' AS type_name,
+       e->'after'->'columns'->1->'value' AS value
+  FROM (SELECT walship.decode_event(data) AS e
+          FROM pg_logical_slot_get_binary_changes('types', NULL, NULL)) s
+ ORDER BY 1;
+DROP TABLE domarr;
+
 SELECT 'stop' FROM pg_drop_replication_slot('types');
 DROP TABLE alltypes;
 DROP TYPE pair;
