@@ -47,6 +47,7 @@ int walship_max_streams = 8;
 int walship_naptime = 10;
 int walship_stop_timeout = 10000;
 int walship_stall_timeout = 30000;
+int walship_snapshot_max_in_flight = 20000;
 bool walship_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -112,6 +113,13 @@ void _PG_init(void)
                             "overloaded) is otherwise invisible. The worker keeps waiting and "
                             "recovers by itself; 0 disables the check.",
                             &walship_stall_timeout, 30000, 0, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
+                            NULL, NULL, NULL);
+    DefineCustomIntVariable("walship.snapshot_max_in_flight",
+                            "How many events a stream may have in flight to Kafka before its "
+                            "snapshot reads another chunk.",
+                            "Bounds what librdkafka holds for a snapshot and what an interruption "
+                            "sends again; at least 4 chunks are always allowed.",
+                            &walship_snapshot_max_in_flight, 20000, 100, 100000000, PGC_SIGHUP, 0,
                             NULL, NULL, NULL);
     MarkGUCPrefixReserved("walship");
 

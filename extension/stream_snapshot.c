@@ -77,11 +77,6 @@ static void close_chunk(void);
 #define MAX_CHUNK_REREADS 20
 /* A chunk that must wait for a transaction to finish committing is tried again after. */
 #define CHUNK_RETRY_MS 5
-/*
- * No new chunk while Kafka has more than this many events in flight (or 4 chunks, if
- * more): it also bounds what a crash sends again (tests/integration/test_snapshot.py).
- */
-#define MIN_IN_FLIGHT_LIMIT 20000
 
 typedef struct ChunkKey {
     const uint8 *data;
@@ -719,7 +714,7 @@ void snapshot_attach(LogicalDecodingContext *ctx, ws_sink *sink, const StreamCon
      * progress of every chunk acknowledged in the last wal_writer_delay (up to 3 x),
      * which at snapshot speed is many chunks sent again. So what a crash resends is
      * bounded by what Kafka had not acknowledged: at most the in-flight ceiling
-     * (kafka_has_room) and two chunks.
+     * (kafka_has_room, walship.snapshot_max_in_flight) and two chunks.
      */
     SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
     /*
@@ -754,7 +749,9 @@ static bool kafka_has_room(void)
     ws_sink_stats stats;
 
     ws_sink_get_stats(snap.sink, &stats);
-    return stats.in_flight <= (uint64)Max(MIN_IN_FLIGHT_LIMIT, 4 * snap.chunk_size);
+    /* walship.snapshot_max_in_flight, or 4 chunks if more: it also bounds what an
+     * interruption sends again (tests/integration/test_snapshot.py) */
+    return stats.in_flight <= (uint64)Max(walship_snapshot_max_in_flight, 4 * snap.chunk_size);
 }
 
 bool snapshot_ready(void)

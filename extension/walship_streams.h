@@ -52,6 +52,7 @@ extern int walship_max_streams;
 extern int walship_naptime;
 extern int walship_stop_timeout;
 extern int walship_stall_timeout;
+extern int walship_snapshot_max_in_flight;
 
 /* True in a process whose postmaster loaded walship through shared_preload_libraries. */
 extern bool walship_preloaded;

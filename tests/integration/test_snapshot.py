@@ -109,7 +109,8 @@ def db(pg):
 @pytest.fixture
 def cluster(request):
     """A cluster of the test's own, for the tests that crash it."""
-    pg = wt.PgCluster(f"snap_{request.node.name[5:20]}")
+    pg = wt.PgCluster(f"snap_{request.node.name[5:20]}",
+                      extra_conf=f"walship.snapshot_max_in_flight = {IN_FLIGHT_CEILING}")
     try:
         pg.execute("CREATE EXTENSION walship")
         yield pg
@@ -125,8 +126,10 @@ def stop_start(pg, name):
     snap.wait_running(pg, name)
 
 
-# stream_snapshot.c's MIN_IN_FLIGHT_LIMIT: no new chunk while more events are in flight
-IN_FLIGHT_CEILING = 20_000
+# walship.snapshot_max_in_flight in the crash tests' clusters: no new chunk while more
+# events are in flight (the default, 20,000, would allow more resends than these tables
+# have rows)
+IN_FLIGHT_CEILING = 2_000
 CRASHES = [(0.35, snap.kill_worker, "kill -9 of the worker"),
            (0.70, snap.restart_immediate, "pg_ctl stop -m immediate + start")]
 
