@@ -24,6 +24,7 @@ The target tables' schema is generated from PostgreSQL's catalog
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import datetime as dt
 import decimal
@@ -114,6 +115,7 @@ def spark_session(warehouse: str | Path, app: str = "walship-pipeline", master: 
          .config("spark.sql.shuffle.partitions", "2")
          .config("spark.default.parallelism", "2")
          .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
          .config("spark.databricks.delta.snapshotPartitions", "2")
          .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse / 'derby'}"))
@@ -671,6 +673,9 @@ class StreamJob:
         self.processed: dict[tuple[str, int], int] = {}   # (topic, partition) → next offset
         self.batches = 0
         self.changes = 0
+        # (table, op) → changes; (table, op, column) → unchanged TOAST values
+        self.stats: collections.Counter = collections.Counter()
+        self.timings: collections.Counter = collections.Counter()   # step → seconds, summed
         self.query = None
         self.error: BaseException | None = None
         with pg.connect() as conn:
@@ -708,7 +713,10 @@ class StreamJob:
     def batch(self, df, batch_id: int) -> None:
         """foreachBatch: decode, fold and MERGE, table by table."""
         try:
+            t0 = time.monotonic()
             rows = df.select("topic", "partition", "offset", "value", "headers").collect()
+            t1 = time.monotonic()
+            self.timings["collect"] += t1 - t0
             per_topic: dict[str, list[Change]] = {}
             for r in rows:
                 k = (r["topic"], r["partition"])
@@ -723,11 +731,18 @@ class StreamJob:
                 ch = tj.decoder.decode(bytes(r["value"]), headers)
                 if ch is not None:
                     per_topic.setdefault(r["topic"], []).append(ch)
+                    self.stats[(tj.table, ch.op)] += 1
+                    for c in ch.toast:
+                        self.stats[(tj.table, ch.op, c)] += 1
+            t2 = time.monotonic()
+            self.timings["decode"] += t2 - t1
             for topic, changes in per_topic.items():
                 tj = self.tables[topic]
                 self.changes += len(changes)
                 for sk in tj.sinks:
+                    t3 = time.monotonic()
                     sk.apply(fold(changes, tj.columns, sk.truncated), tj.source_schema)
+                    self.timings[sk.fmt] += time.monotonic() - t3
             self.batches += 1
         except BaseException as e:  # noqa: BLE001  kept for the caller: Spark's own message hides it
             self.error = e
