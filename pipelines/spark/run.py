@@ -174,7 +174,8 @@ def main() -> int:
                     if args.events:
                         print(f"[{fmt}] end to end: {bench(pl, args.events):,.0f} events/s "
                               f"({args.events} inserts, commit → row in Delta)", flush=True)
-                    print(f"[{fmt}] done in {time.monotonic() - t0:.1f} s", flush=True)
+                    print(f"[{fmt}] done in {time.monotonic() - t0:.1f} s; {pl.job.changes} changes in "
+                          f"{pl.job.batches} micro-batches ({pl.job.timing()})", flush=True)
                 finally:
                     pl.close()
         finally:

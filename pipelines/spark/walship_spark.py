@@ -533,6 +533,14 @@ class TableSink:
         self.location = location
         self.keys = [c for c in columns if c.is_key]
         self.truncated: tuple = (0, 0)
+        self.timings: collections.Counter = collections.Counter()   # statement → seconds
+
+    def sql(self, what: str, stmt: str):
+        t0 = time.monotonic()
+        try:
+            return self.spark.sql(stmt).collect()
+        finally:
+            self.timings[f"{self.fmt} {what}"] += time.monotonic() - t0
 
     def create(self) -> None:
         cols = ", ".join(f"{qi(c.name)} {c.sql_type}{' NOT NULL' if c.is_key else ''}" for c in self.columns)
@@ -560,7 +568,7 @@ class TableSink:
                            for k in keys)
         sel = ", ".join(qi(c.name) for c in self.keys + toast)
         out = {}
-        for r in self.spark.sql(f"SELECT {sel} FROM {self.name} WHERE {cond}").collect():
+        for r in self.sql("lookup", f"SELECT {sel} FROM {self.name} WHERE {cond}"):
             d = r.asDict()
             out[tuple(d[c.name] for c in self.keys)] = {c.name: d[c.name] for c in toast}
         return out
@@ -570,9 +578,9 @@ class TableSink:
         stored = self.stored(folded.refs)
         if folded.truncate is not None and folded.truncate > self.truncated:
             c, ch = folded.truncate
-            self.spark.sql(f"DELETE FROM {self.name} WHERE _commit_lsn < {c} OR "
-                           f"(_commit_lsn = {c} AND _change_lsn < {ch})")
-            self.spark.sql(f"ALTER TABLE {self.name} SET TBLPROPERTIES ('walship.truncated' = '{c}/{ch}')")
+            self.sql("truncate", f"DELETE FROM {self.name} WHERE _commit_lsn < {c} OR "
+                     f"(_commit_lsn = {c} AND _change_lsn < {ch})")
+            self.sql("truncate", f"ALTER TABLE {self.name} SET TBLPROPERTIES ('walship.truncated' = '{c}/{ch}')")
             self.truncated = folded.truncate
         if not folded.rows:
             return
@@ -584,10 +592,12 @@ class TableSink:
                 if isinstance(v, tuple) and len(v) == 2 and v[0] == "ref":
                     r[c.name] = stored.get(v[1], {}).get(c.name)
             rows.append(tuple(r.get(f.name) for f in source_schema.fields))
+        t0 = time.monotonic()
         src = self.spark.createDataFrame(rows, source_schema, verifySchema=False)
         view = f"walship_src_{abs(hash(self.name)) % 10**8}"
         src.createOrReplaceTempView(view)
-        self.spark.sql(merge_sql(self.name, view, self.columns))
+        self.timings[f"{self.fmt} source"] += time.monotonic() - t0
+        self.sql("merge", merge_sql(self.name, view, self.columns))
 
 
 def _lit(v) -> str:
@@ -693,6 +703,14 @@ class StreamJob:
                 for sk in sks:
                     sk.create()
                 self.tables[tj.topic] = tj
+
+    def timing(self) -> str:
+        """Where the micro-batches' time went, summed: Kafka read, decode, per sink statement."""
+        t = collections.Counter(self.timings)
+        for tj in self.tables.values():
+            for sk in tj.sinks:
+                t.update(sk.timings)
+        return ", ".join(f"{k} {v:.1f} s" for k, v in sorted(t.items()))
 
     def sink(self, table: str, fmt: str) -> TableSink:
         for tj in self.tables.values():

@@ -79,7 +79,7 @@ def test_spark_copies_are_exact(pg, kafka, spark, spark_dir, fmt, figures):
         assert st[("kv", "t")] >= 2, st
         # consumed incrementally: each run read only what was new
         assert pl.job.batches >= 3, pl.job.batches
-        timing = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(pl.job.timings.items()))
+        timing = pl.job.timing()
         figures(f"spark pipeline [{fmt}]: " + "; ".join(report) +
                 f"; {pl.job.changes} changes in {pl.job.batches} micro-batches ({timing}); "
                 f"{time.monotonic() - t0:.1f} s (the SparkSession took {SESSION.get('seconds', 0):.1f} s)")
