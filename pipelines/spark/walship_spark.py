@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import decimal
@@ -83,6 +84,22 @@ def fetch_jars() -> list[Path]:
     return jars
 
 
+def jvm_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's Spark JVM so far: a figure that
+    does not depend on what else the machine runs."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-P", str(os.getpid()), "java"], capture_output=True, text=True).stdout
+    total = 0.0
+    for pid in out.split():
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
 def spark_session(warehouse: str | Path, app: str = "walship-pipeline", master: str = "local[2]",
                   driver_memory: str = "1g"):
     """A SparkSession with the Kafka source, Delta (``spark_catalog``) and an Iceberg
@@ -112,6 +129,8 @@ def spark_session(warehouse: str | Path, app: str = "walship-pipeline", master: 
          .config("spark.sql.catalog.ice.cache-enabled", "false")
          .config("spark.sql.warehouse.dir", str(warehouse / "spark-warehouse"))
          .config("spark.sql.session.timeZone", "UTC")
+         # the MERGE source is a local, deterministic relation: no need to materialize it
+         .config("spark.databricks.delta.merge.materializeSource", "none")
          .config("spark.sql.shuffle.partitions", "2")
          .config("spark.default.parallelism", "2")
          .config("spark.ui.enabled", "false")
@@ -207,6 +226,12 @@ def _float(x) -> float:
     return float(x)
 
 
+def _decimal(s: str) -> decimal.Decimal | None:
+    """A numeric(p,s) value for a DECIMAL column: NaN and ±Infinity have none (NULL)."""
+    d = decimal.Decimal(s)
+    return d if d.is_finite() else None
+
+
 def _text_scalar(col: Column, typname: str, s: str | None):
     """A value from PostgreSQL's text form (array elements of the protobuf form)."""
     if s is None:
@@ -218,7 +243,7 @@ def _text_scalar(col: Column, typname: str, s: str | None):
     if typname == "bool":
         return s in ("t", "true")
     if typname == "numeric":
-        return decimal.Decimal(s) if col.is_decimal else s
+        return _decimal(s) if col.is_decimal else s
     if typname == "bytea":
         return bytes.fromhex(s[2:]) if s.startswith("\\x") else s.encode()
     if typname == "date":
@@ -284,7 +309,7 @@ class JsonDecoder:
             return bool(v)
         if typname == "numeric":
             s = v if isinstance(v, str) else json.dumps(v)
-            return decimal.Decimal(s) if col.is_decimal else s
+            return _decimal(s) if col.is_decimal else s
         if typname == "bytea":
             return base64.b64decode(v)
         if typname == "date":
@@ -385,7 +410,7 @@ class ProtobufDecoder:
             import uuid
             return str(uuid.UUID(bytes=bytes(x)))
         if kind == "numeric":
-            return decimal.Decimal(x) if col.is_decimal else x
+            return _decimal(x) if col.is_decimal else x
         if kind == "double_value":
             return float(x)
         if kind in ("int64_value", "bool_value", "json", "bytes_value"):
@@ -519,10 +544,6 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
 
 
 # ---- the sinks -------------------------------------------------------------------------------
-
-def _lsn_max(a: tuple | None, b: tuple | None) -> tuple | None:
-    return b if a is None else a if b is None else max(a, b)
-
 
 class TableSink:
     """One PostgreSQL table's copy in one table format (``delta`` or ``iceberg``)."""
@@ -674,13 +695,14 @@ class StreamJob:
     keeps a Delta table and an Iceberg table per PostgreSQL table."""
 
     def __init__(self, spark, pg, fmt: str, schema: str, tables: Iterable[str], topic: Callable[[str], str],
-                 bootstrap: str, workdir: str | Path, name: str, sinks: Iterable[str] = ("delta", "iceberg")):
+                 bootstrap: str, workdir: str | Path, name: str, sinks: Iterable[str] = ("delta", "iceberg"),
+                 parallel: int = 4):
+        self.parallel = parallel
         self.spark, self.fmt, self.schema, self.bootstrap = spark, fmt, schema, bootstrap
         self.workdir = Path(workdir)
         self.name = name
         self.checkpoint = str(self.workdir / "checkpoints" / name)
         self.tables: dict[str, TableJob] = {}
-        self.processed: dict[tuple[str, int], int] = {}   # (topic, partition) → next offset
         self.batches = 0
         self.changes = 0
         # (table, op) → changes; (table, op, column) → unchanged TOAST values
@@ -732,13 +754,11 @@ class StreamJob:
         """foreachBatch: decode, fold and MERGE, table by table."""
         try:
             t0 = time.monotonic()
-            rows = df.select("topic", "partition", "offset", "value", "headers").collect()
+            rows = df.select("topic", "value", "headers").collect()
             t1 = time.monotonic()
             self.timings["collect"] += t1 - t0
             per_topic: dict[str, list[Change]] = {}
             for r in rows:
-                k = (r["topic"], r["partition"])
-                self.processed[k] = max(self.processed.get(k, 0), r["offset"] + 1)
                 if r["value"] is None or len(r["value"]) == 0:
                     continue                                   # a tombstone
                 tj = self.tables.get(r["topic"])
@@ -754,13 +774,22 @@ class StreamJob:
                         self.stats[(tj.table, ch.op, c)] += 1
             t2 = time.monotonic()
             self.timings["decode"] += t2 - t1
+            work = []
             for topic, changes in per_topic.items():
                 tj = self.tables[topic]
                 self.changes += len(changes)
-                for sk in tj.sinks:
-                    t3 = time.monotonic()
-                    sk.apply(fold(changes, tj.columns, sk.truncated), tj.source_schema)
-                    self.timings[sk.fmt] += time.monotonic() - t3
+                work += [(tj, sk, changes) for sk in tj.sinks]
+
+            def apply(w) -> None:
+                tj, sk, changes = w
+                sk.apply(fold(changes, tj.columns, sk.truncated), tj.source_schema)
+
+            # every (table, sink) is its own commit: run them side by side (a MERGE is
+            # mostly small stages and driver work, which leaves the cores idle)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=self.parallel) as pool:
+                for f in [pool.submit(apply, w) for w in work]:
+                    f.result()
+            self.timings["apply"] += time.monotonic() - t2
             self.batches += 1
         except BaseException as e:  # noqa: BLE001  kept for the caller: Spark's own message hides it
             self.error = e

@@ -54,7 +54,7 @@ def spark(spark_dir):
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("fmt", ["json", "protobuf"])
 def test_spark_copies_are_exact(pg, kafka, spark, spark_dir, fmt, figures):
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), wsp.jvm_cpu_seconds()
     pl = pipeline.Pipeline(pg, kafka, spark, spark_dir, fmt)
     pl.setup()
     try:
@@ -82,6 +82,7 @@ def test_spark_copies_are_exact(pg, kafka, spark, spark_dir, fmt, figures):
         timing = pl.job.timing()
         figures(f"spark pipeline [{fmt}]: " + "; ".join(report) +
                 f"; {pl.job.changes} changes in {pl.job.batches} micro-batches ({timing}); "
-                f"{time.monotonic() - t0:.1f} s (the SparkSession took {SESSION.get('seconds', 0):.1f} s)")
+                f"{time.monotonic() - t0:.1f} s, Spark's JVM {wsp.jvm_cpu_seconds() - cpu0:.0f} CPU s "
+                f"(the SparkSession took {SESSION.get('seconds', 0):.1f} s)")
     finally:
         pl.close()
