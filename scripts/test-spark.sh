@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The Spark pipeline's test (tests/integration/test_pipeline_spark.py: Delta Lake and
-# Iceberg, both formats), the second test script: it is not part of scripts/test.sh (and so
-# of `bash .ci/run`), which it would lengthen by more than the CI budget allows (each
-# full-suite PostgreSQL version would run it: 3-8 minutes each on a 2-core machine, most of
-# it Delta's MERGE; see docs/development.md). Run it after scripts/test.sh, or alone:
+# The Spark pipeline's test alone (tests/integration/test_pipeline_spark.py: Delta Lake and
+# Iceberg, both formats). scripts/test.sh (and so `bash .ci/run`) runs it once per run, on
+# one PostgreSQL version (WALSHIP_SPARK_PG, default 18), not in each full integration
+# suite: 3-6 minutes on a 2-core machine, most of it Delta's MERGE (docs/development.md).
 #
 #   scripts/test-spark.sh            # PostgreSQL on PATH ($PG_CONFIG picks another)
 #

@@ -18,7 +18,10 @@
 #     compared. A failure there fails the run at the end, after the other versions ran.
 # Environment: WALSHIP_PG_VERSIONS (default "15 16 17 18") picks the versions,
 # WALSHIP_PG_FULL (default "15 18") those that get the whole integration suite,
-# WALSHIP_COMPAT_PG (default 15) the one after whose integration tests tests/compat runs.
+# WALSHIP_COMPAT_PG (default 15) the one after whose integration tests tests/compat runs,
+# WALSHIP_SPARK_PG (default 18; "none" for no version) the one that runs the Spark
+# pipeline's test (tests/integration/test_pipeline_spark.py, 3-6 minutes: once per run,
+# not in every full integration suite; scripts/test-spark.sh runs it alone).
 # Installing packages and into PostgreSQL's directories needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ cd "$(dirname "$0")/.."
 VERSIONS=${WALSHIP_PG_VERSIONS:-15 16 17 18}
 FULL=" ${WALSHIP_PG_FULL:-15 18} "
 COMPAT_PG=${WALSHIP_COMPAT_PG:-15}
+SPARK_PG=${WALSHIP_SPARK_PG:-18}
 compat_failed=no
 SMOKE=(tests/integration/test_stream_sql.py tests/integration/test_recvlogical.py
        tests/integration/test_stream_events.py tests/integration/test_stream_tables.py
@@ -141,7 +145,7 @@ for v in $VERSIONS; do
     fi
     if [[ $FULL == *" $v "* ]]; then
         echo "== PostgreSQL $v: integration tests"
-        # the Spark pipeline's test has its own script (scripts/test-spark.sh): too long for CI
+        # the Spark pipeline's test runs once, below (3-6 minutes: not once per version)
         WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider tests/integration \
             --ignore=tests/integration/test_pipeline_spark.py
     else
@@ -155,6 +159,11 @@ for v in $VERSIONS; do
             compat_failed=yes
             echo "== PostgreSQL $v: tests/compat FAILED (the run goes on, and fails at the end)"
         fi
+    fi
+    if [[ $v == "$SPARK_PG" ]]; then
+        echo "== PostgreSQL $v: the Spark pipeline (Delta Lake and Iceberg, both formats)"
+        WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider \
+            tests/integration/test_pipeline_spark.py
     fi
     echo "== PostgreSQL $v: passed ($((SECONDS - t0)) s so far)"
 done
