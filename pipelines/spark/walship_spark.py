@@ -213,6 +213,7 @@ class Change:
     toast: set                     # columns that hold an unchanged TOAST value
     version: tuple                 # (commit LSN, change LSN)
     old_key: tuple | None = None   # on the create of a key change, from __debezium.oldkey
+    key_change: bool = False       # on the delete of a key change (__debezium.newkey)
 
 
 def parse_lsn(text: str) -> int:
@@ -359,7 +360,8 @@ class JsonDecoder:
         if op == "t":
             return Change("t", (), {}, set(), version)
         if op == "d":
-            return Change("d", self.key_of(ev["before"]), {}, set(), version)
+            return Change("d", self.key_of(ev["before"]), {}, set(), version,
+                          key_change="__debezium.newkey" in headers)
         after = ev["after"]
         values, toast = {}, set()
         for c in self.columns:
@@ -436,7 +438,8 @@ class ProtobufDecoder:
         if op == "t":
             return Change("t", (), {}, set(), version)
         if op == "d":
-            return Change("d", self._key(ev.key), {}, set(), version)
+            return Change("d", self._key(ev.key), {}, set(), version,
+                          key_change="__debezium.newkey" in headers)
         values, toast = {}, set()
         present = {c.name: c.value for c in ev.after.columns}
         for c in self.columns:
@@ -463,12 +466,20 @@ class Folded:
     rows: list[dict]               # one per key: the columns, <col>__toast flags, _op, version
     truncate: tuple | None         # the newest TRUNCATE's version in the batch
     refs: set                      # other keys whose stored values some rows need
+    # key changes whose create is not in this batch: version → the old key's toastable
+    # values (("v", value) or ("t", key)), kept by the sink for a later batch's create
+    moves: dict = dataclasses.field(default_factory=dict)
+    used: set = dataclasses.field(default_factory=set)   # the kept moves this batch used
 
 
 # a value in the fold: ("v", value) or ("t", key): the value stored in the target for key
-def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)) -> Folded:
+def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0),
+         pending: dict | None = None) -> Folded:
     """Folds one table's changes of a micro-batch in version order (see the module's doc).
-    ``after``: changes at or before this version (a TRUNCATE already applied) are dropped."""
+    ``after``: changes at or before this version (a TRUNCATE already applied) are dropped;
+    ``pending``: the old keys' values of key changes whose delete came in an earlier batch
+    than their create (version → column → value)."""
+    pending = pending or {}
     toastable = [c.name for c in columns if c.toastable]
     seen = set()
     evs = []
@@ -485,10 +496,13 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
     state: dict[tuple, dict] = {}
     moved: dict[tuple, dict] = {}       # key-change delete's version → the old key's values
     truncate = None
+    claimed, used = set(), set()
+    splits: dict[tuple, bool] = {}      # key-change deletes in the batch
     for e in evs:
         if e.op == "t":
             state.clear()
             moved.clear()
+            splits.clear()
             truncate = e.version
             continue
         prev = state.get(e.key)
@@ -497,6 +511,8 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
             moved[e.version] = prev["vals"] if live else \
                 ({c: ("t", e.key) for c in toastable} if prev is None else {})
             state[e.key] = {"op": "d", "ver": e.version}
+            if e.key_change:
+                splits[e.version] = True
             continue
         vals = {}
         for c in columns:
@@ -510,8 +526,14 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
                 vals[c.name] = ("t", e.key)
             elif c.name in moved.get(e.version, {}):
                 vals[c.name] = moved[e.version][c.name]   # a key change: the old key's value
+                claimed.add(e.version)
+            elif c.name in pending.get(e.version, {}):
+                vals[c.name] = ("v", pending[e.version][c.name])   # its delete came earlier
+                used.add(e.version)
             elif e.old_key is not None and e.old_key not in state:
                 vals[c.name] = ("t", e.old_key)           # its delete comes in a later batch
+            elif e.old_key is not None and state[e.old_key]["op"] != "d":
+                vals[c.name] = state[e.old_key]["vals"][c.name]   # ... and its changes before it are here
             else:
                 vals[c.name] = ("v", None)
         state[e.key] = {"op": "u", "vals": vals, "ver": e.version}
@@ -540,7 +562,12 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
                 if c.toastable:
                     row[c.name + "__toast"] = False
         rows.append(row)
-    return Folded(rows, truncate, refs)
+    moves = {}
+    for v in splits:
+        if v not in claimed:
+            moves[v] = {c: moved[v][c] for c in toastable if c in moved[v]}
+            refs |= {x for kind, x in moves[v].values() if kind == "t"}
+    return Folded(rows, truncate, refs, moves, used)
 
 
 # ---- the sinks -------------------------------------------------------------------------------
@@ -554,6 +581,9 @@ class TableSink:
         self.location = location
         self.keys = [c for c in columns if c.is_key]
         self.truncated: tuple = (0, 0)
+        # key changes whose delete came before their create (Folded.moves, resolved):
+        # in memory, so a restart between the two loses the value (README, limits)
+        self.pending: dict[tuple, dict] = {}
         self.timings: collections.Counter = collections.Counter()   # statement → seconds
 
     def sql(self, what: str, stmt: str):
@@ -597,6 +627,10 @@ class TableSink:
     def apply(self, folded: Folded, source_schema) -> None:
         """The truncate, then the MERGE."""
         stored = self.stored(folded.refs)
+        for v in folded.used:
+            self.pending.pop(v, None)
+        for v, vals in folded.moves.items():
+            self.pending[v] = {c: (x if kind == "v" else stored.get(x, {}).get(c)) for c, (kind, x) in vals.items()}
         if folded.truncate is not None and folded.truncate > self.truncated:
             c, ch = folded.truncate
             self.sql("truncate", f"DELETE FROM {self.name} WHERE _commit_lsn < {c} OR "
@@ -782,7 +816,7 @@ class StreamJob:
 
             def apply(w) -> None:
                 tj, sk, changes = w
-                sk.apply(fold(changes, tj.columns, sk.truncated), tj.source_schema)
+                sk.apply(fold(changes, tj.columns, sk.truncated, sk.pending), tj.source_schema)
 
             # every (table, sink) is its own commit: run them side by side (a MERGE is
             # mostly small stages and driver work, which leaves the cores idle)
