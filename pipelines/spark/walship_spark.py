@@ -227,6 +227,15 @@ def _float(x) -> float:
     return float(x)
 
 
+def _from_epoch(epoch, **delta):
+    """epoch + delta; None where Python's (and Spark's) range ends: ±infinity, which the
+    protobuf form sends as the integer type's extremes."""
+    try:
+        return epoch + dt.timedelta(**delta)
+    except OverflowError:
+        return None
+
+
 def _decimal(s: str) -> decimal.Decimal | None:
     """A numeric(p,s) value for a DECIMAL column: NaN and ±Infinity have none (NULL)."""
     d = decimal.Decimal(s)
@@ -314,10 +323,10 @@ class JsonDecoder:
         if typname == "bytea":
             return base64.b64decode(v)
         if typname == "date":
-            return EPOCH_DATE + dt.timedelta(days=int(v))
+            return _from_epoch(EPOCH_DATE, days=int(v))
         if typname == "timestamp":
             us = int(v) * 1000 if 0 <= col.typmod <= 3 else int(v)
-            return EPOCH + dt.timedelta(microseconds=us)
+            return _from_epoch(EPOCH, microseconds=us)
         if typname == "timestamptz":
             return dt.datetime.fromisoformat(v).astimezone(dt.timezone.utc)
         if isinstance(v, (dict, list)):
@@ -403,11 +412,9 @@ class ProtobufDecoder:
         if col.is_array and typname == col.typname and kind == "string_value":
             return [_text_scalar(col, col.elem, e) for e in parse_pg_array(x)]
         if kind in ("timestamp_us", "timestamptz_us"):
-            if typname == "timestamptz":
-                return EPOCH_UTC + dt.timedelta(microseconds=x)
-            return EPOCH + dt.timedelta(microseconds=x)
+            return _from_epoch(EPOCH_UTC if typname == "timestamptz" else EPOCH, microseconds=x)
         if kind == "date_days":
-            return EPOCH_DATE + dt.timedelta(days=x)
+            return _from_epoch(EPOCH_DATE, days=x)
         if kind == "uuid":
             import uuid
             return str(uuid.UUID(bytes=bytes(x)))

@@ -169,3 +169,67 @@ def test_fold_independent_of_batches_and_interleaving():
         got = {k: vals for k, (_, vals) in target.items()}
         assert got == want, (trial, cuts, got)
     assert checked > 200 and cut > 100, (checked, cut)
+
+
+def _descriptor_with_new_members(path: Path, out: Path) -> None:
+    """The installed descriptor set, with Value's members of the coming schema added when
+    missing (timestamptz_us = 13, array = 14 of ArrayValue {repeated Value elements}): the
+    decoder must read both forms."""
+    from google.protobuf import descriptor_pb2 as d
+
+    fds = d.FileDescriptorSet()
+    fds.ParseFromString(path.read_bytes())
+    f = next(f for f in fds.file if any(m.name == "ChangeEvent" for m in f.message_type))
+    value = next(m for m in f.message_type if m.name == "Value")
+    names = {x.name for x in value.field}
+    pkg = "." + f.package if f.package else ""
+    if "array" not in names:
+        av = f.message_type.add(name="ArrayValue")
+        av.field.add(name="elements", number=1, label=d.FieldDescriptorProto.LABEL_REPEATED,
+                     type=d.FieldDescriptorProto.TYPE_MESSAGE, type_name=f"{pkg}.Value")
+        value.field.add(name="array", number=14, label=d.FieldDescriptorProto.LABEL_OPTIONAL,
+                        type=d.FieldDescriptorProto.TYPE_MESSAGE, type_name=f"{pkg}.ArrayValue", oneof_index=0)
+    if "timestamptz_us" not in names:
+        value.field.add(name="timestamptz_us", number=13, label=d.FieldDescriptorProto.LABEL_OPTIONAL,
+                        type=d.FieldDescriptorProto.TYPE_INT64, oneof_index=0)
+    out.write_bytes(fds.SerializeToString())
+
+
+def test_protobuf_decoder_reads_both_schema_forms(tmp_path):
+    import datetime as dt
+    import walship_testlib as wt
+
+    new = tmp_path / "new.desc"
+    _descriptor_with_new_members(wt.find_descriptor_set(), new)
+    mk = lambda name, typname, typlen, elem="", key=False: wsp.Column(  # noqa: E731
+        name=name, pg_type=typname, typname=typname, typmod=-1, typlen=typlen, not_null=key, elem=elem, is_key=key)
+    cols = [mk("id", "int8", 8, key=True), mk("at", "timestamptz", 8), mk("nums", "_int4", -1, "int4"),
+            mk("tags", "_text", -1, "text"), mk("inf", "timestamptz", 8)]
+    at = dt.datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    us = (at - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+    for form in ("current", "new"):
+        dec = wsp.ProtobufDecoder(cols, new if form == "new" else None)
+        ev = dec.cls()
+        ev.op = 1
+        ev.source.commit_lsn, ev.source.change_lsn = 2**40 + 7, 2**40 + 5
+        ev.key.add(name="id").value.int64_value = 42
+        row = {c.name: ev.after.columns.add(name=c.name).value for c in cols}
+        row["id"].int64_value = 42
+        if form == "new":
+            row["at"].timestamptz_us = us
+            for x in (1, None, -3):
+                e = row["nums"].array.elements.add()
+                if x is None:
+                    e.is_null = True
+                else:
+                    e.int64_value = x
+            row["tags"].array.elements.add().string_value = 'a,"b'
+            row["inf"].timestamptz_us = 2**63 - 1      # infinity
+        else:
+            row["at"].timestamp_us = us
+            row["nums"].string_value = "{1,NULL,-3}"
+            row["tags"].string_value = '{"a,\\"b"}'
+            row["inf"].timestamp_us = 2**63 - 1
+        ch = dec.decode(ev.SerializeToString(), {})
+        assert ch.version == (2**40 + 7, 2**40 + 5), form
+        assert ch.values == {"id": 42, "at": at, "nums": [1, None, -3], "tags": ['a,"b'], "inf": None}, form
