@@ -2,7 +2,7 @@
 # The Spark pipeline's test alone (tests/integration/test_pipeline_spark.py: Delta Lake and
 # Iceberg, both formats). scripts/test.sh (and so `bash .ci/run`) runs it once per run, on
 # one PostgreSQL version (WALSHIP_SPARK_PG, default 18), not in each full integration
-# suite: 3-6 minutes on a 2-core machine, most of it Delta's MERGE (docs/development.md).
+# suite: 3-7 minutes on a 2-core machine, most of it Delta's MERGE (docs/development.md).
 #
 #   scripts/test-spark.sh            # PostgreSQL on PATH ($PG_CONFIG picks another)
 #

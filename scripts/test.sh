@@ -20,7 +20,7 @@
 # WALSHIP_PG_FULL (default "15 18") those that get the whole integration suite,
 # WALSHIP_COMPAT_PG (default 15) the one after whose integration tests tests/compat runs,
 # WALSHIP_SPARK_PG (default 18; "none" for no version) the one that runs the Spark
-# pipeline's test (tests/integration/test_pipeline_spark.py, 3-6 minutes: once per run,
+# pipeline's test (tests/integration/test_pipeline_spark.py, 3-7 minutes: once per run,
 # not in every full integration suite; scripts/test-spark.sh runs it alone).
 # Installing packages and into PostgreSQL's directories needs root (or sudo).
 set -euo pipefail
@@ -145,7 +145,7 @@ for v in $VERSIONS; do
     fi
     if [[ $FULL == *" $v "* ]]; then
         echo "== PostgreSQL $v: integration tests"
-        # the Spark pipeline's test runs once, below (3-6 minutes: not once per version)
+        # the Spark pipeline's test runs once, below (3-7 minutes: not once per version)
         WALSHIP_BUILD_DIR="$build" python3 -m pytest -v -p no:cacheprovider tests/integration \
             --ignore=tests/integration/test_pipeline_spark.py
     else
