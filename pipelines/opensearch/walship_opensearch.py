@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import math
@@ -325,9 +324,82 @@ def parse_lsn(s: str) -> int:
     return (int(hi, 16) << 32) | int(lo, 16)
 
 
+# PostgreSQL's infinities as protobuf (timestamp_us/timestamptz_us, date_days) and walship's
+# JSON send them (timestamp: Debezium's JDBC-driver sentinels, in µs or ms by typmod; date:
+# INT32_MAX/MIN; timestamptz: the strings)
+TS_INFINITY = {2**63 - 1: "infinity", -2**63: "-infinity"}
+JSON_TS_INFINITY_US = {9223372036825200000: "infinity", -9223372036832400000: "-infinity"}
+JSON_TS_INFINITY_MS = {9223372036825200: "infinity", -9223372036832400: "-infinity"}
+DATE_INFINITY = {2**31 - 1: "infinity", -2**31: "-infinity"}
+US_PER_DAY = 86_400_000_000
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of a day number (days since 1970-01-01), proleptic Gregorian,
+    astronomical years (0 is 1 BC), any range (H. Hinnant's civil_from_days)."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+def _days(y: int, m: int, d: int) -> int:
+    """The inverse of _civil (days_from_civil)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _date_text(days: int) -> str:
+    """``YYYY-MM-DD``; outside years 1-9999 ISO 8601's expanded years as walship's JSON writes
+    them (``+10000-01-01``; ``-0043-03-15`` is 44 BC, year 0 is 1 BC): exact for every date
+    PostgreSQL has (OpenSearch's date field does not index those: ``ignore_malformed``)."""
+    y, m, d = _civil(days)
+    ys = f"{y:04d}" if 0 < y <= 9999 else f"+{y:04d}" if y > 9999 else f"-{-y:04d}"
+    return f"{ys}-{m:02d}-{d:02d}"
+
+
+def _date_doc(days: int) -> str:
+    return DATE_INFINITY.get(days) or _date_text(days)
+
+
 def _ts_text(us: int, tz: bool) -> str:
-    t = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%f").rjust(26, "0") + ("Z" if tz else "")
+    """``2030-05-06T07:08:09.123456`` (timestamptz: in UTC, with ``Z``); PostgreSQL's
+    ``infinity`` / ``-infinity`` as its text; years outside 1-9999 as in _date_text."""
+    if us in TS_INFINITY:
+        return TS_INFINITY[us]
+    days, t = divmod(us, US_PER_DAY)
+    s, frac = divmod(t, 1_000_000)
+    return (f"{_date_text(days)}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{frac:06d}"
+            + ("Z" if tz else ""))
+
+
+_ISO_TS = re.compile(r"([+-]?\d{4,})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
+                     r"(Z|[+-]\d\d(?::?\d\d(?::?\d\d)?)?)?")
+
+
+def _zoned_us(text: str) -> int:
+    """Microseconds since the epoch, UTC, of an ISO 8601 timestamp with a zone (JSON's
+    timestamptz), expanded years included (which datetime.fromisoformat refuses)."""
+    m = _ISO_TS.fullmatch(text)
+    if not m:
+        raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    us = (_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1_000_000 + int((m.group(7) or "0").ljust(6, "0"))
+    z = m.group(8) or "Z"
+    if z != "Z":
+        parts = [int(p) for p in re.findall(r"\d\d", z)] + [0, 0]
+        off = parts[0] * 3600 + parts[1] * 60 + parts[2]
+        us -= (off if z[0] == "+" else -off) * 1_000_000
+    return us
 
 
 def _float_doc(x: float):
@@ -336,43 +408,6 @@ def _float_doc(x: float):
     if math.isinf(x):
         return "Infinity" if x > 0 else "-Infinity"
     return x
-
-
-_PG_ARRAY_ELEM = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,{}]+)')
-
-
-def parse_pg_array(text: str) -> list:
-    """PostgreSQL's text of a one-dimensional array (``{1,NULL,"a,b"}``) as a list of
-    element texts (None for NULL)."""
-    if not (text.startswith("{") and text.endswith("}")):
-        raise ValueError(f"not a one-dimensional array text: {text[:80]!r}")
-    if "{" in re.sub(r'"(?:[^"\\]|\\.)*"', "", text[1:-1]):
-        raise ValueError(f"a multi-dimensional array is not supported: {text[:80]!r}")
-    out = []
-    for m in _PG_ARRAY_ELEM.finditer(text[1:-1]):
-        if m.group(1) is not None:
-            out.append(re.sub(r"\\(.)", r"\1", m.group(1)))
-        else:
-            s = m.group(2).strip()
-            out.append(None if s == "NULL" else s)
-    return out
-
-
-def _elem_from_text(t: str, s: str | None):
-    """An array element from PostgreSQL's text to its document value."""
-    if s is None:
-        return None
-    if t in INT_TYPES:
-        return int(s)
-    if t in ("float4", "float8"):
-        return _float_doc(float({"Infinity": "inf", "-Infinity": "-inf"}.get(s, s)))
-    if t == "bool":
-        return s == "t"
-    if t == "bytea":
-        return base64.b64encode(bytes.fromhex(s[2:])).decode()
-    if t == "timestamp":
-        return s.replace(" ", "T")
-    return s
 
 
 class JsonDecoder:
@@ -390,6 +425,9 @@ class JsonDecoder:
                             or (c.is_array and v in ([TOAST_PLACEHOLDER], list(TOAST_PLACEHOLDER.encode())))):
             return UNCHANGED
         if c.is_array:
+            if not isinstance(v, list):     # walship's JSON: a multi-dimensional array as its text
+                raise ValueError(f"column {c.name} ({c.pg_type}): a multi-dimensional array "
+                                 f"({str(v)[:80]!r}) is not supported in JSON (protobuf nests it)")
             return [self.scalar(c, c.elem, x) for x in v]
         return self.scalar(c, c.typname, v)
 
@@ -401,14 +439,17 @@ class JsonDecoder:
             return _float_doc(float({"Infinity": "inf", "-Infinity": "-inf"}.get(v, v)) if isinstance(v, str)
                               else float(v))
         if t == "date":
-            return (dt.date(1970, 1, 1) + dt.timedelta(days=v)).isoformat().rjust(10, "0")
+            return _date_doc(v)
         if t == "timestamp":
             if isinstance(v, str):
                 return v
-            return _ts_text(v * 1000 if 0 <= c.typmod <= 3 else v, False)
+            if 0 <= c.typmod <= 3:          # Debezium's Timestamp: milliseconds
+                return JSON_TS_INFINITY_MS.get(v) or _ts_text(v * 1000, False)
+            return JSON_TS_INFINITY_US.get(v) or _ts_text(v, False)
         if t == "timestamptz":
-            t_ = dt.datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
-            return t_.replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S.%f").rjust(26, "0") + "Z"
+            if v in ("infinity", "-infinity"):
+                return v
+            return _ts_text(_zoned_us(v), True)
         if t == "numeric" and not isinstance(v, str):
             return str(v)
         return v
@@ -439,9 +480,9 @@ class JsonDecoder:
 
 
 class ProtobufDecoder:
-    """walship.v1.ChangeEvent, read by member name (``WhichOneof``), so both the current
-    Value (arrays as PostgreSQL's text, timestamptz in timestamp_us) and the coming one
-    (``timestamptz_us``, ``ArrayValue array`` of ``Value elements``) decode."""
+    """walship.v1.ChangeEvent, read by member name (``WhichOneof``): timestamps in
+    ``timestamp_us`` / ``timestamptz_us``, arrays in ``ArrayValue array`` (elements as
+    Values, row-major, and ``dims``): a multi-dimensional array becomes nested JSON lists."""
 
     OPS = {"INSERT": "c", "UPDATE": "u", "DELETE": "d", "READ": "r", "TRUNCATE": "t"}
 
@@ -461,10 +502,26 @@ class ProtobufDecoder:
         if kind == "unchanged_toast":
             return UNCHANGED
         if c.is_array:
-            if kind == "array":     # the coming form: elements as Values
-                return [self.scalar(c, c.elem, e, e.WhichOneof("kind")) for e in v.array.elements]
-            return [_elem_from_text(c.elem, s) for s in parse_pg_array(v.string_value)]
+            if kind != "array":
+                raise ValueError(f"column {c.name} ({c.pg_type}): an array as {kind}, not Value.array "
+                                 f"(walship before protobuf schema 0.x sent arrays as text; not supported)")
+            return self.array(c, v.array)
         return self.scalar(c, c.typname, v, kind)
+
+    def array(self, c: Column, a) -> list:
+        """ArrayValue → a JSON list; several dimensions: nested lists, outermost first (as
+        array_to_json). Lower bounds other than 1 are not kept (nor by array_to_json)."""
+        flat = [self.scalar(c, c.elem, e, e.WhichOneof("kind")) for e in a.elements]
+        dims = list(a.dims)
+        if len(dims) <= 1:
+            if dims and dims[0] != len(flat):
+                raise ValueError(f"column {c.name}: ArrayValue with dims {dims} and {len(flat)} elements")
+            return flat
+        if math.prod(dims) != len(flat):
+            raise ValueError(f"column {c.name}: ArrayValue with dims {dims} and {len(flat)} elements")
+        for n in reversed(dims[1:]):        # group the innermost dimension first
+            flat = [flat[i:i + n] for i in range(0, len(flat), n)]
+        return flat
 
     @staticmethod
     def scalar(c: Column, t: str, v, kind: str):
@@ -478,12 +535,10 @@ class ProtobufDecoder:
         if kind in ("timestamp_us", "timestamptz_us"):
             return _ts_text(x, t == "timestamptz")
         if kind == "date_days":
-            return (dt.date(1970, 1, 1) + dt.timedelta(days=x)).isoformat().rjust(10, "0")
+            return _date_doc(x)
         if kind == "uuid":
             return str(uuidlib.UUID(bytes=bytes(x)))
-        if kind == "string_value":
-            return _elem_from_text(t, x) if t in INT_TYPES or t in ("float4", "float8", "bool") else x
-        return x            # int64_value, bool_value, numeric, json
+        return x            # int64_value, bool_value, string_value, numeric, json
 
     def row(self, columns) -> dict:
         return {col.name: self.value(self.by_name[col.name], col.value) for col in columns if col.name in self.by_name}
@@ -509,6 +564,12 @@ class ProtobufDecoder:
 
 
 # ---- the sink -----------------------------------------------------------------------------------
+
+def doc_version(doc: dict) -> tuple[int, int]:
+    """A stored document's (commit LSN, change LSN), from its ``__walship`` field."""
+    m = doc.get(META) or {}
+    return int(m.get("commit_lsn") or 0), int(m.get("change_lsn") or 0)
+
 
 def doc_id(key: tuple) -> str:
     """The document id: the key's value as text (one column), else a JSON array of them."""
@@ -542,9 +603,11 @@ class Sink:
       GET, or its own pending writes) and writes it whole with the new values.
     - A key change (delete of the old key with header ``__debezium.newkey``, create of the
       new key with ``__debezium.oldkey``, same version, two partitions): the delete stores the
-      old document's TOAST-able values under the version in the state index before deleting;
-      the create whose values are unchanged takes them from there. If the create comes first,
-      its partition waits (head of line) until the delete has been applied.
+      old document's TOAST-able values under the version in the state index before deleting,
+      once (a redelivered delete keeps the stored carry; see ``_store_carry``); the create
+      whose values are unchanged is skipped if the new key's document is at or above its
+      version (a redelivery), else takes them from there. If the create comes first, its
+      partition waits (head of line) until the delete has been applied.
     - TRUNCATE: the documents with a lower version are deleted (found by a search after a refresh, deleted
       in one bulk versioned by the truncate's commit LSN), and the version is remembered (state index) as the index's floor: changes
       below it that other partitions bring later are dropped.
@@ -579,6 +642,9 @@ class Sink:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._close_at_end = False       # stop() timed out: the thread closes the consumer
+        self._closed = False
+        self._ended = False              # the thread is past its loop (under lock)
         self.lock = threading.Lock()
 
     # -- setup
@@ -621,10 +687,25 @@ class Sink:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60) -> bool:
+        """Stops the thread; returns whether it ended within ``timeout``. The consumer is
+        closed only once the thread has ended (librdkafka's handle must not be closed under
+        a running consume() or commit()): if it is still running, the thread closes it
+        itself when it ends."""
         self._stop.set()
         if self._thread:
-            self._thread.join(60)
+            self._thread.join(timeout)
+        with self.lock:
+            if self._thread is not None and not self._ended:
+                self._close_at_end = True
+                return False
+        self._close_consumer()
+        return True
+
+    def _close_consumer(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.consumer.close()
         except Exception:  # noqa: BLE001
@@ -636,6 +717,11 @@ class Sink:
                 self.step()
         except BaseException as e:  # noqa: BLE001  (reported by wait_consumed / check)
             self.error = e
+        finally:
+            with self.lock:
+                self._ended, close = True, self._close_at_end
+            if close:
+                self._close_consumer()
 
     def check(self) -> None:
         if self.error:
@@ -658,7 +744,11 @@ class Sink:
             t = self.tables[m.topic()]
             headers = {k: v.decode("utf-8", "replace") if k == "walship.lsn" and v is not None else v
                        for k, v in (m.headers() or [])}
-            self.queues[(m.topic(), m.partition())].append((m.offset(), t.decoder.decode(m.value(), m.key(), headers)))
+            try:
+                ch = t.decoder.decode(m.value(), m.key(), headers)
+            except ValueError as e:         # names the column; this names the table and message
+                raise ValueError(f"{m.topic()} [{m.partition()}] at offset {m.offset()}: {e}") from e
+            self.queues[(m.topic(), m.partition())].append((m.offset(), ch))
         self._prefetch()
         self._apply_queues()
         self.flush()
@@ -690,7 +780,7 @@ class Sink:
             for _, ch in q:
                 if ch is None or ch.key is None:
                     continue
-                if (ch.op in ("u", "r") and any(v is UNCHANGED for v in ch.after.values())) or \
+                if (ch.op in ("u", "r", "c") and any(v is UNCHANGED for v in ch.after.values())) or \
                         (ch.op == "d" and ch.key_change == "old" and t.toastable):
                     k = (t.index, doc_id(ch.key))
                     if k not in self.pending and k not in self.fetched:
@@ -718,11 +808,7 @@ class Sink:
         _id = doc_id(ch.key)
         if ch.op in ("d", "tombstone"):
             if ch.op == "d" and ch.key_change == "old" and t.toastable:
-                old = self._doc(t.index, _id) or {}
-                carry = {f: old.get(f) for f in t.toastable if f in old}
-                self.carries[(t.index, ch.version)] = carry
-                self._op({"index": {"_index": STATE_INDEX, "_id": self._carry_id(t.index, ch.version)}},
-                         {"kind": "carry", "values": carry})
+                self._store_carry(t, _id, ch.version)
             if ch.op == "d":
                 self.stats["d"] += 1
                 self._op({"delete": {"_index": t.index, "_id": _id, "version": ch.version[0],
@@ -743,12 +829,15 @@ class Sink:
         doc = {f: v for f, v in ch.after.items() if v is not UNCHANGED}
         if unchanged:
             if ch.op == "c" and ch.key_change == "new":
+                cur = self._doc(t.index, _id)
+                if cur is not None and doc_version(cur) >= ch.version:
+                    # a redelivery of what is in the index already (or something newer is):
+                    # writing it again could only lose values (a carry of a redelivered
+                    # delete may be empty, and external_gte takes the same commit LSN)
+                    self.stats["already_applied"] += 1
+                    return True
                 carry = self._carry(t.index, ch.version)
                 if carry is None:
-                    cur = self._doc(t.index, _id)
-                    if cur is not None and tuple(cur[META][k] for k in ("commit_lsn", "change_lsn")) >= ch.version:
-                        self.stats["already_applied"] += 1
-                        return True        # a replay of what is in the index already
                     return False           # wait for the delete of the old key
                 src = carry
                 self.stats["key_change_carries"] += 1
@@ -769,6 +858,24 @@ class Sink:
                             "version_type": "external_gte"}}, doc)
         self.pending[(t.index, _id)] = doc
         return True
+
+    def _store_carry(self, t: TableSink, _id: str, version: tuple) -> None:
+        """The delete half of a key change: keeps the old key's TOAST-able values for the
+        create, under the version they share. Written once: a carry that exists (in memory
+        or in the state index) is kept, since on a redelivery the old document is gone (or
+        newer) and would give an empty carry. Built only from a document older than the
+        delete, and written with ``create`` (409: a concurrent or earlier write was first,
+        which is the same carry)."""
+        if self._carry(t.index, version) is not None:
+            self.stats["carry_kept"] += 1
+            return
+        old = self._doc(t.index, _id)
+        if old is None or doc_version(old) >= version:
+            old = {}               # nothing older to carry: the create's unchanged values stay unresolved
+        carry = {f: old[f] for f in t.toastable if f in old}
+        self.carries[(t.index, version)] = carry
+        self._op({"create": {"_index": STATE_INDEX, "_id": self._carry_id(t.index, version)}},
+                 {"kind": "carry", "values": carry})
 
     @staticmethod
     def _carry_id(index: str, version: tuple) -> str:
@@ -841,7 +948,9 @@ class Sink:
                 st = res.get("status", 500)
                 if st < 300:
                     continue
-                if st == 409:                       # a newer version is there: stale or replayed
+                if st == 409 and what == "create":  # a key change's carry, stored already
+                    self.stats["carry_exists"] += 1
+                elif st == 409:                     # a newer version is there: stale or replayed
                     self.stats["stale"] += 1
                 elif st == 404 and what == "delete":
                     pass
@@ -925,6 +1034,8 @@ def _render_elem(t: str, x):
         return None
     if t == "bytea":
         return "\\x" + base64.b64decode(x).hex()
+    if isinstance(x, list):          # a multi-dimensional array: nested lists
+        return [_render_elem(t, y) for y in x]
     if t in ("timestamp", "timestamptz"):
         return x.rstrip("Z")
     return x
