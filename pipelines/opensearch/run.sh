@@ -14,20 +14,6 @@
 # (walship is then already installed), WALSHIP_BUILD_DIR picks the build directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-
-if [[ ${WALSHIP_SKIP_DEPS:-0} != 1 ]]; then
-    scripts/install-deps.sh
-    pip_install() { python3 -m pip install -q --disable-pip-version-check "$@"; }
-    pip_install -r pipelines/opensearch/requirements.txt ||
-        pip_install --break-system-packages -r pipelines/opensearch/requirements.txt
-    python3 pipelines/opensearch/walship_opensearch.py fetch
-fi
-if [[ ${WALSHIP_SKIP_BUILD:-0} != 1 ]]; then
-    BUILD=${WALSHIP_BUILD_DIR:-build}
-    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_TESTS=OFF \
-        ${PG_CONFIG:+-DPG_CONFIG="$PG_CONFIG"} >/dev/null
-    cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-    SUDO=; [[ $(id -u) -eq 0 || -w $("${PG_CONFIG:-pg_config}" --pkglibdir) ]] || SUDO=sudo
-    $SUDO cmake --install "$BUILD" >/dev/null
-fi
+pipelines/common/prepare.sh opensearch
+[[ ${WALSHIP_SKIP_DEPS:-0} == 1 ]] || python3 pipelines/opensearch/walship_opensearch.py fetch
 exec python3 pipelines/opensearch/run.py "$@"
