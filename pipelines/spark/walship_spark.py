@@ -408,6 +408,9 @@ class ProtobufDecoder:
             return None
         x = getattr(v, kind)
         if kind == "array":
+            if len(x.dims) > 1:
+                raise ValueError(f"column {col.name}: a {len(x.dims)}-dimensional array (the pipeline "
+                                 "maps one-dimensional arrays)")
             return [self._scalar(col, col.elem or typname, e) for e in x.elements]
         if col.is_array and typname == col.typname and kind == "string_value":
             return [_text_scalar(col, col.elem, e) for e in parse_pg_array(x)]
