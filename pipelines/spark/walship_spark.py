@@ -236,6 +236,27 @@ def _from_epoch(epoch, **delta):
         return None
 
 
+_OUT_OF_RANGE = re.compile(r"^\s*[+-]?infinity\s*$|BC\s*$|^\s*[+-]?\d{5,}|^\s*[+-]?0+-", re.I)
+
+
+def _iso(col: Column, typname: str, s: str):
+    """A date, timestamp or timestamptz from its text (ISO 8601 or PostgreSQL's): None
+    (NULL) where Python's range (years 1-9999) ends: ±infinity, BC dates, years past 9999,
+    the same as the integer forms (``_from_epoch``). Anything else unparsable raises,
+    naming the column."""
+    try:
+        if typname == "date":
+            return dt.date.fromisoformat(s)
+        d = dt.datetime.fromisoformat(s)
+        return d.astimezone(dt.timezone.utc) if typname == "timestamptz" else d
+    except OverflowError:      # within range locally, past it in UTC (9999-12-31 23:00-05)
+        return None
+    except ValueError:
+        if _OUT_OF_RANGE.search(s):
+            return None
+        raise ValueError(f"column {col.name}: not a {typname}: {s[:60]!r}") from None
+
+
 def _decimal(s: str) -> decimal.Decimal | None:
     """A numeric(p,s) value for a DECIMAL column: NaN and ±Infinity have none (NULL)."""
     d = decimal.Decimal(s)
@@ -256,12 +277,8 @@ def _text_scalar(col: Column, typname: str, s: str | None):
         return _decimal(s) if col.is_decimal else s
     if typname == "bytea":
         return bytes.fromhex(s[2:]) if s.startswith("\\x") else s.encode()
-    if typname == "date":
-        return dt.date.fromisoformat(s)
-    if typname == "timestamp":
-        return dt.datetime.fromisoformat(s)
-    if typname == "timestamptz":
-        return dt.datetime.fromisoformat(s).astimezone(dt.timezone.utc)
+    if typname in ("date", "timestamp", "timestamptz"):
+        return _iso(col, typname, s)
     return s
 
 
@@ -328,14 +345,19 @@ class JsonDecoder:
             us = int(v) * 1000 if 0 <= col.typmod <= 3 else int(v)
             return _from_epoch(EPOCH, microseconds=us)
         if typname == "timestamptz":
-            return dt.datetime.fromisoformat(v).astimezone(dt.timezone.utc)
+            return _iso(col, typname, v)
         if isinstance(v, (dict, list)):
             return json.dumps(v)
         return v
 
     def _value(self, col: Column, v):
         if col.is_array:
-            return None if v is None else [self._scalar(col, col.elem, x) for x in v]
+            if v is None:
+                return None
+            if not isinstance(v, list):    # walship's JSON sends a multi-dimensional array as its text
+                raise ValueError(f"column {col.name}: not a one-dimensional array ({str(v)[:60]!r}); "
+                                 "the pipeline maps one-dimensional arrays")
+            return [self._scalar(col, col.elem, x) for x in v]
         return self._scalar(col, col.typname, v)
 
     @staticmethod
@@ -621,26 +643,38 @@ class TableSink:
         return " AND ".join(f"{a}.{qi(c.name)} = {b}.{qi(c.name)}" for c in self.keys)
 
     def stored(self, keys: set) -> dict[tuple, dict]:
-        """The stored values of the toastable columns of these keys."""
+        """The stored values of the toastable columns of these keys: a DataFrame of the keys
+        (with their decoded types: dates, timestamps, bytes, NaN) joined with the target,
+        each key found again by its index (no SQL text from values, no equality in Python)."""
         if not keys:
             return {}
+        from pyspark.sql.types import _parse_datatype_string, StructField, StructType, LongType
+
         toast = [c for c in self.columns if c.toastable]
-        cond = " OR ".join("(" + " AND ".join(f"{qi(c.name)} = {_lit(v)}" for c, v in zip(self.keys, k)) + ")"
-                           for k in keys)
-        sel = ", ".join(qi(c.name) for c in self.keys + toast)
+        order = list(keys)
+        schema = StructType([StructField("_i", LongType(), False)] +
+                            [StructField(c.name, _parse_datatype_string(c.sql_type), True) for c in self.keys])
+        kdf = self.spark.createDataFrame([(i, *k) for i, k in enumerate(order)], schema, verifySchema=False)
+        view = f"walship_keys_{abs(hash(self.name)) % 10**8}"
+        kdf.createOrReplaceTempView(view)
+        on = " AND ".join(f"t.{qi(c.name)} = k.{qi(c.name)}" for c in self.keys)
+        sel = ", ".join(["k._i"] + [f"t.{qi(c.name)}" for c in toast])
         out = {}
-        for r in self.sql("lookup", f"SELECT {sel} FROM {self.name} WHERE {cond}"):
+        for r in self.sql("lookup", f"SELECT {sel} FROM {self.name} t JOIN {view} k ON {on}"):
             d = r.asDict()
-            out[tuple(d[c.name] for c in self.keys)] = {c.name: d[c.name] for c in toast}
+            out[order[d["_i"]]] = {c.name: d[c.name] for c in toast}
         return out
 
     def apply(self, folded: Folded, source_schema) -> None:
-        """The truncate, then the MERGE."""
+        """The truncate, then the MERGE. The old keys' values of key changes whose create
+        comes later are kept before the MERGE (which deletes those rows), and never
+        replaced: when Spark runs the batch again (the other sink failed), the lookup finds
+        nothing any more, and what was kept stays. The moves this batch used are dropped
+        only by ``commit``, once every sink's MERGE of the batch has committed."""
         stored = self.stored(folded.refs)
-        for v in folded.used:
-            self.pending.pop(v, None)
         for v, vals in folded.moves.items():
-            self.pending[v] = {c: (x if kind == "v" else stored.get(x, {}).get(c)) for c, (kind, x) in vals.items()}
+            self.pending.setdefault(v, {c: (x if kind == "v" else stored.get(x, {}).get(c))
+                                        for c, (kind, x) in vals.items()})
         if folded.truncate is not None and folded.truncate > self.truncated:
             c, ch = folded.truncate
             self.sql("truncate", f"DELETE FROM {self.name} WHERE _commit_lsn < {c} OR "
@@ -664,13 +698,11 @@ class TableSink:
         self.timings[f"{self.fmt} source"] += time.monotonic() - t0
         self.sql("merge", merge_sql(self.name, view, self.columns))
 
-
-def _lit(v) -> str:
-    if isinstance(v, str):
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if v is None:
-        return "NULL"
-    return str(v)
+    def commit(self, folded: Folded) -> None:
+        """After every sink's MERGE of the micro-batch committed: the kept moves it used
+        are done with."""
+        for v in folded.used:
+            self.pending.pop(v, None)
 
 
 def merge_sql(target: str, source: str, columns: list[Column]) -> str:
@@ -824,15 +856,18 @@ class StreamJob:
                 self.changes += len(changes)
                 work += [(tj, sk, changes) for sk in tj.sinks]
 
-            def apply(w) -> None:
+            def apply(w) -> tuple:
                 tj, sk, changes = w
-                sk.apply(fold(changes, tj.columns, sk.truncated, sk.pending), tj.source_schema)
+                folded = fold(changes, tj.columns, sk.truncated, sk.pending)
+                sk.apply(folded, tj.source_schema)
+                return sk, folded
 
             # every (table, sink) is its own commit: run them side by side (a MERGE is
             # mostly small stages and driver work, which leaves the cores idle)
             with concurrent.futures.ThreadPoolExecutor(max_workers=self.parallel) as pool:
-                for f in [pool.submit(apply, w) for w in work]:
-                    f.result()
+                done = [f.result() for f in [pool.submit(apply, w) for w in work]]
+            for sk, folded in done:       # all committed: Spark will not run this batch again
+                sk.commit(folded)
             self.timings["apply"] += time.monotonic() - t2
             self.batches += 1
         except BaseException as e:  # noqa: BLE001  kept for the caller: Spark's own message hides it
@@ -847,12 +882,13 @@ class StreamJob:
         """Runs the query once over everything Kafka holds now (``availableNow``), from where
         the checkpoint left off; returns the seconds it took."""
         t0 = time.monotonic()
+        self.error = None                 # a timeout must not report an earlier run's error
         q = self._writer().trigger(availableNow=True).start()
         try:
             if not q.awaitTermination(timeout):
                 q.stop()
                 raise TimeoutError(f"the Spark query {self.name} did not finish in {timeout} s")
-        except Exception as e:
+        except Exception:
             if self.error is not None:
                 raise RuntimeError(f"the Spark query {self.name} failed: {self.error!r}") from self.error
             raise

@@ -101,11 +101,9 @@ def _merge_py(target: dict, sink_state: dict, changes, columns) -> None:
     """What TableSink.apply and merge_sql do, on a dict: key → (version, values)."""
     f = wsp.fold(changes, columns, sink_state["truncated"], sink_state["pending"])
     stored = {k: {"note": target[k][1]["note"]} for k in f.refs if k in target}
-    for v in f.used:
-        sink_state["pending"].pop(v, None)
     for v, vals in f.moves.items():
-        sink_state["pending"][v] = {c: (x if kind == "v" else stored.get(x, {}).get(c))
-                                    for c, (kind, x) in vals.items()}
+        sink_state["pending"].setdefault(v, {c: (x if kind == "v" else stored.get(x, {}).get(c))
+                                             for c, (kind, x) in vals.items()})
     if f.truncate is not None and f.truncate > sink_state["truncated"]:
         for k in [k for k, (ver, _) in target.items() if ver < f.truncate]:
             del target[k]
@@ -123,6 +121,8 @@ def _merge_py(target: dict, sink_state: dict, changes, columns) -> None:
             target[k] = (ver, {"v": r["v"], "note": target[k][1]["note"] if k in target else None})
         else:
             target[k] = (ver, {"v": r["v"], "note": note})
+    for v in f.used:                      # TableSink.commit: after the MERGE
+        sink_state["pending"].pop(v, None)
 
 
 def test_fold_independent_of_batches_and_interleaving():
