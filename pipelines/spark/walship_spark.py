@@ -540,8 +540,13 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
         prev = state.get(e.key)
         live = prev is not None and prev["op"] != "d"
         if e.op == "d":
-            moved[e.version] = prev["vals"] if live else \
-                ({c: ("t", e.key) for c in toastable} if prev is None else {})
+            if prev is None and e.version in pending:
+                # a redelivered key-change delete whose first delivery was applied: what
+                # was kept then (the lookup would find the old key's tombstone now)
+                moved[e.version] = {c: ("v", x) for c, x in pending[e.version].items()}
+            else:
+                moved[e.version] = prev["vals"] if live else \
+                    ({c: ("t", e.key) for c in toastable} if prev is None else {})
             state[e.key] = {"op": "d", "ver": e.version}
             if e.key_change:
                 splits[e.version] = True
@@ -594,6 +599,7 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
                 if c.toastable:
                     row[c.name + "__toast"] = False
         rows.append(row)
+    used |= {v for v in claimed if v in pending}   # kept, and its create is in this batch now
     moves = {}
     for v in splits:
         if v not in claimed:
@@ -627,7 +633,7 @@ class TableSink:
 
     def create(self) -> None:
         cols = ", ".join(f"{qi(c.name)} {c.sql_type}{' NOT NULL' if c.is_key else ''}" for c in self.columns)
-        cols += ", _commit_lsn BIGINT NOT NULL, _change_lsn BIGINT NOT NULL"
+        cols += ", _commit_lsn BIGINT NOT NULL, _change_lsn BIGINT NOT NULL, _is_deleted BOOLEAN"
         if self.fmt == "delta":
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}) USING delta")
         else:
@@ -635,6 +641,9 @@ class TableSink:
             self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {ns}")
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}) USING iceberg "
                            "TBLPROPERTIES ('format-version' = '2', 'write.merge.mode' = 'copy-on-write')")
+        if "_is_deleted" not in self.spark.sql(f"SELECT * FROM {self.name} LIMIT 0").columns:
+            # a table of an earlier version of the job: its rows are live (NULL: not deleted)
+            self.spark.sql(f"ALTER TABLE {self.name} ADD COLUMNS (_is_deleted BOOLEAN)")
         props = {r[0]: r[1] for r in self.spark.sql(f"SHOW TBLPROPERTIES {self.name}").collect()}
         if "walship.truncated" in props:
             self.truncated = tuple(int(x) for x in props["walship.truncated"].split("/"))
@@ -710,10 +719,15 @@ def merge_sql(target: str, source: str, columns: list[Column]) -> str:
 
     - a source row applies only when it is newer than the target's row (the version
       guard: a redelivered batch changes nothing);
-    - ``_op = 'd'`` deletes;
-    - otherwise the row is updated or inserted, each toastable column as
-      ``CASE WHEN s.<col>__toast THEN t.<col> ELSE s.<col> END``: an unchanged TOAST value
-      keeps what the target stores.
+    - ``_op = 'd'`` soft-deletes: the row stays, ``_is_deleted = true`` with the delete's
+      version and the values it held before the batch (what a later create of a key change
+      reads as the old key's row), and a
+      delete of a key the target lacks inserts such a tombstone: a redelivered older
+      create in a later batch finds it and changes nothing (readers filter
+      ``_is_deleted IS NOT TRUE``);
+    - otherwise the row is updated or inserted (``_is_deleted = false``), each toastable
+      column as ``CASE WHEN s.<col>__toast THEN t.<col> ELSE s.<col> END``: an unchanged
+      TOAST value keeps what the target stores.
     """
     keys = [c for c in columns if c.is_key]
     on = " AND ".join(f"t.{qi(c.name)} = s.{qi(c.name)}" for c in keys)
@@ -728,15 +742,19 @@ def merge_sql(target: str, source: str, columns: list[Column]) -> str:
             sets.append(f"{n} = CASE WHEN s.{qi(c.name + '__toast')} THEN t.{n} ELSE s.{n} END")
         else:
             sets.append(f"{n} = s.{n}")
-    sets += ["_commit_lsn = s._commit_lsn", "_change_lsn = s._change_lsn"]
-    names = [c.name for c in columns] + list(VERSION_COLUMNS)
+    version = "_commit_lsn = s._commit_lsn, _change_lsn = s._change_lsn"
+    sets += [version, "_is_deleted = false"]
+    names = ", ".join(qi(n) for n in [c.name for c in columns] + list(VERSION_COLUMNS) + ["_is_deleted"])
     ins = ", ".join(f"CASE WHEN s.{qi(c.name + '__toast')} THEN NULL ELSE s.{qi(c.name)} END"
                     if c.toastable else f"s.{qi(c.name)}" for c in columns)
-    ins += ", s._commit_lsn, s._change_lsn"
+    ins += ", s._commit_lsn, s._change_lsn, false"
+    tomb = ", ".join(f"s.{qi(c.name)}" if c.is_key else "NULL" for c in columns)
+    tomb += ", s._commit_lsn, s._change_lsn, true"
     return (f"MERGE INTO {target} t USING {source} s ON {on}\n"
-            f"WHEN MATCHED AND s._op = 'd' AND {newer} THEN DELETE\n"
+            f"WHEN MATCHED AND s._op = 'd' AND {newer} THEN UPDATE SET {version}, _is_deleted = true\n"
             f"WHEN MATCHED AND s._op <> 'd' AND {newer} THEN UPDATE SET {', '.join(sets)}\n"
-            f"WHEN NOT MATCHED AND s._op <> 'd' THEN INSERT ({', '.join(qi(n) for n in names)}) VALUES ({ins})")
+            f"WHEN NOT MATCHED AND s._op = 'd' THEN INSERT ({names}) VALUES ({tomb})\n"
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({ins})")
 
 
 def source_schema(columns: list[Column]):
@@ -772,8 +790,10 @@ class StreamJob:
 
     def __init__(self, spark, pg, fmt: str, schema: str, tables: Iterable[str], topic: Callable[[str], str],
                  bootstrap: str, workdir: str | Path, name: str, sinks: Iterable[str] = ("delta", "iceberg"),
-                 parallel: int = 4):
+                 parallel: int = 4, max_offsets: int = 200000):
         self.parallel = parallel
+        self.max_offsets = max_offsets        # maxOffsetsPerTrigger: the cap of a micro-batch
+        self.drained: list[int] = []          # the last drain's numInputRows per micro-batch
         self.spark, self.fmt, self.schema, self.bootstrap = spark, fmt, schema, bootstrap
         self.workdir = Path(workdir)
         self.name = name
@@ -823,7 +843,7 @@ class StreamJob:
                 .option("startingOffsets", "earliest")
                 .option("includeHeaders", "true")
                 .option("failOnDataLoss", "true")
-                .option("maxOffsetsPerTrigger", 200000)
+                .option("maxOffsetsPerTrigger", self.max_offsets)
                 .load())
 
     def batch(self, df, batch_id: int) -> None:
@@ -892,6 +912,7 @@ class StreamJob:
             if self.error is not None:
                 raise RuntimeError(f"the Spark query {self.name} failed: {self.error!r}") from self.error
             raise
+        self.drained = [int(p["numInputRows"]) for p in q.recentProgress if p.get("numInputRows")]
         return time.monotonic() - t0
 
     def start(self, interval: str = "0 seconds") -> None:
@@ -926,7 +947,8 @@ def target_rows(sink: TableSink) -> list[tuple]:
         k = workload.kind(c)
         e = SPARK_EXPR.get(k, "CAST({c} AS STRING)").format(c=qi(c.name))
         sel.append(f"{e} AS c{i}")
-    return [tuple(r) for r in sink.spark.sql(f"SELECT {', '.join(sel)} FROM {sink.name}").collect()]
+    return [tuple(r) for r in sink.spark.sql(f"SELECT {', '.join(sel)} FROM {sink.name} "
+                                             "WHERE _is_deleted IS NOT TRUE").collect()]
 
 
 def compare(pg, schema: str, sink: TableSink, table: str) -> tuple[int, int, list[str]]:
@@ -940,7 +962,8 @@ def side_by_side(pg, schema: str, sink: TableSink, table: str, limit: int = 10) 
     keys = ", ".join(qi(c.name) for c in sink.keys)
     sel = ", ".join(f"concat('<', length({qi(c.name)}), ' bytes>')" if c.typname == "bytea"
                     else f"CAST({qi(c.name)} AS STRING)" for c in sink.columns)
-    rows = sink.spark.sql(f"SELECT {sel} FROM {sink.name} ORDER BY {keys} LIMIT {limit}").collect()
+    rows = sink.spark.sql(f"SELECT {sel} FROM {sink.name} WHERE _is_deleted IS NOT TRUE "
+                          f"ORDER BY {keys} LIMIT {limit}").collect()
     out = workload.pg_side(pg, schema, table, sink.columns, limit)
     out.append(f"-- {sink.fmt.capitalize()} {sink.name}")
     out += [" | ".join(workload.cut(v) for v in r) for r in rows]
