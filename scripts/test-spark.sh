@@ -6,9 +6,12 @@
 #
 #   scripts/test-spark.sh            # PostgreSQL on PATH ($PG_CONFIG picks another)
 #
-# It installs pyspark (pipelines/spark/requirements.txt) unless WALSHIP_SKIP_DEPS=1, builds
-# and installs walship unless WALSHIP_SKIP_BUILD=1 (WALSHIP_BUILD_DIR, default build-spark),
-# and fails, never skips, when Spark, the jars (Maven Central, once) or the broker are missing.
+# Unless WALSHIP_SKIP_DEPS=1 it installs the system packages (scripts/install-deps.sh) and
+# the tests' Python packages, pyspark and pytest among them (tests/requirements.txt, a
+# superset of pipelines/spark/requirements.txt); unless WALSHIP_SKIP_BUILD=1 it builds and
+# installs walship (pipelines/common/prepare.sh's build step; WALSHIP_BUILD_DIR, default
+# build-spark). It fails, never skips, when Spark, the jars (Maven Central, once) or the
+# broker are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +22,6 @@ if [[ ${WALSHIP_SKIP_DEPS:-0} != 1 ]]; then
         pip_install --break-system-packages -r tests/requirements.txt
 fi
 BUILD=${WALSHIP_BUILD_DIR:-build-spark}
-if [[ ${WALSHIP_SKIP_BUILD:-0} != 1 ]]; then
-    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWALSHIP_TESTS=OFF \
-        ${PG_CONFIG:+-DPG_CONFIG="$PG_CONFIG"} >/dev/null
-    cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-    SUDO=; [[ $(id -u) -eq 0 || -w $("${PG_CONFIG:-pg_config}" --pkglibdir) ]] || SUDO=sudo
-    $SUDO cmake --install "$BUILD" >/dev/null
-fi
+# the build and install only (the dependencies were installed above)
+WALSHIP_SKIP_DEPS=1 WALSHIP_BUILD_DIR="$BUILD" pipelines/common/prepare.sh spark
 WALSHIP_BUILD_DIR="$BUILD" exec python3 -m pytest -v -p no:cacheprovider tests/integration/test_pipeline_spark.py "$@"

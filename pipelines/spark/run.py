@@ -38,13 +38,15 @@ SINKS = ("delta", "iceberg")
 class Pipeline:
     """One format's pipeline: a schema in PostgreSQL, a stream, a Spark job."""
 
-    def __init__(self, pg, kafka, spark, workdir: str | Path, fmt: str, partitions: int = 3):
+    def __init__(self, pg, kafka, spark, workdir: str | Path, fmt: str, partitions: int = 3,
+                 max_offsets: int = 200000):
         self.pg, self.kafka, self.spark, self.fmt = pg, kafka, spark, fmt
         self.workdir = Path(workdir)
         self.schema = f"src_{fmt}"
         self.stream = f"spark_{fmt}"
         self.prefix = f"spark_{fmt}"
         self.partitions = partitions
+        self.max_offsets = max_offsets     # maxOffsetsPerTrigger
         self.job: wsp.StreamJob | None = None
 
     def topic(self, table: str) -> str:
@@ -68,7 +70,8 @@ class Pipeline:
         self.pg.execute("SELECT walship.create_stream(%s, %s, %s, %s)",
                         [self.stream, self.kafka.bootstrap, tables, json.dumps(self.options())])
         self.job = wsp.StreamJob(self.spark, self.pg, self.fmt, self.schema, workload.TABLES, self.topic,
-                                 self.kafka.bootstrap, self.workdir, self.stream, SINKS)
+                                 self.kafka.bootstrap, self.workdir, self.stream, SINKS,
+                                 max_offsets=self.max_offsets)
 
     def caught_up(self, timeout: float = 180) -> None:
         """Until Kafka holds every committed change (the stream confirmed it, its snapshot done)."""
@@ -118,7 +121,7 @@ def bench(pl: Pipeline, n: int, timeout: float = 600) -> float:
 
         def visible() -> bool:
             pl.job.check()
-            return pl.spark.sql(f"SELECT count(*) FROM {sink.name} WHERE ns = 'bench' "
+            return pl.spark.sql(f"SELECT count(*) FROM {sink.name} WHERE ns = 'bench' AND _is_deleted IS NOT TRUE "
                                 f"AND k = 'b{last}'").collect()[0][0] == 1
         wt.wait_for(visible, timeout, 0.2, "the last bench row in Delta")
         return n / (time.monotonic() - t0)

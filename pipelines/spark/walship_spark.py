@@ -236,6 +236,27 @@ def _from_epoch(epoch, **delta):
         return None
 
 
+_OUT_OF_RANGE = re.compile(r"^\s*[+-]?infinity\s*$|BC\s*$|^\s*[+-]?\d{5,}|^\s*[+-]?0+-", re.I)
+
+
+def _iso(col: Column, typname: str, s: str):
+    """A date, timestamp or timestamptz from its text (ISO 8601 or PostgreSQL's): None
+    (NULL) where Python's range (years 1-9999) ends: ±infinity, BC dates, years past 9999,
+    the same as the integer forms (``_from_epoch``). Anything else unparsable raises,
+    naming the column."""
+    try:
+        if typname == "date":
+            return dt.date.fromisoformat(s)
+        d = dt.datetime.fromisoformat(s)
+        return d.astimezone(dt.timezone.utc) if typname == "timestamptz" else d
+    except OverflowError:      # within range locally, past it in UTC (9999-12-31 23:00-05)
+        return None
+    except ValueError:
+        if _OUT_OF_RANGE.search(s):
+            return None
+        raise ValueError(f"column {col.name}: not a {typname}: {s[:60]!r}") from None
+
+
 def _decimal(s: str) -> decimal.Decimal | None:
     """A numeric(p,s) value for a DECIMAL column: NaN and ±Infinity have none (NULL)."""
     d = decimal.Decimal(s)
@@ -256,12 +277,8 @@ def _text_scalar(col: Column, typname: str, s: str | None):
         return _decimal(s) if col.is_decimal else s
     if typname == "bytea":
         return bytes.fromhex(s[2:]) if s.startswith("\\x") else s.encode()
-    if typname == "date":
-        return dt.date.fromisoformat(s)
-    if typname == "timestamp":
-        return dt.datetime.fromisoformat(s)
-    if typname == "timestamptz":
-        return dt.datetime.fromisoformat(s).astimezone(dt.timezone.utc)
+    if typname in ("date", "timestamp", "timestamptz"):
+        return _iso(col, typname, s)
     return s
 
 
@@ -328,14 +345,19 @@ class JsonDecoder:
             us = int(v) * 1000 if 0 <= col.typmod <= 3 else int(v)
             return _from_epoch(EPOCH, microseconds=us)
         if typname == "timestamptz":
-            return dt.datetime.fromisoformat(v).astimezone(dt.timezone.utc)
+            return _iso(col, typname, v)
         if isinstance(v, (dict, list)):
             return json.dumps(v)
         return v
 
     def _value(self, col: Column, v):
         if col.is_array:
-            return None if v is None else [self._scalar(col, col.elem, x) for x in v]
+            if v is None:
+                return None
+            if not isinstance(v, list):    # walship's JSON sends a multi-dimensional array as its text
+                raise ValueError(f"column {col.name}: not a one-dimensional array ({str(v)[:60]!r}); "
+                                 "the pipeline maps one-dimensional arrays")
+            return [self._scalar(col, col.elem, x) for x in v]
         return self._scalar(col, col.typname, v)
 
     @staticmethod
@@ -518,8 +540,13 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
         prev = state.get(e.key)
         live = prev is not None and prev["op"] != "d"
         if e.op == "d":
-            moved[e.version] = prev["vals"] if live else \
-                ({c: ("t", e.key) for c in toastable} if prev is None else {})
+            if prev is None and e.version in pending:
+                # a redelivered key-change delete whose first delivery was applied: what
+                # was kept then (the lookup would find the old key's tombstone now)
+                moved[e.version] = {c: ("v", x) for c, x in pending[e.version].items()}
+            else:
+                moved[e.version] = prev["vals"] if live else \
+                    ({c: ("t", e.key) for c in toastable} if prev is None else {})
             state[e.key] = {"op": "d", "ver": e.version}
             if e.key_change:
                 splits[e.version] = True
@@ -572,6 +599,7 @@ def fold(changes: Iterable[Change], columns: list[Column], after: tuple = (0, 0)
                 if c.toastable:
                     row[c.name + "__toast"] = False
         rows.append(row)
+    used |= {v for v in claimed if v in pending}   # kept, and its create is in this batch now
     moves = {}
     for v in splits:
         if v not in claimed:
@@ -605,7 +633,7 @@ class TableSink:
 
     def create(self) -> None:
         cols = ", ".join(f"{qi(c.name)} {c.sql_type}{' NOT NULL' if c.is_key else ''}" for c in self.columns)
-        cols += ", _commit_lsn BIGINT NOT NULL, _change_lsn BIGINT NOT NULL"
+        cols += ", _commit_lsn BIGINT NOT NULL, _change_lsn BIGINT NOT NULL, _is_deleted BOOLEAN"
         if self.fmt == "delta":
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}) USING delta")
         else:
@@ -613,6 +641,9 @@ class TableSink:
             self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {ns}")
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}) USING iceberg "
                            "TBLPROPERTIES ('format-version' = '2', 'write.merge.mode' = 'copy-on-write')")
+        if "_is_deleted" not in self.spark.sql(f"SELECT * FROM {self.name} LIMIT 0").columns:
+            # a table of an earlier version of the job: its rows are live (NULL: not deleted)
+            self.spark.sql(f"ALTER TABLE {self.name} ADD COLUMNS (_is_deleted BOOLEAN)")
         props = {r[0]: r[1] for r in self.spark.sql(f"SHOW TBLPROPERTIES {self.name}").collect()}
         if "walship.truncated" in props:
             self.truncated = tuple(int(x) for x in props["walship.truncated"].split("/"))
@@ -621,26 +652,38 @@ class TableSink:
         return " AND ".join(f"{a}.{qi(c.name)} = {b}.{qi(c.name)}" for c in self.keys)
 
     def stored(self, keys: set) -> dict[tuple, dict]:
-        """The stored values of the toastable columns of these keys."""
+        """The stored values of the toastable columns of these keys: a DataFrame of the keys
+        (with their decoded types: dates, timestamps, bytes, NaN) joined with the target,
+        each key found again by its index (no SQL text from values, no equality in Python)."""
         if not keys:
             return {}
+        from pyspark.sql.types import _parse_datatype_string, StructField, StructType, LongType
+
         toast = [c for c in self.columns if c.toastable]
-        cond = " OR ".join("(" + " AND ".join(f"{qi(c.name)} = {_lit(v)}" for c, v in zip(self.keys, k)) + ")"
-                           for k in keys)
-        sel = ", ".join(qi(c.name) for c in self.keys + toast)
+        order = list(keys)
+        schema = StructType([StructField("_i", LongType(), False)] +
+                            [StructField(c.name, _parse_datatype_string(c.sql_type), True) for c in self.keys])
+        kdf = self.spark.createDataFrame([(i, *k) for i, k in enumerate(order)], schema, verifySchema=False)
+        view = f"walship_keys_{abs(hash(self.name)) % 10**8}"
+        kdf.createOrReplaceTempView(view)
+        on = " AND ".join(f"t.{qi(c.name)} = k.{qi(c.name)}" for c in self.keys)
+        sel = ", ".join(["k._i"] + [f"t.{qi(c.name)}" for c in toast])
         out = {}
-        for r in self.sql("lookup", f"SELECT {sel} FROM {self.name} WHERE {cond}"):
+        for r in self.sql("lookup", f"SELECT {sel} FROM {self.name} t JOIN {view} k ON {on}"):
             d = r.asDict()
-            out[tuple(d[c.name] for c in self.keys)] = {c.name: d[c.name] for c in toast}
+            out[order[d["_i"]]] = {c.name: d[c.name] for c in toast}
         return out
 
     def apply(self, folded: Folded, source_schema) -> None:
-        """The truncate, then the MERGE."""
+        """The truncate, then the MERGE. The old keys' values of key changes whose create
+        comes later are kept before the MERGE (which deletes those rows), and never
+        replaced: when Spark runs the batch again (the other sink failed), the lookup finds
+        nothing any more, and what was kept stays. The moves this batch used are dropped
+        only by ``commit``, once every sink's MERGE of the batch has committed."""
         stored = self.stored(folded.refs)
-        for v in folded.used:
-            self.pending.pop(v, None)
         for v, vals in folded.moves.items():
-            self.pending[v] = {c: (x if kind == "v" else stored.get(x, {}).get(c)) for c, (kind, x) in vals.items()}
+            self.pending.setdefault(v, {c: (x if kind == "v" else stored.get(x, {}).get(c))
+                                        for c, (kind, x) in vals.items()})
         if folded.truncate is not None and folded.truncate > self.truncated:
             c, ch = folded.truncate
             self.sql("truncate", f"DELETE FROM {self.name} WHERE _commit_lsn < {c} OR "
@@ -664,13 +707,11 @@ class TableSink:
         self.timings[f"{self.fmt} source"] += time.monotonic() - t0
         self.sql("merge", merge_sql(self.name, view, self.columns))
 
-
-def _lit(v) -> str:
-    if isinstance(v, str):
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if v is None:
-        return "NULL"
-    return str(v)
+    def commit(self, folded: Folded) -> None:
+        """After every sink's MERGE of the micro-batch committed: the kept moves it used
+        are done with."""
+        for v in folded.used:
+            self.pending.pop(v, None)
 
 
 def merge_sql(target: str, source: str, columns: list[Column]) -> str:
@@ -678,10 +719,15 @@ def merge_sql(target: str, source: str, columns: list[Column]) -> str:
 
     - a source row applies only when it is newer than the target's row (the version
       guard: a redelivered batch changes nothing);
-    - ``_op = 'd'`` deletes;
-    - otherwise the row is updated or inserted, each toastable column as
-      ``CASE WHEN s.<col>__toast THEN t.<col> ELSE s.<col> END``: an unchanged TOAST value
-      keeps what the target stores.
+    - ``_op = 'd'`` soft-deletes: the row stays, ``_is_deleted = true`` with the delete's
+      version and the values it held before the batch (what a later create of a key change
+      reads as the old key's row), and a
+      delete of a key the target lacks inserts such a tombstone: a redelivered older
+      create in a later batch finds it and changes nothing (readers filter
+      ``_is_deleted IS NOT TRUE``);
+    - otherwise the row is updated or inserted (``_is_deleted = false``), each toastable
+      column as ``CASE WHEN s.<col>__toast THEN t.<col> ELSE s.<col> END``: an unchanged
+      TOAST value keeps what the target stores.
     """
     keys = [c for c in columns if c.is_key]
     on = " AND ".join(f"t.{qi(c.name)} = s.{qi(c.name)}" for c in keys)
@@ -696,15 +742,19 @@ def merge_sql(target: str, source: str, columns: list[Column]) -> str:
             sets.append(f"{n} = CASE WHEN s.{qi(c.name + '__toast')} THEN t.{n} ELSE s.{n} END")
         else:
             sets.append(f"{n} = s.{n}")
-    sets += ["_commit_lsn = s._commit_lsn", "_change_lsn = s._change_lsn"]
-    names = [c.name for c in columns] + list(VERSION_COLUMNS)
+    version = "_commit_lsn = s._commit_lsn, _change_lsn = s._change_lsn"
+    sets += [version, "_is_deleted = false"]
+    names = ", ".join(qi(n) for n in [c.name for c in columns] + list(VERSION_COLUMNS) + ["_is_deleted"])
     ins = ", ".join(f"CASE WHEN s.{qi(c.name + '__toast')} THEN NULL ELSE s.{qi(c.name)} END"
                     if c.toastable else f"s.{qi(c.name)}" for c in columns)
-    ins += ", s._commit_lsn, s._change_lsn"
+    ins += ", s._commit_lsn, s._change_lsn, false"
+    tomb = ", ".join(f"s.{qi(c.name)}" if c.is_key else "NULL" for c in columns)
+    tomb += ", s._commit_lsn, s._change_lsn, true"
     return (f"MERGE INTO {target} t USING {source} s ON {on}\n"
-            f"WHEN MATCHED AND s._op = 'd' AND {newer} THEN DELETE\n"
+            f"WHEN MATCHED AND s._op = 'd' AND {newer} THEN UPDATE SET {version}, _is_deleted = true\n"
             f"WHEN MATCHED AND s._op <> 'd' AND {newer} THEN UPDATE SET {', '.join(sets)}\n"
-            f"WHEN NOT MATCHED AND s._op <> 'd' THEN INSERT ({', '.join(qi(n) for n in names)}) VALUES ({ins})")
+            f"WHEN NOT MATCHED AND s._op = 'd' THEN INSERT ({names}) VALUES ({tomb})\n"
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({ins})")
 
 
 def source_schema(columns: list[Column]):
@@ -740,8 +790,10 @@ class StreamJob:
 
     def __init__(self, spark, pg, fmt: str, schema: str, tables: Iterable[str], topic: Callable[[str], str],
                  bootstrap: str, workdir: str | Path, name: str, sinks: Iterable[str] = ("delta", "iceberg"),
-                 parallel: int = 4):
+                 parallel: int = 4, max_offsets: int = 200000):
         self.parallel = parallel
+        self.max_offsets = max_offsets        # maxOffsetsPerTrigger: the cap of a micro-batch
+        self.drained: list[int] = []          # the last drain's numInputRows per micro-batch
         self.spark, self.fmt, self.schema, self.bootstrap = spark, fmt, schema, bootstrap
         self.workdir = Path(workdir)
         self.name = name
@@ -791,7 +843,7 @@ class StreamJob:
                 .option("startingOffsets", "earliest")
                 .option("includeHeaders", "true")
                 .option("failOnDataLoss", "true")
-                .option("maxOffsetsPerTrigger", 200000)
+                .option("maxOffsetsPerTrigger", self.max_offsets)
                 .load())
 
     def batch(self, df, batch_id: int) -> None:
@@ -824,15 +876,18 @@ class StreamJob:
                 self.changes += len(changes)
                 work += [(tj, sk, changes) for sk in tj.sinks]
 
-            def apply(w) -> None:
+            def apply(w) -> tuple:
                 tj, sk, changes = w
-                sk.apply(fold(changes, tj.columns, sk.truncated, sk.pending), tj.source_schema)
+                folded = fold(changes, tj.columns, sk.truncated, sk.pending)
+                sk.apply(folded, tj.source_schema)
+                return sk, folded
 
             # every (table, sink) is its own commit: run them side by side (a MERGE is
             # mostly small stages and driver work, which leaves the cores idle)
             with concurrent.futures.ThreadPoolExecutor(max_workers=self.parallel) as pool:
-                for f in [pool.submit(apply, w) for w in work]:
-                    f.result()
+                done = [f.result() for f in [pool.submit(apply, w) for w in work]]
+            for sk, folded in done:       # all committed: Spark will not run this batch again
+                sk.commit(folded)
             self.timings["apply"] += time.monotonic() - t2
             self.batches += 1
         except BaseException as e:  # noqa: BLE001  kept for the caller: Spark's own message hides it
@@ -847,15 +902,17 @@ class StreamJob:
         """Runs the query once over everything Kafka holds now (``availableNow``), from where
         the checkpoint left off; returns the seconds it took."""
         t0 = time.monotonic()
+        self.error = None                 # a timeout must not report an earlier run's error
         q = self._writer().trigger(availableNow=True).start()
         try:
             if not q.awaitTermination(timeout):
                 q.stop()
                 raise TimeoutError(f"the Spark query {self.name} did not finish in {timeout} s")
-        except Exception as e:
+        except Exception:
             if self.error is not None:
                 raise RuntimeError(f"the Spark query {self.name} failed: {self.error!r}") from self.error
             raise
+        self.drained = [int(p["numInputRows"]) for p in q.recentProgress if p.get("numInputRows")]
         return time.monotonic() - t0
 
     def start(self, interval: str = "0 seconds") -> None:
@@ -890,7 +947,8 @@ def target_rows(sink: TableSink) -> list[tuple]:
         k = workload.kind(c)
         e = SPARK_EXPR.get(k, "CAST({c} AS STRING)").format(c=qi(c.name))
         sel.append(f"{e} AS c{i}")
-    return [tuple(r) for r in sink.spark.sql(f"SELECT {', '.join(sel)} FROM {sink.name}").collect()]
+    return [tuple(r) for r in sink.spark.sql(f"SELECT {', '.join(sel)} FROM {sink.name} "
+                                             "WHERE _is_deleted IS NOT TRUE").collect()]
 
 
 def compare(pg, schema: str, sink: TableSink, table: str) -> tuple[int, int, list[str]]:
@@ -904,7 +962,8 @@ def side_by_side(pg, schema: str, sink: TableSink, table: str, limit: int = 10) 
     keys = ", ".join(qi(c.name) for c in sink.keys)
     sel = ", ".join(f"concat('<', length({qi(c.name)}), ' bytes>')" if c.typname == "bytea"
                     else f"CAST({qi(c.name)} AS STRING)" for c in sink.columns)
-    rows = sink.spark.sql(f"SELECT {sel} FROM {sink.name} ORDER BY {keys} LIMIT {limit}").collect()
+    rows = sink.spark.sql(f"SELECT {sel} FROM {sink.name} WHERE _is_deleted IS NOT TRUE "
+                          f"ORDER BY {keys} LIMIT {limit}").collect()
     out = workload.pg_side(pg, schema, table, sink.columns, limit)
     out.append(f"-- {sink.fmt.capitalize()} {sink.name}")
     out += [" | ".join(workload.cut(v) for v in r) for r in rows]
