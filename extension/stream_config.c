@@ -40,6 +40,7 @@
 
 #include "access/relation.h"
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -68,7 +69,8 @@
 #define OPTIONS_HINT                                                                               \
     "Stream options are the walship output plugin's options (topic_prefix, format, "               \
     "include_before, ...; '_' or '-'), plus kafka, partitions, replication_factor, "               \
-    "on_refused, failover, snapshot_mode and snapshot_chunk_size."
+    "on_refused, failover, snapshot_mode, snapshot_chunk_size, delivery, "                         \
+    "transaction_interval_ms and transaction_max_events."
 
 /* walship's own tables, never streamed: the catalog holds Kafka credentials */
 
@@ -279,8 +281,14 @@ static char *jsonb_scalar_text(const JsonbValue *v)
     }
 }
 
+#define TOPIC_SETTING_HINT                                                                         \
+    "%s is used when walship creates a topic; leave it out for the broker's default."
+#define TRANSACTION_SETTING_HINT                                                                   \
+    "%s sizes the Kafka transactions of delivery exactly_once (docs/delivery.md); leave it out "   \
+    "for walship's default."
+
 static int positive_int_option(const char *stream_name, const char *key, const JsonbValue *v,
-                               long max)
+                               long max, const char *hint)
 {
     char *text = jsonb_scalar_text(v);
     char *end;
@@ -296,9 +304,7 @@ static int positive_int_option(const char *stream_name, const char *key, const J
                     errmsg("invalid value for option \"%s\" of stream \"%s\"", key, stream_name),
                     errdetail("Expected an integer from 1 to %ld, got %s.", max,
                               text ? text : "no number"),
-                    errhint("%s is used when walship creates a topic; leave it out for the "
-                            "broker's default.",
-                            key)));
+                    errhint(hint, key)));
     return -1; /* not reached */
 }
 
@@ -688,10 +694,38 @@ static void add_stream_option(StreamConfig *config, ws_options *parser, const ch
     } else if (strcmp(key, "plugin") == 0) {
         add_plugin_options(config, parser, v);
     } else if (strcmp(key, "partitions") == 0) {
-        config->partitions = positive_int_option(config->name, key, v, STREAM_MAX_PARTITIONS);
+        config->partitions =
+            positive_int_option(config->name, key, v, STREAM_MAX_PARTITIONS, TOPIC_SETTING_HINT);
     } else if (strcmp(key, "replication_factor") == 0 || strcmp(key, "replication-factor") == 0) {
-        config->replication_factor =
-            positive_int_option(config->name, key, v, STREAM_MAX_REPLICATION_FACTOR);
+        config->replication_factor = positive_int_option(
+            config->name, key, v, STREAM_MAX_REPLICATION_FACTOR, TOPIC_SETTING_HINT);
+    } else if (strcmp(key, "delivery") == 0) {
+        char *mode = jsonb_scalar_text(v);
+
+        if (mode != NULL && v->type == jbvString &&
+            (strcmp(mode, "at_least_once") == 0 || strcmp(mode, "at-least-once") == 0))
+            config->exactly_once = false;
+        else if (mode != NULL && v->type == jbvString &&
+                 (strcmp(mode, "exactly_once") == 0 || strcmp(mode, "exactly-once") == 0))
+            config->exactly_once = true;
+        else
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("invalid value for option \"%s\" of stream \"%s\"", key, config->name),
+                     errdetail("Expected \"at_least_once\" or \"exactly_once\", got %s.",
+                               mode != NULL ? mode : "no string"),
+                     errhint("at_least_once (the default) may send events again after a crash; "
+                             "exactly_once sends them in Kafka transactions, each exactly once "
+                             "to consumers with isolation.level = read_committed "
+                             "(docs/delivery.md).")));
+    } else if (strcmp(key, "transaction_interval_ms") == 0 ||
+               strcmp(key, "transaction-interval-ms") == 0) {
+        config->transaction_interval_ms = positive_int_option(
+            config->name, key, v, STREAM_MAX_TRANSACTION_INTERVAL_MS, TRANSACTION_SETTING_HINT);
+    } else if (strcmp(key, "transaction_max_events") == 0 ||
+               strcmp(key, "transaction-max-events") == 0) {
+        config->transaction_max_events = positive_int_option(
+            config->name, key, v, STREAM_MAX_TRANSACTION_EVENTS, TRANSACTION_SETTING_HINT);
     } else if (strcmp(key, "on_refused") == 0 || strcmp(key, "on-refused") == 0) {
         char *policy = jsonb_scalar_text(v);
 
@@ -799,6 +833,31 @@ static void resolve_topic_prefix(StreamConfig *config, ws_options *parser)
 }
 
 /*
+ * delivery = exactly_once: the transaction sizes (walship's defaults unless given) and
+ * the offsets topic; the sizes are refused without it, where they would mean nothing.
+ */
+static void finish_delivery(StreamConfig *config)
+{
+    if (!config->exactly_once) {
+        if (config->transaction_interval_ms > 0 || config->transaction_max_events > 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("option \"%s\" of stream \"%s\" needs delivery exactly_once",
+                                   config->transaction_interval_ms > 0 ? "transaction_interval_ms"
+                                                                       : "transaction_max_events",
+                                   config->name),
+                            errhint("Add \"delivery\": \"exactly_once\", or leave the option out: "
+                                    "at least once sends no Kafka transactions.")));
+        return;
+    }
+    if (config->transaction_interval_ms <= 0)
+        config->transaction_interval_ms = STREAM_DEFAULT_TRANSACTION_INTERVAL_MS;
+    if (config->transaction_max_events <= 0)
+        config->transaction_max_events = STREAM_DEFAULT_TRANSACTION_EVENTS;
+    config->offsets_topic =
+        walship_kafka_topic_name(psprintf("%s.walship.offsets", config->topic_prefix));
+}
+
+/*
  * The canonical form of a stream's options, what the catalog keeps: every plugin option
  * in the plugin's spelling as the text the plugin takes, topic-prefix always among them
  * (tables come from the catalog's own column), the Kafka properties as given (file forms
@@ -836,6 +895,15 @@ static Jsonb *canonical_options(const StreamConfig *config)
                      config->dead_letter ? "dead_letter" : "stop",
                      config->failover ? "true" : "false",
                      config->snapshot_initial ? "initial" : "no_data", config->snapshot_chunk_size);
+    /* before the closing brace: delivery always, the transaction sizes with exactly once */
+    buf.len--;
+    buf.data[buf.len] = '\0';
+    appendStringInfo(&buf, ", \"delivery\": \"%s\"",
+                     config->exactly_once ? "exactly_once" : "at_least_once");
+    if (config->exactly_once)
+        appendStringInfo(&buf, ", \"transaction_interval_ms\": %d, \"transaction_max_events\": %d",
+                         config->transaction_interval_ms, config->transaction_max_events);
+    appendStringInfoChar(&buf, '}');
     return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
@@ -862,6 +930,8 @@ static StreamConfig *build_config(const char *name, const char *bootstrap_server
     config->replication_factor = -1;
     config->snapshot_initial = true;
     config->snapshot_chunk_size = STREAM_DEFAULT_SNAPSHOT_CHUNK;
+    config->transaction_interval_ms = 0; /* 0: not given */
+    config->transaction_max_events = 0;
 
     /* also for a row written behind walship's back: librdkafka would take port 99999 mod 65536 */
     check_bootstrap_servers(name, bootstrap_servers);
@@ -886,6 +956,7 @@ static StreamConfig *build_config(const char *name, const char *bootstrap_server
         if (options != NULL)
             each_member(&options->root, add_stream_option, config, parser);
         resolve_topic_prefix(config, parser);
+        finish_delivery(config);
         if (checked)
             config->options = canonical_options(config);
         /* walship's own tables never stream: the plugin itself leaves them out */
@@ -923,6 +994,9 @@ static const char *const own_options[][2] = {
     {"failover", NULL},
     {"snapshot_mode", "snapshot-mode"},
     {"snapshot_chunk_size", "snapshot-chunk-size"},
+    {"delivery", NULL},
+    {"transaction_interval_ms", "transaction-interval-ms"},
+    {"transaction_max_events", "transaction-max-events"},
 };
 
 static const char *own_option_name(const char *key)
@@ -1233,6 +1307,17 @@ StreamConfig *stream_config_load_without_kafka(const char *name)
 }
 
 /* The Kafka sink's settings of a stream (pointing into config). */
+/*
+ * An exactly-once stream's default transactional.id, also its position's key: this
+ * server (its system identifier, which its physical standbys share, so a failover keeps
+ * it), the database and the stream.
+ */
+char *stream_transactional_id(const char *name)
+{
+    return psprintf("walship.%llu.%s.%s", (unsigned long long)GetSystemIdentifier(),
+                    get_database_name(MyDatabaseId), name);
+}
+
 void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
 {
     ListCell *lc;
@@ -1246,6 +1331,23 @@ void stream_config_sink(const StreamConfig *config, ws_sink_config *sc)
     sc->topic_partitions = config->partitions;
     sc->topic_replication_factor = config->replication_factor;
     sc->dead_letter_topic = config->dead_letter_topic;
+    if (config->exactly_once) {
+        TimeLineID timeline;
+
+        sc->exactly_once = true;
+        sc->transactional_id = stream_transactional_id(config->name);
+        sc->offsets_topic = config->offsets_topic;
+        sc->transaction_interval_ms = config->transaction_interval_ms;
+        sc->transaction_max_events = config->transaction_max_events;
+        sc->stream_name = config->name;
+        sc->database_name = get_database_name(MyDatabaseId);
+        sc->system_identifier = GetSystemIdentifier();
+        if (RecoveryInProgress())
+            (void)GetXLogReplayRecPtr(&timeline);
+        else
+            timeline = GetWALInsertionTimeLine();
+        sc->timeline = timeline;
+    }
     /* JSON streams are Debezium's records: they carry its context headers too */
     foreach (lc, config->plugin_options) {
         DefElem *elem = lfirst(lc);

@@ -27,6 +27,8 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogreader.h"
+#include "access/timeline.h"
+#include "access/xlogrecovery.h"
 #include "access/xlogutils.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -106,6 +108,7 @@ typedef struct StreamWorker {
     bool kafka_error; /* the sink reported a broker error at the last publish */
     uint32 wait_event;
     uint32 snapshot_requests; /* StreamShared.snapshot_requests when last seen */
+    XLogRecPtr decodable;     /* what decodable_end() said last */
 } StreamWorker;
 
 static StreamWorker worker;
@@ -284,6 +287,9 @@ static void service(int timeout_ms, bool between_records)
     ws_error err;
     bool sink_idle;
 
+    /* exactly once: a Kafka transaction is committed sooner once the stream has caught up */
+    ws_sink_set_caught_up(worker.sink,
+                          worker.ctx != NULL && worker.ctx->reader->EndRecPtr >= worker.decodable);
     if (ws_sink_poll(worker.sink, timeout_ms, &err) != WS_OK) {
         if (err.detail[0] == '\0')
             strlcpy(err.detail,
@@ -427,7 +433,8 @@ void stream_worker_produce(const char *topic, const char *table, const ws_record
          * or the topic is being created (polling serves its creation). Either way: serve
          * the sink, check interrupts, try again.
          */
-        Assert(result == WS_PRODUCE_QUEUE_FULL || result == WS_PRODUCE_TOPIC_PENDING);
+        Assert(result == WS_PRODUCE_QUEUE_FULL || result == WS_PRODUCE_TOPIC_PENDING ||
+               result == WS_PRODUCE_COMMIT_PENDING);
         service(BACKPRESSURE_POLL_MS, false);
         CHECK_FOR_INTERRUPTS();
         if (stop_pending) {
@@ -559,6 +566,126 @@ static void create_sink(void)
 }
 
 /*
+ * Exactly once, a position Kafka holds must be one of this server's history, or the skip
+ * that follows would drop changes Kafka never had: written by this server (or by the
+ * primary it was a standby of), not past its WAL, and on the timeline this server's
+ * history had at that LSN.
+ */
+static void check_position(const ws_sink_position *position)
+{
+    TimeLineID timeline;
+    XLogRecPtr end;
+    TimeLineID at;
+
+    if (RecoveryInProgress())
+        end = GetXLogReplayRecPtr(&timeline);
+    else {
+        timeline = GetWALInsertionTimeLine();
+        end = GetFlushRecPtr(NULL);
+    }
+#define POSITION_HINT                                                                              \
+    "If this server is meant to take over the stream, reset its position: drop the stream, "       \
+    "create it again and rebuild what its topics feed."
+    if (position->system_identifier != GetSystemIdentifier())
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("walship stream \"%s\": its position in Kafka was written by another "
+                    "PostgreSQL server (system identifier %llu, this one is %llu)",
+                    worker.name, (unsigned long long)position->system_identifier,
+                    (unsigned long long)GetSystemIdentifier()),
+             errdetail("The record keyed \"%s\" in the offsets topic says %X/%X.", position->key,
+                       LSN_FORMAT_ARGS(position->commit_lsn)),
+             errhint("Give the stream its own Kafka property transactional.id. " POSITION_HINT)));
+    if (position->commit_lsn > end)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("walship stream \"%s\": Kafka holds its changes up to %X/%X, past the "
+                        "end of this server's WAL (%X/%X)",
+                        worker.name, LSN_FORMAT_ARGS(position->commit_lsn), LSN_FORMAT_ARGS(end)),
+                 errdetail("The server was restored from a backup older than what the stream sent; "
+                           "changes it commits now would reuse those LSNs and be skipped."),
+                 errhint(POSITION_HINT)));
+    if (position->timeline != timeline) {
+        at = tliOfPointInHistory(position->commit_lsn > 0 ? position->commit_lsn - 1 : 0,
+                                 readTimeLineHistory(timeline));
+        if (at != position->timeline)
+            ereport(
+                ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("walship stream \"%s\": its position in Kafka (%X/%X on timeline %u) is "
+                        "not in this server's history, which was on timeline %u there",
+                        worker.name, LSN_FORMAT_ARGS(position->commit_lsn), position->timeline, at),
+                 errdetail("Kafka holds changes of a timeline this server left before them "
+                           "(a failover to a standby that lacked them, or a point-in-time "
+                           "recovery)."),
+                 errhint(POSITION_HINT)));
+    }
+#undef POSITION_HINT
+}
+
+/* Shows why the stream waits before it streams (exactly once: the coordinator, ...). */
+static void report_start_wait(const char *why, TimestampTz since)
+{
+    TimestampTz now = GetCurrentTimestamp();
+
+    if (walship_stall_timeout <= 0 ||
+        !TimestampDifferenceExceeds(since, now, walship_stall_timeout))
+        return;
+    LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
+    if (worker.entry->generation == worker.generation &&
+        (!worker.entry->kafka_error || strcmp(worker.entry->last_error, why) != 0)) {
+        worker.entry->kafka_error = true;
+        strlcpy(worker.entry->last_error, why, STREAM_ERROR_MAXLEN);
+        worker.entry->last_error_time = now;
+    }
+    LWLockRelease(walship_shmem->lock);
+    if (!worker.kafka_error)
+        pgstat_report_activity(STATE_RUNNING, "waiting for Kafka");
+    worker.kafka_error = true;
+}
+
+/*
+ * Exactly once: the transactional producer's start, and the position it read from
+ * Kafka, which decides what is skipped. Waits (interruptibly) for Kafka as long as it
+ * takes; a stop request ends the worker here.
+ */
+static void start_sink(void)
+{
+    TimestampTz since = GetCurrentTimestamp();
+    ws_sink_position position;
+    ws_error err;
+
+    for (;;) {
+        ws_start_result result = ws_sink_start(worker.sink, 100, &position, &err);
+
+        serve_sink_logs();
+        if (result == WS_START_DONE)
+            break;
+        if (result == WS_START_FAILED)
+            ws_ereport(
+                ERROR, &err,
+                psprintf("walship stream \"%s\" starting its Kafka transactions", worker.name));
+        report_start_wait(err.message, since);
+        CHECK_FOR_INTERRUPTS();
+        if (stop_pending || !PostmasterIsAlive()) {
+            ws_sink_destroy(worker.sink);
+            worker.sink = NULL;
+            ReplicationSlotRelease();
+            note_position();
+            set_state(STREAM_STATE_STOPPED);
+            proc_exit(0);
+        }
+    }
+    if (!position.found)
+        return;
+    check_position(&position);
+    ereport(LOG, (errmsg("walship stream \"%s\": Kafka holds its transactions up to %X/%X; those "
+                         "are not sent again",
+                         worker.name, LSN_FORMAT_ARGS(position.commit_lsn))));
+}
+
+/*
  * How far decoding may go: the WAL flushed so far and, for a failover slot, no further
  * than the physical standbys of synchronized_standby_slots have confirmed, as walsenders
  * do for such slots: Kafka then never holds a change that a promoted standby lacks. The
@@ -590,9 +717,11 @@ static XLogRecPtr decodable_end(void)
                 (void)StandbySlotsHaveCaughtup(worker.standby_target, WARNING);
             }
         }
-        return Min(end, worker.standby_ok);
+        worker.decodable = Min(end, worker.standby_ok);
+        return worker.decodable;
     }
 #endif
+    worker.decodable = end;
     return end;
 }
 
@@ -820,6 +949,7 @@ static void stream_worker_run(void)
     create_sink();
 
     acquire_own_slot();
+    start_sink();
     restart_lsn = MyReplicationSlot->data.restart_lsn;
     worker.confirmed = MyReplicationSlot->data.confirmed_flush;
     worker.saved = worker.confirmed;

@@ -55,7 +55,49 @@ typedef struct ws_sink_config {
      * none (protobuf streams).
      */
     const char *context_logical_name;
+    /*
+     * Exactly-once delivery (docs/delivery.md): the producer is transactional and every
+     * event goes out inside a Kafka transaction that holds whole PostgreSQL transactions
+     * and, as its last record, the stream's position (the commit LSN of its last
+     * PostgreSQL transaction) in offsets_topic, keyed by the transactional id. The
+     * watermark then only passes what a Kafka commit made visible, and ws_sink_start
+     * reads the position back (read_committed) so that the sink skips every transaction
+     * at or below it. false: at least once, and the fields below are ignored.
+     */
+    bool exactly_once;
+    /* transactional.id unless the stream's properties set one (then the position's key
+     * follows the property) */
+    const char *transactional_id;
+    const char *offsets_topic;
+    /* A Kafka transaction is committed at the end of a PostgreSQL transaction once it
+     * is this old and the stream has caught up with the WAL (or, while it has not, once
+     * it is a second old, or the interval if that is longer), or as soon as it holds
+     * transaction_max_events events. */
+    int transaction_interval_ms;
+    int transaction_max_events;
+    /* what the position records say about the stream, and check on the way back */
+    const char *stream_name;
+    const char *database_name;
+    uint64_t system_identifier;
+    uint32_t timeline;
 } ws_sink_config;
+
+/* The position an exactly-once stream found in Kafka (ws_sink_start). */
+typedef struct ws_sink_position {
+    bool found;                 /* false: no record for this stream (a new stream) */
+    uint64_t commit_lsn;        /* every transaction at or below it is in Kafka */
+    uint32_t timeline;          /* the server's timeline when it was written */
+    uint64_t system_identifier; /* of the server that wrote it */
+    char key[256];              /* the record's key (the transactional id), cut */
+} ws_sink_position;
+
+typedef enum ws_start_result {
+    WS_START_DONE = 0,
+    /* still under way (the offsets topic being created, the coordinator answering, the
+     * position being read): check interrupts and call again; err->message says what */
+    WS_START_PENDING = 1,
+    WS_START_FAILED = 2, /* err says why */
+} ws_start_result;
 
 typedef enum ws_produce_result {
     WS_PRODUCE_OK = 0,
@@ -67,6 +109,9 @@ typedef enum ws_produce_result {
      * created: poll (which serves the creation), check interrupts, and try the same call
      * again; err->message names the topic */
     WS_PRODUCE_TOPIC_PENDING = 3,
+    /* exactly once: the previous Kafka transaction is being committed; poll (which goes
+     * on with the commit), check interrupts, and try the same call again */
+    WS_PRODUCE_COMMIT_PENDING = 4,
 } ws_produce_result;
 
 typedef struct ws_sink_stats {
@@ -76,6 +121,8 @@ typedef struct ws_sink_stats {
     uint64_t events_dead_lettered; /* refused events whose dead letter Kafka acknowledged */
     uint64_t in_flight;            /* produced, not yet reported */
     int64_t last_ack_time_us;      /* Unix epoch micros of the last successful ack; 0 = never */
+    uint64_t kafka_transactions;   /* exactly once: Kafka transactions committed */
+    uint64_t events_skipped;       /* exactly once: events already in Kafka, not sent again */
 } ws_sink_stats;
 
 /*
@@ -89,6 +136,18 @@ WS_API ws_sink *ws_sink_create(const ws_sink_config *config, ws_error *err);
  * below message.timeout.ms), by creating a producer and destroying it at once; nothing
  * is produced or connected. */
 WS_API ws_status ws_sink_check_config(const ws_sink_config *config, ws_error *err);
+/*
+ * Before the first event: nothing to do at least once (DONE at once). Exactly once:
+ * creates the offsets topic if it is missing (compacted, one partition), initializes
+ * the transactional producer (which fences every earlier producer of the same
+ * transactional id and aborts its open transaction), then reads the stream's position
+ * back, read_committed, into *position. Waits at most timeout_ms per call.
+ */
+WS_API ws_start_result ws_sink_start(ws_sink *sink, int timeout_ms, ws_sink_position *position,
+                                     ws_error *err);
+/* Whether the stream has decoded all the WAL there is: exactly once, a Kafka transaction
+ * is committed sooner when it has (see ws_sink_config.transaction_interval_ms). */
+WS_API void ws_sink_set_caught_up(ws_sink *sink, bool caught_up);
 /* Destroys without waiting; call ws_sink_flush first for a graceful stop. */
 WS_API void ws_sink_destroy(ws_sink *sink);
 
@@ -103,13 +162,18 @@ WS_API ws_produce_result ws_sink_produce(ws_sink *sink, const char *topic, const
 /* Every event of the transaction has been produced (zero events is fine). */
 WS_API void ws_sink_end_txn(ws_sink *sink, uint64_t commit_lsn);
 
-/* Serves delivery reports and errors for up to timeout_ms. WS_ERROR when a delivery failed
- * or the producer hit a fatal error: err says why and the stream must restart. */
+/* Serves delivery reports and errors for up to timeout_ms, and exactly once, commits the
+ * Kafka transaction when it is due (or goes on committing it). WS_ERROR when a delivery
+ * failed, a Kafka transaction could not be committed or the producer hit a fatal error:
+ * err says why and the stream must restart. */
 WS_API ws_status ws_sink_poll(ws_sink *sink, int timeout_ms, ws_error *err);
-/* Waits up to timeout_ms for everything in flight; WS_ERROR if some is still in flight. */
+/* Waits up to timeout_ms for everything in flight; WS_ERROR if some is still in flight.
+ * Exactly once: commits the open Kafka transaction when no PostgreSQL transaction is
+ * half-way in it, else aborts it. */
 WS_API ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, ws_error *err);
 
-/* Highest commit LSN whose transaction and every earlier one Kafka acknowledged; 0 = none. */
+/* Highest commit LSN whose transaction and every earlier one Kafka acknowledged (exactly
+ * once: and a Kafka commit made visible); 0 = none. */
 WS_API uint64_t ws_sink_watermark(const ws_sink *sink);
 /* True when no transaction is open or waiting for acknowledgements. */
 WS_API bool ws_sink_idle(const ws_sink *sink);

@@ -43,6 +43,11 @@
 /* Rows per snapshot chunk: the default, and the most (a chunk is held in memory). */
 #define STREAM_DEFAULT_SNAPSHOT_CHUNK 4096
 #define STREAM_MAX_SNAPSHOT_CHUNK 100000
+/* delivery = exactly_once: a Kafka transaction's time (while the stream keeps up) and size */
+#define STREAM_DEFAULT_TRANSACTION_INTERVAL_MS 50
+#define STREAM_MAX_TRANSACTION_INTERVAL_MS 60000
+#define STREAM_DEFAULT_TRANSACTION_EVENTS 100000
+#define STREAM_MAX_TRANSACTION_EVENTS 10000000
 /* A Kafka property's value read from a file (a password, a PEM bundle) is at most this. */
 #define STREAM_SECRET_FILE_MAXLEN (1024 * 1024)
 
@@ -168,6 +173,12 @@ typedef struct StreamConfig {
      * (and when alter_stream adds tables); snapshot_chunk_size rows per chunk */
     bool snapshot_initial;
     int snapshot_chunk_size;
+    /* delivery = exactly_once: Kafka transactions of at most transaction_interval_ms
+     * (while caught up) and transaction_max_events, the position in offsets_topic */
+    bool exactly_once;
+    int transaction_interval_ms;
+    int transaction_max_events;
+    char *offsets_topic;
     /* what the catalog keeps (walship.streams.options): the canonical form of the options
      * (see stream_config.c); NULL for a configuration read from the catalog */
     Jsonb *options;
@@ -203,6 +214,7 @@ extern void stream_check_server_settings(void);
 struct ws_sink_config;
 /* The Kafka sink's settings of a stream (pointing into config). */
 extern void stream_config_sink(const StreamConfig *config, struct ws_sink_config *sc);
+extern char *stream_transactional_id(const char *name);
 
 /* stream_position.c: where a stream's worker left its slot (never ereports) */
 extern bool stream_position_save(const char *slot_name, XLogRecPtr lsn);

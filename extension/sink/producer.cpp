@@ -33,6 +33,9 @@ constexpr unsigned kOpaqueSourceShift = 40;
 constexpr uint64_t kOpaqueTxnMask = (uint64_t{1} << kOpaqueSourceShift) - 1;
 constexpr uint32_t kOpaqueMaxSources = uint32_t{1} << 23;
 constexpr uint64_t kOpaqueDeadLetter = uint64_t{1} << 63;
+/* The transaction id of the stream's position record (exactly once): no transaction of
+ * the watermark's ever has it (produce refuses ids from here up). */
+constexpr uint64_t kOpaquePositionTxn = kOpaqueTxnMask;
 static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "message opaques must hold 64 bits");
 /* Kafka's default max.message.bytes for a topic (1 MiB plus a batch header): topics
  * walship creates keep the broker's own limit unless the producer's is larger. */
@@ -182,6 +185,7 @@ Producer::Producer() = default;
 
 Producer::~Producer()
 {
+    close_exactly_once();
     /* topic handles and the creation queue before the producer they belong to */
     topics_.close();
     if (kafka_ != nullptr) {
@@ -279,8 +283,22 @@ void Producer::open(const ws_sink_config &config)
         if (!conf.set(property.name, property.value, why))
             throw CoreError(WS_ERR_INTERNAL, "walship's default for " + why);
     }
+    bool transactional_id_given = false;
+    bool transaction_timeout_given = false;
     for (int i = 0; i < config.nprops; ++i) {
         const char *name = config.prop_names[i];
+        /* exactly once, walship's transactions take these two from the stream */
+        if (config.exactly_once && name != nullptr &&
+            (std::strcmp(name, "transactional.id") == 0 ||
+             std::strcmp(name, "transaction.timeout.ms") == 0)) {
+            if (!conf.set(name, config.prop_values[i], why, secret(i)))
+                throw CoreError(WS_ERR_INVALID_OPTION, why);
+            if (std::strcmp(name, "transactional.id") == 0)
+                transactional_id_given = true;
+            else
+                transaction_timeout_given = true;
+            continue;
+        }
         if (name != nullptr && (std::strcmp(name, "bootstrap.servers") == 0 ||
                                 std::strcmp(name, "metadata.broker.list") == 0)) {
             if (has_bootstrap)
@@ -307,6 +325,8 @@ void Producer::open(const ws_sink_config &config)
         queue_max_bytes_ = static_cast<size_t>(std::strtoull(value.c_str(), nullptr, 10)) * 1024;
     if (conf.get("batch.size", value))
         batch_max_bytes_ = static_cast<size_t>(std::strtoull(value.c_str(), nullptr, 10));
+    if (config.exactly_once)
+        open_exactly_once(config, conf, transactional_id_given, transaction_timeout_given);
     /* After the stream's properties: these make the sink work, they are not tunable. */
     if (!conf.set("log.queue", "true", why))
         throw CoreError(WS_ERR_INTERNAL, why);
@@ -416,6 +436,16 @@ void Producer::on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void
 void Producer::delivered(const rd_kafka_message_t *message)
 {
     const MessageTag tag = MessageTag::of(message->_private);
+    if (tag.txn == kOpaquePositionTxn) {
+        /* the stream's position record: its Kafka transaction's commit says the rest */
+        if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            record_failure(WS_ERR_KAFKA,
+                           scrubber_.scrub("could not write the stream's position to Kafka topic " +
+                                           quoted(rd_kafka_topic_name(message->rkt)) + ": " +
+                                           rd_kafka_err2str(message->err) + " (" +
+                                           rd_kafka_err2name(message->err) + ")"));
+        return;
+    }
     if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR && message->offset < 0) {
         /*
          * No offset: librdkafka 2.0 acknowledged the event implicitly, because a later
@@ -457,7 +487,7 @@ void Producer::delivered(const rd_kafka_message_t *message)
         " to Kafka topic " + quoted(rd_kafka_topic_name(message->rkt)) + ": " +
         rd_kafka_err2str(message->err) + " (" + rd_kafka_err2name(message->err) + ")";
     if (!tag.dead_letter && is_size_refusal(message->err) && !dead_letter_topic_.empty() &&
-        size > batch_max_bytes_) {
+        size > batch_max_bytes_ && !exactly_once()) {
         /* Alone in its batch: the refusal is this event's. Its transaction keeps
          * waiting, for the dead letter now. */
         dead_letters_.push_back(DeadLetter{
@@ -480,6 +510,11 @@ void Producer::delivered(const rd_kafka_message_t *message)
             ;
         else if (dead_letter_topic_.empty())
             text += ", or set the stream option on_refused to dead_letter";
+        else if (exactly_once())
+            text += " (with delivery exactly_once, an event the broker refuses fails its Kafka "
+                    "transaction and cannot be dead-lettered; walship dead-letters those larger "
+                    "than message.max.bytes itself, so keep the producer's message.max.bytes "
+                    "within the topic's)";
         else
             text += " (an event no larger than batch.size, " + std::to_string(batch_max_bytes_) +
                     " bytes, shares its batch: its refusal may be another event's, so it is "
@@ -524,6 +559,8 @@ void Producer::begin_txn(uint64_t commit_lsn)
     std::string why;
     if (!watermark_.begin(commit_lsn, why))
         throw CoreError(WS_ERR_INTERNAL, "walship bug: " + why);
+    if (exactly_once())
+        transaction_begun(commit_lsn);
 }
 
 void Producer::end_txn(uint64_t commit_lsn)
@@ -531,6 +568,8 @@ void Producer::end_txn(uint64_t commit_lsn)
     std::string why;
     if (!watermark_.end(commit_lsn, why))
         throw CoreError(WS_ERR_INTERNAL, "walship bug: " + why);
+    if (exactly_once())
+        transaction_ended(commit_lsn);
 }
 
 uint32_t Producer::source_id(const char *table)
@@ -566,9 +605,15 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table,
     if (topic_name == nullptr)
         throw CoreError(WS_ERR_INTERNAL, "event without a Kafka topic");
     const DeliveryWatermark::TransactionId txn = watermark_.open_transaction();
-    if (txn > kOpaqueTxnMask) /* a trillion transactions in one worker's life */
+    if (txn >= kOpaquePositionTxn) /* a trillion transactions in one worker's life */
         throw CoreError(WS_ERR_LIMIT, "transaction ids of this Kafka producer are used up; the "
                                       "stream restarts");
+
+    if (exactly_once()) {
+        ws_produce_result result = WS_PRODUCE_OK;
+        if (!admit_event(&result, err))
+            return result; /* already in Kafka, or wait for the previous commit */
+    }
 
     SinkTopic &topic = topics_.topic(topic_name);
     std::string why;
@@ -676,6 +721,7 @@ ws_produce_result Producer::produce(const char *topic_name, const char *table,
                                           rd_kafka_err2name(res) + ")");
     }
     watermark_.event_produced();
+    ++eos_.events;
     ++stats_.events_produced;
     stats_.bytes_produced += key_size + value_size;
     return WS_PRODUCE_OK;
@@ -691,10 +737,12 @@ ws_produce_result Producer::refuse(DeadLetter letter, ws_error *err)
     switch (result) {
     case WS_PRODUCE_OK:
         watermark_.event_produced();
+        ++eos_.events;
         ++stats_.events_produced;
         break;
     case WS_PRODUCE_QUEUE_FULL:
     case WS_PRODUCE_TOPIC_PENDING:
+    case WS_PRODUCE_COMMIT_PENDING:
         set_error(err, WS_ERR_NONE, why);
         break;
     case WS_PRODUCE_FAILED:
@@ -808,10 +856,18 @@ void Producer::poll(int timeout_ms)
     serve(timeout_ms);
     write_dead_letters();
     check_fatal();
+    if (exactly_once() && !failed())
+        step_transaction(timeout_ms);
 }
 
 void Producer::flush(int timeout_ms)
 {
+    if (exactly_once() && eos_.phase == ExactlyOnce::Phase::Ready &&
+        eos_.kafka != ExactlyOnce::Kafka::None) {
+        /* a commit flushes everything; an abort drops it */
+        end_transactions(timeout_ms);
+        return;
+    }
     {
         /* Dead letters are produced as the refusals behind them are served. */
         const AckClock ack_clock(*this);

@@ -64,6 +64,55 @@ struct DeadLetter {
     std::string reason;
 };
 
+class ProducerConf;
+
+/*
+ * Exactly once (exactly_once.cpp): the transactional producer's state. One Kafka
+ * transaction is open at a time; it holds whole PostgreSQL transactions (the watermark's)
+ * and ends with the stream's position record.
+ */
+struct ExactlyOnce {
+    enum class Phase { Off, OffsetsTopic, Init, ReadPosition, Ready };
+    /* Aborted: by a stop; what the watermark passed inside it stays unconfirmed */
+    enum class Kafka { None, Open, Committing, Aborting, Aborted };
+
+    Phase phase = Phase::Off;
+    std::string transactional_id;
+    std::string offsets_topic;
+    std::string stream;
+    std::string database;
+    uint64_t system_identifier = 0;
+    uint32_t timeline = 0;
+    int interval_ms = 50;
+    int max_events = 100000;
+    long long transaction_timeout_ms = 0;
+
+    /* the position read at the start: transactions at or below it are skipped */
+    bool found = false;
+    uint64_t position = 0;
+    uint32_t position_timeline = 0;
+    uint64_t position_system_identifier = 0;
+    /* reading it back: a read_committed consumer of the offsets topic's one partition */
+    rd_kafka_t *reader = nullptr;
+    rd_kafka_topic_t *reader_topic = nullptr;
+    int64_t end_offset = -1; /* the partition's end when reading began */
+    int64_t next_offset = 0; /* read up to here */
+    int unknown_topic_retries = 0;
+    Clock::time_point phase_started;
+
+    /* the open Kafka transaction */
+    Kafka kafka = Kafka::None;
+    Clock::time_point began;
+    uint64_t events = 0;     /* produced in it (dead letters too) */
+    uint64_t before_lsn = 0; /* commit LSN of the PostgreSQL transaction before its first */
+    uint64_t last_lsn = 0;   /* of the last PostgreSQL transaction ended in it */
+    uint64_t last_xid = 0;
+    uint64_t ended_lsn = 0; /* of the last PostgreSQL transaction ended at all */
+    bool skipping = false;  /* the open PostgreSQL transaction is at or below position */
+    uint64_t committed = 0; /* commit LSN the last Kafka commit made visible */
+    bool caught_up = false;
+};
+
 /* A header value and the number it was formatted from. */
 struct HeaderText {
     bool valid = false;
@@ -118,6 +167,22 @@ class Producer
     /* Waits up to timeout_ms for everything in flight (and the dead letters). */
     void flush(int timeout_ms);
 
+    /* Exactly once (exactly_once.cpp); at least once, start is DONE at once. */
+    ws_start_result start(int timeout_ms, ws_sink_position *position, ws_error *err);
+    void set_caught_up(bool caught_up)
+    {
+        eos_.caught_up = caught_up;
+    }
+    bool exactly_once() const
+    {
+        return eos_.phase != ExactlyOnce::Phase::Off;
+    }
+    /* What may be confirmed: the watermark, and exactly once, no further than the last
+     * PostgreSQL transaction before the Kafka transaction not yet committed. */
+    uint64_t confirmable() const;
+    /* Nothing open, unacknowledged or uncommitted. */
+    bool idle() const;
+
     /* The stream's failure: the first one recorded wins and it never clears. */
     bool failed() const
     {
@@ -152,6 +217,26 @@ class Producer
     ws_produce_result produce_dead_letter(const DeadLetter &letter, std::string &why);
     void write_dead_letters();
     void serve(int timeout_ms);
+
+    /* Exactly once (exactly_once.cpp) */
+    void open_exactly_once(const ws_sink_config &config, ProducerConf &conf,
+                           bool transactional_id_given, bool timeout_given);
+    void close_exactly_once() noexcept;
+    /* Before an event of a PostgreSQL transaction: false when it is skipped (already in
+     * Kafka); COMMIT_PENDING in *result while the previous Kafka transaction commits. */
+    bool admit_event(ws_produce_result *result, ws_error *err);
+    void transaction_begun(uint64_t commit_lsn);
+    void transaction_ended(uint64_t commit_lsn);
+    /* Commits the Kafka transaction when due, or goes on committing it. */
+    void step_transaction(int timeout_ms);
+    void produce_position();
+    /* A stop: commit what is whole, abort what is not (throws when it cannot in time). */
+    void end_transactions(int timeout_ms);
+    /* One slice of commit_transaction / abort_transaction; true when done. */
+    bool finish_kafka_transaction(bool commit, int timeout_ms);
+    /* The Kafka error of a transactional call as the stream's failure (throws). */
+    [[noreturn]] void transaction_failed(const char *what, rd_kafka_error_t *error);
+    bool read_position(int timeout_ms, std::string &why);
 
     SecretScrubber scrubber_;
     LogQueue logs_{scrubber_};
@@ -188,6 +273,8 @@ class Producer
      * transaction share them, so they are formatted once per transaction, not per event. */
     HeaderText lsn_header_;
     HeaderText xid_header_;
+
+    ExactlyOnce eos_;
 };
 
 } // namespace walship

@@ -180,7 +180,8 @@ bool property_allowed(const std::string &name, const char *value, bool secret, s
     }
     if (name == "transactional.id" || name == "transaction.timeout.ms") {
         why = "Kafka property " + prop +
-              " cannot be set: walship does not use Kafka transactions yet";
+              " can only be set with the stream option delivery = exactly_once, whose Kafka "
+              "transactions walship runs itself";
         return false;
     }
     if (name == "plugin.library.paths" || name == "ssl.engine.location" ||

@@ -149,12 +149,27 @@ ws_status ws_sink_flush(ws_sink *sink, int timeout_ms, ws_error *err)
 
 uint64_t ws_sink_watermark(const ws_sink *sink)
 {
-    return sink != nullptr ? sink->watermark().watermark() : 0;
+    return sink != nullptr ? sink->confirmable() : 0;
 }
 
 bool ws_sink_idle(const ws_sink *sink)
 {
-    return sink == nullptr || sink->watermark().idle();
+    return sink == nullptr || sink->idle();
+}
+
+ws_start_result ws_sink_start(ws_sink *sink, int timeout_ms, ws_sink_position *position,
+                              ws_error *err)
+{
+    ws_start_result result = WS_START_FAILED;
+    if (failing(sink, err, [&] { result = sink->start(timeout_ms, position, err); }) != WS_OK)
+        return WS_START_FAILED;
+    return result;
+}
+
+void ws_sink_set_caught_up(ws_sink *sink, bool caught_up)
+{
+    if (sink != nullptr)
+        sink->set_caught_up(caught_up);
 }
 
 void ws_sink_get_stats(const ws_sink *sink, ws_sink_stats *out)

@@ -169,7 +169,8 @@ void Topics::start_creation(SinkTopic &topic)
     const std::string &name = topic.name;
     char errstr[512];
     std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter> new_topic(rd_kafka_NewTopic_new(
-        name.c_str(), settings_.partitions, settings_.replication_factor, errstr, sizeof(errstr)));
+        name.c_str(), topic.partitions > 0 ? topic.partitions : settings_.partitions,
+        settings_.replication_factor, errstr, sizeof(errstr)));
     if (!new_topic) {
         topic.state = TopicState::Refused;
         topic.refusal = "could not create Kafka topic " + quoted(name) + ": " + errstr;
@@ -182,6 +183,14 @@ void Topics::start_creation(SinkTopic &topic)
             topic.state = TopicState::Refused;
             topic.refusal = "could not set max.message.bytes for Kafka topic " + quoted(name) +
                             ": " + rd_kafka_err2str(err);
+            return;
+        }
+    }
+    for (const auto &[config, value] : topic.configs) {
+        if (rd_kafka_NewTopic_set_config(new_topic.get(), config.c_str(), value.c_str()) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            topic.state = TopicState::Refused;
+            topic.refusal = "could not set " + config + " for Kafka topic " + quoted(name);
             return;
         }
     }
@@ -216,8 +225,10 @@ void Topics::finish_creation(SinkTopic &topic, rd_kafka_resp_err_t err, const ch
     case CreationOutcome::Created:
         topic.state = TopicState::Ready;
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            logs_.add(kLogInfo, "created Kafka topic " + quoted(name) +
-                                    " (partitions: " + broker_default_or(settings_.partitions) +
+            topic.created = true;
+            logs_.add(kLogInfo, "created Kafka topic " + quoted(name) + " (partitions: " +
+                                    broker_default_or(topic.partitions > 0 ? topic.partitions
+                                                                           : settings_.partitions) +
                                     ", replication factor: " +
                                     broker_default_or(settings_.replication_factor) + ")");
         }

@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace walship
 {
@@ -74,6 +76,12 @@ struct SinkTopic {
     Clock::time_point first_attempt;
     Clock::time_point retry_at;
     std::string refusal;
+    /* What this topic gets when walship creates it, instead of the stream's settings
+     * (exactly once's offsets topic): partitions (0: the stream's) and topic configs. */
+    int partitions = 0;
+    std::vector<std::pair<std::string, std::string>> configs;
+    /* walship's CreateTopics created it (it did not exist before) */
+    bool created = false;
 };
 
 class Topics
