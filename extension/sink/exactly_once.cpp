@@ -419,22 +419,21 @@ bool Producer::read_position(int timeout_ms, std::string &why)
             const std::string_view key(static_cast<const char *>(message->key),
                                        message->key != nullptr ? message->key_len : 0);
             if (message->key != nullptr && key == eos_.transactional_id) {
+                /* the last record of the key is the position: a bad one is an error
+                 * only if no later record replaces it */
                 PositionRecord record;
-                std::string bad;
+                eos_.bad_record.clear();
                 if (message->payload == nullptr) {
                     eos_.found = false; /* a tombstone: the position was reset */
                 } else if (!parse_position_value(
                                std::string_view(static_cast<const char *>(message->payload),
                                                 message->len),
-                               record, bad)) {
-                    throw CoreError(WS_ERR_INVALID_DATA,
-                                    "the stream's position record at offset " +
-                                        std::to_string(message->offset) + " of Kafka topic " +
-                                        quoted(eos_.offsets_topic) + " is not walship's: " + bad,
-                                    {},
-                                    "Only walship writes records keyed by the stream's "
-                                    "transactional id " +
-                                        quoted(eos_.transactional_id) + " to that topic.");
+                               record, eos_.bad_record)) {
+                    eos_.found = false;
+                    eos_.bad_record = "the stream's position record at offset " +
+                                      std::to_string(message->offset) + " of Kafka topic " +
+                                      quoted(eos_.offsets_topic) +
+                                      " is not walship's: " + eos_.bad_record;
                 } else {
                     eos_.found = true;
                     eos_.position = record.commit_lsn;
@@ -444,6 +443,13 @@ bool Producer::read_position(int timeout_ms, std::string &why)
             }
         }
         if (eos_.end_offset >= 0 && eos_.next_offset >= eos_.end_offset) {
+            if (!eos_.bad_record.empty())
+                throw CoreError(WS_ERR_INVALID_DATA, eos_.bad_record, {},
+                                "Only walship writes records keyed by the stream's transactional "
+                                "id " +
+                                    quoted(eos_.transactional_id) +
+                                    " to that topic; a tombstone (a null value) for that key "
+                                    "resets the position.");
             logs_.add(kLogInfo, eos_.found ? "exactly once: position " + format_lsn(eos_.position) +
                                                  " read from topic " + quoted(eos_.offsets_topic)
                                            : "exactly once: no position yet in topic " +

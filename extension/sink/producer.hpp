@@ -98,6 +98,7 @@ struct ExactlyOnce {
     int64_t end_offset = -1; /* the partition's end when reading began */
     int64_t next_offset = 0; /* read up to here */
     int unknown_topic_retries = 0;
+    std::string bad_record; /* why the last record of the key is not a position */
     Clock::time_point phase_started;
 
     /* the open Kafka transaction */

@@ -221,3 +221,93 @@ def test_a_stop_inside_a_large_transaction_aborts_it(db, kafka, unique):
     got = ids(kafka, topic, 2000001, timeout=300)
     assert len(got) == 2000001 and max(got.values()) == 1
     db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_a_fencing_producer_stops_the_worker_and_the_stream_recovers(db, kafka, unique):
+    """Another producer with the stream's transactional.id fences it: the worker's open
+    Kafka transaction never becomes visible, the status says who took over, the next
+    worker fences that producer in turn and the stream goes on, exactly once."""
+    from confluent_kafka import Producer
+
+    name = unique[:40]
+    topic = create(db, kafka, name, name)
+    stop = threading.Event()
+    counter: list = []
+    writer = threading.Thread(target=load, args=(db, name, stop, counter), daemon=True)
+    writer.start()
+    try:
+        time.sleep(1.5)
+        first_pid = status(db, name)["worker_pid"]
+        intruder = Producer({"bootstrap.servers": kafka.bootstrap,
+                             "transactional.id": transactional_id(db, name)})
+        intruder.init_transactions(30)
+        # the fenced worker fails, and the launcher starts the next (1 s backoff)
+        wt.wait_for(lambda: (s := status(db, name))["worker_pid"] not in (None, first_pid)
+                    and s["state"] == "running", 90, 0.1, "a new worker")
+        errors = db.scalar("SELECT string_agg(last_error, ' | ') FROM walship.stream_status "
+                           "WHERE name = %s", [name]) or ""
+        assert "fenced" in errors, errors
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        writer.join(30)
+    committed = db.scalar(f"SELECT count(*) FROM {name}")
+    wt.wait_caught_up(db, name, timeout=180)
+    got = ids(kafka, topic, committed)
+    assert len(got) == committed and max(got.values()) == 1
+    # the intruder is fenced now: it can no longer write as the stream
+    intruder.begin_transaction()
+    intruder.produce(topic, key=b'{"id": -1}', value=b"{}")
+    with pytest.raises(Exception, match="(?i)fenced|epoch"):
+        intruder.commit_transaction(30)
+    db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def write_position(kafka, name, tid, value):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(f"{name}.walship.offsets", key=tid.encode(),
+                     value=None if value is None else json.dumps(value).encode())
+    assert producer.flush(30) == 0
+
+
+def test_a_position_that_is_not_this_servers_stops_the_stream(db, kafka, unique):
+    """A position written by another server, or past the end of this server's WAL (a
+    restore from an older backup), would make the stream skip changes Kafka never had:
+    the worker refuses it, naming it; a tombstone for the key resets the position."""
+    name = unique[:40]
+    topic = create(db, kafka, name, name)
+    db.execute(f"INSERT INTO {name} VALUES (1, 'a')")
+    wt.wait_caught_up(db, name)
+    tid = transactional_id(db, name)
+    newest = positions(kafka, name)[-1]
+    db.execute("SELECT walship.stop_stream(%s)", [name])
+    wt.wait_for(lambda: status(db, name)["state"] == "stopped", 60, 0.2, "the stream to stop")
+
+    def start_and_fail(match):
+        db.execute("SELECT walship.start_stream(%s)", [name])
+        wt.wait_for(lambda: (s := status(db, name))["state"] == "error" and s["last_error"],
+                    60, 0.2, "the stream to fail")
+        error = status(db, name)["last_error"]
+        assert match in error, error
+        db.execute("SELECT walship.stop_stream(%s)", [name])
+        wt.wait_for(lambda: status(db, name)["state"] == "stopped", 60, 0.2, "the stream to stop")
+
+    write_position(kafka, name, tid, {**newest, "system_identifier": "12345"})
+    start_and_fail("was written by another PostgreSQL server (system identifier 12345")
+    far = newest["lsn"] + (1 << 40)
+    write_position(kafka, name, tid, {**newest, "lsn": far})
+    start_and_fail("past the end of this server's WAL")
+    write_position(kafka, name, tid, {**newest, "timeline": 7})
+    start_and_fail("is not in this server's history")
+    write_position(kafka, name, tid, {"stream": name})
+    start_and_fail("is not walship's")
+    # a tombstone: no position, the slot decides; the stream runs and goes on
+    write_position(kafka, name, tid, None)
+    db.execute("SELECT walship.start_stream(%s)", [name])
+    wt.wait_for(lambda: status(db, name)["state"] == "running", 60, 0.2, "the stream to run")
+    db.execute(f"INSERT INTO {name} VALUES (2, 'b')")
+    wt.wait_caught_up(db, name)
+    assert ids(kafka, topic, 2) == Counter({1: 1, 2: 1})
+    db.execute("SELECT walship.drop_stream(%s)", [name])
