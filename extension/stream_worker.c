@@ -635,6 +635,8 @@ static void report_start_wait(const char *why, TimestampTz since)
     LWLockAcquire(walship_shmem->lock, LW_EXCLUSIVE);
     if (worker.entry->generation == worker.generation &&
         (!worker.entry->kafka_error || strcmp(worker.entry->last_error, why) != 0)) {
+        /* shown as the error of a running stream that waits for Kafka, as later ones are */
+        worker.entry->state = STREAM_STATE_RUNNING;
         worker.entry->kafka_error = true;
         strlcpy(worker.entry->last_error, why, STREAM_ERROR_MAXLEN);
         worker.entry->last_error_time = now;

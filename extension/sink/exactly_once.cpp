@@ -160,16 +160,8 @@ void Producer::transaction_failed(const char *what, rd_kafka_error_t *raw)
                        rd_kafka_err2name(code) + ")";
     std::string detail;
     std::string hint;
-    const long long age = eos_.kafka != ExactlyOnce::Kafka::None ? elapsed_ms(eos_.began) : 0;
-    if (eos_.kafka != ExactlyOnce::Kafka::None && eos_.transaction_timeout_ms > 0 &&
-        age >= eos_.transaction_timeout_ms) {
-        detail = "The Kafka transaction was open for " + std::to_string(age) +
-                 " ms, longer than transaction.timeout.ms (" +
-                 std::to_string(eos_.transaction_timeout_ms) +
-                 " ms), so the transaction coordinator aborted it.";
-        hint = "Raise the Kafka property transaction.timeout.ms (up to the brokers' "
-               "transaction.max.timeout.ms) above the time the largest PostgreSQL "
-               "transaction takes to send; the stream sends it again from its position.";
+    if (transaction_timed_out(detail, hint)) {
+        /* said */
     } else if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
                code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) {
         text = "Kafka fenced this stream's producer: another producer with transactional.id " +
@@ -210,6 +202,24 @@ void Producer::transaction_failed(const char *what, rd_kafka_error_t *raw)
     }
     watermark_.halt();
     throw CoreError(WS_ERR_KAFKA, text, detail, hint);
+}
+
+bool Producer::transaction_timed_out(std::string &detail, std::string &hint) const
+{
+    if (eos_.phase != ExactlyOnce::Phase::Ready || eos_.kafka == ExactlyOnce::Kafka::None ||
+        eos_.kafka == ExactlyOnce::Kafka::Aborted || eos_.transaction_timeout_ms <= 0)
+        return false;
+    const long long age = elapsed_ms(eos_.began);
+    if (age < eos_.transaction_timeout_ms)
+        return false;
+    detail = "The Kafka transaction was open for " + std::to_string(age) +
+             " ms, longer than transaction.timeout.ms (" +
+             std::to_string(eos_.transaction_timeout_ms) +
+             " ms): its coordinator aborts it, and nothing of it becomes visible.";
+    hint = "Raise the Kafka property transaction.timeout.ms (up to the brokers' "
+           "transaction.max.timeout.ms) above the time the largest PostgreSQL transaction "
+           "takes to send, with walship.alter_stream; the stream then sends it again.";
+    return true;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -362,6 +362,14 @@ void Producer::record_failure(ws_error_kind kind, std::string_view message, std:
     if (failed())
         return;
     set_error(&failure_, kind, message, detail, hint);
+    /* exactly once: whatever Kafka says (fenced, an epoch, a failed delivery), a Kafka
+     * transaction open past transaction.timeout.ms was aborted by its coordinator */
+    guarded(nullptr, [&] {
+        std::string why;
+        std::string advice;
+        if (transaction_timed_out(why, advice))
+            set_error(&failure_, kind, message, why, advice);
+    });
 }
 
 void Producer::record_failure(const ws_error &error) noexcept

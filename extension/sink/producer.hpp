@@ -231,6 +231,9 @@ class Producer
     /* Commits the Kafka transaction when due, or goes on committing it. */
     void step_transaction(int timeout_ms);
     void produce_position();
+    /* The open Kafka transaction is older than transaction.timeout.ms: what that means
+     * (detail) and what to do (hint). */
+    bool transaction_timed_out(std::string &detail, std::string &hint) const;
     /* A stop: commit what is whole, abort what is not (throws when it cannot in time). */
     void end_transactions(int timeout_ms);
     /* One slice of commit_transaction / abort_transaction; true when done. */

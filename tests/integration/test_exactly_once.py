@@ -41,12 +41,12 @@ def status_or_none(db, name):
         return None
 
 
-def create(db, kafka, name, table, **options):
+def create(db, broker, name, table, **options):
     db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
     opts = {"topic_prefix": name, "format": "json", "json_schema": False,
             "snapshot_mode": "no_data", "delivery": "exactly_once", **options}
     db.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s::jsonb)",
-               [name, kafka.bootstrap, table, json.dumps(opts)])
+               [name, broker.bootstrap, table, json.dumps(opts)])
     wt.wait_for(lambda: (status(db, name) or {}).get("state") == "running", 60, 0.1,
                 f"stream {name} to run")
     return f"{name}.public.{table}"
@@ -311,3 +311,53 @@ def test_a_position_that_is_not_this_servers_stops_the_stream(db, kafka, unique)
     wt.wait_caught_up(db, name)
     assert ids(kafka, topic, 2) == Counter({1: 1, 2: 1})
     db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_kafka_down_at_the_start_shows_and_the_stream_goes_on(db, unique):
+    """With its broker down, a starting worker cannot reach the offsets topic or the
+    transaction coordinator: the status says what it waits for, and the stream starts
+    by itself once the broker is back, sending what was committed meanwhile once."""
+    name = unique[:40]
+    with wt.KafkaBroker() as broker:
+        topic = create(db, broker, name, name)
+        db.execute(f"INSERT INTO {name} SELECT g, 'a' FROM generate_series(1, 100) g")
+        wt.wait_caught_up(db, name)
+        db.execute("SELECT walship.stop_stream(%s)", [name])
+        broker.stop()
+        db.execute(f"INSERT INTO {name} SELECT g, 'b' FROM generate_series(101, 300) g")
+        db.execute("SELECT walship.start_stream(%s)", [name])
+        s = wt.wait_for(lambda: (x := status(db, name))["state"] == "error" and x,
+                        STALL_TIMEOUT_S + 30, 0.2, "the wait to show")
+        assert s["worker_pid"] is not None  # waiting, not failing
+        assert "offsets topic" in s["last_error"] or "coordinator" in s["last_error"], \
+            s["last_error"]
+        broker.start()
+        wt.wait_for(lambda: status(db, name)["state"] == "running", 120, 0.2,
+                    "the stream to start by itself")
+        wt.wait_caught_up(db, name, timeout=120)
+        got = ids(broker, topic, 300)
+        assert set(got) == set(range(1, 301)) and max(got.values()) == 1
+        db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_a_transaction_longer_than_the_transaction_timeout_says_so(db, unique):
+    """A PostgreSQL transaction that takes longer to send than transaction.timeout.ms:
+    the coordinator aborts its Kafka transaction (the broker checks every 500 ms here),
+    the status says to raise the property, and once alter_stream raised it the stream
+    sends the transaction, once."""
+    name = unique[:40]
+    env = {**os.environ,
+           "WALSHIP_KAFKA_CONFIG": "transaction.abort.timed.out.transaction.cleanup.interval.ms=500"}
+    with wt.KafkaBroker(env=env) as broker:
+        topic = create(db, broker, name, name, kafka={"transaction.timeout.ms": 1000})
+        db.execute(f"INSERT INTO {name} SELECT g, repeat('p', 500) FROM generate_series(1, 600000) g")
+        s = wt.wait_for(lambda: "transaction.timeout.ms" in ((x := status(db, name))["last_error"] or "")
+                        and x, 180, 0.2, "the timeout to show")
+        assert "Raise the Kafka property transaction.timeout.ms" in s["last_error"], s["last_error"]
+        assert sum(ids(broker, topic).values()) == 0  # nothing of it is visible
+        db.execute("SELECT walship.alter_stream(%s, NULL, %s::jsonb)",
+                   [name, json.dumps({"kafka": {"transaction.timeout.ms": 600000}})])
+        wt.wait_caught_up(db, name, timeout=300)
+        got = ids(broker, topic, 600000, timeout=180)
+        assert len(got) == 600000 and max(got.values()) == 1
+        db.execute("SELECT walship.drop_stream(%s)", [name])
