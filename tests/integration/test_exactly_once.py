@@ -361,3 +361,28 @@ def test_a_transaction_longer_than_the_transaction_timeout_says_so(db, unique):
         got = ids(broker, topic, 600000, timeout=180)
         assert len(got) == 600000 and max(got.values()) == 1
         db.execute("SELECT walship.drop_stream(%s)", [name])
+
+
+def test_snapshot_read_events_travel_in_the_transactions(db, kafka, unique):
+    """A snapshot's read events go out in the Kafka transactions too: read_committed
+    consumers see every row once, as a read event, and then the changes."""
+    name = unique[:40]
+    db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v text)")
+    db.execute(f"INSERT INTO {name} SELECT g, 'r' FROM generate_series(1, 20000) g")
+    db.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s::jsonb)",
+               [name, kafka.bootstrap, name,
+                json.dumps({"topic_prefix": name, "format": "json", "json_schema": False,
+                            "delivery": "exactly_once", "snapshot_chunk_size": 3000})])
+    wt.wait_for(lambda: (status(db, name) or {}).get("snapshot_state") == "done", 120, 0.2,
+                "the snapshot to finish")
+    db.execute(f"UPDATE {name} SET v = 'u' WHERE id <= 10")
+    wt.wait_caught_up(db, name)
+    msgs = wt.consume_all(kafka.bootstrap, f"{name}.public.{name}", 20010, timeout=120,
+                          linger=1.0)
+    ops = Counter((json.loads(m.value)["op"], json.loads(m.key)["id"])
+                  for m in msgs if m.value is not None)
+    reads = {i for (op, i) in ops if op == "r"}
+    assert reads == set(range(1, 20001))
+    assert max(ops.values()) == 1
+    assert {i for (op, i) in ops if op == "u"} == set(range(1, 11))
+    db.execute("SELECT walship.drop_stream(%s)", [name])
