@@ -146,9 +146,9 @@ def test_changes_arrive_once_and_the_position_says_how_far(db, kafka, unique):
     db.execute("SELECT walship.drop_stream(%s)", [name])
 
 
-def load(db, table, stop: threading.Event, counter: list, first: int = 1):
-    """Transactions of 1-20 inserts, one after another, until stop; the ids committed are
-    counted in counter[0] (a commit whose answer was lost in a crash is looked up)."""
+def load(db, table, stop: threading.Event, first: int = 1):
+    """Transactions of 1-20 inserts, one after another, until stop (after a crash, the
+    next id is looked up: a commit whose answer was lost may have gone through)."""
     i = first
     conn = None
     while not stop.is_set():
@@ -167,17 +167,29 @@ def load(db, table, stop: threading.Event, counter: list, first: int = 1):
                 i = db.scalar(f"SELECT coalesce(max(id), 0) FROM {table}") + 1
             except Exception:
                 pass
-    counter.append(i)
+
+
+def under_load(db, kafka, name, topic, faults):
+    """Runs faults() while the load commits, then waits until the stream has caught up;
+    returns (committed, ids received read_committed)."""
+    stop = threading.Event()
+    writer = threading.Thread(target=load, args=(db, name, stop), daemon=True)
+    writer.start()
+    try:
+        faults()
+    finally:
+        stop.set()
+        writer.join(30)
+    committed = db.scalar(f"SELECT count(*) FROM {name}")
+    wt.wait_caught_up(db, name, timeout=180)
+    return committed, ids(kafka, topic, committed)
 
 
 def test_worker_crashes_lose_and_double_nothing(db, kafka, unique, figures):
     name = unique[:40]
     topic = create(db, kafka, name, name, transaction_interval_ms=20)
-    stop = threading.Event()
-    counter: list = []
-    writer = threading.Thread(target=load, args=(db, name, stop, counter), daemon=True)
-    writer.start()
-    try:
+
+    def crashes():
         for _ in range(3):
             time.sleep(2.5)
             pid = status(db, name)["worker_pid"]
@@ -185,12 +197,8 @@ def test_worker_crashes_lose_and_double_nothing(db, kafka, unique, figures):
             wt.wait_for(lambda: (s := status_or_none(db, name)) and s["state"] == "running"
                         and s["worker_pid"] not in (None, pid), 90, 0.2, "the stream to run again")
         time.sleep(2)
-    finally:
-        stop.set()
-        writer.join(30)
-    committed = db.scalar(f"SELECT count(*) FROM {name}")
-    wt.wait_caught_up(db, name, timeout=180)
-    got = ids(kafka, topic, committed)
+
+    committed, got = under_load(db, kafka, name, topic, crashes)
     duplicates = sum(n - 1 for n in got.values() if n > 1)
     lost = committed - len(got)
     figures(f"exactly once, 3 worker crashes: committed {committed}, received "
@@ -231,15 +239,14 @@ def test_a_fencing_producer_stops_the_worker_and_the_stream_recovers(db, kafka, 
 
     name = unique[:40]
     topic = create(db, kafka, name, name)
-    stop = threading.Event()
-    counter: list = []
-    writer = threading.Thread(target=load, args=(db, name, stop, counter), daemon=True)
-    writer.start()
-    try:
+    intruders = []
+
+    def fence():
         time.sleep(1.5)
         first_pid = status(db, name)["worker_pid"]
         intruder = Producer({"bootstrap.servers": kafka.bootstrap,
                              "transactional.id": transactional_id(db, name)})
+        intruders.append(intruder)
         intruder.init_transactions(30)
         # the fenced worker fails, and the launcher starts the next (1 s backoff)
         wt.wait_for(lambda: (s := status(db, name))["worker_pid"] not in (None, first_pid)
@@ -248,12 +255,9 @@ def test_a_fencing_producer_stops_the_worker_and_the_stream_recovers(db, kafka, 
                            "WHERE name = %s", [name]) or ""
         assert "fenced" in errors, errors
         time.sleep(1.5)
-    finally:
-        stop.set()
-        writer.join(30)
-    committed = db.scalar(f"SELECT count(*) FROM {name}")
-    wt.wait_caught_up(db, name, timeout=180)
-    got = ids(kafka, topic, committed)
+
+    committed, got = under_load(db, kafka, name, topic, fence)
+    intruder = intruders[0]
     assert len(got) == committed and max(got.values()) == 1
     # the intruder is fenced now: it can no longer write as the stream
     intruder.begin_transaction()

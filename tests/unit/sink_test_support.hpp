@@ -36,6 +36,42 @@ namespace walship_sink_test
 using Clock = std::chrono::steady_clock;
 using Properties = std::vector<std::pair<std::string, std::string>>;
 
+/* A sink configuration over properties, which it keeps so that its C strings live on. */
+struct SinkConfig {
+    SinkConfig(const char *bootstrap, Properties props, int partitions = -1,
+               int replication_factor = -1)
+        : properties(std::move(props))
+    {
+        for (const auto &property : properties) {
+            names.push_back(property.first.c_str());
+            values.push_back(property.second.c_str());
+        }
+        config.bootstrap_servers = bootstrap;
+        config.prop_names = names.data();
+        config.prop_values = values.data();
+        config.nprops = static_cast<int>(properties.size());
+        config.topic_partitions = partitions;
+        config.topic_replication_factor = replication_factor;
+    }
+
+    /* The value of property i was read from file. */
+    void read_from(size_t i, const char *file)
+    {
+        files.resize(properties.size(), nullptr);
+        files[i] = file;
+        config.prop_files = files.data();
+    }
+
+    SinkConfig(const SinkConfig &) = delete; /* config points into this object */
+    SinkConfig &operator=(const SinkConfig &) = delete;
+
+    const Properties properties;
+    std::vector<const char *> names;
+    std::vector<const char *> values;
+    std::vector<const char *> files;
+    ws_sink_config config{};
+};
+
 /* Far longer than anything takes on an idle machine: a deadline only stops a hung test. */
 inline constexpr int kPatienceMs = 60000;
 
@@ -121,21 +157,9 @@ class SinkUnderTest
     SinkUnderTest(const std::string &bootstraps, const Properties &properties,
                   Cluster cluster = Cluster::Mock, int partitions = -1, int replication_factor = -1)
     {
-        std::vector<const char *> names;
-        std::vector<const char *> values;
-        for (const auto &property : properties) {
-            names.push_back(property.first.c_str());
-            values.push_back(property.second.c_str());
-        }
-        ws_sink_config config{};
-        config.bootstrap_servers = bootstraps.c_str();
-        config.prop_names = names.data();
-        config.prop_values = values.data();
-        config.nprops = static_cast<int>(properties.size());
-        config.topic_partitions = partitions;
-        config.topic_replication_factor = replication_factor;
+        SinkConfig config(bootstraps.c_str(), properties, partitions, replication_factor);
         ws_error err{};
-        sink_ = ws_sink_create(&config, &err);
+        sink_ = ws_sink_create(&config.config, &err);
         if (sink_ == nullptr) {
             ADD_FAILURE() << "ws_sink_create: " << err.message;
             return;

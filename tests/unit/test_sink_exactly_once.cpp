@@ -8,6 +8,7 @@
 #include "position_record.hpp"
 #include "properties.hpp"
 #include "sink_internal.hpp"
+#include "sink_test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -91,25 +92,14 @@ struct SinkDeleter {
     }
 };
 using SinkPtr = std::unique_ptr<ws_sink, SinkDeleter>;
-using Properties = std::vector<std::pair<std::string, std::string>>;
+using walship_sink_test::Properties;
 
 /* An exactly-once sink over properties; error is why it could not be created. */
 SinkPtr exactly_once_sink(const Properties &properties, std::string &error,
                           bool exactly_once = true)
 {
-    std::vector<const char *> names;
-    std::vector<const char *> values;
-    for (const auto &property : properties) {
-        names.push_back(property.first.c_str());
-        values.push_back(property.second.c_str());
-    }
-    ws_sink_config config{};
-    config.bootstrap_servers = "127.0.0.1:1"; /* nothing connects before the first event */
-    config.prop_names = names.data();
-    config.prop_values = values.data();
-    config.nprops = static_cast<int>(properties.size());
-    config.topic_partitions = -1;
-    config.topic_replication_factor = -1;
+    walship_sink_test::SinkConfig sink_config("127.0.0.1:1", properties); /* nothing connects */
+    ws_sink_config &config = sink_config.config;
     config.exactly_once = exactly_once;
     config.transactional_id = "walship.1.shop.orders";
     config.offsets_topic = "shop.walship.offsets";

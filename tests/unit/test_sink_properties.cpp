@@ -10,6 +10,7 @@
 #include "producer_conf.hpp"
 #include "properties.hpp"
 #include "sink_internal.hpp"
+#include "sink_test_support.hpp"
 #include "topics.hpp"
 
 #include <gtest/gtest.h>
@@ -31,46 +32,11 @@ struct SinkDeleter {
 };
 using SinkPtr = std::unique_ptr<ws_sink, SinkDeleter>;
 
-using Properties = std::vector<std::pair<std::string, std::string>>;
+using walship_sink_test::Properties;
+using walship_sink_test::SinkConfig;
 
 /* No connection is attempted before the first event, so nothing needs to listen here. */
 constexpr const char *kNowhere = "127.0.0.1:1";
-
-/* A sink configuration over properties, which it keeps so that its C strings live on. */
-struct SinkConfig {
-    SinkConfig(const char *bootstrap, Properties props, int partitions = -1,
-               int replication_factor = -1)
-        : properties(std::move(props))
-    {
-        for (const auto &property : properties) {
-            names.push_back(property.first.c_str());
-            values.push_back(property.second.c_str());
-        }
-        config.bootstrap_servers = bootstrap;
-        config.prop_names = names.data();
-        config.prop_values = values.data();
-        config.nprops = static_cast<int>(properties.size());
-        config.topic_partitions = partitions;
-        config.topic_replication_factor = replication_factor;
-    }
-
-    /* The value of property i was read from file. */
-    void read_from(size_t i, const char *file)
-    {
-        files.resize(properties.size(), nullptr);
-        files[i] = file;
-        config.prop_files = files.data();
-    }
-
-    SinkConfig(const SinkConfig &) = delete; /* config points into this object */
-    SinkConfig &operator=(const SinkConfig &) = delete;
-
-    const Properties properties;
-    std::vector<const char *> names;
-    std::vector<const char *> values;
-    std::vector<const char *> files;
-    ws_sink_config config{};
-};
 
 SinkPtr create_sink(const char *bootstrap, const Properties &properties, std::string &error,
                     int partitions = -1, int replication_factor = -1)
