@@ -96,7 +96,7 @@ typedef struct StreamWorker {
     TimestampTz stop_deadline;    /* 0 until a stop was requested */
     TimestampTz last_publish;
     TimestampTz waiting_since;  /* events in flight and no ack since; 0 = none in flight */
-    uint64 acked_at_wait;       /* events acknowledged when waiting_since was set */
+    uint64 acked_at_wait;       /* events acknowledged + Kafka commits at waiting_since */
     uint64 dead_letters_before; /* the stream's dead letters before this worker started */
     bool sink_idle;             /* nothing was open or waiting for Kafka at the last service */
     /* failover slots: the physical standbys (synchronized_standby_slots) have WAL up to
@@ -137,23 +137,32 @@ static void set_state(StreamState state)
 /*
  * A broker that is unreachable makes librdkafka report an error; one that accepts
  * connections but acknowledges nothing (frozen, overloaded) does not. So: events in
- * flight and no acknowledgement for walship.stall_timeout is an error of its own.
+ * flight (exactly once: or a Kafka transaction being ended, which holds back what comes
+ * next) and no acknowledgement or commit for walship.stall_timeout is an error of its own.
  */
 static bool stall_detected(const ws_sink_stats *stats, TimestampTz now, char *why)
 {
-    if (stats->in_flight == 0 || walship_stall_timeout <= 0) {
+    uint64 progress = stats->events_acked + stats->events_dead_lettered + stats->kafka_transactions;
+
+    if ((stats->in_flight == 0 && !stats->transaction_ending) || walship_stall_timeout <= 0) {
         worker.waiting_since = 0;
         return false;
     }
-    if (worker.waiting_since == 0 ||
-        stats->events_acked + stats->events_dead_lettered != worker.acked_at_wait) {
+    if (worker.waiting_since == 0 || progress != worker.acked_at_wait) {
         worker.waiting_since = now;
-        worker.acked_at_wait = stats->events_acked + stats->events_dead_lettered;
+        worker.acked_at_wait = progress;
         return false;
     }
     if (!TimestampDifferenceExceeds(worker.waiting_since, now, walship_stall_timeout))
         return false;
-    if (why != NULL)
+    if (why != NULL && stats->in_flight == 0)
+        snprintf(why, WS_ERRMSG_SIZE,
+                 "Kafka has not completed the commit (or abort) of the stream's Kafka "
+                 "transaction for more than %d ms (walship.stall_timeout): the brokers are "
+                 "unreachable, frozen or overloaded; the stream waits and goes on by itself "
+                 "when they answer",
+                 walship_stall_timeout);
+    else if (why != NULL)
         snprintf(why, WS_ERRMSG_SIZE,
                  "Kafka has acknowledged none of the %llu events in flight for more than %d ms "
                  "(walship.stall_timeout): the brokers are unreachable, frozen or overloaded; "

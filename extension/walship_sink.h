@@ -123,6 +123,9 @@ typedef struct ws_sink_stats {
     int64_t last_ack_time_us;      /* Unix epoch micros of the last successful ack; 0 = never */
     uint64_t kafka_transactions;   /* exactly once: Kafka transactions committed */
     uint64_t events_skipped;       /* exactly once: events already in Kafka, not sent again */
+    /* exactly once: a Kafka transaction's commit or abort is under way; nothing new is
+     * produced until it ends, so it may wait with nothing in flight */
+    bool transaction_ending;
 } ws_sink_stats;
 
 /*

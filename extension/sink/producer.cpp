@@ -408,6 +408,8 @@ ws_sink_stats Producer::stats() const
 {
     ws_sink_stats out = stats_;
     out.in_flight = watermark_.in_flight();
+    out.transaction_ending =
+        eos_.kafka == ExactlyOnce::Kafka::Committing || eos_.kafka == ExactlyOnce::Kafka::Aborting;
     return out;
 }
 
