@@ -225,11 +225,19 @@ def measure_latency(pg, kafka, table: str, topic: str, rate: int, seconds: int,
     ``seconds``; a consumer of ``topic`` computes receive time − commit time of every
     event (``commit_time_us(value)``: the commit time in µs since the epoch; None for a
     record to skip, e.g. a tombstone)."""
-    # (receive − commit, the record's Kafka timestamp (produce time) − commit), in ms
-    samples: list[tuple[float, float]] = []
+    return measure_latencies(pg, kafka, table, [topic], rate, seconds, commit_time_us,
+                             [group])[0]
+
+
+def measure_latencies(pg, kafka, table: str, topics: list[str], rate: int, seconds: int,
+                      commit_time_us, groups: list[str]) -> list[dict]:
+    """measure_latency with one consumer per topic (each its own thread and group), all
+    reading the events of the same load: streams of the same table measured at once."""
+    # per topic: (receive − commit, the record's Kafka timestamp (produce time) − commit), ms
+    samples: list[list[tuple[float, float]]] = [[] for _ in topics]
     stop = threading.Event()
 
-    def consume():
+    def consume(topic, group, out):
         from confluent_kafka import Consumer
         c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group, **LATENCY_CONSUMER})
         c.subscribe([topic])
@@ -240,17 +248,20 @@ def measure_latency(pg, kafka, table: str, topic: str, rate: int, seconds: int,
             now_us = time.time() * 1e6
             commit_us = commit_time_us(m.value())
             if commit_us is not None:
-                samples.append(((now_us - commit_us) / 1000.0, m.timestamp()[1] - commit_us / 1000.0))
+                out.append(((now_us - commit_us) / 1000.0, m.timestamp()[1] - commit_us / 1000.0))
         c.close()
 
-    th = threading.Thread(target=consume, daemon=True)
-    th.start()
+    threads = [threading.Thread(target=consume, args=(t, g, out), daemon=True)
+               for t, g, out in zip(topics, groups, samples)]
+    for th in threads:
+        th.start()
     # Warm up outside the measurement: walship creates the topic with the first event,
     # and the consumer group joins only once the topic exists.
     pg.execute(f"INSERT INTO {table} (v, t) VALUES (0, 'warm-up')")
-    wt.wait_for(lambda: len(samples) >= 1, 120, 0.1, "the warm-up event")
+    wt.wait_for(lambda: all(len(out) >= 1 for out in samples), 120, 0.1, "the warm-up event")
     time.sleep(1)
-    samples.clear()
+    for out in samples:
+        out.clear()
     script = Path(pg.base_dir) / f"insert-{table}.sql"
     script.write_text(f"INSERT INTO {table} (v, t) VALUES (random() * 1000, 'x');\n")
     os.chmod(script, 0o644)
@@ -261,21 +272,61 @@ def measure_latency(pg, kafka, table: str, topic: str, rate: int, seconds: int,
     load_after = os.getloadavg()
     committed = pg.scalar(f"SELECT count(*) FROM {table}") - 1  # less the warm-up
     try:
-        wt.wait_for(lambda: len(samples) >= committed, 120, 0.2, "all latency events consumed")
+        wt.wait_for(lambda: all(len(out) >= committed for out in samples), 120, 0.2,
+                    "all latency events consumed")
     finally:
         stop.set()
-        th.join(10)
+        for th in threads:
+            th.join(10)
     qq = lambda v, p: v[min(len(v) - 1, int(p * len(v)))]  # noqa: E731
-    s = sorted(t for t, _ in samples)
-    q = lambda p: qq(s, p)  # noqa: E731
-    pr = sorted(p for _, p in samples)  # commit → produce
-    split = sorted(t - p for t, p in samples)  # produce → receive
     tps = next((ln for ln in res.stdout.splitlines() if ln.startswith("tps")), "")
-    return {"transactions": committed, "rate": rate, "seconds": seconds, "pgbench": tps.strip(),
-            "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": s[-1],
-            "mean_ms": statistics.fmean(s), "load": (load_before, load_after),
-            "produce_p50_ms": qq(pr, 0.50), "produce_p99_ms": qq(pr, 0.99),
-            "visible_p50_ms": qq(split, 0.50), "visible_p99_ms": qq(split, 0.99)}
+    results = []
+    for out in samples:
+        s = sorted(t for t, _ in out)
+        pr = sorted(p for _, p in out)  # commit → produce
+        split = sorted(t - p for t, p in out)  # produce → receive
+        results.append({"transactions": committed, "rate": rate, "seconds": seconds,
+                        "pgbench": tps.strip(), "p50_ms": qq(s, 0.50), "p95_ms": qq(s, 0.95),
+                        "p99_ms": qq(s, 0.99), "max_ms": s[-1], "mean_ms": statistics.fmean(s),
+                        "load": (load_before, load_after),
+                        "produce_p50_ms": qq(pr, 0.50), "produce_p99_ms": qq(pr, 0.99),
+                        "visible_p50_ms": qq(split, 0.50), "visible_p99_ms": qq(split, 0.99)})
+    return results
+
+
+def latency_paired(pg, kafka, rate: int, seconds: int, deliveries: list[str], tag: str,
+                   kafka_props: dict | None = None, eos_extra: dict | None = None) -> dict:
+    """One table, one load, one stream per delivery at once (each its own topic and
+    consumer): the deliveries see the same transactions at the same moments, so the
+    machine's noise is common to them; each worker also competes with the other."""
+    table = f"bench_latency_{tag}"
+    pg.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, v int, t text)")
+    names, topics = [], []
+    for d in deliveries:
+        name, prefix = f"latency_{tag}_{SHORT[d]}", f"lat-{tag}-{SHORT[d]}".replace("_", "-")
+        options = {"topic_prefix": prefix, "snapshot_mode": "no_data", "delivery": d,
+                   **(eos_extra or {} if d == "exactly_once" else {})}
+        if kafka_props:
+            options["kafka"] = kafka_props
+        pg.execute("SELECT walship.create_stream(%s, %s, ARRAY[%s], %s)",
+                   (name, kafka.bootstrap, f"public.{table}", json.dumps(options)))
+        names.append(name)
+        topics.append(f"{prefix}.public.{table}")
+    for name in names:
+        wt.wait_for(lambda: wt.stream_status(pg, name)["state"] == "running", 60, 0.2,
+                    "stream running")
+    event_class = wt.load_event_class()
+    res = measure_latencies(pg, kafka, table, topics, rate, seconds,
+                            lambda value: event_class.FromString(value).source.commit_time_us,
+                            [f"bench-{n}" for n in names])
+    out = {}
+    for d, name, r in zip(deliveries, names, res):
+        r["delivery"] = d
+        if d == "exactly_once":
+            r["kafka_transactions"] = kafka_transactions(kafka, f"lat-{tag}-{SHORT[d]}".replace("_", "-"))
+        pg.execute("SELECT walship.drop_stream(%s)", (name,))
+        out[d] = r
+    return out
 
 
 def loads(before_after) -> str:
@@ -303,6 +354,9 @@ def main() -> int:
                     help='Kafka properties of the measured streams, JSON, e.g. \'{"debug": "eos"}\'')
     ap.add_argument("--interval", type=int, default=None,
                     help="transaction_interval_ms of the exactly_once streams (default: walship's)")
+    ap.add_argument("--paired-rounds", type=int, default=None,
+                    help="after the rounds, rounds of the latency with every delivery's stream "
+                         "of the same table at once (default 2 with two deliveries, else 0)")
     ap.add_argument("--skip", default="", help="comma-separated: catch-up, latency")
     ap.add_argument("--no-warmup", action="store_true",
                     help="measure the catch-up on a broker that has just started")
@@ -316,7 +370,7 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     settings = {"shared_buffers": "1GB", "max_wal_size": "8GB", "synchronous_commit": "on"}
     eos_extra = {"transaction_interval_ms": args.interval} if args.interval is not None else {}
-    results = []
+    results, paired = [], []
     with wt.KafkaBroker() as kafka, wt.PgCluster("bench", logical_decoding_work_mem="64MB",
                                                  settings=settings) as pg:
         pg.execute("CREATE EXTENSION walship")
@@ -350,6 +404,20 @@ def main() -> int:
                           f"Kafka transactions {lat.get('kafka_transactions')}; {lat['pgbench']}; "
                           f"load average {loads(lat['load'])})", flush=True)
             results.append(res)
+        paired_rounds = (args.paired_rounds if args.paired_rounds is not None
+                         else (2 if len(deliveries) > 1 else 0))
+        for r in range(1, paired_rounds + 1 if "latency" not in skip else 1):
+            lat = latency_paired(pg, kafka, args.rate, args.seconds, deliveries, f"p{r}",
+                                 kafka_props, eos_extra)
+            paired.append({"round": r, "order": deliveries, "latency": lat})
+            for d in deliveries:
+                x = lat[d]
+                print(f"paired round {r} latency {d}: p50 {x['p50_ms']:.1f} ms, p95 "
+                      f"{x['p95_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms, max {x['max_ms']:.1f} ms "
+                      f"(commit→produce p50/p99 {x['produce_p50_ms']:.1f}/{x['produce_p99_ms']:.1f}, "
+                      f"produce→receive {x['visible_p50_ms']:.1f}/{x['visible_p99_ms']:.1f}; "
+                      f"Kafka transactions {x.get('kafka_transactions')}; {x['pgbench']}; "
+                      f"load average {loads(x['load'])})", flush=True)
     if args.no_write:
         return 0
     today = datetime.date.today().isoformat()
@@ -358,7 +426,7 @@ def main() -> int:
         out = ROOT / "bench" / "results" / f"stream-{today}.md"
     else:
         out = ROOT / "bench" / "results" / f"stream-delivery-{today}.md"
-    out.write_text(report(results, deliveries, args, cmd.strip(), pgv, today, kafka_props))
+    out.write_text(report(results, paired, deliveries, args, cmd.strip(), pgv, today, kafka_props))
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
@@ -367,7 +435,7 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def report(results, deliveries, args, cmd, pgv, today, kafka_props) -> str:
+def report(results, paired, deliveries, args, cmd, pgv, today, kafka_props) -> str:
     consumer = ", ".join(f"{k}={v}" for k, v in LATENCY_CONSUMER.items())
     lines = [f"# walship streaming benchmark: {' against '.join(deliveries)}, {today}", "",
              f"Command: `{cmd}` (after `scripts/install-deps.sh` and a build + install)", "",
@@ -409,43 +477,60 @@ def report(results, deliveries, args, cmd, pgv, today, kafka_props) -> str:
         if set(deliveries) == set(DELIVERIES):
             ratios = [r["catch_up"]["by"]["exactly_once"]["events_per_s"] /
                       r["catch_up"]["by"]["at_least_once"]["events_per_s"] for r in cu_rows]
-            med = {d: median([r["catch_up"]["by"][d]["events_per_s"] for r in cu_rows]) for d in deliveries}
             ok = median(ratios) >= 0.70
-            lines += ["", "exactly_once / at_least_once events/s per round: "
+            lines += ["", "exactly_once / at_least_once events/s in each round: "
                       + ", ".join(f"{x:.0%}" for x in ratios)
-                      + f"; medians {med['exactly_once']:,.0f} / {med['at_least_once']:,.0f} events/s"
-                      f" = **{med['exactly_once'] / med['at_least_once']:.0%}** (target ≥ 70%: "
+                      + f"; median **{median(ratios):.0%}** (target ≥ 70%: "
                       f"{'met' if ok else 'not met'}; lowest round {min(ratios):.0%})."]
         lines.append("")
     lat_rows = [r for r in results if r["latency"]]
-    if lat_rows:
-        any_lat = next(iter(lat_rows[0]["latency"].values()))
+    if lat_rows or paired:
+        any_lat = next(iter((lat_rows or paired)[0]["latency"].values()))
         lines += ["## Latency", "",
                   f"Commit-to-consume latency: pgbench -R {any_lat['rate']} -c 4 -j 2 for "
-                  f"{any_lat['seconds']} s of single-row INSERT transactions into a table of "
-                  "the stream's own; receive time − source.commit_time_us of every event. "
-                  f"Consumer (the same for both): {consumer}. \"commit → produce\": the record's "
-                  "Kafka timestamp (librdkafka's create time) − commit time; \"produce → "
-                  "receive\": the rest (broker, Kafka transaction, fetch).", "",
-                  "| round | delivery | tx | p50 | p95 | **p99** | max | commit → produce p50 / p99 | produce → receive p50 / p99 | Kafka transactions | pgbench tps | load average |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in lat_rows:
-            for d in r["order"]:
-                x = r["latency"][d]
-                tps = x["pgbench"].split("=")[1].split()[0] if "=" in x["pgbench"] else x["pgbench"]
-                lines.append(f"| {r['round']} | {d} | {x['transactions']:,} | {x['p50_ms']:.1f} ms | "
-                             f"{x['p95_ms']:.1f} ms | **{x['p99_ms']:.1f} ms** | {x['max_ms']:.1f} ms | "
-                             f"{x['produce_p50_ms']:.1f} / {x['produce_p99_ms']:.1f} ms | "
-                             f"{x['visible_p50_ms']:.1f} / {x['visible_p99_ms']:.1f} ms | "
-                             f"{x.get('kafka_transactions', '–')} | {float(tps):.1f} | {loads(x['load'])} |")
-        if "exactly_once" in deliveries:
-            p99s = [r["latency"]["exactly_once"]["p99_ms"] for r in lat_rows]
-            ok = median(p99s) <= 100
-            lines += ["", "exactly_once p99 per round: " + ", ".join(f"{x:.1f} ms" for x in p99s)
-                      + f"; median **{median(p99s):.1f} ms** (target ≤ 100 ms: "
-                      f"{'met' if ok else 'not met'}; worst round {max(p99s):.1f} ms)."]
-        lines.append("")
+                  f"{any_lat['seconds']} s of single-row INSERT transactions; receive time − "
+                  "source.commit_time_us of every event. Consumer (the same for every "
+                  f"delivery): {consumer}. \"commit → produce\": the record's Kafka timestamp "
+                  "(librdkafka's create time) − commit time; \"produce → receive\": the rest "
+                  "(broker, Kafka transaction, fetch).", ""]
+    if lat_rows:
+        lines += ["One delivery at a time: a new stream of a table of its own, alone on the "
+                  "machine (of this benchmark).", ""]
+        lines += latency_table(lat_rows, deliveries)
+    if paired:
+        lines += ["Paired: one table and one load, streamed by one stream per delivery at "
+                  "once (each its own topic and read_committed consumer), so the deliveries "
+                  "see the same transactions at the same moments and the machine's noise is "
+                  "common to them; each worker also competes with the other for the CPU.", ""]
+        lines += latency_table(paired, deliveries)
     return "\n".join(lines)
+
+
+def latency_table(rows, deliveries) -> list[str]:
+    lines = ["| round | delivery | tx | p50 | p95 | **p99** | max | commit → produce p50 / p99 | produce → receive p50 / p99 | Kafka transactions | pgbench tps | load average |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for d in r["order"]:
+            x = r["latency"][d]
+            tps = x["pgbench"].split("=")[1].split()[0] if "=" in x["pgbench"] else x["pgbench"]
+            lines.append(f"| {r['round']} | {d} | {x['transactions']:,} | {x['p50_ms']:.1f} ms | "
+                         f"{x['p95_ms']:.1f} ms | **{x['p99_ms']:.1f} ms** | {x['max_ms']:.1f} ms | "
+                         f"{x['produce_p50_ms']:.1f} / {x['produce_p99_ms']:.1f} ms | "
+                         f"{x['visible_p50_ms']:.1f} / {x['visible_p99_ms']:.1f} ms | "
+                         f"{x.get('kafka_transactions', '–')} | {float(tps):.1f} | {loads(x['load'])} |")
+    if "exactly_once" in deliveries:
+        p99s = [r["latency"]["exactly_once"]["p99_ms"] for r in rows]
+        ok = median(p99s) <= 100
+        text = ("exactly_once p99 in each round: " + ", ".join(f"{x:.1f} ms" for x in p99s)
+                + f"; median **{median(p99s):.1f} ms** (target ≤ 100 ms: "
+                f"{'met' if ok else 'not met'}; worst round {max(p99s):.1f} ms)")
+        if "at_least_once" in deliveries:
+            alo = [r["latency"]["at_least_once"]["p99_ms"] for r in rows]
+            text += ("; at_least_once p99 in the same rounds: " + ", ".join(f"{x:.1f} ms" for x in alo)
+                     + f", median {median(alo):.1f} ms")
+        lines += ["", text + "."]
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":
