@@ -69,10 +69,11 @@ typedef struct ws_sink_config {
      * follows the property) */
     const char *transactional_id;
     const char *offsets_topic;
-    /* A Kafka transaction is committed at the end of a PostgreSQL transaction once it
-     * is this old and the stream has caught up with the WAL (or, while it has not, once
-     * it is a second old, or the interval if that is longer), or as soon as it holds
-     * transaction_max_events events. */
+    /* A Kafka transaction is committed at the end of a PostgreSQL transaction once the
+     * stream has caught up with the WAL and this long has passed since the previous
+     * commit began (while it has not caught up, once the transaction is a second old, or
+     * the interval if that is longer), or as soon as it holds transaction_max_events
+     * events. */
     int transaction_interval_ms;
     int transaction_max_events;
     /* what the position records say about the stream, and check on the way back */

@@ -576,12 +576,20 @@ void Producer::step_transaction(int timeout_ms)
     if (eos_.phase != ExactlyOnce::Phase::Ready)
         return;
     if (eos_.kafka == ExactlyOnce::Kafka::Open && !watermark_.has_open_transaction()) {
+        const Clock::time_point now = Clock::now();
         const long long age = elapsed_ms(eos_.began);
+        /* Caught up, the interval runs from the previous commit's start, not from this
+         * transaction's first event: what PostgreSQL committed while that commit ran
+         * (the worker waits for it) has been waiting since, so a change waits about one
+         * interval plus a commit, not two commits. Commits still start at most once an
+         * interval. While behind, age: the transactions are large, not frequent. */
+        const long long since_due = std::chrono::duration_cast<Ms>(now - eos_.last_due).count();
         const bool due = eos_.events >= static_cast<uint64_t>(eos_.max_events) ||
-                         (age >= eos_.interval_ms && eos_.caught_up) ||
+                         (since_due >= eos_.interval_ms && eos_.caught_up) ||
                          age >= std::max(eos_.interval_ms, kBacklogCommitMs);
         if (!due)
             return;
+        eos_.last_due = now;
         produce_position();
         if (failed())
             return;

@@ -104,6 +104,8 @@ struct ExactlyOnce {
     /* the open Kafka transaction */
     Kafka kafka = Kafka::None;
     Clock::time_point began;
+    /* when the previous Kafka transaction became due (its commit began) */
+    Clock::time_point last_due;
     uint64_t events = 0;     /* produced in it (dead letters too) */
     uint64_t before_lsn = 0; /* commit LSN of the PostgreSQL transaction before its first */
     uint64_t last_lsn = 0;   /* of the last PostgreSQL transaction ended in it */
