@@ -284,7 +284,7 @@ static char *jsonb_scalar_text(const JsonbValue *v)
 #define TOPIC_SETTING_HINT                                                                         \
     "%s is used when walship creates a topic; leave it out for the broker's default."
 #define TRANSACTION_SETTING_HINT                                                                   \
-    "%s sizes the Kafka transactions of delivery exactly_once (docs/delivery.md); leave it out "   \
+    "%s sizes the Kafka transactions of delivery exactly_once (docs/streams.md); leave it out "    \
     "for walship's default."
 
 static int positive_int_option(const char *stream_name, const char *key, const JsonbValue *v,
@@ -717,7 +717,7 @@ static void add_stream_option(StreamConfig *config, ws_options *parser, const ch
                      errhint("at_least_once (the default) may send events again after a crash; "
                              "exactly_once sends them in Kafka transactions, each exactly once "
                              "to consumers with isolation.level = read_committed "
-                             "(docs/delivery.md).")));
+                             "(docs/streams.md).")));
     } else if (strcmp(key, "transaction_interval_ms") == 0 ||
                strcmp(key, "transaction-interval-ms") == 0) {
         config->transaction_interval_ms = positive_int_option(

@@ -56,13 +56,13 @@ typedef struct ws_sink_config {
      */
     const char *context_logical_name;
     /*
-     * Exactly-once delivery (docs/delivery.md): the producer is transactional and every
-     * event goes out inside a Kafka transaction that holds whole PostgreSQL transactions
-     * and, as its last record, the stream's position (the commit LSN of its last
-     * PostgreSQL transaction) in offsets_topic, keyed by the transactional id. The
-     * watermark then only passes what a Kafka commit made visible, and ws_sink_start
-     * reads the position back (read_committed) so that the sink skips every transaction
-     * at or below it. false: at least once, and the fields below are ignored.
+     * Exactly-once delivery (docs/streams.md, "Exactly once"): the producer is transactional and
+     * every event goes out inside a Kafka transaction that holds whole PostgreSQL transactions and,
+     * as its last record, the stream's position (the commit LSN of its last PostgreSQL transaction)
+     * in offsets_topic, keyed by the transactional id. The watermark then only passes what a Kafka
+     * commit made visible, and ws_sink_start reads the position back (read_committed) so that the
+     * sink skips every transaction at or below it. false: at least once, and the fields below are
+     * ignored.
      */
     bool exactly_once;
     /* transactional.id unless the stream's properties set one (then the position's key

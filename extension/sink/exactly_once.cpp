@@ -1,5 +1,5 @@
 /*
- * exactly_once.cpp: delivery = exactly_once (docs/delivery.md), the Producer's
+ * exactly_once.cpp: delivery = exactly_once (docs/streams.md, "Exactly once"), the Producer's
  * transactional half.
  *
  * Start (Producer::start, before the first event):

@@ -1,4 +1,4 @@
-"""delivery = exactly_once (docs/delivery.md): Kafka transactions holding whole PostgreSQL
+"""delivery = exactly_once (docs/streams.md, "Exactly once"): Kafka transactions holding whole PostgreSQL
 transactions, the stream's position kept in Kafka in the same transaction.
 
 Checked with read_committed consumers: every committed change exactly once through worker

@@ -25,6 +25,7 @@ import walship_faults as wf
 import walship_testlib as wt
 
 status = wt.stream_status
+DELIVERIES = pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
 RATE = 200  # transactions a second (plus a 2,000-row one every 250)
 SAVE_INTERVAL_S = 1.0  # the worker saves its slot at most once a second
 
@@ -54,16 +55,21 @@ def cluster(request):
         pg.cleanup()
 
 
-def finish(pg, bootstrap, name, topics, load, scenario, figures, extra=""):
+def finish(pg, bootstrap, name, topics, load, scenario, delivery, figures, extra=""):
+    """Verifies with a read_committed consumer (what an exactly-once stream's readers use;
+    the same as read_uncommitted for at-least-once, which writes no transactions): exactly
+    once also asserts 0 duplicates."""
     wt.wait_caught_up(pg, name, timeout=240)
-    report = wf.verify(pg, bootstrap, topics)
+    report = wf.verify(pg, bootstrap, topics, isolation_level="read_committed")
     seconds = load.stopped - load.started
-    figures(f"{scenario}: {report.line()}; {load.commits} transactions in {seconds:.0f} s "
-            f"({report.committed / seconds:.0f} events/s){extra}")
+    figures(f"{scenario} [{delivery}]: {report.line()}; {load.commits} transactions in "
+            f"{seconds:.0f} s ({report.committed / seconds:.0f} events/s){extra}")
     assert report.lost == 0, f"lost: {report.lost_examples}"
     assert report.phantoms == 0, "rolled-back or never committed rows arrived"
     assert report.order_violations == 0, report.violation_examples
     assert report.distinct == report.committed
+    if delivery == "exactly_once":
+        assert report.duplicates == 0, report.line()
     return report, report.committed / seconds
 
 
@@ -75,9 +81,10 @@ def crash_bound(crashes: int, events_per_s: float) -> float:
 
 
 @pytest.mark.timeout(400)
-def test_stream_worker_killed_5_times(cluster, kafka, unique, figures):
+@DELIVERIES
+def test_stream_worker_killed_5_times(cluster, kafka, unique, delivery, figures):
     pg, name = cluster, unique[:40]
-    topics = wf.create_stream(pg, kafka.bootstrap, name, partitions=3)
+    topics = wf.create_stream(pg, kafka.bootstrap, name, partitions=3, delivery=delivery)
     rng = random.Random(11)
     with wf.LoadGenerator(pg, RATE) as load:
         for _ in range(5):
@@ -86,16 +93,18 @@ def test_stream_worker_killed_5_times(cluster, kafka, unique, figures):
             os.kill(pid, signal.SIGKILL)  # the postmaster restarts every process
             wait_running(pg, name, not_pid=pid)
         time.sleep(2)
-    report, rate = finish(pg, kafka.bootstrap, name, topics, load, "kill -9 worker x5", figures)
+    report, rate = finish(pg, kafka.bootstrap, name, topics, load, "kill -9 worker x5", delivery,
+                          figures)
     figures(f"  duplicates per crash {report.duplicates / 5:.0f} "
             f"({report.duplicates / 5 / rate:.2f} s of work), bound {crash_bound(1, rate):.0f}")
     assert report.duplicates <= crash_bound(5, rate), report.line()
 
 
 @pytest.mark.timeout(400)
-def test_immediate_shutdowns_and_a_killed_backend(cluster, kafka, unique, figures):
+@DELIVERIES
+def test_immediate_shutdowns_and_a_killed_backend(cluster, kafka, unique, delivery, figures):
     pg, name = cluster, unique[:40]
-    topics = wf.create_stream(pg, kafka.bootstrap, name, partitions=3)
+    topics = wf.create_stream(pg, kafka.bootstrap, name, partitions=3, delivery=delivery)
     with wf.LoadGenerator(pg, RATE) as load:
         for _ in range(3):
             time.sleep(3)
@@ -113,14 +122,15 @@ def test_immediate_shutdowns_and_a_killed_backend(cluster, kafka, unique, figure
         time.sleep(3)
     assert load.failures > 0  # the crashes did hit the load
     report, rate = finish(pg, kafka.bootstrap, name, topics, load,
-                          "pg_ctl stop -m immediate x3 + kill -9 backend", figures)
+                          "pg_ctl stop -m immediate x3 + kill -9 backend", delivery, figures)
     figures(f"  duplicates per crash {report.duplicates / 4:.0f} "
             f"({report.duplicates / 4 / rate:.2f} s of work), bound {crash_bound(1, rate):.0f}")
     assert report.duplicates <= crash_bound(4, rate), report.line()
 
 
 @pytest.mark.timeout(500)
-def test_broker_frozen_40_s_then_killed(cluster, unique, figures):
+@DELIVERIES
+def test_broker_frozen_40_s_then_killed(cluster, unique, delivery, figures):
     """A broker of its own: SIGSTOP for 40 s (walship.stall_timeout at its default, 30 s:
     the status says error within a few seconds of it, and recovers by itself after
     SIGCONT), then kill -9 and a restart on its data."""
@@ -128,7 +138,8 @@ def test_broker_frozen_40_s_then_killed(cluster, unique, figures):
     stall_timeout = 30
     assert pg.scalar("SHOW walship.stall_timeout") == f"{stall_timeout}s"
     with wt.KafkaBroker() as broker:
-        topics = wf.create_stream(pg, broker.bootstrap, name, partitions=3)
+        topics = wf.create_stream(pg, broker.bootstrap, name, partitions=3,
+                                   delivery=delivery)
         with wf.LoadGenerator(pg, RATE) as load:
             time.sleep(3)
             os.kill(broker.pid, signal.SIGSTOP)
@@ -153,7 +164,7 @@ def test_broker_frozen_40_s_then_killed(cluster, unique, figures):
             broker.start()
             time.sleep(5)
         report, _ = finish(pg, broker.bootstrap, name, topics, load,
-                           "broker SIGSTOP 40 s, then kill -9 and restart", figures,
+                           "broker SIGSTOP 40 s, then kill -9 and restart", delivery, figures,
                            f"; error shown {shown:.1f} s after the pause (stall_timeout "
                            f"{stall_timeout} s), running again {recovered:.1f} s after SIGCONT")
         assert shown <= stall_timeout + 5
@@ -176,14 +187,16 @@ def end_offsets(bootstrap, topics):
 
 
 @pytest.mark.timeout(600)
-def test_three_broker_cluster_leader_killed_then_two_brokers_down(cluster, unique, figures):
+@DELIVERIES
+def test_three_broker_cluster_leader_killed_then_two_brokers_down(cluster, unique, delivery, figures):
     """Replication factor 3, min.insync.replicas=2: the leader of the busiest partition is
     killed under load and restarted later; then two brokers stop: writes must wait (no
     acknowledgement while fewer than 2 replicas are in sync, so nothing is confirmed that
     could be lost), and go on when they are back."""
     pg, name = cluster, unique[:40]
     with wt.KafkaCluster(3) as kc:
-        topics = wf.create_stream(pg, kc.bootstrap, name, partitions=3, replication_factor=3)
+        topics = wf.create_stream(pg, kc.bootstrap, name, partitions=3, replication_factor=3,
+                                   delivery=delivery)
         with wf.LoadGenerator(pg, RATE) as load:
             time.sleep(4)
             # the stream creates each topic with its first event (RF 3: a loaded machine
@@ -219,5 +232,5 @@ def test_three_broker_cluster_leader_killed_then_two_brokers_down(cluster, uniqu
             time.sleep(3)
         finish(pg, kc.bootstrap, name, topics, load,
                "3 brokers: leader of the busiest partition killed, then 2 of 3 stopped",
-               figures, f"; leader back in sync {back:.1f} s after the kill; nothing "
+               delivery, figures, f"; leader back in sync {back:.1f} s after the kill; nothing "
                         f"acknowledged while 2 brokers were down")

@@ -131,9 +131,12 @@ class Report:
                 f"{self.phantoms}, order violations {self.order_violations}")
 
 
-def verify(pg, bootstrap: str, topics: list[str], timeout: float = 120) -> Report:
+def verify(pg, bootstrap: str, topics: list[str], timeout: float = 120,
+           isolation_level: str = "read_committed") -> Report:
     """Compares what the database committed with what every partition of the stream's
-    two topics holds (read to its end; call after the stream caught up)."""
+    two topics holds (read to its end; call after the stream caught up), as a consumer of
+    ``isolation_level`` sees it: read_committed (the default) skips what an exactly-once
+    stream's aborted Kafka transactions wrote."""
     ins_topic, hot_topic = topics
     committed_ins = {r[0] for r in pg.execute("SELECT id FROM f_ins")}
     committed_hot = {(r[0], r[1]) for r in pg.execute("SELECT k, seq FROM f_hotlog")}
@@ -142,7 +145,8 @@ def verify(pg, bootstrap: str, topics: list[str], timeout: float = 120) -> Repor
     seen_ins: dict[int, int] = {}
     seen_hot: dict[tuple[int, int], int] = {}
     newest: dict[int, int] = {}
-    for m in wt.consume_all(bootstrap, [ins_topic, hot_topic], timeout=timeout):
+    for m in wt.consume_all(bootstrap, [ins_topic, hot_topic], timeout=timeout,
+                            isolation_level=isolation_level):
         report.received += 1
         value = json.loads(m.value)
         after = value["after"]
