@@ -216,13 +216,13 @@ def test_options_merge_over_the_stored_ones(db, kafka, unique):
         "plugin": {"format": "json", "topic-prefix": name, "include-before": "false"},
         "kafka": {"compression.type": "lz4", "batch.num.messages": 1000},
         "partitions": 3, "on_refused": "stop", "failover": False,
-        "snapshot_mode": "no_data", "snapshot_chunk_size": chunk}
+        "snapshot_mode": "no_data", "snapshot_chunk_size": chunk, "delivery": "at_least_once"}
     assert notices == []
     alter(db, name, None, {"kafka": None, "partitions": None, "format": None,
                            "include_before": None, "topic_prefix": "moved"}, notices)
     assert row(db, name)[2] == {
         "plugin": {"topic-prefix": "moved"}, "kafka": {}, "on_refused": "stop",
-        "failover": False, "snapshot_mode": "no_data", "snapshot_chunk_size": chunk}
+        "failover": False, "snapshot_mode": "no_data", "snapshot_chunk_size": chunk, "delivery": "at_least_once"}
     assert any(f'stream "{name}" moves to topics prefixed "moved"' in n for n in notices)
     assert any("changes its event format from json to protobuf" in n for n in notices)
     # stopped: no worker was started, and the same again changes nothing

@@ -169,7 +169,7 @@ def test_stream_lifecycle_and_status(db, kafka, unique):
     assert row == (kafka.bootstrap, ["public.items"],
                    {"plugin": {"topic-prefix": "sql"}, "kafka": {}, "on_refused": "stop",
                     "failover": False, "snapshot_mode": "initial",
-                    "snapshot_chunk_size": 4096}, True)
+                    "snapshot_chunk_size": 4096, "delivery": "at_least_once"}, True)
     assert f"walship_{name}" in slots(db)
     assert db.scalar("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s",
                      [f"walship_{name}"]) == "walship"
