@@ -50,8 +50,6 @@ constexpr int kBacklogCommitMs = 1000;
 constexpr int kTransactionSliceMs = 100;
 /* A just-created offsets topic may be unknown to the broker answering for a moment. */
 constexpr int kUnknownTopicRetries = 50;
-/* The opaque of the position record: kOpaquePositionTxn in producer.cpp. */
-constexpr uintptr_t kPositionOpaque = (uintptr_t{1} << 40) - 1;
 
 using Ms = std::chrono::milliseconds;
 
@@ -541,7 +539,8 @@ void Producer::produce_position()
             RD_KAFKA_V_KEY(eos_.transactional_id.data(), eos_.transactional_id.size()),
             RD_KAFKA_V_VALUE(const_cast<char *>(value.data()), value.size()),
             RD_KAFKA_V_HEADER("walship.lsn", lsn.text, lsn.length),
-            RD_KAFKA_V_OPAQUE(reinterpret_cast<void *>(kPositionOpaque)), RD_KAFKA_V_END);
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void *>(static_cast<uintptr_t>(kOpaquePositionTxn))),
+            RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)

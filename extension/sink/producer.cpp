@@ -29,13 +29,10 @@ namespace
 constexpr size_t kDeadLetterMaxKeyBytes = 65536;
 /* A message's opaque: its transaction's id (bits 0-39), the interned table it is about
  * (bits 40-62, 0 = none) and whether it is a dead letter (bit 63). */
-constexpr unsigned kOpaqueSourceShift = 40;
-constexpr uint64_t kOpaqueTxnMask = (uint64_t{1} << kOpaqueSourceShift) - 1;
+constexpr unsigned kOpaqueSourceShift = kOpaqueTxnBits;
+constexpr uint64_t kOpaqueTxnMask = kOpaquePositionTxn;
 constexpr uint32_t kOpaqueMaxSources = uint32_t{1} << 23;
 constexpr uint64_t kOpaqueDeadLetter = uint64_t{1} << 63;
-/* The transaction id of the stream's position record (exactly once): no transaction of
- * the watermark's ever has it (produce refuses ids from here up). */
-constexpr uint64_t kOpaquePositionTxn = kOpaqueTxnMask;
 static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "message opaques must hold 64 bits");
 /* Kafka's default max.message.bytes for a topic (1 MiB plus a batch header): topics
  * walship creates keep the broker's own limit unless the producer's is larger. */

@@ -66,6 +66,12 @@ struct DeadLetter {
 
 class ProducerConf;
 
+/* A message's opaque holds its transaction's id in its low kOpaqueTxnBits bits. The
+ * largest such id is the stream's position record's (exactly once): no transaction of
+ * the watermark's ever has it (produce refuses ids from there up). */
+constexpr unsigned kOpaqueTxnBits = 40;
+constexpr uint64_t kOpaquePositionTxn = (uint64_t{1} << kOpaqueTxnBits) - 1;
+
 /*
  * Exactly once (exactly_once.cpp): the transactional producer's state. One Kafka
  * transaction is open at a time; it holds whole PostgreSQL transactions (the watermark's)
