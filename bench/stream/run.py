@@ -426,6 +426,8 @@ def main() -> int:
         out = ROOT / "bench" / "results" / f"stream-{today}.md"
     else:
         out = ROOT / "bench" / "results" / f"stream-delivery-{today}.md"
+    if out.exists():  # an earlier run of the day stays
+        out = out.with_name(f"{out.stem}-{datetime.datetime.now():%H%M%S}.md")
     out.write_text(report(results, paired, deliveries, args, cmd.strip(), pgv, today, kafka_props))
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
